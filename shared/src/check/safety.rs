@@ -1,0 +1,338 @@
+//! Raft's safety properties (Figure 3 of the paper), checked after every simulator step, plus
+//! exactly-once application of client writes.
+//!
+//! The checker watches what each server persists, commits and applies, and keeps a global
+//! record: the leader of each term, the entry committed and applied at each index, and a hash
+//! chain over every persisted log so that Log Matching costs O(1) per entry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde::Serialize;
+
+use crate::kv::ClientId;
+use crate::raft::{Index, NodeId, Payload, Raft, Role, Term};
+use crate::replica::{AppliedEntry, Persist};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Property {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// A leader never overwrites or deletes entries in its log.
+    LeaderAppendOnly,
+    /// Two logs with an entry of the same index and term are identical up to it.
+    LogMatching,
+    /// A committed entry is in the log of every leader of a later term.
+    LeaderCompleteness,
+    /// No two servers apply different entries at the same index.
+    StateMachineSafety,
+    /// No client write takes effect twice.
+    ExactlyOnce,
+    /// The clients' history has a legal sequential order consistent with real time.
+    Linearizability,
+}
+
+impl Property {
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "Election Safety",
+            Property::LeaderAppendOnly => "Leader Append-Only",
+            Property::LogMatching => "Log Matching",
+            Property::LeaderCompleteness => "Leader Completeness",
+            Property::StateMachineSafety => "State Machine Safety",
+            Property::ExactlyOnce => "Exactly Once",
+            Property::Linearizability => "Linearizability",
+        }
+    }
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub property: Property,
+    pub step: u64,
+    pub detail: String,
+}
+
+/// A server's persisted log as hash chains: `chains[i]` covers index `base + 1 + i`.
+#[derive(Debug, Default)]
+struct Mirror {
+    base: Index,
+    base_term: Term,
+    base_chain: u64,
+    chains: Vec<(Term, u64)>,
+}
+
+impl Mirror {
+    /// The last entry's (index, term), what the up-to-date rule compares.
+    fn last(&self) -> (Index, Term) {
+        match self.chains.last() {
+            Some((term, _)) => (self.base + self.chains.len() as Index, *term),
+            None => (self.base, self.base_term),
+        }
+    }
+
+    /// Whether this log holds the committed entry (index, term, chain), or compacted it.
+    fn holds(&self, index: Index, term: Term, chain: u64) -> bool {
+        index <= self.base || self.at(index) == Some((term, chain))
+    }
+
+    fn at(&self, index: Index) -> Option<(Term, u64)> {
+        if index <= self.base {
+            return None;
+        }
+        self.chains.get((index - self.base - 1) as usize).copied()
+    }
+
+    fn chain_before(&self, index: Index) -> u64 {
+        if index - 1 == self.base { self.base_chain } else { self.at(index - 1).map_or(0, |(_, c)| c) }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SafetyChecker {
+    leaders: BTreeMap<Term, NodeId>,
+    /// Per committed index: the entry's term and chain, and the term in which it was first
+    /// seen committed (the committing leader's term).
+    committed: BTreeMap<Index, (Term, u64, Term)>,
+    applied: BTreeMap<Index, (Term, u64, String)>,
+    chain_of: HashMap<(Index, Term), u64>,
+    mirrors: BTreeMap<NodeId, Mirror>,
+    /// A leader's log end when last seen: (term, last index, last term).
+    leading: BTreeMap<NodeId, (Term, Index, Term)>,
+    commits: BTreeMap<NodeId, Index>,
+    fresh_writes: BTreeMap<(ClientId, u64), Index>,
+    violations: Vec<Violation>,
+}
+
+fn digest(payload: &Payload) -> u64 {
+    let mut h = DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
+}
+
+fn chain(previous: u64, term: Term, payload: &Payload) -> u64 {
+    let mut h = DefaultHasher::new();
+    (previous, term, digest(payload)).hash(&mut h);
+    h.finish()
+}
+
+impl SafetyChecker {
+    /// A checker for a cluster of these servers.
+    pub fn new(nodes: impl IntoIterator<Item = NodeId>) -> SafetyChecker {
+        let mirrors = nodes.into_iter().map(|id| (id, Mirror::default())).collect();
+        SafetyChecker { mirrors, ..SafetyChecker::default() }
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    pub fn take_violations(&mut self) -> Vec<Violation> {
+        std::mem::take(&mut self.violations)
+    }
+
+    fn violation(&mut self, property: Property, step: u64, detail: String) {
+        self.violations.push(Violation { property, step, detail });
+    }
+
+    /// `node` made `persist` durable.
+    pub fn on_persist(&mut self, node: NodeId, persist: &Persist, step: u64) {
+        if let Some(snapshot) = &persist.snapshot {
+            let (index, term) = (snapshot.meta.index, snapshot.meta.term);
+            let base_chain = self
+                .committed
+                .get(&index)
+                .filter(|(t, _, _)| *t == term)
+                .map(|(_, c, _)| *c)
+                .or_else(|| self.chain_of.get(&(index, term)).copied())
+                .unwrap_or(0);
+            self.mirrors
+                .insert(node, Mirror { base: index, base_term: term, base_chain, chains: Vec::new() });
+        }
+        let Some(first) = persist.entries.first().map(|e| e.index) else { return };
+        let mirror = self.mirrors.entry(node).or_default();
+        assert!(first > mirror.base, "node {node} persisted entry {first} inside its snapshot");
+        mirror.chains.truncate((first - mirror.base - 1) as usize);
+        let mut found = Vec::new();
+        for entry in &persist.entries {
+            let c = chain(mirror.chain_before(entry.index), entry.term, &entry.payload);
+            mirror.chains.push((entry.term, c));
+            match self.chain_of.get(&(entry.index, entry.term)) {
+                Some(existing) if *existing != c => found.push((entry.index, entry.term)),
+                Some(_) => {}
+                None => {
+                    self.chain_of.insert((entry.index, entry.term), c);
+                }
+            }
+        }
+        for (index, term) in found {
+            let detail = format!(
+                "node {node}'s log differs from another server's up to index {index}, \
+                 although both hold an entry of term {term} there"
+            );
+            self.violation(Property::LogMatching, step, detail);
+        }
+    }
+
+    /// `node` restarted from its disk: its volatile state is gone.
+    pub fn on_restart(&mut self, node: NodeId, snapshot_index: Index) {
+        self.commits.insert(node, snapshot_index);
+        self.leading.remove(&node);
+    }
+
+    /// After `node` handled an input: who leads, and does a leader keep its log?
+    pub fn after_input(&mut self, node: NodeId, raft: &Raft, step: u64) {
+        if raft.role() != Role::Leader {
+            self.leading.remove(&node);
+            return;
+        }
+        let term = raft.term();
+        match self.leaders.get(&term) {
+            Some(other) if *other != node => {
+                let detail = format!("nodes {other} and {node} were both leaders of term {term}");
+                self.violation(Property::ElectionSafety, step, detail);
+            }
+            Some(_) => {}
+            None => {
+                self.leaders.insert(term, node);
+                self.check_leader_completeness(node, raft, step);
+            }
+        }
+        if let Some((t, last, last_term)) = self.leading.get(&node).copied() {
+            if t == term {
+                let kept = raft.last_index() >= last
+                    && (last <= raft.snapshot_index() || raft.term_at(last) == Some(last_term));
+                if !kept {
+                    let detail = format!("leader {node} of term {term} lost or rewrote its entry {last}");
+                    self.violation(Property::LeaderAppendOnly, step, detail);
+                }
+            }
+        }
+        let last = raft.last_index();
+        self.leading.insert(node, (term, last, raft.term_at(last).unwrap_or(0)));
+    }
+
+    /// A leader of term T must hold every entry committed in a term before T. By Log Matching
+    /// it suffices to look at the last such entry.
+    fn check_leader_completeness(&mut self, node: NodeId, raft: &Raft, step: u64) {
+        let leader_term = raft.term();
+        let last_before =
+            self.committed.iter().rev().find(|(_, (_, _, committed_in))| *committed_in < leader_term);
+        let Some((&index, &(term, _, committed_in))) = last_before else { return };
+        if index <= raft.snapshot_index() {
+            return;
+        }
+        if raft.term_at(index) != Some(term) {
+            let detail = format!(
+                "node {node} became leader of term {leader_term} without entry {index} (term {term}), \
+                 committed in term {committed_in}"
+            );
+            self.violation(Property::LeaderCompleteness, step, detail);
+        }
+    }
+
+    /// Leader Completeness, looked at from the other side: once an entry is committed, no server
+    /// lacking it may ever be able to win an election. A server can win if its log is at least
+    /// as up-to-date (§5.4.1) as the logs of a majority, counting every server's durable log —
+    /// crashed ones too, since they come back. If such a server exists, some schedule of
+    /// crashes and messages elects it and loses the entry; this check reports it at once
+    /// instead of waiting for the simulator to stumble on that schedule.
+    fn check_commit_is_durable(&mut self, step: u64) {
+        let Some((&index, &(term, chain, committed_in))) = self.committed.last_key_value() else { return };
+        let logs: Vec<(NodeId, (Index, Term), bool)> =
+            self.mirrors.iter().map(|(id, m)| (*id, m.last(), m.holds(index, term, chain))).collect();
+        let quorum = self.mirrors.len() / 2 + 1;
+        for (candidate, (last_index, last_term), holds) in &logs {
+            if *holds {
+                continue;
+            }
+            let voters: Vec<NodeId> = logs
+                .iter()
+                .filter(|(_, (i, t), _)| (last_term, last_index) >= (t, i))
+                .map(|(id, _, _)| *id)
+                .collect();
+            if voters.len() >= quorum {
+                let detail = format!(
+                    "entry {index} (term {term}), committed in term {committed_in}, can be lost: node {candidate} \
+                     lacks it, yet its log (last entry {last_index}, term {last_term}) is at least as \
+                     up-to-date as those of nodes {voters:?}, a majority that would elect it"
+                );
+                self.violation(Property::LeaderCompleteness, step, detail);
+                return;
+            }
+        }
+    }
+
+    /// After `node` finished a round: what it committed and applied.
+    pub fn after_finish(&mut self, node: NodeId, raft: &Raft, applied: &[AppliedEntry], step: u64) {
+        let commit = raft.commit_index();
+        let previous = self.commits.get(&node).copied().unwrap_or(0);
+        if commit > previous {
+            let mirror = self.mirrors.get(&node);
+            let mut found = Vec::new();
+            for index in previous + 1..=commit {
+                let Some(mine) = mirror.and_then(|m| m.at(index)) else { continue };
+                match self.committed.get(&index) {
+                    Some(&(term, chain, _)) if (term, chain) != mine => found.push((index, mine.0, term)),
+                    Some(_) => {}
+                    None => {
+                        self.committed.insert(index, (mine.0, mine.1, raft.term()));
+                    }
+                }
+            }
+            for (index, mine, theirs) in found {
+                let detail = format!(
+                    "node {node} committed a different entry at index {index} (term {mine}) than was committed before (term {theirs})"
+                );
+                self.violation(Property::LeaderCompleteness, step, detail);
+            }
+        }
+        self.commits.insert(node, commit);
+        if commit > previous {
+            self.check_commit_is_durable(step);
+        }
+        for entry in applied {
+            let d = digest(&entry.payload);
+            match self.applied.get(&entry.index) {
+                Some((term, other, text)) if (*term, *other) != (entry.term, d) => {
+                    let detail = format!(
+                        "node {node} applied \"{}\" (term {}) at index {} where another server applied \"{text}\" (term {term})",
+                        entry.payload.describe(),
+                        entry.term,
+                        entry.index
+                    );
+                    self.violation(Property::StateMachineSafety, step, detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.applied.insert(entry.index, (entry.term, d, entry.payload.describe()));
+                }
+            }
+            if let Payload::Command(command) = &entry.payload {
+                if entry.duplicate {
+                    continue;
+                }
+                let key = (command.client, command.seq);
+                match self.fresh_writes.get(&key) {
+                    Some(first) if *first != entry.index => {
+                        let detail = format!(
+                            "write {} (client {}, seq {}) took effect at index {first} and again at index {} on node {node}",
+                            command.op, command.client, command.seq, entry.index
+                        );
+                        self.violation(Property::ExactlyOnce, step, detail);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.fresh_writes.insert(key, entry.index);
+                    }
+                }
+            }
+        }
+    }
+}

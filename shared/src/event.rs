@@ -1,0 +1,148 @@
+//! Observation events: what a server did and why, in one typed enum.
+//!
+//! The Raft core emits most of them; the node and the simulator add the few that happen outside
+//! the core (applying an entry, serving a read, a crash). The node streams them to proxies, the
+//! page draws them, the simulator's trace prints them — all from these same types, so what the
+//! lecturer sees is what the code did.
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{ConflictHint, Index, MessageKind, Millis, NodeId, ReadId, Role, Term, VoteRefusal};
+
+/// An event as it leaves a server: who, when (the server's clock, in ms), and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub node: NodeId,
+    pub at: Millis,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Role or term changed.
+    RoleChanged { role: Role, term: Term, leader: Option<NodeId>, reason: RoleReason },
+    /// The election timer was (re)armed: it fires at `deadline` unless a leader is heard first.
+    ElectionTimerReset { deadline: Millis, timeout: Millis },
+    /// A message left this server.
+    MessageSent { to: NodeId, kind: MessageKind, term: Term, detail: MessageDetail },
+    /// This server gave its (pre-)vote.
+    VoteGranted { candidate: NodeId, term: Term, pre_vote: bool },
+    /// This server refused its (pre-)vote, and the rule that made it refuse.
+    VoteRefused { candidate: NodeId, term: Term, pre_vote: bool, refusal: VoteRefusal },
+    /// A candidate counted a vote.
+    VoteCounted { voter: NodeId, term: Term, pre_vote: bool, granted: bool, granted_total: u32, needed: u32 },
+    /// Entries were added to this server's log (by a proposal on a leader, by AppendEntries on
+    /// a follower).
+    EntriesAppended { entries: Vec<EntrySummary> },
+    /// A conflicting suffix was removed, starting at `from` (§5.3).
+    LogTruncated { from: Index },
+    /// A follower refused AppendEntries because its log does not contain the previous entry.
+    AppendRefused { leader: NodeId, prev_log_index: Index, prev_log_term: Term, hint: ConflictHint },
+    /// The leader learned that `follower` matches up to `match_index`.
+    AppendAccepted { follower: NodeId, match_index: Index, next_index: Index },
+    /// The leader learned that `follower` diverges; it will retry from `next_index`.
+    AppendRejected { follower: NodeId, next_index: Index },
+    /// The commit index moved forward.
+    CommitAdvanced { from: Index, to: Index, term: Term },
+    /// The state machine applied entries up to `index` (emitted by the node or simulator).
+    Applied { index: Index },
+    /// A snapshot of the state machine at `index` replaced the log up to it.
+    SnapshotTaken { index: Index, term: Term },
+    /// The leader is sending a snapshot to a follower that is behind its log's first entry.
+    SnapshotSent { to: NodeId, index: Index },
+    /// A follower replaced its state with the leader's snapshot.
+    SnapshotInstalled { index: Index, term: Term, leader: NodeId },
+    /// A linearizable read may be served once the state machine has applied `index`.
+    ReadIndexReady { read_id: ReadId, index: Index },
+    /// A linearizable read could not get an index (no leader, or leadership was lost).
+    ReadIndexFailed { read_id: ReadId, reason: String },
+    /// A read was answered (emitted by the node or simulator).
+    ReadServed { read_id: ReadId, index: Index, consistency: Consistency },
+    /// The leader is handing leadership to `to` (dissertation §3.10).
+    TransferStarted { to: NodeId },
+    /// The transfer did not finish within an election timeout.
+    TransferAborted { to: NodeId },
+    /// A server process started and recovered this state from disk (emitted by the node).
+    Recovered { term: Term, voted_for: Option<NodeId>, snapshot_index: Index, last_index: Index },
+    /// A fault was injected or cleared on this server (emitted by the node or simulator).
+    Fault { description: String },
+}
+
+/// Why the role or term changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RoleReason {
+    /// The server started (or restarted) as a follower.
+    Started,
+    /// No leader was heard for an election timeout.
+    ElectionTimeout,
+    /// Enough pre-votes: the real election may start.
+    PreVoteWon,
+    /// A majority voted for this server.
+    ElectionWon { votes: u32 },
+    /// A majority refused: wait for another timeout.
+    ElectionLost,
+    /// A message carried a higher term (§5.1).
+    HigherTerm { from: NodeId },
+    /// A candidate heard from the leader of its term (§5.2).
+    LeaderDiscovered { leader: NodeId },
+    /// A leader that heard from no majority for an election timeout stepped down (§6.2).
+    CheckQuorumFailed,
+    /// The leader asked this server to take over (§3.10).
+    TimeoutNow { from: NodeId },
+}
+
+/// A few numbers about a message, for drawing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDetail {
+    /// Entries carried (AppendEntries) or the index concerned (responses, snapshots).
+    pub entries: u32,
+    pub index: Index,
+    /// For responses and votes: whether it says yes.
+    pub ok: bool,
+}
+
+/// A log entry as the page draws it: position, term and a short description of the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntrySummary {
+    pub index: Index,
+    pub term: Term,
+    pub text: String,
+}
+
+/// How a read is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// ReadIndex: as of a moment between the request and the answer. Served by any server.
+    #[default]
+    Linearizable,
+    /// Whatever this server has applied. Possibly old; never blocks. What the original
+    /// project did, kept so the difference can be shown.
+    Stale,
+    /// ReadIndex on the leader itself.
+    Leader,
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "stale" => Ok(Consistency::Stale),
+            "leader" => Ok(Consistency::Leader),
+            other => Err(format!("unknown consistency '{other}' (expected linearizable, stale or leader)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Consistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Stale => "stale",
+            Consistency::Leader => "leader",
+        })
+    }
+}

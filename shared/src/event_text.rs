@@ -1,0 +1,304 @@
+//! Observation events in words, in English and Spanish — for the simulator's trace, the node's
+//! logs and the page's timeline, which must say the same thing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, RoleReason};
+use crate::raft::{MessageKind, Role, VoteRefusal};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    En,
+    Es,
+}
+
+fn role(role: Role, lang: Lang) -> &'static str {
+    match (role, lang) {
+        (Role::Follower, Lang::En) => "follower",
+        (Role::PreCandidate, Lang::En) => "pre-candidate",
+        (Role::Candidate, Lang::En) => "candidate",
+        (Role::Leader, Lang::En) => "leader",
+        (Role::Follower, Lang::Es) => "seguidor",
+        (Role::PreCandidate, Lang::Es) => "precandidato",
+        (Role::Candidate, Lang::Es) => "candidato",
+        (Role::Leader, Lang::Es) => "líder",
+    }
+}
+
+/// The name of a role in `lang`.
+pub fn role_name(r: Role, lang: Lang) -> &'static str {
+    role(r, lang)
+}
+
+fn refusal(r: &VoteRefusal, lang: Lang) -> String {
+    match (r, lang) {
+        (VoteRefusal::StaleTerm { voter_term }, Lang::En) => {
+            format!("its term is older than ours ({voter_term})")
+        }
+        (VoteRefusal::StaleTerm { voter_term }, Lang::Es) => {
+            format!("su término es anterior al nuestro ({voter_term})")
+        }
+        (VoteRefusal::AlreadyVoted { voted_for }, Lang::En) => {
+            format!("already voted for node {voted_for} in this term")
+        }
+        (VoteRefusal::AlreadyVoted { voted_for }, Lang::Es) => {
+            format!("ya votó al nodo {voted_for} en este término")
+        }
+        (VoteRefusal::LogNotUpToDate { voter_last_index, voter_last_term }, Lang::En) => {
+            format!("our log is more up-to-date (last entry {voter_last_index}, term {voter_last_term})")
+        }
+        (VoteRefusal::LogNotUpToDate { voter_last_index, voter_last_term }, Lang::Es) => format!(
+            "nuestro log está más al día (última entrada {voter_last_index}, término {voter_last_term})"
+        ),
+        (VoteRefusal::LeaderActive { leader }, Lang::En) => format!("node {leader} is a live leader"),
+        (VoteRefusal::LeaderActive { leader }, Lang::Es) => format!("el nodo {leader} es un líder activo"),
+    }
+}
+
+fn reason(r: &RoleReason, lang: Lang) -> String {
+    match (r, lang) {
+        (RoleReason::Started, Lang::En) => "started".into(),
+        (RoleReason::Started, Lang::Es) => "arrancó".into(),
+        (RoleReason::ElectionTimeout, Lang::En) => "election timeout".into(),
+        (RoleReason::ElectionTimeout, Lang::Es) => "venció el temporizador de elección".into(),
+        (RoleReason::PreVoteWon, Lang::En) => "won the pre-vote".into(),
+        (RoleReason::PreVoteWon, Lang::Es) => "ganó la prevotación".into(),
+        (RoleReason::ElectionWon { votes }, Lang::En) => format!("won with {votes} votes"),
+        (RoleReason::ElectionWon { votes }, Lang::Es) => format!("ganó con {votes} votos"),
+        (RoleReason::ElectionLost, Lang::En) => "lost the election".into(),
+        (RoleReason::ElectionLost, Lang::Es) => "perdió la elección".into(),
+        (RoleReason::HigherTerm { from }, Lang::En) => format!("saw a higher term from node {from}"),
+        (RoleReason::HigherTerm { from }, Lang::Es) => format!("vio un término mayor del nodo {from}"),
+        (RoleReason::LeaderDiscovered { leader }, Lang::En) => format!("heard from leader {leader}"),
+        (RoleReason::LeaderDiscovered { leader }, Lang::Es) => format!("recibió al líder {leader}"),
+        (RoleReason::CheckQuorumFailed, Lang::En) => "heard from no majority (check-quorum)".into(),
+        (RoleReason::CheckQuorumFailed, Lang::Es) => "no oyó a una mayoría (check-quorum)".into(),
+        (RoleReason::TimeoutNow { from }, Lang::En) => format!("asked to take over by node {from}"),
+        (RoleReason::TimeoutNow { from }, Lang::Es) => format!("el nodo {from} le cedió el liderazgo"),
+    }
+}
+
+impl Event {
+    /// The event in English, without its subject ("became leader of term 3 …").
+    pub fn describe(&self) -> String {
+        self.describe_in(Lang::En)
+    }
+
+    pub fn describe_in(&self, lang: Lang) -> String {
+        let es = lang == Lang::Es;
+        match self {
+            Event::RoleChanged { role: r, term, leader, reason: why } => {
+                let leader = match (leader, es) {
+                    (Some(l), false) if *r == Role::Follower => format!(", leader {l}"),
+                    (Some(l), true) if *r == Role::Follower => format!(", líder {l}"),
+                    _ => String::new(),
+                };
+                if es {
+                    format!("pasa a {} en el término {term}{leader} ({})", role(*r, lang), reason(why, lang))
+                } else {
+                    format!("became {} in term {term}{leader} ({})", role(*r, lang), reason(why, lang))
+                }
+            }
+            Event::ElectionTimerReset { deadline, timeout } => {
+                if es {
+                    format!("temporizador de elección: {timeout} ms (vence en t={deadline})")
+                } else {
+                    format!("election timer set to {timeout} ms (fires at t={deadline})")
+                }
+            }
+            Event::MessageSent { to, kind, term, detail } => {
+                let extra = match kind {
+                    MessageKind::AppendEntries => {
+                        format!(" ({} entries, up to {})", detail.entries, detail.index)
+                    }
+                    MessageKind::AppendResponse
+                    | MessageKind::VoteResponse
+                    | MessageKind::PreVoteResponse => {
+                        if detail.ok {
+                            " (yes)".to_string()
+                        } else {
+                            " (no)".to_string()
+                        }
+                    }
+                    _ => String::new(),
+                };
+                if es {
+                    format!("envía {} al nodo {to}, término {term}{extra}", kind.name())
+                } else {
+                    format!("sends {} to node {to} in term {term}{extra}", kind.name())
+                }
+            }
+            Event::VoteGranted { candidate, term, pre_vote } => match (es, pre_vote) {
+                (false, false) => format!("votes for node {candidate} in term {term}"),
+                (false, true) => format!("grants a pre-vote to node {candidate} for term {term}"),
+                (true, false) => format!("vota al nodo {candidate} en el término {term}"),
+                (true, true) => format!("concede la prevotación al nodo {candidate} para el término {term}"),
+            },
+            Event::VoteRefused { candidate, term, pre_vote, refusal: r } => {
+                let what = match (es, pre_vote) {
+                    (false, false) => "vote",
+                    (false, true) => "pre-vote",
+                    (true, false) => "voto",
+                    (true, true) => "prevoto",
+                };
+                if es {
+                    format!("niega su {what} al nodo {candidate} en el término {term}: {}", refusal(r, lang))
+                } else {
+                    format!("refused its {what} to node {candidate} in term {term}: {}", refusal(r, lang))
+                }
+            }
+            Event::VoteCounted { voter, granted, granted_total, needed, pre_vote, .. } => {
+                let kind = if *pre_vote {
+                    if es { "prevoto" } else { "pre-vote" }
+                } else if es {
+                    "voto"
+                } else {
+                    "vote"
+                };
+                let answer = match (granted, es) {
+                    (true, false) => "yes",
+                    (false, false) => "no",
+                    (true, true) => "sí",
+                    (false, true) => "no",
+                };
+                if es {
+                    format!(
+                        "recibe {kind} {answer} del nodo {voter} ({granted_total} de {needed} necesarios)"
+                    )
+                } else {
+                    format!("got {kind} {answer} from node {voter} ({granted_total} of {needed} needed)")
+                }
+            }
+            Event::EntriesAppended { entries } => {
+                let (first, last) =
+                    (entries.first().map_or(0, |e| e.index), entries.last().map_or(0, |e| e.index));
+                let text = entries.iter().map(|e| e.text.as_str()).take(3).collect::<Vec<_>>().join(", ");
+                let more = if entries.len() > 3 { ", …" } else { "" };
+                if es {
+                    format!("añade las entradas {first}–{last} a su log: {text}{more}")
+                } else {
+                    format!("appended entries {first}–{last}: {text}{more}")
+                }
+            }
+            Event::LogTruncated { from } => {
+                if es {
+                    format!("borra las entradas en conflicto desde la {from}")
+                } else {
+                    format!("removed conflicting entries from {from} on")
+                }
+            }
+            Event::AppendRefused { leader, prev_log_index, prev_log_term, hint } => {
+                if es {
+                    format!(
+                        "rechaza AppendEntries del líder {leader}: no tiene la entrada {prev_log_index} del término {prev_log_term} (pista: {})",
+                        hint.index
+                    )
+                } else {
+                    format!(
+                        "refused AppendEntries from leader {leader}: it lacks entry {prev_log_index} of term {prev_log_term} (hint: {})",
+                        hint.index
+                    )
+                }
+            }
+            Event::AppendAccepted { follower, match_index, next_index } => {
+                if es {
+                    format!("el nodo {follower} coincide hasta {match_index} (siguiente {next_index})")
+                } else {
+                    format!("node {follower} matches up to {match_index} (next {next_index})")
+                }
+            }
+            Event::AppendRejected { follower, next_index } => {
+                if es {
+                    format!("el nodo {follower} diverge: reintenta desde {next_index}")
+                } else {
+                    format!("node {follower} diverges: retrying from {next_index}")
+                }
+            }
+            Event::CommitAdvanced { from, to, term } => {
+                if es {
+                    format!("confirma (commit) hasta la entrada {to} (antes {from}), término {term}")
+                } else {
+                    format!("committed up to {to} (was {from}) in term {term}")
+                }
+            }
+            Event::Applied { index } => {
+                if es {
+                    format!("aplicó hasta la entrada {index}")
+                } else {
+                    format!("applied up to {index}")
+                }
+            }
+            Event::SnapshotTaken { index, term } => {
+                if es {
+                    format!("tomó una instantánea en {index} (término {term}) y compactó su log")
+                } else {
+                    format!("took a snapshot at {index} (term {term}) and compacted its log")
+                }
+            }
+            Event::SnapshotSent { to, index } => {
+                if es {
+                    format!("envía una instantánea hasta {index} al nodo {to}")
+                } else {
+                    format!("sends a snapshot up to {index} to node {to}")
+                }
+            }
+            Event::SnapshotInstalled { index, term, leader } => {
+                if es {
+                    format!("instaló la instantánea del líder {leader} hasta {index} (término {term})")
+                } else {
+                    format!("installed leader {leader}'s snapshot up to {index} (term {term})")
+                }
+            }
+            Event::ReadIndexReady { read_id, index } => {
+                if es {
+                    format!("lectura {read_id}: se servirá al aplicar {index}")
+                } else {
+                    format!("read {read_id} may be served once {index} is applied")
+                }
+            }
+            Event::ReadIndexFailed { read_id, reason } => {
+                if es {
+                    format!("lectura {read_id} fallida: {reason}")
+                } else {
+                    format!("read {read_id} failed: {reason}")
+                }
+            }
+            Event::ReadServed { index, consistency, .. } => {
+                if es {
+                    format!("sirvió una lectura {consistency} en el índice {index}")
+                } else {
+                    format!("served a {consistency} read at index {index}")
+                }
+            }
+            Event::TransferStarted { to } => {
+                if es {
+                    format!("cede el liderazgo al nodo {to}")
+                } else {
+                    format!("hands leadership to node {to}")
+                }
+            }
+            Event::TransferAborted { to } => {
+                if es {
+                    format!("abandona la cesión al nodo {to}")
+                } else {
+                    format!("gave up handing leadership to node {to}")
+                }
+            }
+            Event::Recovered { term, voted_for, snapshot_index, last_index } => {
+                let vote = voted_for.map_or("-".to_string(), |v| v.to_string());
+                if es {
+                    format!(
+                        "recuperado del disco: término {term}, voto {vote}, instantánea {snapshot_index}, última entrada {last_index}"
+                    )
+                } else {
+                    format!(
+                        "recovered from disk: term {term}, vote {vote}, snapshot {snapshot_index}, last entry {last_index}"
+                    )
+                }
+            }
+            Event::Fault { description } => description.clone(),
+        }
+    }
+}

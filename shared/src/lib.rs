@@ -1,0 +1,26 @@
+//! Consenso's shared core. Everything here compiles for the native node and for
+//! `wasm32-unknown-unknown`, so the servers, the simulator and the page run the same code.
+//!
+//! # Layout
+//!
+//! - [`raft`]: the Raft consensus algorithm as a sans-IO state machine. Time and a seed are
+//!   inputs; messages, things to persist, entries to apply and observation events are outputs.
+//! - [`kv`]: the replicated key-value store with client sessions (exactly-once writes).
+//! - [`replica`]: a server's logic without I/O — Raft, the store and waiting client requests —
+//!   driven alike by the real node and by the simulator.
+//! - [`event`]: observation events — the one vocabulary the node, the page and the simulator use
+//!   to say what happened.
+//! - [`event_text`]: events in words, in English and Spanish.
+//! - [`check`]: the safety and linearizability checkers.
+//! - [`sim`]: the deterministic simulator that drives replicas through faults and runs the
+//!   checkers.
+//! - [`rng`]: the deterministic random number generator behind every "random" choice.
+
+pub mod check;
+pub mod event;
+pub mod event_text;
+pub mod kv;
+pub mod raft;
+pub mod replica;
+pub mod rng;
+pub mod sim;

@@ -1,0 +1,156 @@
+//! Tunables of a Raft server and the deliberate defects the simulator can switch on.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Millis, NodeId};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// The cluster's voters when the server starts with an empty disk (bootstrap). Ignored when
+    /// a snapshot or configuration entries say otherwise.
+    pub voters: Vec<NodeId>,
+    /// Base election timeout: each timer is drawn uniformly from `[base, 2·base)` (§5.2).
+    pub election_timeout: Millis,
+    /// How often a leader sends heartbeats; well below the election timeout (§5.6).
+    pub heartbeat_interval: Millis,
+    /// Most entries in one AppendEntries.
+    pub max_entries_per_message: usize,
+    /// Most AppendEntries in flight to one follower before waiting for acknowledgements.
+    pub max_inflight_messages: usize,
+    /// Ask for pre-votes before raising the term (dissertation §9.6).
+    pub pre_vote: bool,
+    /// A leader that hears from no majority for an election timeout steps down, and voters
+    /// ignore candidates while they hear from a leader (§6.2, §4.2.3).
+    pub check_quorum: bool,
+    pub bugs: Bugs,
+}
+
+impl Config {
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            election_timeout: 150,
+            heartbeat_interval: 50,
+            max_entries_per_message: 256,
+            max_inflight_messages: 64,
+            pre_vote: true,
+            check_quorum: true,
+            bugs: Bugs::default(),
+        }
+    }
+
+    /// Panics with a message naming the setting when the configuration cannot work.
+    pub fn validate(&self) {
+        assert!(self.id > 0, "node ids start at 1");
+        assert!(self.voters.contains(&self.id), "node {} is not among the voters {:?}", self.id, self.voters);
+        assert!(self.election_timeout > 0, "election timeout must be positive");
+        assert!(
+            self.heartbeat_interval > 0 && self.heartbeat_interval < self.election_timeout,
+            "heartbeat interval must be positive and below the election timeout"
+        );
+        assert!(
+            self.max_entries_per_message > 0 && self.max_inflight_messages > 0,
+            "batch limits must be positive"
+        );
+    }
+}
+
+/// A rule of Raft that can be switched off, to show (and test) that the checkers notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// Commit an entry of an earlier term once a majority stores it (Raft Figure 8).
+    CommitOldTerm,
+    /// Grant votes without the up-to-date log check (§5.4.1).
+    VoteWithoutLogCheck,
+    /// Do not persist whom we voted for: after a restart, vote again in the same term.
+    ForgetVote,
+    /// Answer linearizable reads from local state without asking the leader.
+    StaleRead,
+    /// Ignore client sessions: a retried write is applied again.
+    NoDedup,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 5] =
+        [Bug::CommitOldTerm, Bug::VoteWithoutLogCheck, Bug::ForgetVote, Bug::StaleRead, Bug::NoDedup];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::CommitOldTerm => "commit-old-term",
+            Bug::VoteWithoutLogCheck => "vote-without-log-check",
+            Bug::ForgetVote => "forget-vote",
+            Bug::StaleRead => "stale-read",
+            Bug::NoDedup => "no-dedup",
+        }
+    }
+
+    /// The rule this defect breaks, in a sentence for people.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Bug::CommitOldTerm => {
+                "a leader may only commit entries of its own term by counting replicas (Figure 8)"
+            }
+            Bug::VoteWithoutLogCheck => {
+                "a vote goes only to a candidate whose log is at least as up-to-date (§5.4.1)"
+            }
+            Bug::ForgetVote => "a server's vote must be on disk before it is granted (Figure 2)",
+            Bug::StaleRead => "a linearizable read must be confirmed by a current leader (§6.4)",
+            Bug::NoDedup => "a retried write must be applied exactly once (dissertation §6.3)",
+        }
+    }
+}
+
+impl std::str::FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bug, String> {
+        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Bug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown bug '{s}' (known: {})", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for Bug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The set of defects switched on. Empty in production.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bugs(u8);
+
+impl Bugs {
+    pub fn none() -> Bugs {
+        Bugs(0)
+    }
+
+    pub fn with(self, bug: Bug) -> Bugs {
+        Bugs(self.0 | Self::bit(bug))
+    }
+
+    pub fn has(self, bug: Bug) -> bool {
+        self.0 & Self::bit(bug) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Bug> {
+        Bug::ALL.into_iter().filter(move |b| self.has(*b))
+    }
+
+    fn bit(bug: Bug) -> u8 {
+        1 << Bug::ALL.iter().position(|b| *b == bug).expect("every bug is in ALL")
+    }
+}
+
+impl FromIterator<Bug> for Bugs {
+    fn from_iter<I: IntoIterator<Item = Bug>>(iter: I) -> Bugs {
+        iter.into_iter().fold(Bugs::none(), Bugs::with)
+    }
+}

@@ -1,0 +1,171 @@
+//! Messages between Raft servers. The node sends them as JSON over WebSockets; the simulator
+//! passes them through its simulated network. Both see exactly these types.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Entry, Index, NodeId, Snapshot, Term};
+
+/// Identifies a linearizable read request on the server that asked for it.
+pub type ReadId = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request: the term it would campaign in).
+    pub term: Term,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    /// RequestVote (§5.2), or a pre-vote (§9.6) that changes nobody's state.
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+        /// Set by a leadership transfer: voters must not ignore it because they heard from a
+        /// leader recently (that leader asked for this election).
+        transfer: bool,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+        /// Why the vote was refused, so that the page can say it in words.
+        refusal: Option<VoteRefusal>,
+    },
+    /// AppendEntries (§5.3). With no entries it is a heartbeat. `read_round` tags a heartbeat
+    /// round that confirms leadership for pending linearizable reads (§6.4).
+    AppendEntries {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+        read_round: u64,
+    },
+    AppendResponse {
+        success: bool,
+        /// On success, the highest index known to match the leader's log; on failure, the
+        /// `prev_log_index` that did not match (so the leader can ignore stale refusals).
+        index: Index,
+        /// On failure, where the leader should look next (fast backtracking, §5.3 end).
+        conflict: Option<ConflictHint>,
+        /// The follower's last index, shown on the page and used to probe less.
+        last_log_index: Index,
+        read_round: u64,
+    },
+    /// InstallSnapshot (§7), in one piece: snapshots of the demo store are small.
+    InstallSnapshot {
+        snapshot: Snapshot,
+    },
+    SnapshotResponse {
+        index: Index,
+    },
+    /// Leadership transfer (dissertation §3.10): start an election now.
+    TimeoutNow,
+    /// A follower asks the leader for a read index on behalf of its own client (§6.4).
+    ReadIndexRequest {
+        read_id: ReadId,
+    },
+    /// The leader's answer: the index the follower must apply before answering, or why not.
+    ReadIndexResponse {
+        read_id: ReadId,
+        index: Option<Index>,
+    },
+}
+
+/// Where the follower's log diverges: if it has an entry at `prev_log_index`, `term` is that
+/// entry's term and `index` the first index of that term; otherwise `term` is `None` and
+/// `index` is one past its last entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    pub term: Option<Term>,
+    pub index: Index,
+}
+
+/// Why a server refused its vote. Each is one of Raft's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum VoteRefusal {
+    /// The candidate's term is older than the voter's (§5.1).
+    StaleTerm { voter_term: Term },
+    /// The voter already voted for someone else in this term (§5.2).
+    AlreadyVoted { voted_for: NodeId },
+    /// The voter's log is more up-to-date than the candidate's (§5.4.1).
+    LogNotUpToDate { voter_last_index: Index, voter_last_term: Term },
+    /// The voter heard from a live leader less than an election timeout ago (§9.6, §4.2.3).
+    LeaderActive { leader: NodeId },
+}
+
+impl Body {
+    /// A short name for logs, the trace and the page's message legend.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Body::RequestVote { pre_vote: true, .. } => MessageKind::PreVote,
+            Body::RequestVote { .. } => MessageKind::RequestVote,
+            Body::VoteResponse { pre_vote: true, .. } => MessageKind::PreVoteResponse,
+            Body::VoteResponse { .. } => MessageKind::VoteResponse,
+            Body::AppendEntries { entries, .. } if entries.is_empty() => MessageKind::Heartbeat,
+            Body::AppendEntries { .. } => MessageKind::AppendEntries,
+            Body::AppendResponse { .. } => MessageKind::AppendResponse,
+            Body::InstallSnapshot { .. } => MessageKind::InstallSnapshot,
+            Body::SnapshotResponse { .. } => MessageKind::SnapshotResponse,
+            Body::TimeoutNow => MessageKind::TimeoutNow,
+            Body::ReadIndexRequest { .. } => MessageKind::ReadIndexRequest,
+            Body::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+        }
+    }
+}
+
+/// The kinds of message, as the page's legend and filters name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    PreVote,
+    PreVoteResponse,
+    RequestVote,
+    VoteResponse,
+    Heartbeat,
+    AppendEntries,
+    AppendResponse,
+    InstallSnapshot,
+    SnapshotResponse,
+    TimeoutNow,
+    ReadIndexRequest,
+    ReadIndexResponse,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 12] = [
+        MessageKind::PreVote,
+        MessageKind::PreVoteResponse,
+        MessageKind::RequestVote,
+        MessageKind::VoteResponse,
+        MessageKind::Heartbeat,
+        MessageKind::AppendEntries,
+        MessageKind::AppendResponse,
+        MessageKind::InstallSnapshot,
+        MessageKind::SnapshotResponse,
+        MessageKind::TimeoutNow,
+        MessageKind::ReadIndexRequest,
+        MessageKind::ReadIndexResponse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::PreVote => "PreVote",
+            MessageKind::PreVoteResponse => "PreVoteResponse",
+            MessageKind::RequestVote => "RequestVote",
+            MessageKind::VoteResponse => "VoteResponse",
+            MessageKind::Heartbeat => "Heartbeat",
+            MessageKind::AppendEntries => "AppendEntries",
+            MessageKind::AppendResponse => "AppendResponse",
+            MessageKind::InstallSnapshot => "InstallSnapshot",
+            MessageKind::SnapshotResponse => "SnapshotResponse",
+            MessageKind::TimeoutNow => "TimeoutNow",
+            MessageKind::ReadIndexRequest => "ReadIndexRequest",
+            MessageKind::ReadIndexResponse => "ReadIndexResponse",
+        }
+    }
+}

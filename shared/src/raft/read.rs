@@ -1,0 +1,166 @@
+//! Linearizable reads without writing to the log: ReadIndex (§6.4).
+//!
+//! A leader records its commit index when a read arrives, then proves it is still the leader by
+//! hearing from a majority in a heartbeat round that started after the read arrived. Once its
+//! state machine has applied that index, the read reflects every write acknowledged before the
+//! read began. A follower asks the leader for such an index and waits until it has applied it,
+//! which is how reads from followers can be correct (the original project's were not).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::{Body, Bug, Index, NodeId, Raft, ReadError, ReadId, ReadOutcome, Role};
+use crate::event::Event;
+
+#[derive(Debug, Default)]
+pub(crate) struct ReadState {
+    /// The latest heartbeat round; every AppendEntries carries it and followers echo it.
+    round: u64,
+    /// A round started that has not been sent to followers yet.
+    broadcast_pending: bool,
+    /// Reads waiting for a majority to acknowledge their round, oldest first.
+    pending: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term: until then it does
+    /// not know the commit index.
+    waiting_for_commit: Vec<(ReadId, NodeId)>,
+    /// On a follower: reads it asked the leader about.
+    forwarded: BTreeSet<ReadId>,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    id: ReadId,
+    requester: NodeId,
+    index: Index,
+    round: u64,
+}
+
+impl ReadState {
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    pub fn needs_broadcast(&self) -> bool {
+        self.broadcast_pending
+    }
+
+    pub fn broadcast_done(&mut self) {
+        self.broadcast_pending = false;
+    }
+
+    /// Reads arriving before the round is sent share it.
+    fn start_round(&mut self) -> u64 {
+        if !self.broadcast_pending {
+            self.round += 1;
+            self.broadcast_pending = true;
+        }
+        self.round
+    }
+}
+
+impl Raft {
+    /// Asks for a linearizable read. The outcome arrives in a later `Ready::reads`.
+    pub fn read_index(&mut self, now: super::Millis, id: ReadId) {
+        self.set_now(now);
+        if self.cfg.bugs.has(Bug::StaleRead) {
+            // The defect: answer from whatever this server has applied, asking nobody.
+            let index = self.applied;
+            return self.read_ready(id, index);
+        }
+        match (self.role, self.leader) {
+            (Role::Leader, _) => self.leader_read(id, self.id),
+            (_, Some(leader)) => {
+                self.reads.forwarded.insert(id);
+                self.send(leader, Body::ReadIndexRequest { read_id: id });
+            }
+            (_, None) => self.read_failed(id, ReadError::NoLeader),
+        }
+    }
+
+    fn leader_read(&mut self, id: ReadId, requester: NodeId) {
+        if !self.committed_in_term() {
+            self.reads.waiting_for_commit.push((id, requester));
+            return;
+        }
+        if self.quorum() <= 1 {
+            let index = self.commit;
+            return self.complete_read(id, requester, index);
+        }
+        let round = self.reads.start_round();
+        let index = self.commit;
+        self.reads.pending.push_back(PendingRead { id, requester, index, round });
+    }
+
+    pub(super) fn release_reads_waiting_for_commit(&mut self) {
+        for (id, requester) in std::mem::take(&mut self.reads.waiting_for_commit) {
+            self.leader_read(id, requester);
+        }
+    }
+
+    /// Completes every read whose round a majority (the leader included) has acknowledged.
+    pub(super) fn confirm_reads(&mut self) {
+        let mut acked: Vec<u64> = self.progress.values().map(|p| p.read_round_acked).collect();
+        acked.push(u64::MAX);
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = acked[self.quorum() - 1];
+        while self.reads.pending.front().is_some_and(|r| r.round <= confirmed) {
+            let read = self.reads.pending.pop_front().expect("front exists");
+            self.complete_read(read.id, read.requester, read.index);
+        }
+    }
+
+    fn complete_read(&mut self, id: ReadId, requester: NodeId, index: Index) {
+        if requester == self.id {
+            self.read_ready(id, index);
+        } else {
+            self.send(requester, Body::ReadIndexResponse { read_id: id, index: Some(index) });
+        }
+    }
+
+    pub(super) fn on_read_index_request(&mut self, from: NodeId, id: ReadId) {
+        if self.role == Role::Leader {
+            self.leader_read(id, from);
+        } else {
+            self.send(from, Body::ReadIndexResponse { read_id: id, index: None });
+        }
+    }
+
+    pub(super) fn on_read_index_response(&mut self, _from: NodeId, id: ReadId, index: Option<Index>) {
+        if !self.reads.forwarded.remove(&id) {
+            return;
+        }
+        match index {
+            Some(index) => self.read_ready(id, index),
+            None => self.read_failed(id, ReadError::LeadershipLost),
+        }
+    }
+
+    /// A leader stepping down answers every read it was holding: none of them can be confirmed.
+    pub(super) fn fail_leader_reads(&mut self) {
+        let reads = std::mem::take(&mut self.reads);
+        let held = reads.pending.into_iter().map(|r| (r.id, r.requester)).chain(reads.waiting_for_commit);
+        for (id, requester) in held.collect::<Vec<_>>() {
+            if requester == self.id {
+                self.read_failed(id, ReadError::LeadershipLost);
+            } else {
+                self.send(requester, Body::ReadIndexResponse { read_id: id, index: None });
+            }
+        }
+    }
+
+    /// A follower whose leader changed will never hear back about reads it forwarded.
+    pub(super) fn fail_forwarded_reads(&mut self) {
+        for id in std::mem::take(&mut self.reads.forwarded) {
+            self.read_failed(id, ReadError::LeadershipLost);
+        }
+    }
+
+    fn read_ready(&mut self, id: ReadId, index: Index) {
+        self.emit(Event::ReadIndexReady { read_id: id, index });
+        self.out.reads.push(ReadOutcome { id, result: Ok(index) });
+    }
+
+    fn read_failed(&mut self, id: ReadId, error: ReadError) {
+        self.emit(Event::ReadIndexFailed { read_id: id, reason: error.to_string() });
+        self.out.reads.push(ReadOutcome { id, result: Err(error) });
+    }
+}

@@ -1,0 +1,400 @@
+//! Log replication (§5.3), commitment (§5.4.2) and snapshots (§7).
+//!
+//! The leader keeps a [`Progress`](super::progress::Progress) per follower: it probes one
+//! message at a time until it finds where the logs agree, then streams batches with a bounded
+//! number in flight. Rejections carry a conflict hint so that the leader skips a whole term of
+//! divergent entries per round trip instead of one entry.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Body, Bug, ConflictHint, Entry, Index, Message, NodeId, ProgressState, Raft, Role, Snapshot, summarize,
+};
+use crate::event::{Event, RoleReason};
+
+impl Raft {
+    pub(super) fn on_append_entries(&mut self, msg: Message) {
+        let Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round } =
+            msg.body
+        else {
+            unreachable!()
+        };
+        if !self.accept_leader(msg.from) {
+            return;
+        }
+        let (mut prev, mut prev_term, mut entries) = (prev_log_index, prev_log_term, entries);
+        // Everything up to our commit index already matches the leader (Leader Completeness):
+        // skip it, and answer at once if nothing new remains.
+        if prev < self.commit {
+            let skip = (self.commit - prev) as usize;
+            if skip >= entries.len() {
+                let index = self.commit;
+                return self.reply_append(msg.from, true, index, None, read_round);
+            }
+            prev_term = entries[skip - 1].term;
+            prev = self.commit;
+            entries.drain(..skip);
+        }
+        match self.log.term_at(prev) {
+            None => {
+                let hint = ConflictHint { term: None, index: self.log.last_index() + 1 };
+                self.refuse_append(msg.from, prev, prev_term, hint, read_round);
+            }
+            Some(term) if term != prev_term => {
+                let hint = ConflictHint {
+                    term: Some(term),
+                    index: self.log.first_index_of_term_at(prev, self.commit + 1),
+                };
+                self.refuse_append(msg.from, prev, prev_term, hint, read_round);
+            }
+            Some(_) => {
+                let last_new = prev + entries.len() as Index;
+                self.append_from_leader(entries);
+                if leader_commit > self.commit {
+                    self.advance_commit(leader_commit.min(last_new));
+                }
+                self.reply_append(msg.from, true, last_new, None, read_round);
+            }
+        }
+    }
+
+    /// A message from the leader of the current term: follow it and restart the election timer.
+    /// Returns false if this server is itself the leader of the term (which Raft rules out).
+    fn accept_leader(&mut self, leader: NodeId) -> bool {
+        match self.role {
+            Role::Leader => return false,
+            Role::Candidate | Role::PreCandidate => {
+                self.become_follower(self.term, Some(leader), RoleReason::LeaderDiscovered { leader });
+            }
+            Role::Follower if self.leader != Some(leader) => {
+                self.become_follower(self.term, Some(leader), RoleReason::LeaderDiscovered { leader });
+            }
+            Role::Follower => self.reset_election_timer(),
+        }
+        self.leader_contact = Some(self.now);
+        true
+    }
+
+    /// Appends the leader's entries after a matching `prev`, removing a conflicting suffix.
+    fn append_from_leader(&mut self, entries: Vec<Entry>) {
+        let mut appended = Vec::new();
+        for entry in entries {
+            match self.log.term_at(entry.index) {
+                Some(term) if term == entry.term => continue,
+                Some(_) => {
+                    // §5.3: a conflicting entry and everything after it go. Never a committed one:
+                    // the leader agrees with us up to our commit index.
+                    debug_assert!(entry.index > self.commit || !self.cfg.bugs.is_empty());
+                    self.log.truncate(entry.index);
+                    self.emit(Event::LogTruncated { from: entry.index });
+                }
+                None => {}
+            }
+            appended.push(summarize(&entry));
+            self.log.append(entry);
+        }
+        if !appended.is_empty() {
+            self.emit(Event::EntriesAppended { entries: appended });
+        }
+    }
+
+    fn refuse_append(
+        &mut self,
+        leader: NodeId,
+        prev: Index,
+        prev_term: super::Term,
+        hint: ConflictHint,
+        round: u64,
+    ) {
+        self.emit(Event::AppendRefused { leader, prev_log_index: prev, prev_log_term: prev_term, hint });
+        self.reply_append(leader, false, prev, Some(hint), round);
+    }
+
+    fn reply_append(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        index: Index,
+        conflict: Option<ConflictHint>,
+        round: u64,
+    ) {
+        let last_log_index = self.log.last_index();
+        self.send(to, Body::AppendResponse { success, index, conflict, last_log_index, read_round: round });
+    }
+
+    pub(super) fn advance_commit(&mut self, to: Index) {
+        if to <= self.commit {
+            return;
+        }
+        assert!(to <= self.log.last_index(), "commit {to} beyond the log's end {}", self.log.last_index());
+        self.emit(Event::CommitAdvanced { from: self.commit, to, term: self.term });
+        self.commit = to;
+    }
+
+    pub(super) fn on_append_response(&mut self, msg: Message) {
+        let Body::AppendResponse { success, index, conflict, read_round, .. } = msg.body else {
+            unreachable!()
+        };
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&msg.from) else { return };
+        pr.recent_active = true;
+        if read_round > pr.read_round_acked {
+            pr.read_round_acked = read_round;
+            self.confirm_reads();
+        }
+        let pr = self.progress.get_mut(&msg.from).expect("checked above");
+        if success {
+            let next_before = pr.next;
+            let moved = pr.acknowledge(index);
+            match pr.state {
+                // The probe found the point of agreement: start streaming.
+                ProgressState::Probe if index + 1 >= next_before => pr.become_replicate(),
+                ProgressState::Snapshot if pr.matched + 1 >= pr.next => pr.become_probe(),
+                _ => {}
+            }
+            if moved {
+                let (match_index, next_index) = (pr.matched, pr.next);
+                self.emit(Event::AppendAccepted { follower: msg.from, match_index, next_index });
+                self.maybe_commit();
+                self.maybe_finish_transfer(msg.from);
+            }
+        } else {
+            // `index` is the prev_log_index that was refused; older refusals are stale.
+            let stale = index < pr.matched
+                || (pr.state == ProgressState::Probe && index + 1 != pr.next)
+                || pr.state == ProgressState::Snapshot;
+            if stale {
+                return;
+            }
+            let next = match conflict {
+                Some(ConflictHint { term: Some(term), index: first }) => {
+                    self.log.last_index_of_term(term).map_or(first, |last| last + 1)
+                }
+                Some(ConflictHint { term: None, index: first }) => first,
+                None => index,
+            };
+            let pr = self.progress.get_mut(&msg.from).expect("checked above");
+            pr.next = next.clamp(pr.matched + 1, index.max(pr.matched + 1));
+            pr.become_probe();
+            let next_index = pr.next;
+            self.emit(Event::AppendRejected { follower: msg.from, next_index });
+        }
+    }
+
+    pub(super) fn on_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        if !self.accept_leader(from) {
+            return;
+        }
+        let (index, term) = (snapshot.meta.index, snapshot.meta.term);
+        if index <= self.commit {
+            let commit = self.commit;
+            return self.send(from, Body::SnapshotResponse { index: commit });
+        }
+        self.log.install(snapshot.meta.clone());
+        self.emit(Event::CommitAdvanced { from: self.commit, to: index, term: self.term });
+        self.commit = index;
+        self.applied = index;
+        self.snapshot = Some(snapshot.clone());
+        self.out.snapshot = Some(snapshot);
+        self.emit(Event::SnapshotInstalled { index, term, leader: from });
+        self.send(from, Body::SnapshotResponse { index });
+    }
+
+    pub(super) fn on_snapshot_response(&mut self, from: NodeId, index: Index) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        let moved = pr.acknowledge(index);
+        pr.become_probe();
+        if moved {
+            let (match_index, next_index) = (pr.matched, pr.next);
+            self.emit(Event::AppendAccepted { follower: from, match_index, next_index });
+            self.maybe_commit();
+        }
+    }
+
+    /// §5.3–5.4.2: the highest index stored on a majority is committed, but only if its entry
+    /// is of the current term; earlier entries commit with it (Figure 8 shows why).
+    pub(super) fn maybe_commit(&mut self) {
+        let config = self.log.config();
+        let mut matched: Vec<Index> = config
+            .voters
+            .iter()
+            .map(|id| {
+                if *id == self.id {
+                    self.log.stable_index()
+                } else {
+                    self.progress.get(id).map_or(0, |p| p.matched)
+                }
+            })
+            .collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[config.quorum() - 1];
+        if candidate <= self.commit {
+            return;
+        }
+        let of_current_term = self.log.term_at(candidate) == Some(self.term);
+        if of_current_term || self.cfg.bugs.has(Bug::CommitOldTerm) {
+            let first_of_term = !self.committed_in_term();
+            self.advance_commit(candidate);
+            if first_of_term && self.committed_in_term() {
+                self.release_reads_waiting_for_commit();
+            }
+        }
+    }
+
+    /// Whether the leader has committed an entry of its own term (and so knows the true commit
+    /// index, §6.4).
+    pub(super) fn committed_in_term(&self) -> bool {
+        self.log.term_at(self.commit) == Some(self.term)
+    }
+
+    fn maybe_finish_transfer(&mut self, peer: NodeId) {
+        if let Some((to, _)) = self.transfer {
+            if to == peer && self.progress[&peer].matched == self.log.last_index() {
+                self.send(to, Body::TimeoutNow);
+            }
+        }
+    }
+
+    /// Heartbeats to everyone (they also confirm pending reads), and recovery of followers whose
+    /// replication stalled because a message was lost.
+    pub(super) fn on_heartbeat_timer(&mut self) {
+        let last = self.log.last_index();
+        let now = self.now;
+        let resend_snapshot_after = self.cfg.election_timeout;
+        for pr in self.progress.values_mut() {
+            match pr.state {
+                ProgressState::Probe => pr.probe_sent = false,
+                ProgressState::Replicate => {
+                    if pr.matched == pr.matched_at_heartbeat && pr.matched < last && !pr.inflight.is_empty() {
+                        pr.next = pr.matched + 1;
+                        pr.become_probe();
+                    }
+                }
+                ProgressState::Snapshot => {
+                    if now >= pr.snapshot_sent_at + resend_snapshot_after {
+                        pr.next = pr.matched + 1;
+                        pr.become_probe();
+                    }
+                }
+            }
+            pr.matched_at_heartbeat = pr.matched;
+        }
+        for peer in self.peers() {
+            self.send_heartbeat(peer);
+        }
+    }
+
+    /// An empty AppendEntries anchored at what the follower is known to have, so that it never
+    /// fails: it resets the follower's timer, carries the commit index and confirms reads.
+    fn send_heartbeat(&mut self, peer: NodeId) {
+        let matched = self.progress.get(&peer).map_or(0, |p| p.matched);
+        let (prev, prev_term) = match self.log.term_at(matched) {
+            Some(term) => (matched, term),
+            None => (0, 0),
+        };
+        let body = Body::AppendEntries {
+            prev_log_index: prev,
+            prev_log_term: prev_term,
+            entries: Vec::new(),
+            leader_commit: self.commit,
+            read_round: self.reads.round(),
+        };
+        // Counted as told even when `matched` was compacted away (prev 0): such a follower learns
+        // the commit index from the snapshot it needs anyway.
+        let told = self.commit.min(matched);
+        if let Some(pr) = self.progress.get_mut(&peer) {
+            pr.commit_sent = pr.commit_sent.max(told);
+        }
+        self.send(peer, body);
+    }
+
+    /// Whether `peer` stores entries the leader has committed without having been told so.
+    fn commit_unknown_to(&self, pr: &super::Progress) -> bool {
+        self.commit.min(pr.matched) > pr.commit_sent
+    }
+
+    /// Whether `flush_replication` would send anything.
+    pub(super) fn replication_pending(&self) -> bool {
+        self.reads.needs_broadcast()
+            || self.progress.values().any(|pr| self.can_send_append(pr) || self.commit_unknown_to(pr))
+    }
+
+    fn can_send_append(&self, pr: &super::Progress) -> bool {
+        match pr.state {
+            ProgressState::Snapshot => false,
+            ProgressState::Probe => !pr.probe_sent,
+            ProgressState::Replicate => {
+                pr.inflight.len() < self.cfg.max_inflight_messages && pr.next <= self.log.last_index()
+            }
+        }
+    }
+
+    /// Sends what each follower can take now, batching every entry appended since the last
+    /// flush. Called once per `ready`, so that proposals arriving together share messages.
+    pub(super) fn flush_replication(&mut self) {
+        let mut sent = BTreeSet::new();
+        for peer in self.peers() {
+            while self.progress.get(&peer).is_some_and(|pr| self.can_send_append(pr)) {
+                self.send_append(peer);
+                sent.insert(peer);
+            }
+        }
+        // Followers learn the commit index without waiting for the next heartbeat (followers'
+        // reads wait for it), and pending reads need a round that reaches everyone.
+        for peer in self.peers() {
+            let behind = self.progress.get(&peer).is_some_and(|pr| self.commit_unknown_to(pr));
+            if behind || (self.reads.needs_broadcast() && !sent.contains(&peer)) {
+                self.send_heartbeat(peer);
+            }
+        }
+        self.reads.broadcast_done();
+    }
+
+    fn send_append(&mut self, peer: NodeId) {
+        let max = self.cfg.max_entries_per_message;
+        let pr = &self.progress[&peer];
+        let prev = pr.next - 1;
+        let Some(prev_term) = self.log.term_at(prev) else {
+            return self.send_snapshot(peer);
+        };
+        let entries = self.log.slice(pr.next, max);
+        let count = entries.len() as Index;
+        let told = self.commit.min(prev + count);
+        let body = Body::AppendEntries {
+            prev_log_index: prev,
+            prev_log_term: prev_term,
+            entries,
+            leader_commit: self.commit,
+            read_round: self.reads.round(),
+        };
+        let pr = self.progress.get_mut(&peer).expect("peer has progress");
+        pr.commit_sent = pr.commit_sent.max(told);
+        match pr.state {
+            ProgressState::Probe => pr.probe_sent = true,
+            ProgressState::Replicate => {
+                assert!(count > 0, "replicate sends only when entries are waiting");
+                pr.inflight.push_back(prev + count);
+                pr.next = prev + count + 1;
+            }
+            ProgressState::Snapshot => unreachable!("no appends while a snapshot is in flight"),
+        }
+        self.send(peer, body);
+    }
+
+    fn send_snapshot(&mut self, peer: NodeId) {
+        let snapshot = self.snapshot.clone().expect("entries before the log's start are in a snapshot");
+        let index = snapshot.meta.index;
+        let pr = self.progress.get_mut(&peer).expect("peer has progress");
+        pr.state = ProgressState::Snapshot;
+        pr.inflight.clear();
+        pr.snapshot_sent_at = self.now;
+        self.emit(Event::SnapshotSent { to: peer, index });
+        self.send(peer, Body::InstallSnapshot { snapshot });
+    }
+}

@@ -1,0 +1,126 @@
+//! The vocabulary of Raft: terms, indices, entries, hard state, configurations, snapshots.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Command, KvStore};
+
+/// A server's identity in the cluster. Small positive integers (1, 2, 3…) so that people can
+/// say "node 2" in a lecture.
+pub type NodeId = u64;
+/// Raft's logical clock: each term has at most one leader.
+pub type Term = u64;
+/// Position in the replicated log; the first entry has index 1.
+pub type Index = u64;
+/// Time as given by the caller, in milliseconds. The core never reads a clock: in the node it is
+/// real time (stretched by the time scale), in the simulator it is virtual.
+pub type Millis = u64;
+
+/// One slot of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    pub term: Term,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    /// Appended by every new leader so that it can commit entries of earlier terms (§5.4.2) and
+    /// serve reads (§6.4) as soon as possible.
+    Noop,
+    /// A client's write.
+    Command(Command),
+    /// A cluster membership. The configuration in force is the latest one in the log, committed
+    /// or not (dissertation §4.1), so changing membership is appending one of these.
+    Config(Configuration),
+}
+
+impl Payload {
+    /// A short description for logs and the page ("put x=1", "no-op").
+    pub fn describe(&self) -> String {
+        match self {
+            Payload::Noop => "no-op".to_string(),
+            Payload::Command(c) => c.op.to_string(),
+            Payload::Config(c) => format!("config {:?}", c.voters),
+        }
+    }
+}
+
+/// What must be on disk before this server says anything that depends on it (Figure 2,
+/// "Persistent state on all servers").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// The set of servers whose votes and acknowledgements count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Configuration {
+    pub voters: BTreeSet<NodeId>,
+}
+
+impl Configuration {
+    pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Configuration {
+        Configuration { voters: voters.into_iter().collect() }
+    }
+
+    /// Size of a majority of voters.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+}
+
+/// Where a snapshot ends and the configuration in force at that point.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: Index,
+    pub term: Term,
+    pub config: Configuration,
+}
+
+/// A compacted prefix of the log: the state machine as of `meta.index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: KvStore,
+}
+
+/// The role a server plays. A pre-candidate has timed out and asks whether it *could* win before
+/// disturbing anyone with a higher term (dissertation §9.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        })
+    }
+}
+
+/// What a server keeps on disk, handed back to `Raft::new` after a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    /// The latest snapshot, or the bootstrap configuration at index 0 on a fresh server.
+    pub snapshot: Option<Snapshot>,
+    /// Log entries after the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+}

@@ -1,0 +1,427 @@
+//! A server's logic without its I/O: the Raft core, the key-value store, and the client requests
+//! waiting on them.
+//!
+//! The real node and the simulator both drive a [`Replica`]; the node adds sockets, a clock and
+//! a disk, the simulator adds a simulated network and disk. So the logic that answers clients —
+//! when a write counts as done, when a read may be served, what a deposed leader says — is the
+//! logic the simulator's checkers test.
+//!
+//! The driver loop:
+//!
+//! ```text
+//! feed inputs (tick / step / request)
+//! while replica.has_work():
+//!     work = replica.take_work()
+//!     send work.messages_now; persist work.persist (durably); send work.messages
+//!     done = replica.finish(work)   // applies, answers clients, maybe compacts
+//!     answer done.replies; persist done.snapshot if any; publish done.events
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Consistency, Event};
+use crate::kv::{ClientId, Command, KvStore, WriteResult};
+use crate::raft::{
+    Bug, Config, Entry, HardState, Index, Message, Millis, NodeId, Payload, Persisted, ProposeError, Raft,
+    ReadError, ReadId, ReadOutcome, Role, Snapshot, Status, Term,
+};
+
+/// Identifies a client request on the replica that received it; chosen by the driver.
+pub type RequestId = u64;
+
+/// What a client asks of a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Write { command: Command },
+    Read { key: String, consistency: Consistency },
+}
+
+/// A server's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// The write is committed and applied at `index`.
+    Written {
+        result: WriteResult,
+        index: Index,
+    },
+    /// The value of the key as of applied index `index`.
+    Value {
+        value: Option<String>,
+        index: Index,
+    },
+    Error {
+        error: ReplyError,
+    },
+}
+
+/// Why a server could not answer. All are safe to retry; a write must be retried with the same
+/// session so that it is applied at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum ReplyError {
+    /// Writes (and leader reads) go to the leader; this is who we think it is.
+    NotLeader { leader: Option<NodeId> },
+    /// No leader is known: an election is probably under way.
+    NoLeader,
+    /// The server lost leadership before the write committed: it may or may not be applied.
+    LeadershipLost,
+    /// The leader is handing over to `to`.
+    TransferInProgress { to: NodeId },
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyError::NotLeader { leader: Some(l) } => write!(f, "not the leader (node {l} is)"),
+            ReplyError::NotLeader { leader: None } => write!(f, "not the leader, and no leader is known"),
+            ReplyError::NoLeader => write!(f, "no leader is known yet"),
+            ReplyError::LeadershipLost => write!(f, "leadership was lost before the request completed"),
+            ReplyError::TransferInProgress { to } => write!(f, "leadership is moving to node {to}"),
+        }
+    }
+}
+
+/// What must be durable before `Work::messages` may leave.
+#[derive(Debug, Default)]
+pub struct Persist {
+    /// A snapshot from the leader: reset the stored log to it before appending `entries`.
+    pub snapshot: Option<Snapshot>,
+    pub hard_state: Option<HardState>,
+    /// Replace stored entries at these indices and beyond.
+    pub entries: Vec<Entry>,
+}
+
+impl Persist {
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.hard_state.is_none() && self.entries.is_empty()
+    }
+}
+
+/// One round of output. See the module documentation for the order.
+#[derive(Debug)]
+pub struct Work {
+    pub messages_now: Vec<Message>,
+    pub persist: Persist,
+    pub messages: Vec<Message>,
+    committed: Vec<Entry>,
+    reads: Vec<ReadOutcome>,
+    events: Vec<Event>,
+}
+
+/// What finishing a round produced.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub replies: Vec<(RequestId, Reply)>,
+    pub events: Vec<Event>,
+    /// A snapshot taken here: persist it and drop the stored log up to its index.
+    pub snapshot: Option<Snapshot>,
+    /// Entries applied in this round, for the simulator's checkers.
+    pub applied: Vec<AppliedEntry>,
+}
+
+/// An applied entry as the checkers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub index: Index,
+    pub term: Term,
+    pub payload: Payload,
+    /// The store recognised a retry and changed nothing.
+    pub duplicate: bool,
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    request: RequestId,
+    term: Term,
+    client: ClientId,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    request: RequestId,
+    key: String,
+}
+
+/// A server's state at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    #[serde(flatten)]
+    pub raft: Status,
+    pub applied: Index,
+    pub keys: u64,
+    pub pending_writes: u64,
+    pub pending_reads: u64,
+}
+
+#[derive(Debug)]
+pub struct Replica {
+    raft: Raft,
+    kv: KvStore,
+    writes: BTreeMap<Index, PendingWrite>,
+    /// Reads waiting for the Raft core to give them a read index.
+    reads_awaiting_index: BTreeMap<ReadId, PendingRead>,
+    /// Reads with an index, waiting for the store to apply it; keyed by (index, read id).
+    reads_awaiting_apply: BTreeMap<(Index, ReadId), PendingRead>,
+    next_read_id: ReadId,
+    /// Take a snapshot once this many entries were applied since the last one (0: never).
+    snapshot_every: u64,
+    replies: Vec<(RequestId, Reply)>,
+    events: Vec<Event>,
+}
+
+impl Replica {
+    pub fn new(cfg: Config, persisted: Persisted, seed: u64, now: Millis, snapshot_every: u64) -> Replica {
+        let mut kv = KvStore::new();
+        kv.set_ignore_sessions(cfg.bugs.has(Bug::NoDedup));
+        if let Some(snapshot) = &persisted.snapshot {
+            kv.restore(&snapshot.data);
+            kv.set_applied(snapshot.meta.index);
+        }
+        Replica {
+            raft: Raft::new(cfg, persisted, seed, now),
+            kv,
+            writes: BTreeMap::new(),
+            reads_awaiting_index: BTreeMap::new(),
+            reads_awaiting_apply: BTreeMap::new(),
+            next_read_id: 1,
+            snapshot_every,
+            replies: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        ReplicaStatus {
+            raft: self.raft.status(),
+            applied: self.kv.applied(),
+            keys: self.kv.len() as u64,
+            pending_writes: self.writes.len() as u64,
+            pending_reads: (self.reads_awaiting_index.len() + self.reads_awaiting_apply.len()) as u64,
+        }
+    }
+
+    pub fn next_deadline(&self) -> Millis {
+        self.raft.next_deadline()
+    }
+
+    pub fn tick(&mut self, now: Millis) {
+        self.raft.tick(now);
+    }
+
+    pub fn step(&mut self, now: Millis, msg: Message) {
+        self.raft.step(now, msg);
+    }
+
+    pub fn transfer_leadership(&mut self, now: Millis, to: NodeId) -> Result<(), ProposeError> {
+        self.raft.transfer_leadership(now, to)
+    }
+
+    /// Takes a client request; its reply comes out of a later `finish`.
+    pub fn request(&mut self, now: Millis, id: RequestId, request: Request) {
+        match request {
+            Request::Write { command } => self.write(now, id, command),
+            Request::Read { key, consistency } => self.read(now, id, key, consistency),
+        }
+    }
+
+    fn write(&mut self, now: Millis, id: RequestId, command: Command) {
+        if self.raft.role() == Role::Leader {
+            // A retry of a write that is already applied gets its answer without a new entry.
+            if let Some(result) = self.kv.cached_result(command.client, command.seq) {
+                let index = self.kv.applied();
+                return self.replies.push((id, Reply::Written { result, index }));
+            }
+        }
+        let (client, seq) = (command.client, command.seq);
+        match self.raft.propose(now, command) {
+            Ok((index, term)) => {
+                self.writes.insert(index, PendingWrite { request: id, term, client, seq });
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                let error =
+                    if leader.is_some() { ReplyError::NotLeader { leader } } else { ReplyError::NoLeader };
+                self.replies.push((id, Reply::Error { error }));
+            }
+            Err(ProposeError::TransferInProgress { to }) => {
+                self.replies.push((id, Reply::Error { error: ReplyError::TransferInProgress { to } }));
+            }
+        }
+    }
+
+    fn read(&mut self, now: Millis, id: RequestId, key: String, consistency: Consistency) {
+        match consistency {
+            Consistency::Stale => {
+                let reply = Reply::Value { value: self.kv.get(&key).cloned(), index: self.kv.applied() };
+                self.events.push(Event::ReadServed { read_id: 0, index: self.kv.applied(), consistency });
+                self.replies.push((id, reply));
+            }
+            Consistency::Leader if self.raft.role() != Role::Leader => {
+                let error = ReplyError::NotLeader { leader: self.raft.leader() };
+                self.replies.push((id, Reply::Error { error }));
+            }
+            Consistency::Linearizable | Consistency::Leader => {
+                let read_id = self.next_read_id;
+                self.next_read_id += 1;
+                self.reads_awaiting_index.insert(read_id, PendingRead { request: id, key });
+                self.raft.read_index(now, read_id);
+            }
+        }
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.raft.has_ready()
+            || !self.replies.is_empty()
+            || !self.events.is_empty()
+            || self.deposed_with_writes()
+    }
+
+    fn deposed_with_writes(&self) -> bool {
+        self.raft.role() != Role::Leader && !self.writes.is_empty()
+    }
+
+    pub fn take_work(&mut self) -> Work {
+        let ready = self.raft.ready();
+        Work {
+            messages_now: ready.messages_now,
+            persist: Persist {
+                snapshot: ready.snapshot,
+                hard_state: ready.hard_state,
+                entries: ready.entries,
+            },
+            messages: ready.messages,
+            committed: ready.committed,
+            reads: ready.reads,
+            events: ready.events,
+        }
+    }
+
+    /// Call once `work.persist` is durable and its messages are sent.
+    pub fn finish(&mut self, work: Work) -> Finished {
+        let mut done = Finished { events: work.events, ..Finished::default() };
+        if let Some(snapshot) = &work.persist.snapshot {
+            self.kv.restore(&snapshot.data);
+            self.kv.set_applied(snapshot.meta.index);
+            self.answer_writes_covered_by_snapshot(snapshot.meta.index);
+        }
+        let mut last_applied = None;
+        for entry in work.committed {
+            if entry.index <= self.kv.applied() {
+                continue;
+            }
+            let (result, duplicate) = match &entry.payload {
+                Payload::Command(command) => {
+                    let applied = self.kv.apply(entry.index, command);
+                    (Some(applied.result), applied.duplicate)
+                }
+                Payload::Noop | Payload::Config(_) => {
+                    self.kv.skip(entry.index);
+                    (None, false)
+                }
+            };
+            if let Some(pending) = self.writes.remove(&entry.index) {
+                let reply = match result.clone() {
+                    Some(result) if pending.term == entry.term => {
+                        Reply::Written { result, index: entry.index }
+                    }
+                    // Another leader's entry took this slot: ours was lost (the client retries).
+                    _ => Reply::Error { error: ReplyError::LeadershipLost },
+                };
+                self.replies.push((pending.request, reply));
+            }
+            last_applied = Some(entry.index);
+            done.applied.push(AppliedEntry {
+                index: entry.index,
+                term: entry.term,
+                payload: entry.payload,
+                duplicate,
+            });
+        }
+        if let Some(index) = last_applied {
+            done.events.push(Event::Applied { index });
+        }
+        for outcome in work.reads {
+            let Some(read) = self.reads_awaiting_index.remove(&outcome.id) else { continue };
+            match outcome.result {
+                Ok(index) => {
+                    self.reads_awaiting_apply.insert((index, outcome.id), read);
+                }
+                Err(error) => {
+                    let error = match error {
+                        ReadError::NoLeader => ReplyError::NoLeader,
+                        ReadError::LeadershipLost => ReplyError::LeadershipLost,
+                    };
+                    self.replies.push((read.request, Reply::Error { error }));
+                }
+            }
+        }
+        self.serve_applied_reads();
+        self.raft.advance();
+        if self.raft.role() != Role::Leader {
+            self.fail_pending_writes();
+        }
+        done.snapshot = self.maybe_compact();
+        done.replies = std::mem::take(&mut self.replies);
+        done.events.append(&mut self.events);
+        done
+    }
+
+    /// Serves every read whose index the store has reached.
+    fn serve_applied_reads(&mut self) {
+        let applied = self.kv.applied();
+        while let Some(entry) = self.reads_awaiting_apply.first_entry() {
+            let (index, read_id) = *entry.key();
+            if index > applied {
+                break;
+            }
+            let read = entry.remove();
+            let value = self.kv.get(&read.key).cloned();
+            self.events.push(Event::ReadServed {
+                read_id,
+                index: applied,
+                consistency: Consistency::Linearizable,
+            });
+            self.replies.push((read.request, Reply::Value { value, index: applied }));
+        }
+    }
+
+    /// A deposed leader cannot know whether its pending writes will commit: it says so, and the
+    /// client retries with the same session (exactly-once through deduplication).
+    fn fail_pending_writes(&mut self) {
+        for (_, pending) in std::mem::take(&mut self.writes) {
+            self.replies.push((pending.request, Reply::Error { error: ReplyError::LeadershipLost }));
+        }
+    }
+
+    fn answer_writes_covered_by_snapshot(&mut self, index: Index) {
+        let covered: Vec<Index> = self.writes.range(..=index).map(|(i, _)| *i).collect();
+        for i in covered {
+            let pending = self.writes.remove(&i).expect("listed above");
+            let reply = match self.kv.cached_result(pending.client, pending.seq) {
+                Some(result) => Reply::Written { result, index: i },
+                None => Reply::Error { error: ReplyError::LeadershipLost },
+            };
+            self.replies.push((pending.request, reply));
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Option<Snapshot> {
+        let applied = self.kv.applied();
+        if self.snapshot_every == 0 || applied < self.raft.snapshot_index() + self.snapshot_every {
+            return None;
+        }
+        self.raft.compact(applied, self.kv.snapshot())
+    }
+}

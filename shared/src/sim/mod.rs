@@ -1,0 +1,731 @@
+//! The deterministic simulator: a whole cluster — servers, network, disks, clients, faults —
+//! in one thread, on virtual time, from one seed.
+//!
+//! Every "random" choice comes from the seed, so a failing seed replays exactly (`consenso sim
+//! --seed S --trace`). After every step the safety checker looks at what changed; at the end
+//! the clients' history is checked for linearizability. With a `Bug` switched on, these checks
+//! must find the defect; that is how we know they can fail.
+//!
+//! Nothing here uses threads, a clock or the OS, so the simulator also runs in the browser.
+//!
+//! # Layout
+//!
+//! - `network`: packets, delays, loss, duplication, partitions.
+//! - `node`: a server with its simulated disk; crash and restart.
+//! - `client`: the workload and its retry discipline.
+//! - this file: the event loop, the fault schedule and the report.
+
+mod client;
+mod network;
+mod node;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::Serialize;
+
+use crate::check::{Operation, Output, Property, SafetyChecker, Violation, check_history};
+use crate::event::Event;
+use crate::raft::{Bugs, Config, Millis, NodeId, Role};
+use crate::replica::{Replica, Reply};
+use crate::rng::Rng;
+use client::{MAX_ATTEMPTS, PendingOp, SimClient, Verdict};
+use network::{Network, NetworkFaults};
+use node::{Input, SimNode};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Cluster size; `None` lets the seed choose 3, 5 or 7.
+    pub nodes: Option<usize>,
+    /// Events to process.
+    pub steps: u64,
+    pub bugs: Bugs,
+    /// Inject crashes, pauses, partitions and an unreliable network.
+    pub faults: bool,
+    /// Keep a readable line per event.
+    pub trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig { seed, nodes: None, steps: 10_000, bugs: Bugs::none(), faults: true, trace: false }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub steps: u64,
+    pub virtual_ms: Millis,
+    /// The first property violated, if any.
+    pub violation: Option<Violation>,
+    pub operations_completed: usize,
+    pub operations_unknown: usize,
+    pub elections_won: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub snapshots_installed: u64,
+    #[serde(skip)]
+    pub trace: Vec<String>,
+    #[serde(skip)]
+    pub history: Vec<Operation>,
+}
+
+/// Runs one seed to the end (or to its first violation).
+pub fn run(cfg: &SimConfig) -> SimReport {
+    Simulation::new(cfg.clone()).run()
+}
+
+/// Per-run parameters drawn from the seed, so that seeds explore different settings.
+#[derive(Debug, Clone)]
+struct Params {
+    nodes: usize,
+    clients: usize,
+    keys: u64,
+    election_timeout: Millis,
+    heartbeat: Millis,
+    max_entries: usize,
+    max_inflight: usize,
+    pre_vote: bool,
+    check_quorum: bool,
+    snapshot_every: u64,
+    disk_max: Millis,
+    fault_interval: Millis,
+    client_timeout: Millis,
+}
+
+impl Params {
+    fn draw(rng: &mut Rng, cfg: &SimConfig) -> Params {
+        let nodes = cfg.nodes.unwrap_or_else(|| *rng.pick(&[3, 3, 3, 5, 5, 7]));
+        Params {
+            nodes,
+            clients: rng.range(2, 5) as usize,
+            keys: rng.range(1, 4),
+            election_timeout: 150,
+            heartbeat: rng.range(30, 60),
+            max_entries: *rng.pick(&[1, 1, 1, 2, 3, 8]),
+            max_inflight: rng.range(1, 6) as usize,
+            pre_vote: rng.chance(800_000),
+            check_quorum: rng.chance(800_000),
+            snapshot_every: *rng.pick(&[0, 4, 8, 16, 64]),
+            disk_max: *rng.pick(&[0, 2, 5, 20]),
+            fault_interval: rng.range(80, 500),
+            client_timeout: rng.range(200, 500),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum SimEvent {
+    DeliverToNode(NodeId, Input),
+    DeliverToClient { client: usize, op: u64, reply: Reply },
+    Tick(NodeId),
+    DiskDone { node: NodeId, incarnation: u64 },
+    ClientWake { client: usize, generation: u64 },
+    Fault,
+    Crash { node: NodeId, incarnation: u64 },
+    Restart(NodeId),
+    Resume(NodeId),
+    Heal,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Millis,
+    seq: u64,
+    event: SimEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Simulation {
+    cfg: SimConfig,
+    params: Params,
+    rng: Rng,
+    now: Millis,
+    step: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    nodes: Vec<SimNode>,
+    clients: Vec<SimClient>,
+    network: Network,
+    checker: SafetyChecker,
+    history: Vec<Operation>,
+    /// History entries of reads that were abandoned (they changed nothing): left out at the end.
+    abandoned: Vec<bool>,
+    trace: Vec<String>,
+    report: SimReport,
+}
+
+impl Simulation {
+    fn new(cfg: SimConfig) -> Simulation {
+        let mut rng = Rng::new(cfg.seed);
+        let params = Params::draw(&mut rng, &cfg);
+        let faults = if cfg.faults {
+            NetworkFaults {
+                drop_ppm: *rng.pick(&[0, 10_000, 50_000, 150_000, 300_000]),
+                duplicate_ppm: rng.range(0, 30_000) as u32,
+                min_delay: 1,
+                max_delay: rng.range(2, 30),
+                slow_ppm: 10_000,
+            }
+        } else {
+            NetworkFaults { drop_ppm: 0, duplicate_ppm: 0, min_delay: 1, max_delay: 5, slow_ppm: 0 }
+        };
+        let report = SimReport {
+            seed: cfg.seed,
+            nodes: params.nodes,
+            steps: 0,
+            virtual_ms: 0,
+            violation: None,
+            operations_completed: 0,
+            operations_unknown: 0,
+            elections_won: 0,
+            crashes: 0,
+            partitions: 0,
+            snapshots_installed: 0,
+            trace: Vec::new(),
+            history: Vec::new(),
+        };
+        let node_count = params.nodes;
+        let nodes = (0..params.nodes).map(|_| SimNode::new()).collect();
+        let clients = (1..=params.clients as u64).map(SimClient::new).collect();
+        Simulation {
+            params,
+            rng,
+            now: 0,
+            step: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            nodes,
+            clients,
+            network: Network::new(faults),
+            checker: SafetyChecker::new(1..=node_count as NodeId),
+            history: Vec::new(),
+            abandoned: Vec::new(),
+            trace: Vec::new(),
+            report,
+            cfg,
+        }
+    }
+
+    fn run(mut self) -> SimReport {
+        if self.cfg.trace {
+            let p = &self.params;
+            let line = format!(
+                "seed {} · {} nodes · {} clients on {} keys · heartbeat {} ms · election timeout {}–{} ms · \
+                 pre-vote {} · check-quorum {} · snapshot every {} · batch {}×{} · bugs: {}",
+                self.cfg.seed,
+                p.nodes,
+                p.clients,
+                p.keys,
+                p.heartbeat,
+                p.election_timeout,
+                2 * p.election_timeout,
+                p.pre_vote,
+                p.check_quorum,
+                p.snapshot_every,
+                p.max_entries,
+                p.max_inflight,
+                if self.cfg.bugs.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.cfg.bugs.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+                }
+            );
+            self.trace.push(line);
+        }
+        for id in 1..=self.params.nodes as NodeId {
+            self.start_node(id);
+        }
+        for client in 0..self.clients.len() {
+            let at = self.rng.range(0, 50);
+            self.schedule(at, SimEvent::ClientWake { client, generation: 0 });
+        }
+        if self.cfg.faults {
+            let at = self.rng.range(100, 100 + self.params.fault_interval);
+            self.schedule(at, SimEvent::Fault);
+        }
+        while self.step < self.cfg.steps && self.report.violation.is_none() {
+            let Some(Reverse(next)) = self.queue.pop() else { break };
+            self.step += 1;
+            debug_assert!(next.at >= self.now, "time never goes backwards");
+            self.now = next.at;
+            self.handle(next.event);
+            if let Some(v) = self.checker.take_violations().into_iter().next() {
+                self.note(format!("VIOLATION: {}: {}", v.property, v.detail));
+                self.report.violation = Some(v);
+            }
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> SimReport {
+        // Reads still in flight changed nothing: leave them out. Writes still in flight stay,
+        // with unknown outcome.
+        for client in &self.clients {
+            if let Some(op) = &client.current {
+                if matches!(op.input, crate::check::Input::Get { .. }) {
+                    self.abandoned[op.history] = true;
+                }
+            }
+        }
+        let history: Vec<Operation> = self
+            .history
+            .iter()
+            .zip(&self.abandoned)
+            .filter(|(_, abandoned)| !**abandoned)
+            .map(|(op, _)| op.clone())
+            .collect();
+        self.report.operations_completed = history.iter().filter(|o| o.complete.is_some()).count();
+        self.report.operations_unknown = history.iter().filter(|o| o.output == Output::Unknown).count();
+        if self.report.violation.is_none() {
+            let lin = check_history(&history);
+            if let Some((key, ops)) = lin.violation {
+                let detail = format!("no linearization of the {} operations on key {key}", ops.len());
+                if self.cfg.trace {
+                    self.trace.push(format!("VIOLATION: Linearizability: {detail}:"));
+                    self.trace.extend(ops.iter().map(|o| format!("    {o}")));
+                }
+                self.report.violation =
+                    Some(Violation { property: Property::Linearizability, step: self.step, detail });
+            }
+        }
+        self.report.steps = self.step;
+        self.report.virtual_ms = self.now;
+        self.report.trace = self.trace;
+        self.report.history = history;
+        self.report
+    }
+
+    fn schedule(&mut self, at: Millis, event: SimEvent) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, event }));
+    }
+
+    fn note(&mut self, text: String) {
+        if self.cfg.trace {
+            self.trace.push(format!("{:>7} ms #{:<6} {text}", self.now, self.step));
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::DeliverToNode(id, input) => {
+                // A partition also cuts messages that were already on the wire.
+                let cut = matches!(&input, Input::Raft(m) if self.network.is_blocked(m.from, m.to));
+                if self.node(id).is_up() && !cut {
+                    self.node(id).inbox.push_back(input);
+                    self.run_node(id);
+                }
+            }
+            SimEvent::DeliverToClient { client, op, reply } => self.client_reply(client, op, reply),
+            SimEvent::Tick(id) => {
+                let now = self.now;
+                let node = self.node(id);
+                if node.is_up() && node.next_tick == Some(now) {
+                    node.next_tick = None;
+                    node.inbox.push_back(Input::Tick);
+                    self.run_node(id);
+                }
+            }
+            SimEvent::DiskDone { node, incarnation } => self.disk_done(node, incarnation),
+            SimEvent::ClientWake { client, generation } => self.client_wake(client, generation),
+            SimEvent::Fault => self.inject_fault(),
+            SimEvent::Crash { node, incarnation } => {
+                if self.node(node).incarnation == incarnation {
+                    let restart_after = self.rng.range(1, 40);
+                    self.crash_node(node, restart_after);
+                }
+            }
+            SimEvent::Restart(id) => self.start_node(id),
+            SimEvent::Resume(id) => {
+                if self.node(id).paused {
+                    self.node(id).paused = false;
+                    self.note(format!("n{id} resumed"));
+                    self.run_node(id);
+                }
+            }
+            SimEvent::Heal => {
+                if self.network.is_partitioned() {
+                    self.network.heal();
+                    self.note("network healed".to_string());
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ servers
+
+    fn raft_config(&self, id: NodeId) -> Config {
+        let p = &self.params;
+        let mut cfg = Config::new(id, (1..=p.nodes as NodeId).collect());
+        cfg.election_timeout = p.election_timeout;
+        cfg.heartbeat_interval = p.heartbeat;
+        cfg.max_entries_per_message = p.max_entries;
+        cfg.max_inflight_messages = p.max_inflight;
+        cfg.pre_vote = p.pre_vote;
+        cfg.check_quorum = p.check_quorum;
+        cfg.bugs = self.cfg.bugs;
+        cfg
+    }
+
+    fn start_node(&mut self, id: NodeId) {
+        if self.node(id).is_up() {
+            return;
+        }
+        let cfg = self.raft_config(id);
+        let seed = self.rng.next_u64();
+        let (now, snapshot_every) = (self.now, self.params.snapshot_every);
+        let persisted = self.node(id).disk.persisted();
+        let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let restarted = self.node(id).incarnation > 0;
+        self.node(id).replica = Some(Replica::new(cfg, persisted, seed, now, snapshot_every));
+        self.checker.on_restart(id, snapshot_index);
+        if restarted {
+            self.note(format!("n{id} restarted from its disk"));
+        }
+        self.run_node(id);
+    }
+
+    /// Lets a server work until it waits on its disk or has nothing left to do.
+    fn run_node(&mut self, id: NodeId) {
+        loop {
+            let node = &mut self.nodes[id as usize - 1];
+            let Some(replica) = node.replica.as_mut() else { return };
+            if node.paused || node.io.is_some() {
+                return;
+            }
+            if replica.has_work() {
+                self.start_round(id);
+                continue;
+            }
+            let Some(input) = node.inbox.pop_front() else { break };
+            let now = self.now;
+            match input {
+                Input::Raft(msg) => replica.step(now, msg),
+                Input::Tick => replica.tick(now),
+                Input::Request { client, op, request } => {
+                    let rid = node.next_request;
+                    node.next_request += 1;
+                    node.requests.insert(rid, (client, op));
+                    replica.request(now, rid, request);
+                }
+            }
+            let step = self.step;
+            self.checker.after_input(
+                id,
+                self.nodes[id as usize - 1].replica.as_ref().expect("up").raft(),
+                step,
+            );
+        }
+        self.schedule_tick(id);
+    }
+
+    fn schedule_tick(&mut self, id: NodeId) {
+        let now = self.now;
+        let node = self.node(id);
+        let Some(replica) = node.replica.as_ref() else { return };
+        let deadline = replica.next_deadline().max(now);
+        if node.next_tick != Some(deadline) {
+            node.next_tick = Some(deadline);
+            self.schedule(deadline, SimEvent::Tick(id));
+        }
+    }
+
+    fn start_round(&mut self, id: NodeId) {
+        let node = &mut self.nodes[id as usize - 1];
+        let mut work = node.replica.as_mut().expect("up").take_work();
+        let incarnation = node.incarnation;
+        self.send_messages(std::mem::take(&mut work.messages_now).into_iter());
+        // Nothing to write means no disk latency; it still completes as its own step, which
+        // keeps the event loop iterative.
+        let latency = if work.persist.is_empty() { 0 } else { self.rng.range(0, self.params.disk_max) };
+        self.node(id).io = Some(work);
+        self.schedule(self.now + latency, SimEvent::DiskDone { node: id, incarnation });
+    }
+
+    /// Sends Raft messages through the network.
+    fn send_messages(&mut self, messages: impl Iterator<Item = crate::raft::Message>) {
+        for msg in messages {
+            for delay in self.network.route(&mut self.rng, Some((msg.from, msg.to))) {
+                self.schedule(self.now + delay, SimEvent::DeliverToNode(msg.to, Input::Raft(msg.clone())));
+            }
+        }
+    }
+
+    fn disk_done(&mut self, id: NodeId, incarnation: u64) {
+        let step = self.step;
+        let node = self.node(id);
+        if node.incarnation != incarnation || !node.is_up() {
+            return;
+        }
+        let Some(mut work) = node.io.take() else { return };
+        node.disk.write(&work.persist);
+        self.checker.on_persist(id, &work.persist, step);
+        if work.persist.snapshot.is_some() {
+            self.report.snapshots_installed += 1;
+        }
+        let messages = std::mem::take(&mut work.messages);
+        self.send_messages(messages.into_iter());
+        let node = &mut self.nodes[id as usize - 1];
+        let replica = node.replica.as_mut().expect("up");
+        let done = replica.finish(work);
+        self.checker.after_finish(id, replica.raft(), &done.applied, step);
+        self.checker.after_input(id, replica.raft(), step);
+        if let Some(snapshot) = &done.snapshot {
+            node.disk.compact(snapshot);
+        }
+        for (rid, reply) in done.replies {
+            let Some((client, op)) = self.nodes[id as usize - 1].requests.remove(&rid) else { continue };
+            for delay in self.network.route(&mut self.rng, None) {
+                self.schedule(
+                    self.now + delay,
+                    SimEvent::DeliverToClient { client, op, reply: reply.clone() },
+                );
+            }
+        }
+        for event in done.events {
+            if matches!(event, Event::RoleChanged { role: Role::Leader, .. }) {
+                self.report.elections_won += 1;
+            }
+            self.maybe_crash_at_critical_point(id, &event);
+            if self.cfg.trace {
+                let text = format!("n{id} {}", event.describe());
+                self.note(text);
+            }
+        }
+        self.run_node(id);
+    }
+
+    // ------------------------------------------------------------------ faults
+
+    fn crash_node(&mut self, id: NodeId, restart_after: Millis) {
+        if !self.node(id).is_up() {
+            return;
+        }
+        self.node(id).crash();
+        self.report.crashes += 1;
+        self.note(format!("n{id} CRASHED (volatile state and unfinished disk writes lost)"));
+        self.schedule(self.now + restart_after, SimEvent::Restart(id));
+    }
+
+    /// Random faults find little at random moments; some moments matter more. Like
+    /// FoundationDB's "buggify", crash a server soon after it does something whose durability
+    /// or follow-up the protocol depends on, and bring it back quickly.
+    fn maybe_crash_at_critical_point(&mut self, id: NodeId, event: &Event) {
+        if !self.cfg.faults {
+            return;
+        }
+        let is_leader = self.node(id).replica.as_ref().is_some_and(|r| r.raft().role() == Role::Leader);
+        let (crash, isolate) = match event {
+            Event::VoteGranted { pre_vote: false, .. } => (100_000, 0),
+            Event::RoleChanged { role: Role::Leader, .. } => (100_000, 100_000),
+            Event::CommitAdvanced { .. } => (30_000, 50_000),
+            Event::EntriesAppended { .. } if is_leader => (20_000, 20_000),
+            _ => return,
+        };
+        if self.rng.chance(crash) {
+            let incarnation = self.node(id).incarnation;
+            let after = self.rng.range(0, 15);
+            self.schedule(self.now + after, SimEvent::Crash { node: id, incarnation });
+        } else if self.rng.chance(isolate) {
+            let others: Vec<NodeId> = (1..=self.params.nodes as NodeId).filter(|n| *n != id).collect();
+            self.network.split(&[id], &others);
+            self.report.partitions += 1;
+            self.note(format!("PARTITION: n{id} isolated"));
+            let heal_after = self.rng.range(50, 1_000);
+            self.schedule(self.now + heal_after, SimEvent::Heal);
+        }
+    }
+
+    fn inject_fault(&mut self) {
+        let n = self.params.nodes as NodeId;
+        let roll = self.rng.below(100);
+        if roll < 30 {
+            let id = self.rng.range(1, n);
+            let restart_after = self.rng.range(10, 600);
+            self.crash_node(id, restart_after);
+        } else if roll < 45 {
+            let id = self.rng.range(1, n);
+            if self.node(id).is_up() && !self.node(id).paused {
+                self.node(id).paused = true;
+                let delay = self.rng.range(50, 600);
+                self.note(format!("n{id} PAUSED for {delay} ms"));
+                self.schedule(self.now + delay, SimEvent::Resume(id));
+            }
+        } else if roll < 75 {
+            let mut ids: Vec<NodeId> = (1..=n).collect();
+            for i in (1..ids.len()).rev() {
+                let j = self.rng.below(i as u64 + 1) as usize;
+                ids.swap(i, j);
+            }
+            self.report.partitions += 1;
+            if self.rng.chance(300_000) {
+                let (a, b) = (ids[0], ids[1]);
+                self.network.block(a, b);
+                self.note(format!("one-way partition: n{a} → n{b} messages lost"));
+            } else {
+                let cut = self.rng.range(1, n - 1) as usize;
+                let (a, b) = ids.split_at(cut);
+                self.network.split(a, b);
+                self.note(format!("PARTITION {a:?} | {b:?}"));
+            }
+            let heal_after = self.rng.range(100, 1_500);
+            self.schedule(self.now + heal_after, SimEvent::Heal);
+        } else {
+            self.schedule(self.now, SimEvent::Heal);
+        }
+        let next = self.rng.range(self.params.fault_interval / 2, self.params.fault_interval * 3 / 2);
+        self.schedule(self.now + next, SimEvent::Fault);
+    }
+
+    // ------------------------------------------------------------------ clients
+
+    fn client_wake(&mut self, client: usize, generation: u64) {
+        if self.clients[client].generation != generation {
+            return;
+        }
+        if self.clients[client].current.is_none() {
+            return self.start_op(client);
+        }
+        // A timeout or a planned retry.
+        let op = self.clients[client].current.as_mut().expect("checked");
+        op.attempts += 1;
+        if op.attempts > MAX_ATTEMPTS {
+            let history = op.history;
+            let is_read = matches!(op.input, crate::check::Input::Get { .. });
+            self.clients[client].current = None;
+            if is_read {
+                self.abandoned[history] = true;
+            }
+            self.note(format!("client {} gives up: {}", client + 1, self.history[history]));
+            return self.wake_client(client, 0);
+        }
+        let target = match self.clients[client].leader_hint {
+            Some(hint) if self.rng.chance(800_000) => hint,
+            _ => self.rng.range(1, self.params.nodes as u64),
+        };
+        self.send_request(client, target);
+    }
+
+    fn wake_client(&mut self, client: usize, after: Millis) {
+        self.clients[client].generation += 1;
+        let generation = self.clients[client].generation;
+        self.schedule(self.now + after, SimEvent::ClientWake { client, generation });
+    }
+
+    fn start_op(&mut self, client: usize) {
+        let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys);
+        let op = self.clients[client].ops_started;
+        let id = self.clients[client].id;
+        self.history.push(Operation {
+            client: id,
+            input: input.clone(),
+            invoke: self.step,
+            complete: None,
+            output: Output::Unknown,
+        });
+        self.abandoned.push(false);
+        let history = self.history.len() - 1;
+        let is_read = matches!(input, crate::check::Input::Get { .. });
+        self.clients[client].current = Some(PendingOp { op, input, request, history, attempts: 0 });
+        let target = match self.clients[client].leader_hint {
+            // Writes go to the leader; linearizable reads may go anywhere (followers too).
+            Some(hint) if !is_read => hint,
+            _ => self.rng.range(1, self.params.nodes as u64),
+        };
+        self.send_request(client, target);
+    }
+
+    fn send_request(&mut self, client: usize, node: NodeId) {
+        let pending = self.clients[client].current.as_ref().expect("an operation is in flight");
+        let (op, request) = (pending.op, pending.request.clone());
+        for delay in self.network.route(&mut self.rng, None) {
+            let input = Input::Request { client, op, request: request.clone() };
+            self.schedule(self.now + delay, SimEvent::DeliverToNode(node, input));
+        }
+        let timeout = self.params.client_timeout;
+        self.wake_client(client, timeout);
+    }
+
+    fn client_reply(&mut self, client: usize, op: u64, reply: Reply) {
+        let Some(pending) = self.clients[client].current.as_ref() else { return };
+        if pending.op != op {
+            return;
+        }
+        let input = pending.input.clone();
+        match self.clients[client].judge(&input, reply) {
+            Verdict::Done(output) => {
+                let pending = self.clients[client].current.take().expect("checked");
+                self.clients[client].learn(&input, &output);
+                let entry = &mut self.history[pending.history];
+                entry.complete = Some(self.step);
+                entry.output = output;
+                let think = self.rng.range(0, 20);
+                self.wake_client(client, think);
+            }
+            Verdict::Retry(Some(_)) => {
+                let delay = self.rng.range(1, 5);
+                self.wake_client(client, delay);
+            }
+            Verdict::Retry(None) => {
+                let delay = self.rng.range(10, 60);
+                self.wake_client(client, delay);
+            }
+        }
+    }
+}
+
+/// Summary of a batch of seeds, for `consenso sim` and the tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchSummary {
+    pub runs: u64,
+    pub steps: u64,
+    pub violations: u64,
+    pub failing: Vec<(u64, Property, u64)>,
+}
+
+/// Runs seeds `start..start+count` with otherwise equal settings.
+pub fn run_batch(
+    base: &SimConfig,
+    start: u64,
+    count: u64,
+    mut on_report: impl FnMut(&SimReport),
+) -> BatchSummary {
+    let mut summary = BatchSummary::default();
+    for seed in start..start + count {
+        let report = run(&SimConfig { seed, ..base.clone() });
+        summary.runs += 1;
+        summary.steps += report.steps;
+        if let Some(v) = &report.violation {
+            summary.violations += 1;
+            summary.failing.push((seed, v.property, v.step));
+        }
+        on_report(&report);
+    }
+    summary
+}

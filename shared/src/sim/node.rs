@@ -1,0 +1,111 @@
+//! A simulated server: a `Replica` with a simulated disk, an inbox for inputs that arrive
+//! while it is busy persisting, and the ability to crash (losing everything volatile and any
+//! write not yet durable) and restart from its disk.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::raft::{Entry, HardState, Message, Millis, Persisted, Snapshot};
+use crate::replica::{Persist, Replica, Request, RequestId, Work};
+
+/// What a simulated disk holds: exactly what was made durable.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Disk {
+    hard_state: HardState,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn base(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
+    }
+
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+
+    pub fn write(&mut self, persist: &Persist) {
+        if let Some(snapshot) = &persist.snapshot {
+            self.snapshot = Some(snapshot.clone());
+            self.entries.clear();
+        }
+        if let Some(hard_state) = persist.hard_state {
+            self.hard_state = hard_state;
+        }
+        if let Some(first) = persist.entries.first() {
+            let keep = (first.index - self.base() - 1) as usize;
+            assert!(keep <= self.entries.len(), "disk write leaves a gap before index {}", first.index);
+            self.entries.truncate(keep);
+            self.entries.extend(persist.entries.iter().cloned());
+        }
+    }
+
+    /// A snapshot taken locally replaces the entries it covers.
+    pub fn compact(&mut self, snapshot: &Snapshot) {
+        let index = snapshot.meta.index;
+        if index <= self.base() {
+            return;
+        }
+        let drop = ((index - self.base()) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.snapshot = Some(snapshot.clone());
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Input {
+    Raft(Message),
+    Request { client: usize, op: u64, request: Request },
+    Tick,
+}
+
+#[derive(Debug)]
+pub(super) struct SimNode {
+    /// `None` while crashed.
+    pub replica: Option<Replica>,
+    pub disk: Disk,
+    pub inbox: VecDeque<Input>,
+    /// A round whose disk write is in progress.
+    pub io: Option<Work>,
+    /// Bumped by every crash, so that events of a previous life are ignored.
+    pub incarnation: u64,
+    /// Stopped (like SIGSTOP): inputs wait in the inbox, timers do not fire.
+    pub paused: bool,
+    pub next_tick: Option<Millis>,
+    pub requests: BTreeMap<RequestId, (usize, u64)>,
+    pub next_request: RequestId,
+}
+
+impl SimNode {
+    pub fn new() -> SimNode {
+        SimNode {
+            replica: None,
+            disk: Disk::default(),
+            inbox: VecDeque::new(),
+            io: None,
+            incarnation: 0,
+            paused: false,
+            next_tick: None,
+            requests: BTreeMap::new(),
+            next_request: 1,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    pub fn crash(&mut self) {
+        self.replica = None;
+        self.io = None;
+        self.inbox.clear();
+        self.requests.clear();
+        self.paused = false;
+        self.next_tick = None;
+        self.incarnation += 1;
+    }
+}

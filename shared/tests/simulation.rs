@@ -1,0 +1,115 @@
+//! The deterministic simulator is the main test of the Raft core: thousands of seeds of
+//! crashes, pauses, partitions, message loss, duplication and reordering, with every safety
+//! property checked after every step and linearizability checked at the end. And because a
+//! check that cannot fail proves nothing, each deliberate defect must be caught.
+
+use shared::check::Property;
+use shared::raft::{Bug, Bugs};
+use shared::sim::{BatchSummary, SimConfig, run, run_batch};
+
+fn batch(bugs: Bugs, seeds: u64, nodes: Option<usize>) -> BatchSummary {
+    let cfg = SimConfig { bugs, nodes, ..SimConfig::new(0) };
+    run_batch(&cfg, 0, seeds, |_| {})
+}
+
+#[test]
+fn a_thousand_seeds_with_faults_violate_nothing() {
+    let summary = batch(Bugs::none(), 1_000, None);
+    assert_eq!(summary.runs, 1_000);
+    assert!(summary.steps >= 1_000 * 1_000, "at least 1,000 steps per seed, got {}", summary.steps);
+    assert!(summary.failing.is_empty(), "violations: {:?}", summary.failing);
+}
+
+#[test]
+fn every_cluster_size_stays_safe() {
+    for nodes in [3, 5, 7] {
+        let summary = batch(Bugs::none(), 100, Some(nodes));
+        assert!(summary.failing.is_empty(), "{nodes} nodes: {:?}", summary.failing);
+    }
+}
+
+fn caught(bug: Bug) -> Vec<Property> {
+    let summary = batch(Bugs::none().with(bug), 200, None);
+    summary.failing.iter().map(|(_, property, _)| *property).collect()
+}
+
+#[test]
+fn committing_an_old_term_entry_by_counting_replicas_is_caught() {
+    let found = caught(Bug::CommitOldTerm);
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|p| matches!(p, Property::LeaderCompleteness | Property::StateMachineSafety)),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn voting_without_the_log_check_is_caught() {
+    let found = caught(Bug::VoteWithoutLogCheck);
+    assert!(!found.is_empty());
+}
+
+#[test]
+fn forgetting_the_vote_across_a_restart_is_caught() {
+    let found = caught(Bug::ForgetVote);
+    assert!(found.contains(&Property::ElectionSafety), "{found:?}");
+}
+
+#[test]
+fn reading_local_state_as_linearizable_is_caught() {
+    let found = caught(Bug::StaleRead);
+    assert!(found.contains(&Property::Linearizability), "{found:?}");
+}
+
+#[test]
+fn applying_retries_twice_is_caught() {
+    let found = caught(Bug::NoDedup);
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|p| matches!(p, Property::ExactlyOnce | Property::Linearizability)),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let cfg = SimConfig { trace: true, steps: 3_000, ..SimConfig::new(4242) };
+    let (a, b) = (run(&cfg), run(&cfg));
+    assert_eq!(a.trace, b.trace);
+    assert_eq!(a.history, b.history);
+    assert!(a.trace.len() > 1_000);
+}
+
+#[test]
+fn the_simulator_exercises_what_it_claims_to() {
+    let (mut elections, mut crashes, mut partitions, mut snapshots, mut ops, mut unknown) =
+        (0, 0, 0, 0, 0, 0);
+    let cfg = SimConfig::new(0);
+    run_batch(&cfg, 0, 100, |r| {
+        elections += r.elections_won;
+        crashes += r.crashes;
+        partitions += r.partitions;
+        snapshots += r.snapshots_installed;
+        ops += r.operations_completed;
+        unknown += r.operations_unknown;
+    });
+    assert!(elections > 300, "{elections} elections");
+    assert!(crashes > 300, "{crashes} crashes");
+    assert!(partitions > 300, "{partitions} partitions");
+    assert!(snapshots > 20, "{snapshots} snapshots installed");
+    assert!(ops > 5_000, "{ops} operations completed");
+    assert!(unknown > 10, "{unknown} operations with unknown outcome");
+}
+
+#[test]
+fn without_faults_nearly_every_operation_completes() {
+    let cfg = SimConfig { faults: false, ..SimConfig::new(7) };
+    let report = run(&cfg);
+    assert!(report.violation.is_none());
+    assert!(report.operations_completed > 200, "{}", report.operations_completed);
+    assert!(
+        report.operations_unknown <= 5,
+        "only writes in flight when the run stops: {}",
+        report.operations_unknown
+    );
+}
