@@ -5,6 +5,7 @@
 //!
 //! - [`raft`]: the Raft consensus algorithm as a sans-IO state machine. Time and a seed are
 //!   inputs; messages, things to persist, entries to apply and observation events are outputs.
+//! - [`protocol`]: the JSON frames spoken over WebSockets by clients, pages, proxies and servers.
 //! - [`kv`]: the replicated key-value store with client sessions (exactly-once writes).
 //! - [`replica`]: a server's logic without I/O — Raft, the store and waiting client requests —
 //!   driven alike by the real node and by the simulator.
@@ -20,6 +21,7 @@ pub mod check;
 pub mod event;
 pub mod event_text;
 pub mod kv;
+pub mod protocol;
 pub mod raft;
 pub mod replica;
 pub mod rng;

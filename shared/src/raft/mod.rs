@@ -547,7 +547,7 @@ impl Raft {
 }
 
 /// An entry as the observation stream carries it.
-pub(crate) fn summarize(entry: &Entry) -> EntrySummary {
+pub fn summarize(entry: &Entry) -> EntrySummary {
     let mut text = entry.payload.describe();
     if text.len() > SUMMARY_TEXT_LIMIT {
         let mut cut = SUMMARY_TEXT_LIMIT;

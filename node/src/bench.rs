@@ -1,0 +1,510 @@
+//! `consenso bench`: closed-loop load through the proxies, with latency percentiles from an
+//! HDR histogram, optional leader kills with the client-observed write gap per kill, and an
+//! optional history file for linearizability checking.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shared::check::{Input, Operation, Output};
+use shared::event::Consistency;
+use shared::protocol::{AdminCommand, ClientFrame, OpResult, PROTOCOL_VERSION, ProxyFrame, Session};
+use shared::raft::NodeId;
+use shared::rng::Rng;
+
+use crate::ws;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Proxies (host:port or ws://host:port), comma-separated; clients spread over them
+    #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
+    proxy: String,
+    /// Admin token (needed for --kill-leader-every)
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Concurrent clients, each waiting for its answer before the next request
+    #[arg(long, default_value_t = 1)]
+    clients: u32,
+    /// How long to run, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Bytes per written value
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Fraction of operations that are (linearizable) reads, 0–1
+    #[arg(long, default_value_t = 0.0)]
+    reads: f64,
+    /// Keys to spread the load over
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Kill (SIGKILL) the leader every S seconds, restarting it halfway to the next kill
+    #[arg(long)]
+    kill_leader_every: Option<f64>,
+    /// Record every operation to this file (JSON lines; see docs/protocol.md)
+    #[arg(long)]
+    history: Option<PathBuf>,
+    /// Print the results as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Patience for one operation before it counts as unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Default)]
+struct Totals {
+    writes: Option<Histogram<u64>>,
+    reads: Option<Histogram<u64>>,
+    errors: u64,
+    unknown: u64,
+    /// Microseconds since the start at which each write was acknowledged.
+    acks: Vec<u64>,
+    history: Vec<Operation>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    clients: u32,
+    duration_s: f64,
+    value_size: usize,
+    read_fraction: f64,
+    writes: u64,
+    reads: u64,
+    errors: u64,
+    unknown: u64,
+    writes_per_s: f64,
+    reads_per_s: f64,
+    write_latency_ms: Percentiles,
+    read_latency_ms: Percentiles,
+    kills: Vec<Kill>,
+    median_gap_ms: Option<f64>,
+}
+
+#[derive(Serialize, Default)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[derive(Serialize, Clone)]
+struct Kill {
+    at_s: f64,
+    node: NodeId,
+    /// Longest time without an acknowledged write around this kill.
+    gap_ms: Option<f64>,
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    if args.clients == 0
+        || args.duration.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        || !(0.0..=1.0).contains(&args.reads)
+        || args.keys == 0
+    {
+        bail!("--clients, --duration and --keys must be positive and --reads between 0 and 1");
+    }
+    if args.kill_leader_every.is_some() && args.token.is_none() {
+        bail!("--kill-leader-every needs the admin token (--token or CONSENSO_TOKEN)");
+    }
+    let proxies: Vec<String> =
+        args.proxy.split(',').map(|p| crate::addr::ws_url(p.trim())).collect::<anyhow::Result<_>>()?;
+    let runtime = crate::runtime()?;
+    let report = runtime.block_on(run(&args, proxies))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
+    let start = Instant::now();
+    let duration = Duration::from_secs_f64(args.duration);
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise}/{duration_precise} {msg}")
+            .expect("valid template"),
+    );
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let proxies = proxies.clone();
+        let totals = totals.clone();
+        let config = ClientConfig {
+            index: c,
+            value_size: args.value_size,
+            reads: args.reads,
+            keys: args.keys,
+            record: args.history.is_some(),
+            start,
+            end: start + duration,
+        };
+        tasks.push(tokio::spawn(async move { client(config, proxies, totals).await }));
+    }
+    let kills = Arc::new(Mutex::new(Vec::new()));
+    let killer = args.kill_leader_every.map(|every| {
+        let (proxies, token, kills) =
+            (proxies.clone(), args.token.clone().unwrap_or_default(), kills.clone());
+        tokio::spawn(async move {
+            kill_leaders(proxies, token, Duration::from_secs_f64(every), start, duration, kills).await
+        })
+    });
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = totals.lock().expect("totals lock").acks.len();
+        progress.set_position(start.elapsed().as_millis() as u64);
+        progress.set_message(format!("{:.0} writes/s", done as f64 / start.elapsed().as_secs_f64()));
+    }
+    progress.finish_and_clear();
+    for task in tasks {
+        task.await??;
+    }
+    if let Some(killer) = killer {
+        killer.await??;
+    }
+    let elapsed = duration.as_secs_f64();
+    let mut totals = std::mem::take(&mut *totals.lock().expect("totals lock"));
+    if let Some(path) = &args.history {
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        totals.history.sort_by_key(|o| o.invoke);
+        for op in &totals.history {
+            writeln!(file, "{}", serde_json::to_string(op)?)?;
+        }
+        file.flush()?;
+    }
+    totals.acks.sort_unstable();
+    let kills: Vec<Kill> = kills
+        .lock()
+        .expect("kills lock")
+        .iter()
+        .map(|k: &Kill| Kill { gap_ms: gap_around(&totals.acks, (k.at_s * 1e6) as u64), ..k.clone() })
+        .collect();
+    let mut gaps: Vec<f64> = kills.iter().filter_map(|k| k.gap_ms).collect();
+    gaps.sort_by(f64::total_cmp);
+    let count = |h: &Option<Histogram<u64>>| h.as_ref().map_or(0, |h| h.len());
+    Ok(Report {
+        clients: args.clients,
+        duration_s: elapsed,
+        value_size: args.value_size,
+        read_fraction: args.reads,
+        writes: count(&totals.writes),
+        reads: count(&totals.reads),
+        errors: totals.errors,
+        unknown: totals.unknown,
+        writes_per_s: count(&totals.writes) as f64 / elapsed,
+        reads_per_s: count(&totals.reads) as f64 / elapsed,
+        write_latency_ms: percentiles(&totals.writes),
+        read_latency_ms: percentiles(&totals.reads),
+        median_gap_ms: (!gaps.is_empty()).then(|| gaps[gaps.len() / 2]),
+        kills,
+    })
+}
+
+/// The gap in acknowledged writes that a kill at `at` caused: from the last ack before it to
+/// the first ack after it.
+fn gap_around(acks: &[u64], at: u64) -> Option<f64> {
+    let i = acks.partition_point(|t| *t < at);
+    let after = *acks.get(i)?;
+    let before = if i > 0 { acks[i - 1] } else { at };
+    Some((after - before) as f64 / 1000.0)
+}
+
+fn percentiles(h: &Option<Histogram<u64>>) -> Percentiles {
+    let Some(h) = h.as_ref().filter(|h| !h.is_empty()) else { return Percentiles::default() };
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+    }
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "bench: {} clients for {:.1} s, values of {} B, {:.0}% reads",
+        r.clients,
+        r.duration_s,
+        r.value_size,
+        r.read_fraction * 100.0
+    );
+    let line = |name: &str, n: u64, rate: f64, p: &Percentiles| {
+        println!(
+            "  {name:<6} {n:>8} ok  {rate:>9.1}/s   latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            p.p50, p.p90, p.p99, p.max
+        );
+    };
+    line("writes", r.writes, r.writes_per_s, &r.write_latency_ms);
+    if r.reads > 0 {
+        line("reads", r.reads, r.reads_per_s, &r.read_latency_ms);
+    }
+    println!("  errors {}   unknown outcome (timed out) {}", r.errors, r.unknown);
+    if !r.kills.is_empty() {
+        let gaps: Vec<String> = r
+            .kills
+            .iter()
+            .map(|k| {
+                format!(
+                    "node {} at {:.1}s: {}",
+                    k.node,
+                    k.at_s,
+                    k.gap_ms.map_or("-".into(), |g| format!("{g:.0} ms"))
+                )
+            })
+            .collect();
+        println!("  leader kills: {}", gaps.join("; "));
+        if let Some(m) = r.median_gap_ms {
+            println!("  median write gap after a leader kill: {m:.0} ms");
+        }
+    }
+}
+
+/// One benchmark operation; each attempt gets a fresh frame id but keeps the session.
+enum BenchOp {
+    Get { key: String },
+    Put { key: String, value: String, session: Session },
+}
+
+impl BenchOp {
+    fn frame(&self, id: u64) -> ClientFrame {
+        match self {
+            BenchOp::Get { key } => {
+                ClientFrame::Get { id, key: key.clone(), consistency: Consistency::Linearizable }
+            }
+            BenchOp::Put { key, value, session } => {
+                ClientFrame::Put { id, key: key.clone(), value: value.clone(), session: Some(*session) }
+            }
+        }
+    }
+}
+
+struct ClientConfig {
+    index: u32,
+    value_size: usize,
+    reads: f64,
+    keys: u64,
+    record: bool,
+    start: Instant,
+    end: Instant,
+}
+
+async fn connect(proxies: &[String], first: usize) -> Option<(ws::Stream, usize)> {
+    for i in 0..proxies.len() {
+        let which = (first + i) % proxies.len();
+        if let Ok(mut stream) = ws::connect(&proxies[which], Duration::from_secs(2)).await {
+            let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: None, subscribe: false };
+            if ws::send(&mut stream, &hello).await.is_ok() {
+                if let Ok(Some(Ok(ProxyFrame::Welcome { .. }))) = ws::recv::<ProxyFrame>(&mut stream).await {
+                    return Some((stream, which));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One closed-loop client. A write is resent with the same session after a proxy failure.
+async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Totals>>) -> anyhow::Result<()> {
+    let mut rng = Rng::new(crate::secret::random_u64());
+    let client_id = crate::secret::random_u64();
+    let mut writes = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut reads = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut errors, mut unknown) = (0, 0);
+    let mut acks = Vec::new();
+    let mut history = Vec::new();
+    let mut seq = 0u64;
+    let mut proxy = cfg.index as usize % proxies.len();
+    let mut stream = None;
+    let mut next_id = 1u64;
+    while Instant::now() < cfg.end {
+        let key = format!("bench-{}", rng.below(cfg.keys));
+        let is_read = cfg.reads > 0.0 && (rng.below(1_000_000) as f64) < cfg.reads * 1_000_000.0;
+        let (op, input) = if is_read {
+            (BenchOp::Get { key: key.clone() }, Input::Get { key })
+        } else {
+            seq += 1;
+            let mut value = format!("{client_id:x}-{seq}-");
+            while value.len() < cfg.value_size {
+                value.push((b'a' + rng.below(26) as u8) as char);
+            }
+            value.truncate(cfg.value_size.max(1));
+            let session = Session { client: client_id, seq };
+            (BenchOp::Put { key: key.clone(), value: value.clone(), session }, Input::Put { key, value })
+        };
+        let invoked = Instant::now();
+        let op_deadline = invoked + OP_TIMEOUT;
+        let mut outcome = None;
+        while outcome.is_none() && Instant::now() < op_deadline {
+            if stream.is_none() {
+                match connect(&proxies, proxy).await {
+                    Some((s, which)) => {
+                        stream = Some(s);
+                        proxy = which;
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            let s = stream.as_mut().expect("connected above");
+            let id = next_id;
+            next_id += 1;
+            let answer = async {
+                ws::send(s, &op.frame(id)).await?;
+                loop {
+                    match ws::recv::<ProxyFrame>(s).await? {
+                        Some(Ok(ProxyFrame::Done { id: got, result, .. })) if got == id => {
+                            return Ok(Some(result));
+                        }
+                        Some(Ok(ProxyFrame::Error { id: Some(got), .. })) if got == id => return Ok(None),
+                        Some(_) => continue,
+                        None => bail!("proxy closed"),
+                    }
+                }
+            };
+            match tokio::time::timeout_at(op_deadline.into(), answer).await {
+                Ok(Ok(Some(result))) => outcome = Some(Ok(result)),
+                Ok(Ok(None)) => outcome = Some(Err(())),
+                // The proxy died or hung: try the next one with the same request.
+                Ok(Err(_)) | Err(_) => {
+                    stream = None;
+                    proxy = (proxy + 1) % proxies.len();
+                }
+            }
+        }
+        let done = Instant::now();
+        let since = |t: Instant| t.duration_since(cfg.start).as_micros() as u64;
+        let latency = done.duration_since(invoked).as_micros() as u64;
+        let output = match outcome {
+            Some(Ok(OpResult::Get { value })) => {
+                reads.record(latency.max(1))?;
+                Some(Output::Value { value })
+            }
+            Some(Ok(_)) => {
+                writes.record(latency.max(1))?;
+                acks.push(since(done));
+                Some(Output::Ok)
+            }
+            Some(Err(())) => {
+                errors += 1;
+                None
+            }
+            None => {
+                unknown += 1;
+                None
+            }
+        };
+        if cfg.record {
+            let complete = output.as_ref().map(|_| since(done));
+            let output = output.unwrap_or(Output::Unknown);
+            // A failed read changed nothing: leave it out of the history.
+            if !(matches!(input, Input::Get { .. }) && output == Output::Unknown) {
+                history.push(Operation {
+                    client: client_id,
+                    input,
+                    invoke: since(invoked),
+                    complete,
+                    output,
+                });
+            }
+        }
+    }
+    let mut t = totals.lock().expect("totals lock");
+    merge(&mut t.writes, writes)?;
+    merge(&mut t.reads, reads)?;
+    t.errors += errors;
+    t.unknown += unknown;
+    t.acks.extend(acks);
+    t.history.extend(history);
+    Ok(())
+}
+
+fn merge(into: &mut Option<Histogram<u64>>, h: Histogram<u64>) -> anyhow::Result<()> {
+    match into {
+        Some(total) => total.add(&h)?,
+        None => *into = Some(h),
+    }
+    Ok(())
+}
+
+/// Every `every`: find the leader, kill it; halfway to the next kill, restart it.
+async fn kill_leaders(
+    proxies: Vec<String>,
+    token: String,
+    every: Duration,
+    start: Instant,
+    duration: Duration,
+    kills: Arc<Mutex<Vec<Kill>>>,
+) -> anyhow::Result<()> {
+    let mut next = start + every;
+    while next + every / 2 < start + duration {
+        tokio::time::sleep_until(next.into()).await;
+        let Some(leader) = admin_leader(&proxies, &token).await else {
+            next += every;
+            continue;
+        };
+        let at = start.elapsed().as_secs_f64();
+        if admin(&proxies, &token, AdminCommand::Crash { node: leader }).await.is_ok() {
+            kills.lock().expect("kills lock").push(Kill { at_s: at, node: leader, gap_ms: None });
+        }
+        tokio::time::sleep(every / 2).await;
+        let _ = admin(&proxies, &token, AdminCommand::Restart { node: leader }).await;
+        next += every;
+    }
+    Ok(())
+}
+
+async fn admin_session(proxies: &[String], token: &str) -> Option<ws::Stream> {
+    for proxy in proxies {
+        if let Ok(mut s) = ws::connect(proxy, Duration::from_secs(2)).await {
+            let hello = ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                token: Some(token.to_string()),
+                subscribe: false,
+            };
+            if ws::send(&mut s, &hello).await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+async fn admin_request(proxies: &[String], token: &str, frame: ClientFrame) -> Option<ProxyFrame> {
+    let mut s = admin_session(proxies, token).await?;
+    ws::send(&mut s, &frame).await.ok()?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws::recv::<ProxyFrame>(&mut s))
+            .await
+            .ok()?
+            .ok()??
+        {
+            Ok(ProxyFrame::Welcome { .. }) => continue,
+            Ok(frame) => return Some(frame),
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn admin_leader(proxies: &[String], token: &str) -> Option<NodeId> {
+    match admin_request(proxies, token, ClientFrame::Status { id: 1 }).await? {
+        ProxyFrame::Status { cluster, .. } => cluster.leader,
+        _ => None,
+    }
+}
+
+async fn admin(proxies: &[String], token: &str, command: AdminCommand) -> Result<(), ()> {
+    match admin_request(proxies, token, ClientFrame::Admin { id: 1, command }).await {
+        Some(ProxyFrame::AdminDone { .. }) => Ok(()),
+        _ => Err(()),
+    }
+}

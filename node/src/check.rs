@@ -1,0 +1,55 @@
+//! `consenso check FILE`: linearizability of a recorded history (JSON lines, one operation per
+//! line, as written by `consenso bench --history` and documented in docs/protocol.md).
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use shared::check::{Operation, check_history};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// History file: one JSON operation per line
+    file: PathBuf,
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let ops = match load(&args.file) {
+        Ok(ops) => ops,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = check_history(&ops);
+    for key in &report.inconclusive {
+        println!("key {key}: search budget exhausted, inconclusive");
+    }
+    match &report.violation {
+        None => {
+            println!("linearizable: {} operations on {} keys", report.operations, report.keys);
+            ExitCode::SUCCESS
+        }
+        Some((key, ops)) => {
+            println!("NOT linearizable: no valid order for the {} operations on key {key}:", ops.len());
+            for op in ops.iter().take(50) {
+                println!("  {op}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Vec<Operation>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut ops = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let op = serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        ops.push(op);
+    }
+    Ok(ops)
+}

@@ -1,0 +1,285 @@
+//! `consenso client`: one operation against the cluster, through whichever proxy answers.
+//!
+//! The client picks its own session (a random client id, sequence 1), so that if a proxy dies
+//! with the write in flight, the same write sent through the next proxy is recognised by the
+//! servers and applied once.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shared::event::Consistency;
+use shared::protocol::{
+    AdminCommand, ClientFrame, ClusterStatus, ErrorKind, OpResult, PROTOCOL_VERSION, ProxyFrame, Session,
+    parse_partition,
+};
+use shared::raft::NodeId;
+
+use crate::ws;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Proxies to try, in order: host:port or ws://host:port, comma-separated
+    #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
+    proxy: String,
+    /// Admin token (needed for crash, restart, pause, resume, partition, heal, …)
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Give up after this many seconds
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Say which node answered and at which log index (on stderr)
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(subcommand)]
+    op: Op,
+}
+
+#[derive(clap::Subcommand)]
+enum Op {
+    /// Set KEY to VALUE
+    Put { key: String, value: String },
+    /// Read KEY
+    Get {
+        key: String,
+        /// linearizable (ReadIndex, any server), stale (a follower's local state), or leader
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
+    },
+    /// Remove KEY
+    Delete { key: String },
+    /// Set KEY to NEW only if it holds OLD (use --absent instead of OLD for "only if unset")
+    Cas {
+        key: String,
+        #[arg(required_unless_present = "absent")]
+        old: Option<String>,
+        new: String,
+        #[arg(long)]
+        absent: bool,
+    },
+    /// Show every node: role, term, log, commit, process state
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill a server (SIGKILL)
+    Crash { node: NodeId },
+    /// Start a crashed server again on its data
+    Restart { node: NodeId },
+    /// Freeze a server (SIGSTOP)
+    Pause { node: NodeId },
+    /// Thaw a paused server (SIGCONT)
+    Resume { node: NodeId },
+    /// Split the servers into groups, e.g. 1,2/3
+    Partition { groups: String },
+    /// Lose every message from one server to another (one-way partition)
+    Block { from: NodeId, to: NodeId },
+    /// Remove partitions, loss and delay
+    Heal,
+    /// Lose a fraction (0–1) of messages, from one node or all
+    Drop {
+        rate: f64,
+        #[arg(long)]
+        node: Option<NodeId>,
+    },
+    /// Delay messages by MS milliseconds, from one node or all
+    Delay {
+        ms: u64,
+        #[arg(long)]
+        node: Option<NodeId>,
+    },
+    /// Stretch every timeout by X (slow motion)
+    TimeScale { scale: f64 },
+    /// Ask the leader to hand leadership to NODE
+    Transfer { node: NodeId },
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let runtime = match crate::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
+    let admin = |command| ClientFrame::Admin { id, command };
+    match op {
+        Op::Put { key, value } => {
+            ClientFrame::Put { id, key: key.clone(), value: value.clone(), session: Some(session) }
+        }
+        Op::Get { key, consistency } => ClientFrame::Get { id, key: key.clone(), consistency: *consistency },
+        Op::Delete { key } => ClientFrame::Delete { id, key: key.clone(), session: Some(session) },
+        Op::Cas { key, old, new, absent } => ClientFrame::Cas {
+            id,
+            key: key.clone(),
+            expected: if *absent { None } else { old.clone() },
+            new: new.clone(),
+            session: Some(session),
+        },
+        Op::Status { .. } => ClientFrame::Status { id },
+        Op::Crash { node } => admin(AdminCommand::Crash { node: *node }),
+        Op::Restart { node } => admin(AdminCommand::Restart { node: *node }),
+        Op::Pause { node } => admin(AdminCommand::Pause { node: *node }),
+        Op::Resume { node } => admin(AdminCommand::Resume { node: *node }),
+        Op::Partition { groups } => {
+            admin(AdminCommand::Partition { groups: parse_partition(groups).unwrap_or_default() })
+        }
+        Op::Block { from, to } => admin(AdminCommand::Block { from: *from, to: *to }),
+        Op::Heal => admin(AdminCommand::Heal),
+        Op::Drop { rate, node } => admin(AdminCommand::Drop { node: *node, rate: *rate }),
+        Op::Delay { ms, node } => admin(AdminCommand::Delay { node: *node, ms: *ms }),
+        Op::TimeScale { scale } => admin(AdminCommand::TimeScale { scale: *scale }),
+        Op::Transfer { node } => admin(AdminCommand::TransferLeadership { to: *node }),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Op::Partition { groups } = &args.op {
+        parse_partition(groups).map_err(anyhow::Error::msg)?;
+    }
+    let proxies: Vec<String> =
+        args.proxy.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+    for p in &proxies {
+        crate::addr::ws_url(p)?;
+    }
+    let session = Session { client: crate::secret::random_u64(), seq: 1 };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    let mut last_error = anyhow::anyhow!("no proxy given");
+    // Through every proxy in turn until one answers; the same frame (and session) each time.
+    let mut round = 0;
+    while tokio::time::Instant::now() < deadline {
+        for proxy in &proxies {
+            match tokio::time::timeout_at(deadline, attempt(&args, proxy, session)).await {
+                Ok(Ok(frame)) => return report(&args, frame),
+                Ok(Err(e)) => {
+                    if args.verbose {
+                        eprintln!("{proxy}: {e:#}");
+                    }
+                    last_error = e;
+                }
+                Err(_) => bail!("no answer within {} s", args.timeout),
+            }
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis((100 * round).min(1_000))).await;
+    }
+    Err(last_error.context(format!("no proxy could complete the request (tried {})", proxies.join(", "))))
+}
+
+/// One try through one proxy. Errors mean "try another proxy"; answers (even errors from the
+/// cluster) are returned.
+async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<ProxyFrame> {
+    let url = crate::addr::ws_url(proxy)?;
+    let mut stream = ws::connect(&url, Duration::from_secs(3)).await?;
+    let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.token.clone(), subscribe: false };
+    ws::send(&mut stream, &hello).await?;
+    let id = 1;
+    let mut sent = false;
+    loop {
+        let frame = match ws::recv::<ProxyFrame>(&mut stream).await? {
+            None => bail!("{proxy} closed the connection"),
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => bail!("{proxy} sent something unreadable: {e}"),
+        };
+        match frame {
+            ProxyFrame::Welcome { .. } if !sent => {
+                ws::send(&mut stream, &request(&args.op, id, session)).await?;
+                sent = true;
+            }
+            ProxyFrame::Error { id: None, error } if error.kind == ErrorKind::Unauthorized => {
+                eprintln!("warning: {}", error.message);
+            }
+            ProxyFrame::Error { id: None, error } => bail!("{proxy}: {error}"),
+            frame @ (ProxyFrame::Done { .. }
+            | ProxyFrame::Error { .. }
+            | ProxyFrame::Status { .. }
+            | ProxyFrame::AdminDone { .. }) => {
+                return Ok(frame);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn report(args: &Args, frame: ProxyFrame) -> anyhow::Result<ExitCode> {
+    match frame {
+        ProxyFrame::Done { result, served_by, index, retries, .. } => {
+            if args.verbose {
+                let retried = if retries > 0 { format!(" after {retries} retries") } else { String::new() };
+                eprintln!("answered by node {served_by} at log index {index}{retried}");
+            }
+            match result {
+                OpResult::Put { .. } => println!("OK"),
+                OpResult::Get { value: Some(v) } => println!("{v}"),
+                OpResult::Get { value: None } => println!("(nil)"),
+                OpResult::Delete { existed: true } => println!("deleted"),
+                OpResult::Delete { existed: false } => println!("not found"),
+                OpResult::Cas { swapped: true, .. } => println!("swapped"),
+                OpResult::Cas { swapped: false, current } => {
+                    println!("not swapped: the value is {}", current.as_deref().unwrap_or("(nil)"));
+                    return Ok(ExitCode::from(3));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProxyFrame::AdminDone { message, .. } => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ProxyFrame::Status { cluster, .. } => {
+            let json = matches!(args.op, Op::Status { json: true });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cluster).context("status serializes")?);
+            } else {
+                print_status(&cluster);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProxyFrame::Error { error, .. } => {
+            eprintln!("error: {}: {}", error.kind.as_str(), error.message);
+            Ok(ExitCode::FAILURE)
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+fn print_status(cluster: &ClusterStatus) {
+    let dash = || "-".to_string();
+    println!(
+        "leader: {}   term: {}   time scale: ×{}   supervised: {}",
+        cluster.leader.map_or("none".to_string(), |l| format!("node {l}")),
+        cluster.term,
+        cluster.time_scale,
+        if cluster.supervised { "yes" } else { "no" }
+    );
+    println!(
+        "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",
+        "node", "address", "pid", "process", "role", "term", "vote", "last", "commit", "applied"
+    );
+    for n in &cluster.nodes {
+        let role = n.role.map_or(dash(), |r| r.to_string()) + if n.partitioned { " ✂" } else { "" };
+        println!(
+            "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",
+            n.id,
+            n.address,
+            n.pid.map_or(dash(), |p| p.to_string()),
+            n.state.as_str(),
+            role,
+            n.term.map_or(dash(), |t| t.to_string()),
+            n.voted_for.map_or(dash(), |v| v.to_string()),
+            n.last_log_index.map_or(dash(), |i| i.to_string()),
+            n.commit.map_or(dash(), |i| i.to_string()),
+            n.applied.map_or(dash(), |i| i.to_string()),
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! `consenso cluster`: a whole cluster on this machine, as real child processes.
+//!
+//! Starts the servers and proxies, prints where everything is, and supervises: it restarts
+//! nothing by itself (a crash in a demo should stay visible), but executes admin commands for
+//! real — crash is SIGKILL, pause is SIGSTOP, resume SIGCONT, restart starts the server again
+//! on the same data directory. Proxies reach the supervisor over its own WebSocket endpoint.
+//! Ctrl-C (or SIGTERM) stops every child and exits.
+//!
+//! Ports: proxies at `--port`, `--port`+1, …; the supervisor at `--port`+9; server N at
+//! `--port`+10+N.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use shared::protocol::{
+    ApiError, ErrorKind, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProcessState, SupervisorInbound,
+    SupervisorOutbound, encode, parse,
+};
+use shared::raft::NodeId;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of Raft servers
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Number of proxies (each serves the page; clients fail over between them)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    proxies: u16,
+    /// First port: proxies at PORT, PORT+1…; supervisor at PORT+9; server N at PORT+10+N
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to bind everything to (127.0.0.1 keeps the cluster private to this machine)
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Directory for the servers' data and every process's log
+    #[arg(long, default_value = "consenso-data")]
+    data_dir: PathBuf,
+    /// Stretch all timeouts by this factor (10 = ten times slower, for teaching)
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Admin token (default: a fresh random one)
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Base election timeout in ms
+    #[arg(long, default_value_t = 150)]
+    election_timeout: u64,
+    /// Heartbeat interval in ms
+    #[arg(long, default_value_t = 50)]
+    heartbeat: u64,
+    /// Snapshot every N applied entries
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+    /// Directory with the built page (passed to the proxies)
+    #[arg(long)]
+    web_dir: Option<PathBuf>,
+}
+
+struct Process {
+    pid: Option<u32>,
+    state: ProcessState,
+    /// Bumped at every start, so that the exit of an old incarnation does not mark a new one.
+    generation: u64,
+}
+
+struct Supervisor {
+    exe: PathBuf,
+    token: String,
+    logs: PathBuf,
+    server_args: BTreeMap<NodeId, Vec<String>>,
+    processes: Mutex<BTreeMap<NodeId, Process>>,
+    updates: watch::Sender<Vec<ProcessInfo>>,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let token = args.token.clone().unwrap_or_else(crate::secret::new_token);
+    if token.is_empty() {
+        bail!("the token must not be empty");
+    }
+    if u32::from(args.port) + 10 + args.nodes as u32 > u32::from(u16::MAX) || args.port < 1024 {
+        bail!(
+            "--port {} leaves no room for the servers' ports (PORT+10+N must be a valid port ≥ 1024)",
+            args.port
+        );
+    }
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    let host = &args.host;
+    let servers: Vec<(NodeId, String)> =
+        (1..=args.nodes).map(|id| (id, format!("{host}:{}", u64::from(args.port) + 10 + id))).collect();
+    let proxies: Vec<String> = (0..args.proxies).map(|i| format!("{host}:{}", args.port + i)).collect();
+    let supervisor_address = format!("127.0.0.1:{}", args.port + 9);
+    let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
+
+    let mut server_args = BTreeMap::new();
+    for (id, address) in &servers {
+        let args = vec![
+            "server".to_string(),
+            format!("--id={id}"),
+            format!("--peers={peers}"),
+            format!("--listen={address}"),
+            format!("--data-dir={}", data_dir.join(format!("node-{id}")).display()),
+            format!("--election-timeout={}", args.election_timeout),
+            format!("--heartbeat={}", args.heartbeat),
+            format!("--time-scale={}", args.time_scale),
+            format!("--snapshot-every={}", args.snapshot_every),
+        ];
+        server_args.insert(*id, args);
+    }
+    let (updates, _) = watch::channel(Vec::new());
+    let supervisor = Arc::new(Supervisor {
+        exe: exe.clone(),
+        token: token.clone(),
+        logs: logs.clone(),
+        server_args,
+        processes: Mutex::new(BTreeMap::new()),
+        updates,
+        stopping: std::sync::atomic::AtomicBool::new(false),
+    });
+
+    let runtime = crate::runtime()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&supervisor_address).await.with_context(|| {
+            format!(
+                "cannot listen on {supervisor_address} (is another cluster running on --port {}?)",
+                args.port
+            )
+        })?;
+        let app = axum::Router::new().route("/ws", get(upgrade)).with_state(supervisor.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        for (id, _) in &servers {
+            supervisor.start(*id)?;
+        }
+        let mut proxy_children = Vec::new();
+        for address in &proxies {
+            let mut command = Command::new(&exe);
+            command
+                .arg("proxy")
+                .arg(format!("--listen={address}"))
+                .arg(format!("--nodes={peers}"))
+                .arg(format!("--supervisor={supervisor_address}"))
+                .arg(format!("--proxies={}", proxies.join(",")));
+            if let Some(dir) = &args.web_dir {
+                command.arg(format!("--web-dir={}", dir.display()));
+            }
+            let log = log_file(&logs, &format!("proxy-{}", address.rsplit(':').next().unwrap_or("0")))?;
+            let child = command
+                .env("CONSENSO_TOKEN", &token)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start a proxy")?;
+            proxy_children.push(child);
+        }
+        print_banner(&proxies, &servers, &supervisor, &token, &data_dir, &logs);
+
+        crate::shutdown_signal().await;
+        println!("stopping the cluster…");
+        supervisor.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        for child in &proxy_children {
+            if let Some(pid) = child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        supervisor.stop_all().await;
+        for mut child in proxy_children {
+            if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        println!("stopped.");
+        Ok(())
+    })
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(format!("{name}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn print_banner(
+    proxies: &[String],
+    servers: &[(NodeId, String)],
+    supervisor: &Supervisor,
+    token: &str,
+    data_dir: &Path,
+    logs: &Path,
+) {
+    let first = &proxies[0];
+    println!();
+    println!(
+        "Consenso: a Raft cluster of {} servers and {} proxies is running.",
+        servers.len(),
+        proxies.len()
+    );
+    println!();
+    println!("  page (admin):      http://{first}/?token={token}");
+    println!("  page (view only):  http://{first}/");
+    println!("  admin token:       {token}");
+    println!("  proxies:           {}", proxies.join(", "));
+    let processes = supervisor.processes.lock().expect("processes lock");
+    for (i, (id, address)) in servers.iter().enumerate() {
+        let label = if i == 0 { "  servers:" } else { "" };
+        let pid = processes.get(id).and_then(|p| p.pid).map_or(String::new(), |p| format!(" (pid {p})"));
+        println!("{label:<21}node {id} at {address}{pid}");
+    }
+    println!("  data:              {}", data_dir.display());
+    println!("  logs:              {}", logs.display());
+    println!();
+    println!("  try:  consenso client --proxy {first} put greeting hello");
+    println!("        consenso client --proxy {first} get greeting");
+    println!("        consenso client --proxy {first} --token {token} crash 1");
+    println!();
+    println!("Ctrl-C stops everything.");
+}
+
+impl Supervisor {
+    fn publish(&self) {
+        let list = self
+            .processes
+            .lock()
+            .expect("processes lock")
+            .iter()
+            .map(|(node, p)| ProcessInfo { node: *node, pid: p.pid, state: p.state })
+            .collect();
+        let _ = self.updates.send(list);
+    }
+
+    /// Starts server `id` (again) on its data directory.
+    fn start(self: &Arc<Self>, id: NodeId) -> anyhow::Result<u32> {
+        let log = log_file(&self.logs, &format!("node-{id}"))?;
+        let mut child: Child = Command::new(&self.exe)
+            .args(&self.server_args[&id])
+            .env("CONSENSO_TOKEN", &self.token)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        let pid = child.id().context("a just-started child has a pid")?;
+        let generation = {
+            let mut processes = self.processes.lock().expect("processes lock");
+            let process = processes.entry(id).or_insert(Process {
+                pid: None,
+                state: ProcessState::Crashed,
+                generation: 0,
+            });
+            process.generation += 1;
+            process.pid = Some(pid);
+            process.state = ProcessState::Up;
+            process.generation
+        };
+        self.publish();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            if me.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let mut processes = me.processes.lock().expect("processes lock");
+            if let Some(p) = processes.get_mut(&id) {
+                if p.generation == generation {
+                    p.state = ProcessState::Crashed;
+                    p.pid = None;
+                    tracing::info!("node {id} (pid {pid}) exited: {status:?}");
+                }
+            }
+            drop(processes);
+            me.publish();
+        });
+        Ok(pid)
+    }
+
+    fn pid_of(&self, id: NodeId) -> Result<(Option<u32>, ProcessState), ApiError> {
+        let processes = self.processes.lock().expect("processes lock");
+        let p = processes
+            .get(&id)
+            .ok_or_else(|| ApiError::new(ErrorKind::BadRequest, format!("there is no node {id}")))?;
+        Ok((p.pid, p.state))
+    }
+
+    async fn act(self: &Arc<Self>, node: NodeId, action: ProcessAction) -> Result<String, ApiError> {
+        let (pid, state) = self.pid_of(node)?;
+        let signal = |sig: Signal| -> Result<(), ApiError> {
+            let pid = pid
+                .ok_or_else(|| ApiError::new(ErrorKind::BadRequest, format!("node {node} is not running")))?;
+            kill(Pid::from_raw(pid as i32), sig)
+                .map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("cannot signal node {node}: {e}")))
+        };
+        match action {
+            ProcessAction::Crash => {
+                signal(Signal::SIGKILL)?;
+                self.wait_for_exit(node).await;
+                Ok(format!("node {node} killed (SIGKILL to pid {})", pid.unwrap_or(0)))
+            }
+            ProcessAction::Pause => {
+                if state == ProcessState::Paused {
+                    return Ok(format!("node {node} is already paused"));
+                }
+                signal(Signal::SIGSTOP)?;
+                self.set_state(node, ProcessState::Paused);
+                Ok(format!("node {node} paused (SIGSTOP to pid {})", pid.unwrap_or(0)))
+            }
+            ProcessAction::Resume => {
+                signal(Signal::SIGCONT)?;
+                self.set_state(node, ProcessState::Up);
+                Ok(format!("node {node} resumed (SIGCONT to pid {})", pid.unwrap_or(0)))
+            }
+            ProcessAction::Restart => {
+                if state != ProcessState::Crashed {
+                    signal(Signal::SIGKILL)?;
+                    self.wait_for_exit(node).await;
+                }
+                let pid = self.start(node).map_err(|e| {
+                    ApiError::new(ErrorKind::Unavailable, format!("cannot restart node {node}: {e:#}"))
+                })?;
+                Ok(format!("node {node} restarted (pid {pid}); it recovers from its data directory"))
+            }
+        }
+    }
+
+    fn set_state(&self, node: NodeId, state: ProcessState) {
+        if let Some(p) = self.processes.lock().expect("processes lock").get_mut(&node) {
+            p.state = state;
+        }
+        self.publish();
+    }
+
+    async fn wait_for_exit(&self, node: NodeId) {
+        for _ in 0..100 {
+            if self.pid_of(node).map(|(_, s)| s == ProcessState::Crashed).unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM to every server (SIGCONT first, a stopped process cannot exit), SIGKILL after 3 s.
+    async fn stop_all(&self) {
+        let pids: Vec<u32> =
+            self.processes.lock().expect("processes lock").values().filter_map(|p| p.pid).collect();
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+        }
+        for _ in 0..30 {
+            if pids.iter().all(|p| kill(Pid::from_raw(*p as i32), None).is_err()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(supervisor): State<Arc<Supervisor>>) -> Response {
+    ws.on_upgrade(move |s| proxy_link(s, supervisor))
+}
+
+async fn send(socket: &mut WebSocket, frame: &SupervisorOutbound) -> bool {
+    socket.send(Message::text(encode(frame))).await.is_ok()
+}
+
+/// A proxy's link: process commands in, results and process states out.
+async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
+    let hello = match tokio::time::timeout(Duration::from_secs(5), crate::ws::accept_text(&mut socket)).await
+    {
+        Ok(Some(text)) => parse::<SupervisorInbound>(&text),
+        _ => return,
+    };
+    match hello {
+        Ok(SupervisorInbound::Hello { version, token }) if version == PROTOCOL_VERSION => {
+            if !crate::secret::same_token(&token, &supervisor.token) {
+                let error = ApiError::new(ErrorKind::Unauthorized, "wrong token");
+                send(&mut socket, &SupervisorOutbound::Error { error }).await;
+                return;
+            }
+        }
+        Ok(SupervisorInbound::Hello { version, .. }) => {
+            let error = ApiError::new(
+                ErrorKind::VersionMismatch,
+                format!("version {version} is not {PROTOCOL_VERSION}"),
+            );
+            send(&mut socket, &SupervisorOutbound::Error { error }).await;
+            return;
+        }
+        Ok(_) => return,
+        Err(error) => {
+            send(&mut socket, &SupervisorOutbound::Error { error }).await;
+            return;
+        }
+    }
+    if !send(&mut socket, &SupervisorOutbound::Welcome { version: PROTOCOL_VERSION }).await {
+        return;
+    }
+    let mut updates = supervisor.updates.subscribe();
+    let processes = updates.borrow_and_update().clone();
+    if !send(&mut socket, &SupervisorOutbound::Processes { processes }).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() { return; }
+                let processes = updates.borrow_and_update().clone();
+                if !send(&mut socket, &SupervisorOutbound::Processes { processes }).await { return; }
+            }
+            text = crate::ws::accept_text(&mut socket) => {
+                let Some(text) = text else { return };
+                let reply = match parse::<SupervisorInbound>(&text) {
+                    Ok(SupervisorInbound::Process { id, node, action }) => {
+                        tracing::info!("supervisor: {action:?} node {node}");
+                        SupervisorOutbound::Done { id, result: supervisor.act(node, action).await }
+                    }
+                    Ok(SupervisorInbound::Hello { .. }) => SupervisorOutbound::Error {
+                        error: ApiError::new(ErrorKind::BadRequest, "hello was already received"),
+                    },
+                    Err(error) => SupervisorOutbound::Error { error },
+                };
+                if !send(&mut socket, &reply).await { return; }
+            }
+        }
+    }
+}

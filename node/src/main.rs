@@ -1,0 +1,101 @@
+//! `consenso`: every process of a Consenso cluster, and the tools around it.
+//!
+//! # Layout
+//!
+//! - `server/`: a Raft server — the `Replica` from `shared` driven by a thread with a real
+//!   clock and a durable log, talking to peers and proxies over WebSockets.
+//! - `proxy/`: the stateless front door — serves the page, routes writes to the leader and
+//!   reads to followers, retries with the same session, fans out observation events.
+//! - `cluster`: the supervisor that starts servers and proxies as child processes and crashes,
+//!   pauses and restarts them for real.
+//! - `client`, `bench`: headless use, one operation or a load.
+//! - `sim`, `check`: the deterministic simulator and the linearizability checker.
+//! - `ws`, `addr`, `secret`: WebSocket plumbing, address parsing, tokens and random ids.
+
+mod addr;
+mod bench;
+mod check;
+mod client;
+mod cluster;
+mod proxy;
+mod secret;
+mod server;
+mod sim;
+mod ws;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "consenso",
+    version,
+    about = "A real Raft cluster you can watch and break",
+    long_about = "A real Raft cluster you can watch and break.\n\n\
+                  Start one with `consenso cluster` and open the URL it prints. \
+                  Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one Raft server (leader or follower, decided by election)
+    Server(server::Args),
+    /// Run a proxy: the web page, client requests and the observation stream on one port
+    Proxy(proxy::Args),
+    /// Start a local cluster of servers and proxies as child processes and supervise them
+    Cluster(cluster::Args),
+    /// Talk to a cluster through a proxy: reads, writes, status and admin commands
+    Client(client::Args),
+    /// Measure throughput and latency through a proxy, optionally killing leaders
+    Bench(bench::Args),
+    /// Run the deterministic simulator over many seeds and check every safety property
+    Sim(sim::Args),
+    /// Check a recorded history (JSON lines) for linearizability
+    Check(check::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Server(args) => server::main(args),
+        Command::Proxy(args) => proxy::main(args),
+        Command::Cluster(args) => cluster::main(args),
+        Command::Client(args) => return client::main(args),
+        Command::Bench(args) => bench::main(args),
+        Command::Sim(args) => return sim::main(args),
+        Command::Check(args) => return check::main(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// A tokio runtime sized for these machines: network work is light, so two workers suffice and
+/// keep idle memory small.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

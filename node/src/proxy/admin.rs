@@ -1,0 +1,186 @@
+//! Admin commands: process faults through the supervisor, network faults and the time scale
+//! through each server's fault settings.
+
+use std::collections::BTreeSet;
+
+use shared::protocol::{AdminCommand, ApiError, ErrorKind, ProcessAction, ProxyFrame, ServerInbound};
+use shared::raft::NodeId;
+
+use super::Hub;
+use super::status::{cluster_status, time_scale};
+
+pub async fn execute(hub: &Hub, id: u64, command: AdminCommand) -> ProxyFrame {
+    let description = command.describe();
+    match run(hub, id, command).await {
+        Ok(message) => {
+            tracing::info!("admin: {description}: {message}");
+            ProxyFrame::AdminDone { id, message }
+        }
+        Err(error) => ProxyFrame::Error { id: Some(id), error },
+    }
+}
+
+fn known(hub: &Hub, node: NodeId) -> Result<(), ApiError> {
+    if hub.backends.contains_key(&node) {
+        Ok(())
+    } else {
+        let ids: Vec<String> = hub.backends.keys().map(|i| i.to_string()).collect();
+        Err(ApiError::new(
+            ErrorKind::BadRequest,
+            format!("there is no node {node} (nodes: {})", ids.join(", ")),
+        ))
+    }
+}
+
+async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiError> {
+    let scale = time_scale(hub);
+    match command {
+        AdminCommand::Crash { node }
+        | AdminCommand::Restart { node }
+        | AdminCommand::Pause { node }
+        | AdminCommand::Resume { node } => {
+            known(hub, node)?;
+            let action = match command {
+                AdminCommand::Crash { .. } => ProcessAction::Crash,
+                AdminCommand::Restart { .. } => ProcessAction::Restart,
+                AdminCommand::Pause { .. } => ProcessAction::Pause,
+                _ => ProcessAction::Resume,
+            };
+            match &hub.supervisor {
+                Some(supervisor) => supervisor.act(id, node, action).await,
+                None if action == ProcessAction::Crash => {
+                    // No supervisor: ask the server to kill itself.
+                    hub.backends[&node].send(ServerInbound::Crash);
+                    Ok(format!(
+                        "asked node {node} to crash (it is not supervised, so it cannot be restarted from here)"
+                    ))
+                }
+                None => Err(ApiError::new(
+                    ErrorKind::NotSupported,
+                    "pause, resume and restart need a supervisor: run the cluster with `consenso cluster`",
+                )),
+            }
+        }
+        AdminCommand::Partition { groups } => {
+            let all: BTreeSet<NodeId> = hub.backends.keys().copied().collect();
+            let mut groups: Vec<BTreeSet<NodeId>> =
+                groups.into_iter().map(|g| g.into_iter().collect()).collect();
+            for g in &groups {
+                for n in g {
+                    known(hub, *n)?;
+                }
+            }
+            let listed: BTreeSet<NodeId> = groups.iter().flatten().copied().collect();
+            if listed.len() != groups.iter().map(BTreeSet::len).sum::<usize>() {
+                return Err(ApiError::new(ErrorKind::BadRequest, "a node appears in two groups"));
+            }
+            let rest: BTreeSet<NodeId> = all.difference(&listed).copied().collect();
+            if !rest.is_empty() {
+                groups.push(rest);
+            }
+            for group in &groups {
+                let outside: Vec<NodeId> = all.difference(group).copied().collect();
+                for node in group {
+                    let backend = &hub.backends[node];
+                    let mut faults = backend.current_faults(scale);
+                    faults.blocked_to = outside.clone();
+                    faults.blocked_from = outside.clone();
+                    backend.set_faults(faults);
+                }
+            }
+            let shown: Vec<String> = groups
+                .iter()
+                .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+                .collect();
+            Ok(format!("partitioned into {}", shown.join(" | ")))
+        }
+        AdminCommand::Block { from, to } => {
+            known(hub, from)?;
+            known(hub, to)?;
+            if from == to {
+                return Err(ApiError::new(ErrorKind::BadRequest, "a node cannot be cut off from itself"));
+            }
+            let sender = &hub.backends[&from];
+            let mut faults = sender.current_faults(scale);
+            if !faults.blocked_to.contains(&to) {
+                faults.blocked_to.push(to);
+            }
+            sender.set_faults(faults);
+            let receiver = &hub.backends[&to];
+            let mut faults = receiver.current_faults(scale);
+            if !faults.blocked_from.contains(&from) {
+                faults.blocked_from.push(from);
+            }
+            receiver.set_faults(faults);
+            Ok(format!("messages from node {from} to node {to} are now lost"))
+        }
+        AdminCommand::Heal => {
+            for backend in hub.backends.values() {
+                let mut faults = backend.current_faults(scale);
+                faults.blocked_to.clear();
+                faults.blocked_from.clear();
+                faults.drop_rate = 0.0;
+                faults.delay_ms = 0;
+                backend.set_faults(faults);
+            }
+            Ok("network healed: no partitions, loss or delay".to_string())
+        }
+        AdminCommand::Drop { node, rate } => {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("drop rate {rate} is not between 0 and 1"),
+                ));
+            }
+            for backend in targets(hub, node)? {
+                let mut faults = backend.current_faults(scale);
+                faults.drop_rate = rate;
+                backend.set_faults(faults);
+            }
+            Ok(format!("dropping {:.0}% of messages", rate * 100.0))
+        }
+        AdminCommand::Delay { node, ms } => {
+            if ms > 10_000 {
+                return Err(ApiError::new(ErrorKind::BadRequest, "delay is limited to 10000 ms"));
+            }
+            for backend in targets(hub, node)? {
+                let mut faults = backend.current_faults(scale);
+                faults.delay_ms = ms;
+                backend.set_faults(faults);
+            }
+            Ok(format!("delaying messages by {ms} ms"))
+        }
+        AdminCommand::TimeScale { scale: new } => {
+            if !new.is_finite() || !(0.1..=1000.0).contains(&new) {
+                return Err(ApiError::new(ErrorKind::BadRequest, "time scale must be between 0.1 and 1000"));
+            }
+            for backend in hub.backends.values() {
+                let mut faults = backend.current_faults(scale);
+                faults.time_scale = new;
+                backend.set_faults(faults);
+            }
+            Ok(format!("time runs {new}× slower"))
+        }
+        AdminCommand::TransferLeadership { to } => {
+            known(hub, to)?;
+            let leader = cluster_status(hub)
+                .leader
+                .ok_or_else(|| ApiError::new(ErrorKind::NoLeader, "there is no leader to hand over from"))?;
+            hub.backends[&leader].send(ServerInbound::Transfer { to });
+            Ok(format!("asked leader {leader} to hand over to node {to}"))
+        }
+    }
+}
+
+fn targets(
+    hub: &Hub,
+    node: Option<NodeId>,
+) -> Result<Vec<&std::sync::Arc<super::backend::Backend>>, ApiError> {
+    match node {
+        Some(n) => {
+            known(hub, n)?;
+            Ok(vec![&hub.backends[&n]])
+        }
+        None => Ok(hub.backends.values().collect()),
+    }
+}

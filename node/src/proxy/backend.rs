@@ -1,0 +1,399 @@
+//! The proxy's links: one to each server (requests out; replies, events, status and log in)
+//! and one to the supervisor when there is one (process control). Each link reconnects by
+//! itself; requests in flight on a link that drops are failed at once so the router retries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shared::event::{EntrySummary, Event};
+use shared::protocol::{
+    ApiError, Caller, ErrorKind, FaultSettings, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProxyFrame,
+    ServerInbound, ServerOutbound, ServerStatus, SupervisorInbound, SupervisorOutbound,
+};
+use shared::raft::{Index, NodeId, Term};
+use shared::replica::{Reply, Request};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Hub;
+use crate::ws;
+
+/// A status older than this means the server is not answering (crashed, paused, cut off).
+pub const STALE_AFTER: Duration = Duration::from_millis(1_200);
+
+/// What the proxy knows about one server.
+pub struct Backend {
+    pub id: NodeId,
+    pub address: String,
+    outbox: mpsc::UnboundedSender<ServerInbound>,
+    state: Mutex<BackendState>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+}
+
+#[derive(Default)]
+struct BackendState {
+    connected: bool,
+    status: Option<(ServerStatus, Instant)>,
+    log: LogMirror,
+    /// Faults this proxy asked for; applied again when the server comes back.
+    desired_faults: Option<FaultSettings>,
+}
+
+/// A server's log as the page draws it, kept current from its events.
+#[derive(Default, Clone)]
+pub struct LogMirror {
+    pub snapshot_index: Index,
+    pub snapshot_term: Term,
+    pub entries: Vec<EntrySummary>,
+}
+
+impl LogMirror {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::EntriesAppended { entries } => {
+                for entry in entries {
+                    if entry.index <= self.snapshot_index {
+                        continue;
+                    }
+                    // As Raft appends: an entry already present with the same term is the same
+                    // entry; a different term replaces it and what follows; a gap means events
+                    // were missed, and the next full log will resynchronise.
+                    let offset = (entry.index - self.snapshot_index - 1) as usize;
+                    match self.entries.get(offset) {
+                        Some(existing) if existing.term == entry.term => continue,
+                        Some(_) => self.entries.truncate(offset),
+                        None if offset > self.entries.len() => continue,
+                        None => {}
+                    }
+                    self.entries.push(entry.clone());
+                }
+            }
+            Event::LogTruncated { from } if *from > self.snapshot_index => {
+                self.entries.truncate((from - self.snapshot_index - 1) as usize);
+            }
+            Event::SnapshotTaken { index, term } | Event::SnapshotInstalled { index, term, .. } => {
+                let drop = (index.saturating_sub(self.snapshot_index) as usize).min(self.entries.len());
+                let keeps_suffix = matches!(event, Event::SnapshotTaken { .. })
+                    || self
+                        .entries
+                        .get(drop.wrapping_sub(1))
+                        .is_some_and(|e| e.index == *index && e.term == *term);
+                if keeps_suffix {
+                    self.entries.drain(..drop);
+                } else {
+                    self.entries.clear();
+                }
+                self.snapshot_index = *index;
+                self.snapshot_term = *term;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Backend {
+    pub fn new(id: NodeId, address: String) -> (Arc<Backend>, mpsc::UnboundedReceiver<ServerInbound>) {
+        let (outbox, rx) = mpsc::unbounded_channel();
+        let backend = Backend {
+            id,
+            address,
+            outbox,
+            state: Mutex::new(BackendState::default()),
+            pending: Mutex::new(HashMap::new()),
+        };
+        (Arc::new(backend), rx)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BackendState> {
+        self.state.lock().expect("backend state lock")
+    }
+
+    /// The last status, if recent enough to trust.
+    pub fn fresh_status(&self) -> Option<ServerStatus> {
+        let state = self.state();
+        match &state.status {
+            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => Some(status.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn last_status(&self) -> Option<ServerStatus> {
+        self.state().status.as_ref().map(|(s, _)| s.clone())
+    }
+
+    pub fn log(&self) -> LogMirror {
+        self.state().log.clone()
+    }
+
+    /// Sends a request; the receiver yields the reply, or an error if the link drops first.
+    pub fn request(&self, id: u64, request: Request) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        if self.outbox.send(ServerInbound::Request { id, request }).is_err() {
+            self.pending.lock().expect("pending lock").remove(&id);
+        }
+        rx
+    }
+
+    pub fn forget(&self, id: u64) {
+        self.pending.lock().expect("pending lock").remove(&id);
+    }
+
+    pub fn send(&self, frame: ServerInbound) {
+        let _ = self.outbox.send(frame);
+    }
+
+    /// The faults to build on when changing this server's settings.
+    pub fn current_faults(&self, time_scale: f64) -> FaultSettings {
+        let state = self.state();
+        state
+            .desired_faults
+            .clone()
+            .or_else(|| state.status.as_ref().map(|(s, _)| s.faults.clone()))
+            .unwrap_or(FaultSettings { time_scale, ..FaultSettings::normal() })
+    }
+
+    pub fn set_faults(&self, faults: FaultSettings) {
+        self.state().desired_faults = Some(faults.clone());
+        self.send(ServerInbound::Faults { faults });
+    }
+
+    fn fail_pending(&self) {
+        // Dropping the senders wakes every waiting request with an error.
+        self.pending.lock().expect("pending lock").clear();
+    }
+}
+
+/// Keeps the link to one server alive for the life of the proxy.
+pub async fn run(hub: Arc<Hub>, backend: Arc<Backend>, mut outbox: mpsc::UnboundedReceiver<ServerInbound>) {
+    let url = match crate::addr::ws_url(&backend.address) {
+        Ok(url) => url,
+        Err(e) => return tracing::error!("node {}: {e}", backend.id),
+    };
+    let mut backoff = ws::Backoff::new(Duration::from_millis(500));
+    let mut announced = false;
+    loop {
+        match connect_server(&hub.token, &url).await {
+            Ok(mut stream) => {
+                tracing::info!("connected to node {} at {}", backend.id, backend.address);
+                announced = false;
+                backoff.reset();
+                backend.state().connected = true;
+                let desired = backend.state().desired_faults.clone();
+                if let Some(faults) = desired {
+                    let _ = ws::send(&mut stream, &ServerInbound::Faults { faults }).await;
+                }
+                if let Err(e) = serve(&hub, &backend, &mut stream, &mut outbox).await {
+                    tracing::info!("lost node {}: {e:#}", backend.id);
+                }
+                backend.state().connected = false;
+                backend.fail_pending();
+            }
+            Err(e) => {
+                if !announced {
+                    tracing::info!("cannot reach node {} at {}: {e:#}", backend.id, backend.address);
+                    announced = true;
+                }
+            }
+        }
+        // Requests queued for a server that is gone would only time out later: fail them now.
+        while outbox.try_recv().is_ok() {}
+        backend.fail_pending();
+        backoff.wait().await;
+    }
+}
+
+async fn connect_server(token: &str, url: &str) -> anyhow::Result<ws::Stream> {
+    let mut stream = ws::connect(url, Duration::from_secs(2)).await?;
+    let hello =
+        ServerInbound::Hello { version: PROTOCOL_VERSION, token: token.to_string(), caller: Caller::Proxy };
+    ws::send(&mut stream, &hello).await?;
+    match tokio::time::timeout(Duration::from_secs(2), ws::recv::<ServerOutbound>(&mut stream)).await {
+        Ok(Ok(Some(Ok(ServerOutbound::Welcome { .. })))) => {}
+        Ok(Ok(Some(Ok(ServerOutbound::Error { error })))) => anyhow::bail!("refused: {error}"),
+        other => anyhow::bail!("no welcome: {other:?}"),
+    }
+    ws::send(&mut stream, &ServerInbound::Subscribe).await?;
+    Ok(stream)
+}
+
+async fn serve(
+    hub: &Hub,
+    backend: &Backend,
+    stream: &mut ws::Stream,
+    outbox: &mut mpsc::UnboundedReceiver<ServerInbound>,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            frame = outbox.recv() => match frame {
+                Some(frame) => ws::send(stream, &frame).await?,
+                None => return Ok(()),
+            },
+            incoming = ws::recv::<ServerOutbound>(stream) => match incoming? {
+                None => anyhow::bail!("closed"),
+                Some(Ok(frame)) => handle(hub, backend, frame),
+                Some(Err(e)) => tracing::warn!("node {} sent an unreadable frame: {e}", backend.id),
+            },
+        }
+    }
+}
+
+fn handle(hub: &Hub, backend: &Backend, frame: ServerOutbound) {
+    match frame {
+        ServerOutbound::Reply { id, reply } => {
+            if let Some(tx) = backend.pending.lock().expect("pending lock").remove(&id) {
+                let _ = tx.send(reply);
+            }
+        }
+        ServerOutbound::Events { events } => {
+            {
+                let mut state = backend.state();
+                for observed in &events {
+                    state.log.apply(&observed.event);
+                }
+            }
+            hub.publish(ProxyFrame::Events { events });
+        }
+        ServerOutbound::Status { status } => {
+            backend.state().status = Some((*status, Instant::now()));
+        }
+        ServerOutbound::Log { snapshot_index, snapshot_term, entries } => {
+            backend.state().log = LogMirror { snapshot_index, snapshot_term, entries: entries.clone() };
+            hub.publish(ProxyFrame::Log { node: backend.id, snapshot_index, snapshot_term, entries });
+        }
+        ServerOutbound::Error { error } => tracing::warn!("node {} reports: {error}", backend.id),
+        ServerOutbound::Welcome { .. } => {}
+    }
+}
+
+/// The supervisor, if `consenso cluster` runs this proxy: process control and process states.
+pub struct Supervisor {
+    address: String,
+    outbox: mpsc::UnboundedSender<SupervisorInbound>,
+    processes: Mutex<BTreeMap<NodeId, ProcessInfo>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<String, ApiError>>>>,
+    connected: Mutex<bool>,
+}
+
+impl Supervisor {
+    pub fn new(address: String) -> (Arc<Supervisor>, mpsc::UnboundedReceiver<SupervisorInbound>) {
+        let (outbox, rx) = mpsc::unbounded_channel();
+        let s = Supervisor {
+            address,
+            outbox,
+            processes: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            connected: Mutex::new(false),
+        };
+        (Arc::new(s), rx)
+    }
+
+    pub fn process(&self, node: NodeId) -> Option<ProcessInfo> {
+        self.processes.lock().expect("processes lock").get(&node).cloned()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.lock().expect("connected lock")
+    }
+
+    pub async fn act(&self, id: u64, node: NodeId, action: ProcessAction) -> Result<String, ApiError> {
+        if !self.is_connected() {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                format!("the supervisor at {} is not reachable", self.address),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        let _ = self.outbox.send(SupervisorInbound::Process { id, node, action });
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(result)) => result,
+            _ => {
+                self.pending.lock().expect("pending lock").remove(&id);
+                Err(ApiError::new(ErrorKind::Timeout, "the supervisor did not answer"))
+            }
+        }
+    }
+}
+
+pub async fn run_supervisor(
+    token: String,
+    supervisor: Arc<Supervisor>,
+    mut outbox: mpsc::UnboundedReceiver<SupervisorInbound>,
+) {
+    let url = match crate::addr::ws_url(&supervisor.address) {
+        Ok(url) => url,
+        Err(e) => return tracing::error!("supervisor: {e}"),
+    };
+    let mut backoff = ws::Backoff::new(Duration::from_secs(1));
+    loop {
+        if let Ok(mut stream) = ws::connect(&url, Duration::from_secs(2)).await {
+            let hello = SupervisorInbound::Hello { version: PROTOCOL_VERSION, token: token.clone() };
+            if ws::send(&mut stream, &hello).await.is_ok() {
+                backoff.reset();
+                *supervisor.connected.lock().expect("connected lock") = true;
+                let result: anyhow::Result<()> = async {
+                    loop {
+                        tokio::select! {
+                            frame = outbox.recv() => match frame {
+                                Some(frame) => ws::send(&mut stream, &frame).await?,
+                                None => return Ok(()),
+                            },
+                            incoming = ws::recv::<SupervisorOutbound>(&mut stream) => match incoming? {
+                                None => anyhow::bail!("closed"),
+                                Some(Ok(SupervisorOutbound::Processes { processes })) => {
+                                    let mut map = supervisor.processes.lock().expect("processes lock");
+                                    map.clear();
+                                    map.extend(processes.into_iter().map(|p| (p.node, p)));
+                                }
+                                Some(Ok(SupervisorOutbound::Done { id, result })) => {
+                                    if let Some(tx) = supervisor.pending.lock().expect("pending lock").remove(&id) {
+                                        let _ = tx.send(result);
+                                    }
+                                }
+                                Some(Ok(SupervisorOutbound::Error { error })) => anyhow::bail!("supervisor: {error}"),
+                                Some(Ok(SupervisorOutbound::Welcome { .. })) => {}
+                                Some(Err(e)) => tracing::warn!("supervisor sent an unreadable frame: {e}"),
+                            },
+                        }
+                    }
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::info!("lost the supervisor: {e:#}");
+                }
+                *supervisor.connected.lock().expect("connected lock") = false;
+                supervisor.pending.lock().expect("pending lock").clear();
+            }
+        }
+        backoff.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(index: Index, term: Term) -> EntrySummary {
+        EntrySummary { index, term, text: format!("e{index}") }
+    }
+
+    #[test]
+    fn the_log_mirror_follows_appends_truncations_and_snapshots() {
+        let mut log = LogMirror::default();
+        log.apply(&Event::EntriesAppended { entries: vec![summary(1, 1), summary(2, 1), summary(3, 1)] });
+        log.apply(&Event::LogTruncated { from: 3 });
+        log.apply(&Event::EntriesAppended { entries: vec![summary(3, 2)] });
+        assert_eq!(
+            log.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            vec![(1, 1), (2, 1), (3, 2)]
+        );
+        // Appending an entry already there (a replayed event) changes nothing.
+        log.apply(&Event::EntriesAppended { entries: vec![summary(2, 1)] });
+        assert_eq!(log.entries.len(), 3);
+        log.apply(&Event::SnapshotTaken { index: 2, term: 1 });
+        assert_eq!((log.snapshot_index, log.entries.len()), (2, 1));
+        log.apply(&Event::SnapshotInstalled { index: 9, term: 4, leader: 1 });
+        assert_eq!((log.snapshot_index, log.entries.len()), (9, 0));
+    }
+}

@@ -1,0 +1,176 @@
+//! `consenso proxy`: the cluster's front door, stateless, and there may be several.
+//!
+//! On one port it serves the built page over HTTP and a WebSocket endpoint (`/ws`) for the CLI
+//! client, `consenso bench` and pages. It keeps a link to every server (`backend`), routes
+//! writes to the leader and reads to followers with retries that reuse the write's session
+//! (`routing`), turns admin commands into fault settings or supervisor actions (`admin`), and
+//! fans the servers' events out to every page (`session`, `status`).
+
+mod admin;
+mod backend;
+mod routing;
+mod session;
+mod status;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use shared::protocol::{NodeAddress, ProxyFrame, encode};
+use shared::raft::NodeId;
+use tokio::sync::broadcast;
+
+use backend::{Backend, Supervisor};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Address to serve the page and the WebSocket endpoint on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The cluster's servers: 1=127.0.0.1:8091,2=...
+    #[arg(long)]
+    nodes: String,
+    /// Shared secret: needed for admin commands and to talk to servers
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The supervisor (`consenso cluster`) that can crash, pause and restart processes
+    #[arg(long)]
+    supervisor: Option<String>,
+    /// Every proxy of the cluster (host:port,...), told to clients for failover
+    #[arg(long)]
+    proxies: Option<String>,
+    /// Directory with the built page (default: ./dist, or dist/ of the source tree)
+    #[arg(long)]
+    web_dir: Option<PathBuf>,
+}
+
+/// Everything a proxy's tasks share.
+pub struct Hub {
+    pub token: String,
+    pub proxies: Vec<String>,
+    pub nodes: Vec<NodeAddress>,
+    pub backends: BTreeMap<NodeId, Arc<Backend>>,
+    pub supervisor: Option<Arc<Supervisor>>,
+    /// Encoded frames for every subscribed page.
+    pub observers: broadcast::Sender<Arc<str>>,
+    next_id: AtomicU64,
+    read_turn: AtomicUsize,
+}
+
+impl Hub {
+    pub fn publish(&self, frame: ProxyFrame) {
+        let _ = self.observers.send(encode(&frame).into());
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A rotating counter for spreading reads over followers.
+    pub fn next_turn(&self) -> usize {
+        self.read_turn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let nodes = crate::addr::node_list(&args.nodes)?;
+    if args.token.is_empty() {
+        anyhow::bail!("--token (or CONSENSO_TOKEN) must not be empty");
+    }
+    let own = args.listen.to_string();
+    let proxies = match &args.proxies {
+        Some(list) => list.split(',').map(crate::addr::host_port).collect::<anyhow::Result<Vec<_>>>()?,
+        None => vec![own.clone()],
+    };
+    let web_dir = find_web_dir(args.web_dir.clone());
+    match &web_dir {
+        Some(dir) => tracing::info!("serving the page from {}", dir.display()),
+        None => tracing::warn!("the page is not built (no dist/index.html): serving instructions instead"),
+    }
+    let runtime = crate::runtime()?;
+    runtime.block_on(async move {
+        let (observers, _) = broadcast::channel(4096);
+        let mut backends = BTreeMap::new();
+        let mut links = Vec::new();
+        for (id, address) in &nodes {
+            let (backend, outbox) = Backend::new(*id, address.clone());
+            backends.insert(*id, backend.clone());
+            links.push((backend, outbox));
+        }
+        let (supervisor, supervisor_outbox) = match &args.supervisor {
+            Some(address) => {
+                let (s, rx) = Supervisor::new(address.clone());
+                (Some(s), Some(rx))
+            }
+            None => (None, None),
+        };
+        let hub = Arc::new(Hub {
+            token: args.token.clone(),
+            proxies,
+            nodes: nodes
+                .iter()
+                .map(|(id, address)| NodeAddress { id: *id, address: address.clone() })
+                .collect(),
+            backends,
+            supervisor: supervisor.clone(),
+            observers,
+            next_id: AtomicU64::new(1),
+            read_turn: AtomicUsize::new(0),
+        });
+        for (backend, outbox) in links {
+            tokio::spawn(backend::run(hub.clone(), backend, outbox));
+        }
+        if let (Some(s), Some(rx)) = (supervisor, supervisor_outbox) {
+            tokio::spawn(backend::run_supervisor(args.token.clone(), s, rx));
+        }
+        tokio::spawn(status::publish_periodically(hub.clone()));
+
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let app = axum::Router::new()
+            .route("/ws", get(session::upgrade))
+            .route("/health", get(|| async { "ok\n" }))
+            .with_state(hub.clone());
+        let app = match web_dir {
+            Some(dir) => app.fallback_service(
+                tower_http::services::ServeDir::new(&dir)
+                    .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+            ),
+            None => app.fallback(|| async { axum::response::Html(NOT_BUILT) }),
+        };
+        tracing::info!("proxy listening on http://{own}/ (nodes: {})", args.nodes);
+        axum::serve(listener, app).with_graceful_shutdown(crate::shutdown_signal()).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(())
+    })
+}
+
+/// Where the built page is: the flag, else `dist/` here, else `dist/` at the root of the source
+/// tree the binary was built in (`target/<profile>/consenso` → `../../dist`).
+fn find_web_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = flag {
+        candidates.push(dir);
+    }
+    candidates.push(PathBuf::from("dist"));
+    if let Ok(exe) = std::env::current_exe() {
+        for ancestor in exe.ancestors().skip(1).take(4) {
+            candidates.push(ancestor.join("dist"));
+        }
+    }
+    candidates.into_iter().find(|dir| dir.join("index.html").is_file())
+}
+
+const NOT_BUILT: &str = "<!doctype html><html lang=en><meta charset=utf-8><title>Consenso</title>\
+<body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>Consenso</h1>\
+<p>The cluster is running, but the web page has not been built.</p>\
+<p>From the source tree, run <code>./dev demo</code> (it builds the page), or build it with \
+<code>trunk build --release</code> and restart the cluster.</p>\
+<p>The WebSocket endpoint is at <code>/ws</code>; the CLI works meanwhile: \
+<code>consenso client --proxy HOST:PORT status</code>.</p></body></html>";

@@ -1,0 +1,185 @@
+//! One client or page connection to the proxy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use shared::kv::{Command, WriteOp};
+use shared::protocol::{
+    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, ProxyFrame, Session, encode, parse,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{Hub, admin, routing, status};
+use crate::ws::TRANSPORT_LIMIT;
+
+/// Requests one connection may have in flight; more wait (a flood cannot exhaust the proxy).
+const IN_FLIGHT_PER_CONNECTION: usize = 256;
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
+    ws.max_message_size(TRANSPORT_LIMIT).max_frame_size(TRANSPORT_LIMIT).on_upgrade(move |s| serve(s, hub))
+}
+
+fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyFrame {
+    ProxyFrame::Error { id, error: ApiError::new(kind, message) }
+}
+
+async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
+    let hello = match tokio::time::timeout(Duration::from_secs(10), crate::ws::accept_text(&mut socket)).await
+    {
+        Ok(Some(text)) => parse::<ClientFrame>(&text),
+        _ => return,
+    };
+    let (token, subscribe) = match hello {
+        Ok(ClientFrame::Hello { version, token, subscribe }) => {
+            if version != PROTOCOL_VERSION {
+                let msg = format!(
+                    "protocol version {version} is not supported; this proxy speaks {PROTOCOL_VERSION}"
+                );
+                let _ =
+                    socket.send(Message::text(encode(&error(None, ErrorKind::VersionMismatch, msg)))).await;
+                return;
+            }
+            (token, subscribe)
+        }
+        Ok(_) => {
+            let frame = error(None, ErrorKind::BadRequest, "the first frame must be a hello");
+            let _ = socket.send(Message::text(encode(&frame))).await;
+            return;
+        }
+        Err(e) => {
+            let _ = socket.send(Message::text(encode(&ProxyFrame::Error { id: None, error: e }))).await;
+            return;
+        }
+    };
+    let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
+    let welcome = ProxyFrame::Welcome {
+        version: PROTOCOL_VERSION,
+        admin,
+        proxies: hub.proxies.clone(),
+        nodes: hub.nodes.clone(),
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outgoing) = mpsc::unbounded_channel::<Arc<str>>();
+    let send = move |frame: &ProxyFrame| {
+        let _ = out.send(encode(frame).into());
+    };
+    send(&welcome);
+    if token.is_some() && !admin {
+        send(&error(None, ErrorKind::Unauthorized, "wrong token: connected as a read-only viewer"));
+    }
+    let mut observers = subscribe.then(|| hub.observers.subscribe());
+    if subscribe {
+        // Start from the whole picture, then follow the stream.
+        send(&ProxyFrame::Status { id: None, cluster: status::cluster_status(&hub) });
+        for (node, backend) in &hub.backends {
+            let log = backend.log();
+            send(&ProxyFrame::Log {
+                node: *node,
+                snapshot_index: log.snapshot_index,
+                snapshot_term: log.snapshot_term,
+                entries: log.entries,
+            });
+        }
+    }
+    let writer = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                frame = outgoing.recv() => match frame { Some(f) => f, None => break },
+                event = async { observers.as_mut().expect("only polled when subscribed").recv().await }, if observers.is_some() => match event {
+                    Ok(f) => f,
+                    // A slow viewer skips events; the periodic status and logs keep it right.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                },
+            };
+            if sink.send(Message::text(frame.as_ref())).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let connection = Arc::new(Connection { client: crate::secret::random_u64(), seq: AtomicU64::new(0) });
+    let limit = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+    while let Some(message) = stream.next().await {
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Binary(_)) => {
+                send(&error(None, ErrorKind::BadRequest, "binary frames are not part of the protocol"));
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let frame = match parse::<ClientFrame>(text.as_str()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                send(&ProxyFrame::Error { id: frame_id(text.as_str()), error: e });
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let (hub, connection, send) = (hub.clone(), connection.clone(), send.clone());
+        tokio::spawn(async move {
+            let reply = handle(&hub, &connection, admin, frame).await;
+            send(&reply);
+            drop(permit);
+        });
+    }
+    writer.abort();
+}
+
+/// The `id` of a frame that failed to parse, so the error can still be matched to it.
+fn frame_id(text: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(text).ok()?.get("id")?.as_u64()
+}
+
+/// Sessions for writes that come without one (pages, simple clients): one client id per
+/// connection. Clients that may fail over between proxies send their own.
+struct Connection {
+    client: u64,
+    seq: AtomicU64,
+}
+
+impl Connection {
+    fn session(&self, given: Option<Session>) -> Session {
+        given.unwrap_or_else(|| Session {
+            client: self.client,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+}
+
+async fn handle(hub: &Hub, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
+    let write = |session: Option<Session>, op: WriteOp| {
+        let s = connection.session(session);
+        Command { client: s.client, seq: s.seq, op }
+    };
+    match frame {
+        ClientFrame::Hello { .. } => error(None, ErrorKind::BadRequest, "hello was already received"),
+        ClientFrame::Put { id, key, value, session } => {
+            routing::write(hub, id, write(session, WriteOp::Put { key, value })).await
+        }
+        ClientFrame::Delete { id, key, session } => {
+            routing::write(hub, id, write(session, WriteOp::Delete { key })).await
+        }
+        ClientFrame::Cas { id, key, expected, new, session } => {
+            routing::write(hub, id, write(session, WriteOp::Cas { key, expected, new })).await
+        }
+        ClientFrame::Get { id, key, consistency } => routing::read(hub, id, key, consistency).await,
+        ClientFrame::Status { id } => {
+            ProxyFrame::Status { id: Some(id), cluster: status::cluster_status(hub) }
+        }
+        ClientFrame::Admin { id, command } => {
+            if !admin {
+                return error(Some(id), ErrorKind::Unauthorized, "admin commands need the cluster's token");
+            }
+            admin::execute(hub, id, command).await
+        }
+    }
+}

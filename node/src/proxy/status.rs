@@ -1,0 +1,78 @@
+//! The cluster as one proxy sees it, for `status` requests and the pages' periodic update.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::protocol::{ClusterStatus, NodeView, ProcessState, ProxyFrame};
+use shared::raft::{NodeId, Role};
+
+use super::Hub;
+
+/// How often pages get the cluster's status.
+const EVERY: Duration = Duration::from_millis(250);
+
+pub async fn publish_periodically(hub: Arc<Hub>) {
+    let mut ticker = tokio::time::interval(EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        if hub.observers.receiver_count() > 0 {
+            hub.publish(ProxyFrame::Status { id: None, cluster: cluster_status(&hub) });
+        }
+    }
+}
+
+pub fn cluster_status(hub: &Hub) -> ClusterStatus {
+    let mut nodes = Vec::new();
+    for (id, backend) in &hub.backends {
+        let fresh = backend.fresh_status();
+        let process = hub.supervisor.as_ref().and_then(|s| s.process(*id));
+        let state = match (&process, &fresh) {
+            (Some(p), _) => p.state,
+            (None, Some(_)) => ProcessState::Up,
+            (None, None) => ProcessState::Unreachable,
+        };
+        let known = fresh.clone().or_else(|| backend.last_status());
+        let pid = process.as_ref().and_then(|p| p.pid).or_else(|| known.as_ref().map(|s| s.pid));
+        let r = fresh.as_ref().map(|s| &s.replica);
+        nodes.push(NodeView {
+            id: *id,
+            address: backend.address.clone(),
+            pid: if state == ProcessState::Crashed { None } else { pid },
+            state,
+            partitioned: known.as_ref().is_some_and(|s| s.faults.partitioned()),
+            role: r.map(|r| r.raft.role),
+            term: r.map(|r| r.raft.term),
+            voted_for: r.and_then(|r| r.raft.voted_for),
+            leader: r.and_then(|r| r.raft.leader),
+            last_log_index: r.map(|r| r.raft.last_index),
+            commit: r.map(|r| r.raft.commit),
+            applied: r.map(|r| r.applied),
+            snapshot_index: r.map(|r| r.raft.snapshot_index),
+            status: fresh,
+        });
+    }
+    let leader = leader_of(&nodes);
+    ClusterStatus {
+        term: nodes.iter().filter_map(|n| n.term).max().unwrap_or(0),
+        leader,
+        time_scale: time_scale(hub),
+        proxies: hub.proxies.clone(),
+        supervised: hub.supervisor.as_ref().is_some_and(|s| s.is_connected()),
+        nodes,
+    }
+}
+
+/// The leader of the highest term that any reachable server reports.
+pub fn leader_of(nodes: &[NodeView]) -> Option<NodeId> {
+    nodes.iter().filter(|n| n.role == Some(Role::Leader)).max_by_key(|n| n.term).map(|n| n.id)
+}
+
+/// The time scale the servers run at (timeouts in the proxy stretch with it).
+pub fn time_scale(hub: &Hub) -> f64 {
+    hub.backends
+        .values()
+        .filter_map(|b| b.fresh_status().map(|s| s.faults.time_scale))
+        .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))))
+        .unwrap_or(1.0)
+}

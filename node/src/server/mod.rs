@@ -1,0 +1,167 @@
+//! `consenso server`: one Raft server.
+//!
+//! A dedicated thread owns the `Replica` and the disk (`raft_loop`): it takes inputs from a
+//! channel, persists each round with one fsync, then sends. Tokio tasks do the networking:
+//! accepting peers and proxies on one WebSocket endpoint (`net`), and keeping one outgoing
+//! connection per peer (`peers`). Faults injected by admins (partitions, loss, delay, time
+//! scale) are applied where messages enter and leave (`faults`).
+
+mod clock;
+mod faults;
+mod net;
+mod peers;
+mod raft_loop;
+mod storage;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, mpsc};
+
+use anyhow::Context;
+use shared::raft::{Config, NodeId};
+use tokio::sync::{broadcast, mpsc as tmpsc};
+
+pub use faults::FaultState;
+pub use raft_loop::Input;
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// This server's id (a positive integer, unique in the cluster)
+    #[arg(long)]
+    id: NodeId,
+    /// Every server of the cluster, this one included: 1=127.0.0.1:8091,2=...
+    #[arg(long)]
+    peers: String,
+    /// Address to listen on (default: this server's address in --peers)
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where the log, hard state and snapshots live
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shared secret that peers and proxies must present
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Base election timeout in ms; each timer is random in [T, 2T)
+    #[arg(long, default_value_t = 150)]
+    election_timeout: u64,
+    /// Heartbeat interval in ms
+    #[arg(long, default_value_t = 50)]
+    heartbeat: u64,
+    /// Stretch all timeouts by this factor (slow motion)
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Take a snapshot and compact the log every N applied entries
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+    /// Most entries in one AppendEntries
+    #[arg(long, default_value_t = 512)]
+    max_batch: usize,
+}
+
+/// What the networking tasks and the Raft thread share.
+pub struct Shared {
+    pub id: NodeId,
+    pub address: String,
+    pub token: String,
+    pub inputs: mpsc::Sender<Input>,
+    pub faults: FaultState,
+    /// Outgoing queue per peer.
+    pub peers: BTreeMap<NodeId, tmpsc::UnboundedSender<shared::raft::Message>>,
+    /// Replies to proxy connections, by connection id.
+    pub connections: Mutex<BTreeMap<u64, tmpsc::UnboundedSender<Arc<str>>>>,
+    /// Encoded events and status frames for subscribed proxies.
+    pub observers: broadcast::Sender<Arc<str>>,
+    pub next_connection: AtomicU64,
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let nodes = crate::addr::node_list(&args.peers)?;
+    let address = nodes
+        .iter()
+        .find(|(id, _)| *id == args.id)
+        .map(|(_, a)| a.clone())
+        .with_context(|| format!("node {} is not in --peers {}", args.id, args.peers))?;
+    let listen: SocketAddr = match args.listen {
+        Some(l) => l,
+        None => crate::addr::host_port(&address)?
+            .parse()
+            .with_context(|| format!("cannot listen on {address}"))?,
+    };
+    if args.token.is_empty() {
+        anyhow::bail!("--token (or CONSENSO_TOKEN) must not be empty");
+    }
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node-{}", args.id)));
+    let (storage, persisted, recovery) = storage::Storage::open(&data_dir)?;
+    tracing::info!(
+        "node {} recovered {} log records from {} (term {}, vote {:?})",
+        args.id,
+        recovery.records,
+        data_dir.display(),
+        persisted.hard_state.term,
+        persisted.hard_state.voted_for
+    );
+
+    let mut cfg = Config::new(args.id, nodes.iter().map(|(id, _)| *id).collect());
+    cfg.election_timeout = args.election_timeout;
+    cfg.heartbeat_interval = args.heartbeat;
+    cfg.max_entries_per_message = args.max_batch;
+    cfg.validate();
+
+    let runtime = crate::runtime()?;
+    let (inputs, input_rx) = mpsc::channel();
+    let (observers, _) = broadcast::channel(1024);
+    let mut peer_queues = BTreeMap::new();
+    let mut peer_receivers = Vec::new();
+    for (id, addr) in nodes.iter().filter(|(id, _)| *id != args.id) {
+        let (tx, rx) = tmpsc::unbounded_channel();
+        peer_queues.insert(*id, tx);
+        peer_receivers.push((*id, addr.clone(), rx));
+    }
+    let shared = Arc::new(Shared {
+        id: args.id,
+        address: address.clone(),
+        token: args.token.clone(),
+        inputs,
+        faults: FaultState::new(args.time_scale),
+        peers: peer_queues,
+        connections: Mutex::new(BTreeMap::new()),
+        observers,
+        next_connection: AtomicU64::new(1),
+    });
+
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!("node {} listening on {listen} (peers: {})", args.id, args.peers);
+    for (id, addr, rx) in peer_receivers {
+        runtime.spawn(peers::run(shared.clone(), id, addr, rx));
+    }
+    runtime.spawn(net::serve(shared.clone(), listener));
+
+    let seed = crate::secret::random_u64();
+    let loop_shared = shared.clone();
+    let raft = std::thread::Builder::new().name("raft".into()).spawn(move || {
+        raft_loop::run(
+            loop_shared,
+            cfg,
+            storage,
+            persisted,
+            seed,
+            args.time_scale,
+            args.snapshot_every,
+            input_rx,
+        )
+    })?;
+
+    runtime.block_on(async {
+        crate::shutdown_signal().await;
+    });
+    tracing::info!("node {} shutting down", args.id);
+    let _ = shared.inputs.send(Input::Shutdown);
+    match raft.join() {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("the Raft thread panicked"),
+    }
+}

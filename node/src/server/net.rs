@@ -1,0 +1,216 @@
+//! The server's WebSocket endpoint. Peers open it to send Raft messages; proxies open it to
+//! send client requests and fault commands and to subscribe to events. Both must say `hello`
+//! with the protocol version and the cluster's token first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use shared::protocol::{
+    ApiError, Caller, ErrorKind, FaultSettings, PROTOCOL_VERSION, ServerInbound, ServerOutbound, encode,
+    parse,
+};
+use shared::raft::NodeId;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::{Input, Shared};
+use crate::ws::TRANSPORT_LIMIT;
+
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let app = axum::Router::new()
+        .route("/ws", get(upgrade))
+        .route("/health", get(|| async { "ok\n" }))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("server endpoint failed: {e}");
+    }
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    ws.max_message_size(TRANSPORT_LIMIT)
+        .max_frame_size(TRANSPORT_LIMIT)
+        .on_upgrade(move |s| connection(s, shared))
+}
+
+/// The next frame: `None` when the connection ended.
+pub async fn recv_frame<T: serde::de::DeserializeOwned>(
+    socket: &mut WebSocket,
+) -> Option<Result<T, ApiError>> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Text(text)) => return Some(parse(text.as_str())),
+            Ok(Message::Binary(_)) => {
+                return Some(Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "binary frames are not part of the protocol",
+                )));
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+pub async fn send_frame<T: serde::Serialize>(socket: &mut WebSocket, frame: &T) -> bool {
+    socket.send(Message::text(encode(frame))).await.is_ok()
+}
+
+async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
+    let hello =
+        match tokio::time::timeout(Duration::from_secs(5), recv_frame::<ServerInbound>(&mut socket)).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => return,
+        };
+    let refuse = |kind, message: String| ServerOutbound::Error { error: ApiError::new(kind, message) };
+    let caller = match hello {
+        Ok(ServerInbound::Hello { version, token, caller }) => {
+            if version != PROTOCOL_VERSION {
+                let msg = format!(
+                    "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+                );
+                send_frame(&mut socket, &refuse(ErrorKind::VersionMismatch, msg)).await;
+                return;
+            }
+            if !crate::secret::same_token(&token, &shared.token) {
+                tracing::warn!("refused a connection with a wrong token");
+                send_frame(&mut socket, &refuse(ErrorKind::Unauthorized, "wrong token".into())).await;
+                return;
+            }
+            caller
+        }
+        Ok(_) => {
+            send_frame(&mut socket, &refuse(ErrorKind::BadRequest, "the first frame must be a hello".into()))
+                .await;
+            return;
+        }
+        Err(error) => {
+            send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+            return;
+        }
+    };
+    if !send_frame(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await
+    {
+        return;
+    }
+    match caller {
+        Caller::Peer { node } => peer(socket, shared, node).await,
+        Caller::Proxy => proxy(socket, shared).await,
+    }
+}
+
+/// Raft traffic from one peer; messages from partitioned-off peers are lost here.
+async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
+    tracing::debug!("peer {node} connected");
+    while let Some(frame) = recv_frame::<ServerInbound>(&mut socket).await {
+        match frame {
+            Ok(ServerInbound::Raft { messages }) => {
+                for msg in messages {
+                    if msg.from != node || msg.to != shared.id {
+                        tracing::warn!(
+                            "dropping a message from {} to {} on peer {node}'s connection",
+                            msg.from,
+                            msg.to
+                        );
+                        continue;
+                    }
+                    if shared.faults.accepts_from(msg.from) {
+                        let _ = shared.inputs.send(Input::Peer(msg));
+                    }
+                }
+            }
+            Ok(_) => {
+                let error =
+                    ApiError::new(ErrorKind::BadRequest, "a peer connection carries only raft frames");
+                send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+            }
+            Err(error) => {
+                send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+            }
+        }
+    }
+    tracing::debug!("peer {node} disconnected");
+}
+
+/// A proxy: client requests in, replies and (once subscribed) events and status out.
+async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
+    let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut replies) = mpsc::unbounded_channel::<Arc<str>>();
+    shared.connections.lock().expect("connections lock").insert(connection, tx.clone());
+    let (mut sink, mut stream) = socket.split();
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let mut observers = shared.observers.subscribe();
+    let writer_subscribed = subscribed.clone();
+    let inputs = shared.inputs.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                reply = replies.recv() => match reply { Some(f) => f, None => break },
+                event = observers.recv() => match event {
+                    Ok(f) if writer_subscribed.load(Ordering::Relaxed) => f,
+                    Ok(_) => continue,
+                    // A slow proxy misses events rather than slowing the server down; it gets
+                    // the whole log again to resynchronise.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = inputs.send(Input::Subscribe);
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+            };
+            if sink.send(Message::text(frame.as_ref())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(message) = stream.next().await {
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        match parse::<ServerInbound>(text.as_str()) {
+            Ok(ServerInbound::Request { id, request }) => {
+                let _ = shared.inputs.send(Input::Request { connection, id, request });
+            }
+            Ok(ServerInbound::Subscribe) => {
+                subscribed.store(true, Ordering::Relaxed);
+                let _ = shared.inputs.send(Input::Subscribe);
+            }
+            Ok(ServerInbound::Faults { faults }) => {
+                let faults = sanitize(faults);
+                tracing::info!("faults set: {faults:?}");
+                shared.faults.set(faults);
+                let _ = shared.inputs.send(Input::FaultsChanged);
+            }
+            Ok(ServerInbound::Transfer { to }) => {
+                let _ = shared.inputs.send(Input::Transfer(to));
+            }
+            Ok(ServerInbound::Crash) => {
+                tracing::warn!("crash requested: exiting with SIGKILL");
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            Ok(ServerInbound::Hello { .. } | ServerInbound::Raft { .. }) => {
+                let error = ApiError::new(ErrorKind::BadRequest, "unexpected frame on a proxy connection");
+                let _ = tx.send(encode(&ServerOutbound::Error { error }).into());
+            }
+            Err(error) => {
+                let _ = tx.send(encode(&ServerOutbound::Error { error }).into());
+            }
+        }
+    }
+    shared.connections.lock().expect("connections lock").remove(&connection);
+    writer.abort();
+}
+
+fn sanitize(mut f: FaultSettings) -> FaultSettings {
+    f.drop_rate = if f.drop_rate.is_finite() { f.drop_rate.clamp(0.0, 1.0) } else { 0.0 };
+    f.delay_ms = f.delay_ms.min(10_000);
+    f.time_scale = super::clock::sanitize(f.time_scale);
+    f
+}

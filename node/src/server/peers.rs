@@ -1,0 +1,104 @@
+//! One outgoing connection per peer, kept open with reconnect and backoff. Messages queued
+//! while the peer is unreachable are dropped: Raft retransmits what matters, and a backlog of
+//! stale heartbeats would only delay fresh ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shared::protocol::{Caller, PROTOCOL_VERSION, ServerInbound, ServerOutbound};
+use shared::raft::{Message, NodeId};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::Shared;
+use super::faults::Verdict;
+use crate::ws;
+
+/// Messages per frame at most, so that one frame stays well under the size limit.
+const BATCH: usize = 256;
+
+pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: UnboundedReceiver<Message>) {
+    let url = match crate::addr::ws_url(&address) {
+        Ok(url) => url,
+        Err(e) => return tracing::error!("peer {peer}: {e}"),
+    };
+    let mut backoff = ws::Backoff::new(Duration::from_secs(1));
+    let mut was_connected = true;
+    loop {
+        match connect(&shared, &url).await {
+            Ok(mut stream) => {
+                tracing::info!("connected to peer {peer} at {address}");
+                was_connected = true;
+                backoff.reset();
+                if let Err(e) = pump(&shared, peer, &mut stream, &mut queue).await {
+                    tracing::info!("lost peer {peer}: {e:#}");
+                }
+            }
+            Err(e) => {
+                if was_connected {
+                    tracing::info!("cannot reach peer {peer} at {address}: {e:#}");
+                    was_connected = false;
+                }
+            }
+        }
+        while queue.try_recv().is_ok() {}
+        backoff.wait().await;
+        while queue.try_recv().is_ok() {}
+    }
+}
+
+async fn connect(shared: &Shared, url: &str) -> anyhow::Result<ws::Stream> {
+    let mut stream = ws::connect(url, Duration::from_secs(2)).await?;
+    let hello = ServerInbound::Hello {
+        version: PROTOCOL_VERSION,
+        token: shared.token.clone(),
+        caller: Caller::Peer { node: shared.id },
+    };
+    ws::send(&mut stream, &hello).await?;
+    match tokio::time::timeout(Duration::from_secs(2), ws::recv::<ServerOutbound>(&mut stream)).await {
+        Ok(Ok(Some(Ok(ServerOutbound::Welcome { .. })))) => Ok(stream),
+        Ok(Ok(Some(Ok(ServerOutbound::Error { error })))) => anyhow::bail!("refused: {error}"),
+        other => anyhow::bail!("no welcome: {other:?}"),
+    }
+}
+
+async fn pump(
+    shared: &Shared,
+    peer: NodeId,
+    stream: &mut ws::Stream,
+    queue: &mut UnboundedReceiver<Message>,
+) -> anyhow::Result<()> {
+    loop {
+        let first = tokio::select! {
+            msg = queue.recv() => match msg { Some(m) => m, None => return Ok(()) },
+            incoming = stream.next() => match incoming {
+                // The server says nothing after its welcome but errors; an end means it is gone.
+                Some(Ok(_)) => continue,
+                _ => anyhow::bail!("connection closed"),
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match queue.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::ZERO;
+        batch.retain(|_| match shared.faults.outgoing(peer) {
+            Verdict::Send => true,
+            Verdict::Drop => false,
+            Verdict::Delay(d) => {
+                delay = d;
+                true
+            }
+        });
+        if batch.is_empty() {
+            continue;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        ws::send(stream, &ServerInbound::Raft { messages: batch }).await?;
+    }
+}

@@ -1,0 +1,534 @@
+//! The JSON protocol spoken over WebSockets. Every frame is one JSON object with a `"type"`
+//! field; `docs/protocol.md` documents each with examples.
+//!
+//! Three conversations:
+//!
+//! - **Clients and pages ↔ proxy** (`ClientFrame` / `ProxyFrame`): writes, reads, status, admin
+//!   commands, and for pages the live observation stream.
+//! - **Proxies and peers ↔ server** (`ServerInbound` / `ServerOutbound`): Raft messages between
+//!   servers; client requests, fault commands and the observation stream between a proxy and a
+//!   server.
+//! - **Proxies ↔ cluster supervisor** (`SupervisorInbound` / `SupervisorOutbound`): crash,
+//!   restart, pause and resume real processes.
+//!
+//! Every conversation opens with a `hello` carrying the protocol version and, where required,
+//! the shared token.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Consistency, EntrySummary, Observed};
+use crate::kv::ClientId;
+use crate::raft::{Index, Message, NodeId, Term};
+use crate::replica::{ReplicaStatus, Reply, Request};
+
+/// Bumped on any incompatible change; peers with another version are refused with a clear error.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame accepted, in bytes. Snapshots of the demo store fit well within it.
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+// ---------------------------------------------------------------- client ↔ proxy
+
+/// A write's identity for exactly-once application: retries carry the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub client: ClientId,
+    pub seq: u64,
+}
+
+/// Frames a client or page sends to a proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Hello {
+        version: u32,
+        #[serde(default)]
+        token: Option<String>,
+        /// Receive the observation stream (pages do; the CLI client does not).
+        #[serde(default)]
+        subscribe: bool,
+    },
+    Put {
+        id: u64,
+        key: String,
+        value: String,
+        #[serde(default)]
+        session: Option<Session>,
+    },
+    Get {
+        id: u64,
+        key: String,
+        #[serde(default)]
+        consistency: Consistency,
+    },
+    Delete {
+        id: u64,
+        key: String,
+        #[serde(default)]
+        session: Option<Session>,
+    },
+    Cas {
+        id: u64,
+        key: String,
+        expected: Option<String>,
+        new: String,
+        #[serde(default)]
+        session: Option<Session>,
+    },
+    Status {
+        id: u64,
+    },
+    Admin {
+        id: u64,
+        command: AdminCommand,
+    },
+}
+
+/// What an admin (holder of the token) may do to the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdminCommand {
+    /// Kill the server process (SIGKILL).
+    Crash { node: NodeId },
+    /// Start a crashed server again on its data directory.
+    Restart { node: NodeId },
+    /// Freeze the process (SIGSTOP), as a long GC pause or a hung VM would.
+    Pause { node: NodeId },
+    /// Thaw it (SIGCONT).
+    Resume { node: NodeId },
+    /// Split servers into groups that cannot talk to each other; servers not listed form one
+    /// more group.
+    Partition { groups: Vec<Vec<NodeId>> },
+    /// Lose every message from `from` to `to` (a one-way partition).
+    Block { from: NodeId, to: NodeId },
+    /// Remove all partitions, blocks, loss and delay.
+    Heal,
+    /// Lose this fraction (0–1) of the messages a server sends (all servers if `node` is null).
+    Drop { node: Option<NodeId>, rate: f64 },
+    /// Delay every message a server sends by this many milliseconds (all servers if null).
+    Delay { node: Option<NodeId>, ms: u64 },
+    /// Stretch every timeout by this factor (10 = ten times slower) for slow-motion teaching.
+    TimeScale { scale: f64 },
+    /// Ask the leader to hand leadership to `to` (dissertation §3.10).
+    TransferLeadership { to: NodeId },
+}
+
+impl AdminCommand {
+    /// A short description for logs and the page's timeline.
+    pub fn describe(&self) -> String {
+        match self {
+            AdminCommand::Crash { node } => format!("crash node {node}"),
+            AdminCommand::Restart { node } => format!("restart node {node}"),
+            AdminCommand::Pause { node } => format!("pause node {node}"),
+            AdminCommand::Resume { node } => format!("resume node {node}"),
+            AdminCommand::Partition { groups } => {
+                let groups: Vec<String> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+                    .collect();
+                format!("partition {}", groups.join(" | "))
+            }
+            AdminCommand::Block { from, to } => format!("block messages {from} → {to}"),
+            AdminCommand::Heal => "heal the network".to_string(),
+            AdminCommand::Drop { node: Some(n), rate } => {
+                format!("drop {:.0}% of node {n}'s messages", rate * 100.0)
+            }
+            AdminCommand::Drop { node: None, rate } => format!("drop {:.0}% of all messages", rate * 100.0),
+            AdminCommand::Delay { node: Some(n), ms } => format!("delay node {n}'s messages by {ms} ms"),
+            AdminCommand::Delay { node: None, ms } => format!("delay all messages by {ms} ms"),
+            AdminCommand::TimeScale { scale } => format!("time scale ×{scale}"),
+            AdminCommand::TransferLeadership { to } => format!("transfer leadership to node {to}"),
+        }
+    }
+}
+
+/// Frames a proxy sends to a client or page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProxyFrame {
+    Welcome {
+        version: u32,
+        /// Whether the token was accepted: admin commands allowed.
+        admin: bool,
+        /// Every proxy of the cluster, for clients and pages to fail over to.
+        proxies: Vec<String>,
+        nodes: Vec<NodeAddress>,
+    },
+    /// A request succeeded.
+    Done {
+        id: u64,
+        result: OpResult,
+        /// The server that answered (for reads: a follower, unless asked otherwise).
+        served_by: NodeId,
+        /// The log index the answer reflects.
+        index: Index,
+        /// How many times the proxy had to retry (leader changes, timeouts).
+        retries: u32,
+    },
+    Error {
+        /// The request this answers; `null` for errors about the connection itself.
+        id: Option<u64>,
+        error: ApiError,
+    },
+    Status {
+        id: Option<u64>,
+        cluster: ClusterStatus,
+    },
+    /// Observation events from every server, in arrival order.
+    Events {
+        events: Vec<Observed>,
+    },
+    /// A server's whole (uncompacted) log, sent when a page subscribes or a server restarts.
+    Log {
+        node: NodeId,
+        snapshot_index: Index,
+        snapshot_term: Term,
+        entries: Vec<EntrySummary>,
+    },
+    AdminDone {
+        id: u64,
+        message: String,
+    },
+}
+
+/// The outcome of a client operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum OpResult {
+    Put { previous: Option<String> },
+    Get { value: Option<String> },
+    Delete { existed: bool },
+    Cas { swapped: bool, current: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError { kind, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// Every error a client can see. All but `BadRequest`, `Unauthorized`, `VersionMismatch` and
+/// `FrameTooLarge` are worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed JSON, an unknown `type`, a missing field.
+    BadRequest,
+    /// The frame exceeds `MAX_FRAME_BYTES`.
+    FrameTooLarge,
+    /// Admin command or peer connection without the right token.
+    Unauthorized,
+    VersionMismatch,
+    /// No leader is known (an election is under way, or no majority is up).
+    NoLeader,
+    /// The operation did not complete in time. A write may or may not have been applied; retry
+    /// it with the same session to find out without applying it twice.
+    Timeout,
+    /// No server (or supervisor) could be reached.
+    Unavailable,
+    /// The command needs something this deployment lacks (e.g. restart without a supervisor).
+    NotSupported,
+    /// The write's session sequence is older than one already applied for that client.
+    StaleSession,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::FrameTooLarge => "frame_too_large",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::VersionMismatch => "version_mismatch",
+            ErrorKind::NoLeader => "no_leader",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::NotSupported => "not_supported",
+            ErrorKind::StaleSession => "stale_session",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    pub id: NodeId,
+    pub address: String,
+}
+
+/// The whole cluster as one proxy sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub nodes: Vec<NodeView>,
+    /// The leader of the highest term any reachable server knows.
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    pub time_scale: f64,
+    pub proxies: Vec<String>,
+    /// Whether a supervisor (`consenso cluster`) runs the processes: crash/restart/pause work.
+    pub supervised: bool,
+}
+
+/// One server as a proxy sees it: its process, its link, and its last reported state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub address: String,
+    pub pid: Option<u32>,
+    /// `up`, `paused`, `crashed` or `unreachable`.
+    pub state: ProcessState,
+    pub partitioned: bool,
+    /// Raft role; `null` when the server cannot be reached (its last word may be stale).
+    pub role: Option<crate::raft::Role>,
+    pub term: Option<Term>,
+    pub voted_for: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<Index>,
+    pub commit: Option<Index>,
+    pub applied: Option<Index>,
+    pub snapshot_index: Option<Index>,
+    /// The full report, when reachable.
+    pub status: Option<ServerStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    Up,
+    Paused,
+    Crashed,
+    /// Not supervised here and not answering.
+    Unreachable,
+}
+
+impl ProcessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Up => "up",
+            ProcessState::Paused => "paused",
+            ProcessState::Crashed => "crashed",
+            ProcessState::Unreachable => "unreachable",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- proxy/peer ↔ server
+
+/// Who opens a connection to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Caller {
+    /// Another server, which will send Raft messages.
+    Peer { node: NodeId },
+    /// A proxy, which sends client requests and fault commands and may subscribe.
+    Proxy,
+}
+
+/// Frames sent to a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerInbound {
+    Hello {
+        version: u32,
+        token: String,
+        caller: Caller,
+    },
+    /// Raft traffic from a peer, several messages per frame when they queue up.
+    Raft {
+        messages: Vec<Message>,
+    },
+    /// A client request, forwarded by a proxy.
+    Request {
+        id: u64,
+        request: Request,
+    },
+    /// Start streaming events, status and the log.
+    Subscribe,
+    /// Change this server's injected faults.
+    Faults {
+        faults: FaultSettings,
+    },
+    /// Hand leadership to `to` (only meaningful on the leader).
+    Transfer {
+        to: NodeId,
+    },
+    /// Exit at once without cleanup, as a crash would (used when no supervisor can SIGKILL).
+    Crash,
+}
+
+/// Frames a server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerOutbound {
+    Welcome { version: u32, node: NodeId },
+    Reply { id: u64, reply: Reply },
+    Events { events: Vec<Observed> },
+    Status { status: Box<ServerStatus> },
+    Log { snapshot_index: Index, snapshot_term: Term, entries: Vec<EntrySummary> },
+    Error { error: ApiError },
+}
+
+/// The faults a server injects into its own traffic, as set by admin commands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultSettings {
+    /// Peers this server neither sends to nor accepts messages from... per direction:
+    /// `blocked_to`: messages to these peers are lost.
+    pub blocked_to: Vec<NodeId>,
+    /// Messages from these peers are lost.
+    pub blocked_from: Vec<NodeId>,
+    /// Fraction of outgoing messages lost (0–1).
+    pub drop_rate: f64,
+    /// Extra delay for every outgoing message.
+    pub delay_ms: u64,
+    /// Timeouts are multiplied by this (1 = real time).
+    pub time_scale: f64,
+}
+
+impl FaultSettings {
+    pub fn normal() -> FaultSettings {
+        FaultSettings { time_scale: 1.0, ..FaultSettings::default() }
+    }
+
+    pub fn partitioned(&self) -> bool {
+        !self.blocked_to.is_empty() || !self.blocked_from.is_empty()
+    }
+}
+
+/// A server's periodic report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    #[serde(flatten)]
+    pub replica: ReplicaStatus,
+    pub pid: u32,
+    pub address: String,
+    /// The server's clock (scaled milliseconds), against which deadlines are given.
+    pub now: u64,
+    pub faults: FaultSettings,
+    /// Up to a few hundred keys of the store, for the page's table.
+    pub kv: Vec<(String, String)>,
+    pub kv_truncated: bool,
+    /// Resident memory, if the OS tells.
+    pub rss_bytes: Option<u64>,
+}
+
+// ---------------------------------------------------------------- proxy ↔ supervisor
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SupervisorInbound {
+    Hello { version: u32, token: String },
+    Process { id: u64, node: NodeId, action: ProcessAction },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessAction {
+    Crash,
+    Restart,
+    Pause,
+    Resume,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SupervisorOutbound {
+    Welcome { version: u32 },
+    Done { id: u64, result: Result<String, ApiError> },
+    Processes { processes: Vec<ProcessInfo> },
+    Error { error: ApiError },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub node: NodeId,
+    pub pid: Option<u32>,
+    pub state: ProcessState,
+}
+
+/// Parses a frame, turning every failure into the protocol's own error.
+pub fn parse<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, ApiError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(ApiError::new(
+            ErrorKind::FrameTooLarge,
+            format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", text.len()),
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "unexpected frame" };
+        ApiError::new(ErrorKind::BadRequest, format!("{what}: {e}"))
+    })
+}
+
+/// Serializes a frame. Our frames contain no maps with non-string keys, so this cannot fail.
+pub fn encode<T: Serialize>(frame: &T) -> String {
+    serde_json::to_string(frame).expect("protocol frames always serialize")
+}
+
+/// Parses `A,B/C` (groups separated by `/`, members by `,`) into groups of node ids.
+pub fn parse_partition(spec: &str) -> Result<Vec<Vec<NodeId>>, String> {
+    let groups: Result<Vec<Vec<NodeId>>, String> = spec
+        .split('/')
+        .map(|group| {
+            group
+                .split(',')
+                .map(|n| {
+                    n.trim().parse::<NodeId>().map_err(|_| format!("'{n}' is not a node id in '{spec}'"))
+                })
+                .collect()
+        })
+        .collect();
+    let groups = groups?;
+    if groups.len() < 2 {
+        return Err(format!("'{spec}' has one group; separate groups with '/', e.g. 1,2/3"));
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_as_tagged_json() {
+        let frame = ClientFrame::Put { id: 1, key: "k".into(), value: "v".into(), session: None };
+        let text = encode(&frame);
+        assert_eq!(text, r#"{"type":"put","id":1,"key":"k","value":"v","session":null}"#);
+        assert_eq!(parse::<ClientFrame>(&text), Ok(frame));
+    }
+
+    #[test]
+    fn omitted_optional_fields_take_defaults() {
+        let frame: ClientFrame = parse(r#"{"type":"get","id":3,"key":"x"}"#).unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Get { id: 3, key: "x".into(), consistency: Consistency::Linearizable }
+        );
+    }
+
+    #[test]
+    fn malformed_unknown_and_oversized_frames_are_typed_errors() {
+        assert_eq!(parse::<ClientFrame>("{not json").unwrap_err().kind, ErrorKind::BadRequest);
+        let unknown = parse::<ClientFrame>(r#"{"type":"launch_missiles","id":1}"#).unwrap_err();
+        assert_eq!(unknown.kind, ErrorKind::BadRequest);
+        assert!(unknown.message.contains("launch_missiles"), "{}", unknown.message);
+        let big = format!(r#"{{"type":"put","id":1,"key":"k","value":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
+        assert_eq!(parse::<ClientFrame>(&big).unwrap_err().kind, ErrorKind::FrameTooLarge);
+    }
+
+    #[test]
+    fn partition_specs() {
+        assert_eq!(parse_partition("1,2/3"), Ok(vec![vec![1, 2], vec![3]]));
+        assert!(parse_partition("1,2").is_err());
+        assert!(parse_partition("1,x/3").is_err());
+    }
+}
