@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Consistency, EntrySummary, Observed};
+use crate::event::{Consistency, EntrySummary, LogMirror, Observed};
 use crate::kv::ClientId;
 use crate::raft::{Index, Message, NodeId, Term};
 use crate::replica::{ReplicaStatus, Reply, Request};
@@ -153,6 +153,10 @@ pub enum ProxyFrame {
         /// Every proxy of the cluster, for clients and pages to fail over to.
         proxies: Vec<String>,
         nodes: Vec<NodeAddress>,
+        /// For subscribers: the cluster as it is now, so that the first frame is a whole
+        /// picture; events and statuses follow.
+        #[serde(default)]
+        picture: Option<Box<Picture>>,
     },
     /// A request succeeded.
     Done {
@@ -189,6 +193,13 @@ pub enum ProxyFrame {
         id: u64,
         message: String,
     },
+}
+
+/// The cluster's status and every server's log at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Picture {
+    pub cluster: ClusterStatus,
+    pub logs: Vec<(NodeId, LogMirror)>,
 }
 
 /// The outcome of a client operation.
@@ -277,6 +288,20 @@ pub struct ClusterStatus {
     pub proxies: Vec<String>,
     /// Whether a supervisor (`consenso cluster`) runs the processes: crash/restart/pause work.
     pub supervised: bool,
+    /// Requests this proxy completed recently.
+    #[serde(default)]
+    pub stats: RequestStats,
+}
+
+/// Client requests completed by one proxy over the last few seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestStats {
+    pub writes_per_s: f64,
+    pub reads_per_s: f64,
+    /// Median and 99th percentile latency of writes, in milliseconds.
+    pub write_p50_ms: f64,
+    pub write_p99_ms: f64,
+    pub read_p50_ms: f64,
 }
 
 /// One server as a proxy sees it: its process, its link, and its last reported state.

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shared::event::{EntrySummary, Event};
+use shared::event::LogMirror;
 use shared::protocol::{
     ApiError, Caller, ErrorKind, FaultSettings, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProxyFrame,
     ServerInbound, ServerOutbound, ServerStatus, SupervisorInbound, SupervisorOutbound,
 };
-use shared::raft::{Index, NodeId, Term};
+use shared::raft::NodeId;
 use shared::replica::{Reply, Request};
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,58 +37,6 @@ struct BackendState {
     log: LogMirror,
     /// Faults this proxy asked for; applied again when the server comes back.
     desired_faults: Option<FaultSettings>,
-}
-
-/// A server's log as the page draws it, kept current from its events.
-#[derive(Default, Clone)]
-pub struct LogMirror {
-    pub snapshot_index: Index,
-    pub snapshot_term: Term,
-    pub entries: Vec<EntrySummary>,
-}
-
-impl LogMirror {
-    fn apply(&mut self, event: &Event) {
-        match event {
-            Event::EntriesAppended { entries } => {
-                for entry in entries {
-                    if entry.index <= self.snapshot_index {
-                        continue;
-                    }
-                    // As Raft appends: an entry already present with the same term is the same
-                    // entry; a different term replaces it and what follows; a gap means events
-                    // were missed, and the next full log will resynchronise.
-                    let offset = (entry.index - self.snapshot_index - 1) as usize;
-                    match self.entries.get(offset) {
-                        Some(existing) if existing.term == entry.term => continue,
-                        Some(_) => self.entries.truncate(offset),
-                        None if offset > self.entries.len() => continue,
-                        None => {}
-                    }
-                    self.entries.push(entry.clone());
-                }
-            }
-            Event::LogTruncated { from } if *from > self.snapshot_index => {
-                self.entries.truncate((from - self.snapshot_index - 1) as usize);
-            }
-            Event::SnapshotTaken { index, term } | Event::SnapshotInstalled { index, term, .. } => {
-                let drop = (index.saturating_sub(self.snapshot_index) as usize).min(self.entries.len());
-                let keeps_suffix = matches!(event, Event::SnapshotTaken { .. })
-                    || self
-                        .entries
-                        .get(drop.wrapping_sub(1))
-                        .is_some_and(|e| e.index == *index && e.term == *term);
-                if keeps_suffix {
-                    self.entries.drain(..drop);
-                } else {
-                    self.entries.clear();
-                }
-                self.snapshot_index = *index;
-                self.snapshot_term = *term;
-            }
-            _ => {}
-        }
-    }
 }
 
 impl Backend {
@@ -367,33 +315,5 @@ pub async fn run_supervisor(
             }
         }
         backoff.wait().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn summary(index: Index, term: Term) -> EntrySummary {
-        EntrySummary { index, term, text: format!("e{index}") }
-    }
-
-    #[test]
-    fn the_log_mirror_follows_appends_truncations_and_snapshots() {
-        let mut log = LogMirror::default();
-        log.apply(&Event::EntriesAppended { entries: vec![summary(1, 1), summary(2, 1), summary(3, 1)] });
-        log.apply(&Event::LogTruncated { from: 3 });
-        log.apply(&Event::EntriesAppended { entries: vec![summary(3, 2)] });
-        assert_eq!(
-            log.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
-            vec![(1, 1), (2, 1), (3, 2)]
-        );
-        // Appending an entry already there (a replayed event) changes nothing.
-        log.apply(&Event::EntriesAppended { entries: vec![summary(2, 1)] });
-        assert_eq!(log.entries.len(), 3);
-        log.apply(&Event::SnapshotTaken { index: 2, term: 1 });
-        assert_eq!((log.snapshot_index, log.entries.len()), (2, 1));
-        log.apply(&Event::SnapshotInstalled { index: 9, term: 4, leader: 1 });
-        assert_eq!((log.snapshot_index, log.entries.len()), (9, 0));
     }
 }

@@ -58,6 +58,7 @@ pub struct Hub {
     pub supervisor: Option<Arc<Supervisor>>,
     /// Encoded frames for every subscribed page.
     pub observers: broadcast::Sender<Arc<str>>,
+    pub stats: status::StatsWindow,
     next_id: AtomicU64,
     read_turn: AtomicUsize,
 }
@@ -119,6 +120,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             backends,
             supervisor: supervisor.clone(),
             observers,
+            stats: status::StatsWindow::default(),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
         });

@@ -70,6 +70,7 @@ fn any_node(hub: &Hub, avoid: &BTreeSet<NodeId>) -> Option<NodeId> {
 }
 
 pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
+    let started = Instant::now();
     let (attempt, overall) = patience(hub);
     let deadline = Instant::now() + overall;
     let mut target: Option<NodeId> = None;
@@ -90,6 +91,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
         let request = Request::Write { command: command.clone() };
         match ask(hub, node, request, attempt.min(deadline.saturating_duration_since(Instant::now()))).await {
             Outcome::Reply(Reply::Written { result, index }) => {
+                hub.stats.record(true, started);
                 return match result_of(&command.op, result) {
                     Ok(result) => ProxyFrame::Done { id, result, served_by: node, index, retries },
                     Err(error) => ProxyFrame::Error { id: Some(id), error },
@@ -150,6 +152,7 @@ fn result_of(op: &WriteOp, result: WriteResult) -> Result<OpResult, ApiError> {
 }
 
 pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> ProxyFrame {
+    let started = Instant::now();
     let (attempt, overall) = patience(hub);
     let deadline = Instant::now() + overall;
     let mut avoid = BTreeSet::new();
@@ -176,6 +179,7 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
         let request = Request::Read { key: key.clone(), consistency };
         match ask(hub, node, request, attempt.min(deadline.saturating_duration_since(Instant::now()))).await {
             Outcome::Reply(Reply::Value { value, index }) => {
+                hub.stats.record(false, started);
                 return ProxyFrame::Done {
                     id,
                     result: OpResult::Get { value },

@@ -10,7 +10,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use shared::kv::{Command, WriteOp};
 use shared::protocol::{
-    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, ProxyFrame, Session, encode, parse,
+    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, Session, encode, parse,
 };
 use tokio::sync::{Semaphore, mpsc};
 
@@ -57,11 +57,18 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
         }
     };
     let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
+    // Subscribe before taking the picture, so that no event falls between the two.
+    let mut observers = subscribe.then(|| hub.observers.subscribe());
+    let picture = subscribe.then(|| {
+        let logs = hub.backends.iter().map(|(node, backend)| (*node, backend.log())).collect();
+        Box::new(Picture { cluster: status::cluster_status(&hub), logs })
+    });
     let welcome = ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
         admin,
         proxies: hub.proxies.clone(),
         nodes: hub.nodes.clone(),
+        picture,
     };
     let (mut sink, mut stream) = socket.split();
     let (out, mut outgoing) = mpsc::unbounded_channel::<Arc<str>>();
@@ -71,20 +78,6 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
     send(&welcome);
     if token.is_some() && !admin {
         send(&error(None, ErrorKind::Unauthorized, "wrong token: connected as a read-only viewer"));
-    }
-    let mut observers = subscribe.then(|| hub.observers.subscribe());
-    if subscribe {
-        // Start from the whole picture, then follow the stream.
-        send(&ProxyFrame::Status { id: None, cluster: status::cluster_status(&hub) });
-        for (node, backend) in &hub.backends {
-            let log = backend.log();
-            send(&ProxyFrame::Log {
-                node: *node,
-                snapshot_index: log.snapshot_index,
-                snapshot_term: log.snapshot_term,
-                entries: log.entries,
-            });
-        }
     }
     let writer = tokio::spawn(async move {
         loop {

@@ -1,9 +1,10 @@
 //! The cluster as one proxy sees it, for `status` requests and the pages' periodic update.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use shared::protocol::{ClusterStatus, NodeView, ProcessState, ProxyFrame};
+use shared::protocol::{ClusterStatus, NodeView, ProcessState, ProxyFrame, RequestStats};
 use shared::raft::{NodeId, Role};
 
 use super::Hub;
@@ -59,7 +60,56 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         time_scale: time_scale(hub),
         proxies: hub.proxies.clone(),
         supervised: hub.supervisor.as_ref().is_some_and(|s| s.is_connected()),
+        stats: hub.stats.summary(),
         nodes,
+    }
+}
+
+/// Completed requests over the last `WINDOW`, for rates and latency percentiles.
+#[derive(Default)]
+pub struct StatsWindow {
+    done: Mutex<VecDeque<(Instant, bool, f64)>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(2);
+/// Samples kept at most; beyond this rate the percentiles come from the newest ones.
+const MAX_SAMPLES: usize = 50_000;
+
+impl StatsWindow {
+    pub fn record(&self, is_write: bool, started: Instant) {
+        let now = Instant::now();
+        let mut done = self.done.lock().expect("stats lock");
+        done.push_back((now, is_write, now.duration_since(started).as_secs_f64() * 1000.0));
+        while done.len() > MAX_SAMPLES
+            || done.front().is_some_and(|(t, _, _)| now.duration_since(*t) > WINDOW)
+        {
+            done.pop_front();
+        }
+    }
+
+    pub fn summary(&self) -> RequestStats {
+        let now = Instant::now();
+        let done = self.done.lock().expect("stats lock");
+        let recent = done.iter().filter(|(t, _, _)| now.duration_since(*t) <= WINDOW);
+        let (mut writes, mut reads): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        for (_, is_write, ms) in recent {
+            if *is_write { writes.push(*ms) } else { reads.push(*ms) }
+        }
+        let pct = |v: &mut Vec<f64>, q: f64| {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let secs = WINDOW.as_secs_f64();
+        RequestStats {
+            writes_per_s: writes.len() as f64 / secs,
+            reads_per_s: reads.len() as f64 / secs,
+            write_p50_ms: pct(&mut writes, 0.5),
+            write_p99_ms: pct(&mut writes, 0.99),
+            read_p50_ms: pct(&mut reads, 0.5),
+        }
     }
 }
 

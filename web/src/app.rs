@@ -1,0 +1,296 @@
+//! The root component: owns the store and the connection, runs the animation loop, and lays
+//! out the views. UI state (language, selection, filters, freeze) lives in one reducer; the
+//! streamed cluster data lives in the store, and views re-render when its versions move.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use shared::protocol::{ClientFrame, ProxyFrame};
+use shared::raft::NodeId;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use yew::prelude::*;
+
+use crate::connection::Connection;
+use crate::i18n::Lang;
+use crate::store::{Link, Store};
+use crate::view::{
+    AdminPanel, ChartsView, ClientPanel, ClusterView, Header, KvView, LogsView, TimelineFilter, TimelineView,
+};
+
+pub fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// The token: from the URL the cluster printed (`?token=…`), else remembered from before.
+fn initial_token() -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    if let Some(token) = params.get("token").filter(|t| !t.is_empty()) {
+        if let Some(s) = local_storage() {
+            let _ = s.set_item("consenso-token", &token);
+        }
+        return Some(token);
+    }
+    local_storage()?.get_item("consenso-token").ok()?.filter(|t| !t.is_empty())
+}
+
+fn initial_lang() -> Lang {
+    let saved = local_storage().and_then(|s| s.get_item("consenso-lang").ok().flatten());
+    let browser = web_sys::window().and_then(|w| w.navigator().language());
+    match saved.or(browser) {
+        Some(l) if l.starts_with("es") => Lang::Es,
+        _ => Lang::En,
+    }
+}
+
+/// Everything the user changes about the view.
+#[derive(Clone, PartialEq)]
+pub struct Ui {
+    pub lang: Lang,
+    pub presentation: bool,
+    pub selected: Option<NodeId>,
+    /// The node whose context menu is open.
+    pub menu: Option<NodeId>,
+    /// Nodes ticked for a partition.
+    pub partition: BTreeSet<NodeId>,
+    pub filter: TimelineFilter,
+}
+
+pub enum UiAction {
+    SetLang(Lang),
+    TogglePresentation,
+    Select(NodeId),
+    OpenMenu(NodeId),
+    CloseMenu,
+    TogglePartition(NodeId),
+    ClearPartition,
+    Filter(TimelineFilter),
+}
+
+impl Reducible for Ui {
+    type Action = UiAction;
+    fn reduce(self: Rc<Self>, action: UiAction) -> Rc<Self> {
+        let mut ui = (*self).clone();
+        match action {
+            UiAction::SetLang(lang) => {
+                if let Some(s) = local_storage() {
+                    let _ = s.set_item("consenso-lang", if lang == Lang::Es { "es" } else { "en" });
+                }
+                ui.lang = lang;
+            }
+            UiAction::TogglePresentation => ui.presentation = !ui.presentation,
+            UiAction::Select(node) => {
+                ui.selected = if ui.selected == Some(node) { None } else { Some(node) };
+                ui.menu = None;
+            }
+            UiAction::OpenMenu(node) => {
+                ui.selected = Some(node);
+                ui.menu = Some(node);
+            }
+            UiAction::CloseMenu => ui.menu = None,
+            UiAction::TogglePartition(node) => {
+                if !ui.partition.remove(&node) {
+                    ui.partition.insert(node);
+                }
+            }
+            UiAction::ClearPartition => ui.partition.clear(),
+            UiAction::Filter(filter) => ui.filter = filter,
+        }
+        Rc::new(ui)
+    }
+}
+
+/// What every view may use: the store, and a way to send requests.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: Rc<RefCell<Store>>,
+    pub connection: Rc<RefCell<Option<Connection>>>,
+    /// Asks for a redraw after a local change.
+    pub touch: Callback<()>,
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.store, &other.store)
+    }
+}
+
+impl Shared {
+    /// Sends a request; its outcome appears in the store's request list.
+    pub fn request(&self, what: String, frame: impl FnOnce(u64) -> ClientFrame) {
+        let id = self.store.borrow_mut().new_request(what, now_ms());
+        let frame = frame(id);
+        let sent = self.connection.borrow().as_ref().is_some_and(|c| c.send(&frame));
+        if !sent {
+            let error = shared::protocol::ApiError::new(
+                shared::protocol::ErrorKind::Unavailable,
+                "not connected to a proxy",
+            );
+            self.store.borrow_mut().receive(ProxyFrame::Error { id: Some(id), error }, now_ms());
+        }
+        self.touch.emit(());
+    }
+
+    pub fn set_token(&self, token: Option<String>) {
+        if let Some(s) = local_storage() {
+            match &token {
+                Some(t) => {
+                    let _ = s.set_item("consenso-token", t);
+                }
+                None => {
+                    let _ = s.remove_item("consenso-token");
+                }
+            }
+        }
+        self.store.borrow_mut().admin = false;
+        if let Some(c) = self.connection.borrow().as_ref() {
+            c.set_token(token);
+        }
+        self.touch.emit(());
+    }
+}
+
+#[function_component]
+pub fn App() -> Html {
+    let store = use_mut_ref(Store::default);
+    let connection = use_mut_ref(|| None::<Connection>);
+    let dirty = use_mut_ref(|| Rc::new(Cell::new(true)));
+    let now = use_state(now_ms);
+    let ui = use_reducer(|| Ui {
+        lang: initial_lang(),
+        presentation: false,
+        selected: None,
+        menu: None,
+        partition: BTreeSet::new(),
+        filter: TimelineFilter::default(),
+    });
+
+    {
+        // Connect once, and run the animation loop for the life of the page.
+        let (store, connection, dirty, now) =
+            (store.clone(), connection.clone(), dirty.borrow().clone(), now.clone());
+        use_effect_with((), move |_| {
+            let redraw = redraw_soon(now.clone());
+            let on_frame = {
+                let (store, dirty, redraw) = (store.clone(), dirty.clone(), redraw.clone());
+                Callback::from(move |frame: ProxyFrame| {
+                    store.borrow_mut().receive(frame, now_ms());
+                    dirty.set(true);
+                    redraw.emit(());
+                })
+            };
+            let on_link = {
+                let (store, dirty) = (store.clone(), dirty.clone());
+                Callback::from(move |link: Link| {
+                    store.borrow_mut().link = link;
+                    dirty.set(true);
+                })
+            };
+            *connection.borrow_mut() = Some(Connection::start(initial_token(), on_frame, on_link));
+            start_animation(store, dirty, now);
+            || ()
+        });
+    }
+
+    let touch = {
+        let dirty = dirty.borrow().clone();
+        Callback::from(move |_| dirty.set(true))
+    };
+    let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
+    let s = store.borrow();
+    let model = s.view();
+    let lang = ui.lang;
+    let dispatch = {
+        let ui = ui.clone();
+        Callback::from(move |a: UiAction| ui.dispatch(a))
+    };
+    let classes =
+        classes!("app", ui.presentation.then_some("presentation"), s.frozen.is_some().then_some("frozen"));
+    html! {
+        <ContextProvider<Shared> context={shared}>
+            <div class={classes} onclick={
+                let (dispatch, open) = (dispatch.clone(), ui.menu.is_some());
+                Callback::from(move |_: MouseEvent| if open { dispatch.emit(UiAction::CloseMenu) })
+            }>
+                <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
+                    leader={model.shown_leader()} term={model.term} frozen={s.frozen.as_ref().map(|(t, _)| *t)}
+                    live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
+                <main>
+                    <section class="cluster-area">
+                        <ClusterView lang={lang} now={*now} version={model.versions.nodes}
+                            selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}
+                            admin={s.admin} dispatch={dispatch.clone()} />
+                    </section>
+                    <aside class="panels">
+                        <ClientPanel lang={lang} version={s.requests_version} />
+                        <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} version={model.versions.nodes}
+                            partition={ui.partition.clone()} supervised={model.supervised} dispatch={dispatch.clone()} />
+                        <ChartsView lang={lang} version={model.versions.charts} />
+                    </aside>
+                    <section class="logs-area">
+                        <LogsView lang={lang} version={model.versions.logs + model.versions.nodes} />
+                    </section>
+                    <section class="kv-area">
+                        <KvView lang={lang} version={model.versions.nodes} />
+                    </section>
+                    <section class="timeline-area">
+                        <TimelineView lang={lang} version={model.versions.timeline} filter={ui.filter.clone()} dispatch={dispatch} />
+                    </section>
+                </main>
+            </div>
+        </ContextProvider<Shared>>
+    }
+}
+
+/// Redraws shortly after new data even when animation frames do not come (a hidden tab, a
+/// headless browser): at most one pending redraw at a time.
+fn redraw_soon(now: UseStateHandle<f64>) -> Callback<()> {
+    let pending = Rc::new(Cell::new(false));
+    Callback::from(move |_| {
+        if pending.replace(true) {
+            return;
+        }
+        let (pending, now) = (pending.clone(), now.clone());
+        yew::platform::spawn_local(async move {
+            yew::platform::time::sleep(std::time::Duration::from_millis(50)).await;
+            pending.set(false);
+            now.set(now_ms());
+        });
+    })
+}
+
+/// Redraws every animation frame while something moves or changed: election timers empty,
+/// messages fly. Views that did not change skip their work (their props are equal).
+fn start_animation(store: Rc<RefCell<Store>>, dirty: Rc<Cell<bool>>, now: UseStateHandle<f64>) {
+    type FrameCallback = Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>>;
+    let frame: FrameCallback = Rc::new(RefCell::new(None));
+    let again = frame.clone();
+    *frame.borrow_mut() = Some(Closure::new(move |_: f64| {
+        let t = now_ms();
+        let animating = {
+            let mut s = store.borrow_mut();
+            if s.frozen.is_none() {
+                s.live.advance_to(t);
+            }
+            let m = s.view();
+            !m.flights.is_empty() || m.nodes.values().any(|n| n.timer.is_some())
+        };
+        if animating || dirty.replace(false) {
+            now.set(t);
+        }
+        if let (Some(w), Some(f)) = (web_sys::window(), again.borrow().as_ref()) {
+            let _ = w.request_animation_frame(f.as_ref().unchecked_ref());
+        }
+    }));
+    if let (Some(w), Some(f)) = (web_sys::window(), frame.borrow().as_ref()) {
+        let _ = w.request_animation_frame(f.as_ref().unchecked_ref());
+    }
+    // The closure lives as long as the page.
+    std::mem::forget(frame);
+}

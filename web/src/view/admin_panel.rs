@@ -1,0 +1,183 @@
+//! Breaking things: per-server process faults, partitions (also one-way), message loss and
+//! delay, and the time scale. Shown only with the admin token; the proxy refuses these commands
+//! without it anyway.
+
+use std::collections::BTreeSet;
+
+use shared::protocol::{AdminCommand, ProcessState};
+use shared::raft::{NodeId, Role};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use super::actions::admin;
+use crate::app::{Shared, UiAction};
+use crate::i18n::{Lang, T, t};
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub lang: Lang,
+    pub admin: bool,
+    pub selected: Option<NodeId>,
+    pub version: u64,
+    pub partition: BTreeSet<NodeId>,
+    pub supervised: bool,
+    pub dispatch: Callback<UiAction>,
+}
+
+/// The time scale slider is logarithmic: 0 → ×1, 100 → ×100.
+fn scale_of(slider: f64) -> f64 {
+    (10f64.powf(slider / 50.0) * 10.0).round() / 10.0
+}
+
+fn slider_of(scale: f64) -> f64 {
+    scale.max(1.0).log10() * 50.0
+}
+
+#[function_component]
+pub fn AdminPanel(props: &Props) -> Html {
+    let shared = use_context::<Shared>().expect("shared context");
+    let lang = props.lang;
+    let token = use_node_ref();
+    let block_from = use_node_ref();
+    let block_to = use_node_ref();
+    if !props.admin {
+        let on_token = {
+            let (shared, token) = (shared.clone(), token.clone());
+            Callback::from(move |e: SubmitEvent| {
+                e.prevent_default();
+                if let Some(input) = token.cast::<HtmlInputElement>() {
+                    let value = input.value();
+                    if !value.trim().is_empty() {
+                        shared.set_token(Some(value.trim().to_string()));
+                    }
+                }
+            })
+        };
+        return html! {
+            <div class="admin-panel viewer">
+                <h2>{ t(lang, T::Admin) }</h2>
+                <p class="note" data-viewer="true">{ t(lang, T::ViewOnly) }</p>
+                <form onsubmit={on_token}>
+                    <input ref={token} type="password" placeholder={t(lang, T::TokenPlaceholder)} aria-label={t(lang, T::TokenPlaceholder)} />
+                    <button type="submit">{ t(lang, T::UseToken) }</button>
+                </form>
+            </div>
+        };
+    }
+    let store = shared.store.borrow();
+    let model = store.view();
+    let ids: Vec<NodeId> = model.nodes.keys().copied().collect();
+    let send = |command: AdminCommand| {
+        let shared = shared.clone();
+        Callback::from(move |_: MouseEvent| admin(&shared, command.clone()))
+    };
+    let selected = props.selected.and_then(|id| model.nodes.get(&id));
+    let node_actions = match selected {
+        Some(n) => {
+            let id = n.id;
+            let state = n.process.unwrap_or(ProcessState::Up);
+            html! {
+                <div class="node-actions" data-selected={id.to_string()}>
+                    <strong>{ format!("{} {id}", t(lang, T::Node)) }</strong>
+                    <button data-action="crash" disabled={state == ProcessState::Crashed || !props.supervised && state != ProcessState::Up} onclick={send(AdminCommand::Crash { node: id })}>{ t(lang, T::Crash) }</button>
+                    <button data-action="restart" disabled={!props.supervised} onclick={send(AdminCommand::Restart { node: id })}>{ t(lang, T::Restart) }</button>
+                    <button data-action="pause" disabled={!props.supervised || state != ProcessState::Up} onclick={send(AdminCommand::Pause { node: id })}>{ t(lang, T::Pause) }</button>
+                    <button data-action="resume" disabled={!props.supervised || state != ProcessState::Paused} onclick={send(AdminCommand::Resume { node: id })}>{ t(lang, T::Resume) }</button>
+                    <button data-action="make-leader" disabled={n.role == Some(Role::Leader) || state != ProcessState::Up} onclick={send(AdminCommand::TransferLeadership { to: id })}>{ t(lang, T::MakeLeader) }</button>
+                    <button data-action="isolate" onclick={send(AdminCommand::Partition { groups: vec![vec![id]] })}>{ t(lang, T::Isolate) }</button>
+                </div>
+            }
+        }
+        None => html! { <p class="note">{ t(lang, T::SelectNode) }</p> },
+    };
+    let partition = {
+        let picked: Vec<NodeId> = props.partition.iter().copied().collect();
+        let (shared, dispatch) = (shared.clone(), props.dispatch.clone());
+        Callback::from(move |_: MouseEvent| {
+            if !picked.is_empty() {
+                admin(&shared, AdminCommand::Partition { groups: vec![picked.clone()] });
+                dispatch.emit(UiAction::ClearPartition);
+            }
+        })
+    };
+    let block = {
+        let (shared, from, to) = (shared.clone(), block_from.clone(), block_to.clone());
+        Callback::from(move |_: MouseEvent| {
+            let pick =
+                |r: &NodeRef| r.cast::<HtmlSelectElement>().and_then(|s| s.value().parse::<NodeId>().ok());
+            if let (Some(from), Some(to)) = (pick(&from), pick(&to)) {
+                if from != to {
+                    admin(&shared, AdminCommand::Block { from, to });
+                }
+            }
+        })
+    };
+    let any = model.nodes.values().next();
+    let drop_rate = any.map_or(0.0, |n| n.faults.drop_rate);
+    let delay = any.map_or(0, |n| n.faults.delay_ms);
+    let on_drop = {
+        let shared = shared.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            let rate = input.value().parse::<f64>().unwrap_or(0.0) / 100.0;
+            admin(&shared, AdminCommand::Drop { node: None, rate });
+        })
+    };
+    let on_delay = {
+        let shared = shared.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            admin(&shared, AdminCommand::Delay { node: None, ms: input.value().parse().unwrap_or(0) });
+        })
+    };
+    let on_scale = {
+        let shared = shared.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            let scale = scale_of(input.value().parse().unwrap_or(0.0));
+            admin(&shared, AdminCommand::TimeScale { scale });
+        })
+    };
+    let options = |r: &NodeRef, first: bool| {
+        html! {
+            <select ref={r.clone()}>
+                { for ids.iter().enumerate().map(|(i, id)| html! { <option value={id.to_string()} selected={if first { i == 0 } else { i == 1 }}>{ id.to_string() }</option> }) }
+            </select>
+        }
+    };
+    html! {
+        <div class="admin-panel">
+            <h2>{ t(lang, T::Admin) }</h2>
+            { if props.supervised { html! {} } else { html! { <p class="note">{ t(lang, T::Unsupervised) }</p> } } }
+            { node_actions }
+            <div class="partition">
+                <p class="note">{ t(lang, T::PartitionHelp) }</p>
+                { for ids.iter().map(|id| {
+                    let d = props.dispatch.clone();
+                    let id = *id;
+                    html! { <label><input type="checkbox" data-partition-pick={id.to_string()} checked={props.partition.contains(&id)}
+                        onchange={Callback::from(move |_| d.emit(UiAction::TogglePartition(id)))} />{ id.to_string() }</label> }
+                }) }
+                <button data-action="partition" disabled={props.partition.is_empty()} onclick={partition}>{ t(lang, T::Partition) }</button>
+            </div>
+            <div class="block">
+                { t(lang, T::BlockMessages) }{ " " }{ options(&block_from, true) }{ " → " }{ options(&block_to, false) }
+                <button data-action="block" onclick={block}>{ t(lang, T::Block) }</button>
+            </div>
+            <button class="heal" data-action="heal" onclick={send(AdminCommand::Heal)}>{ t(lang, T::Heal) }</button>
+            <label class="slider">{ format!("{} ({}): {:.0}%", t(lang, T::DropRate), t(lang, T::AllNodes), drop_rate * 100.0) }
+                <input type="range" min="0" max="50" step="5" value={(drop_rate * 100.0).round().to_string()} onchange={on_drop} data-control="drop" />
+            </label>
+            <label class="slider">{ format!("{} ({}): {delay} ms", t(lang, T::Delay), t(lang, T::AllNodes)) }
+                <input type="range" min="0" max="500" step="25" value={delay.to_string()} onchange={on_delay} data-control="delay" />
+            </label>
+            <label class="slider">{ format!("{}: ×{}", t(lang, T::TimeScale), model.time_scale) }
+                <input type="range" min="0" max="100" step="1" value={slider_of(model.time_scale).round().to_string()} onchange={on_scale} data-control="time-scale" />
+            </label>
+            <button class="forget" onclick={{
+                let shared = shared.clone();
+                Callback::from(move |_: MouseEvent| shared.set_token(None))
+            }}>{ t(lang, T::ForgetToken) }</button>
+        </div>
+    }
+}

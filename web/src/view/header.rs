@@ -1,0 +1,99 @@
+//! The top bar: connection, leader and term at a glance, freeze and scrub, language,
+//! presentation mode.
+
+use shared::raft::{NodeId, Term};
+use yew::prelude::*;
+
+use crate::app::{Shared, UiAction};
+use crate::i18n::{Lang, T, t};
+use crate::store::Link;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub lang: Lang,
+    pub presentation: bool,
+    pub link: Link,
+    pub admin: bool,
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    pub frozen: Option<f64>,
+    pub live_now: f64,
+    pub earliest: f64,
+    pub dispatch: Callback<UiAction>,
+}
+
+#[function_component]
+pub fn Header(props: &Props) -> Html {
+    let shared = use_context::<Shared>().expect("shared context");
+    let lang = props.lang;
+    let (link_text, link_class) = match &props.link {
+        Link::Connecting => (t(lang, T::Connecting).to_string(), "connecting"),
+        Link::Connected { proxy } => (format!("{} {proxy}", t(lang, T::ConnectedTo)), "connected"),
+        Link::Reconnecting { attempt } => {
+            (format!("{} ({attempt})", t(lang, T::Reconnecting)), "reconnecting")
+        }
+    };
+    let leader = props.leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
+        format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
+    });
+    let freeze = {
+        let shared = shared.clone();
+        let frozen = props.frozen.is_some();
+        Callback::from(move |_: MouseEvent| {
+            {
+                let mut store = shared.store.borrow_mut();
+                if frozen {
+                    store.go_live();
+                } else {
+                    let now = store.live.now;
+                    store.freeze(now);
+                }
+            }
+            shared.touch.emit(());
+        })
+    };
+    let scrub = {
+        let shared = shared.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
+            let at = input.value().parse::<f64>().unwrap_or(0.0);
+            shared.store.borrow_mut().freeze(at);
+            shared.touch.emit(());
+        })
+    };
+    let set_lang = |l: Lang| {
+        let d = props.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.emit(UiAction::SetLang(l)))
+    };
+    let present = {
+        let d = props.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.emit(UiAction::TogglePresentation))
+    };
+    html! {
+        <header>
+            <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
+            <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
+            <span class="summary" data-leader={props.leader.map_or(String::new(), |l| l.to_string())}>
+                { format!("{leader} · {} {}", t(lang, T::Term), props.term) }
+            </span>
+            <span class="time-travel">
+                <button onclick={freeze} data-action="freeze">{ if props.frozen.is_some() { t(lang, T::Live) } else { t(lang, T::Freeze) } }</button>
+                { match props.frozen {
+                    Some(at) => html! {
+                        <>
+                            <input type="range" min={props.earliest.to_string()} max={props.live_now.to_string()} step="50"
+                                value={at.to_string()} oninput={scrub} aria-label="scrub" />
+                            <span class="frozen-at">{ format!("{} −{:.1} s", t(lang, T::FrozenAt), (props.live_now - at) / 1000.0) }</span>
+                        </>
+                    },
+                    None => html! {},
+                } }
+            </span>
+            <span class="toggles">
+                <button class={classes!((lang == Lang::En).then_some("on"))} onclick={set_lang(Lang::En)} lang="en">{ "EN" }</button>
+                <button class={classes!((lang == Lang::Es).then_some("on"))} onclick={set_lang(Lang::Es)} lang="es">{ "ES" }</button>
+                <button class={classes!(props.presentation.then_some("on"))} onclick={present} data-action="presentation">{ t(lang, T::Presentation) }</button>
+            </span>
+        </header>
+    }
+}

@@ -1,0 +1,106 @@
+//! One row per server, one cell per log entry, coloured by term (with the term written in it
+//! for those who cannot tell the colours apart). Committed entries are solid, uncommitted ones
+//! hatched; a bar marks each server's applied index; on the leader's followers, the leader's
+//! view of their match and next index. The compacted prefix is one snapshot block. Only the
+//! visible window of entries is drawn, so long logs stay smooth.
+
+use shared::raft::{Index, NodeId, Role};
+use yew::prelude::*;
+
+use crate::app::Shared;
+use crate::i18n::{Lang, T, t};
+
+/// Entries shown at once.
+const WINDOW: u64 = 36;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub lang: Lang,
+    pub version: u64,
+}
+
+#[function_component]
+pub fn LogsView(props: &Props) -> Html {
+    let shared = use_context::<Shared>().expect("shared context");
+    // How far back from the newest entry the window is scrolled (0 = follow the tail).
+    let back = use_state(|| 0u64);
+    let store = shared.store.borrow();
+    let model = store.view();
+    let lang = props.lang;
+    let newest =
+        model.nodes.values().map(|n| n.log.snapshot_index + n.log.entries.len() as Index).max().unwrap_or(0);
+    let oldest = model.nodes.values().map(|n| n.log.snapshot_index + 1).min().unwrap_or(1);
+    let span = newest.saturating_sub(oldest);
+    let back_by = (*back).min(span.saturating_sub(WINDOW.min(span)));
+    let last = newest.saturating_sub(back_by).max(WINDOW.min(newest));
+    let first = last.saturating_sub(WINDOW - 1).max(1);
+    let leader = model.shown_leader().and_then(|l| model.nodes.get(&l));
+    let progress_of = |id: NodeId| leader.and_then(|l| l.progress.iter().find(|p| p.id == id));
+
+    let rows = model.nodes.values().map(|n| {
+        let p = progress_of(n.id);
+        let role = n.role.map_or("—".to_string(), |r| shared::event_text::role_name(r, lang).to_string());
+        let snapshot = (n.log.snapshot_index >= first).then(|| html! {
+            <span class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
+                data-snapshot-index={n.log.snapshot_index.to_string()}>{ format!("≤{}", n.log.snapshot_index) }</span>
+        });
+        let start = first.max(n.log.snapshot_index + 1);
+        let cells = (start..=last).map(|index| {
+            let entry = n.log.entries.get((index - n.log.snapshot_index - 1) as usize);
+            let marks = classes!(
+                (index == n.applied).then_some("applied"),
+                p.is_some_and(|p| p.match_index == index).then_some("match"),
+                p.is_some_and(|p| p.next_index == index).then_some("next"),
+            );
+            match entry {
+                Some(e) => {
+                    let committed = e.index <= n.commit;
+                    let title = format!("#{} · {} {} · {}", e.index, t(lang, T::Term), e.term, e.text);
+                    html! {
+                        <span class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
+                            data-index={e.index.to_string()} data-term={e.term.to_string()} data-committed={committed.to_string()}
+                            title={title}>{ e.term }</span>
+                    }
+                }
+                None => html! { <span class={classes!("cell", "empty", marks)}></span> },
+            }
+        });
+        html! {
+            <div class={classes!("log-row", (n.role == Some(Role::Leader)).then_some("leader"))} data-node={n.id.to_string()}>
+                <span class="row-label">
+                    <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
+                    <small>{ format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied) }</small>
+                </span>
+                <span class="cells">{ snapshot.unwrap_or_default() }{ for cells }</span>
+            </div>
+        }
+    });
+    let on_scroll = {
+        let back = back.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
+            let value = input.value().parse::<u64>().unwrap_or(0);
+            back.set(span.saturating_sub(value));
+        })
+    };
+    html! {
+        <div class="logs">
+            <h2>{ t(lang, T::Logs) }<small>{ format!(" #{first}–{last}") }</small></h2>
+            <div class="index-ruler">
+                <span class="row-label"></span>
+                <span class="cells">{ for (first..=last).map(|i| html! { <span class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
+            </div>
+            { for rows }
+            { if span > WINDOW {
+                html! { <input type="range" class="log-scroll" min="0" max={span.to_string()} value={(span - back_by).to_string()} oninput={on_scroll} aria-label="scroll the logs" /> }
+            } else { html! {} } }
+            <p class="legend-line">
+                <span class="cell t1">{"1"}</span>{ t(lang, T::LegendCommitted) }
+                <span class="cell t1 uncommitted">{"1"}</span>{ t(lang, T::LegendUncommitted) }
+                <span class="cell t1 applied">{"1"}</span>{ t(lang, T::LegendApplied) }
+                <span class="cell t1 match">{"1"}</span>{ t(lang, T::LegendMatch) }
+                <span class="cell t1 next">{"1"}</span>{ t(lang, T::LegendNext) }
+            </p>
+        </div>
+    }
+}

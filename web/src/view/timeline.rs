@@ -1,0 +1,163 @@
+//! Recent events in words, newest first, filterable by server and by kind.
+
+use std::collections::BTreeSet;
+
+use shared::event::Event;
+use shared::raft::NodeId;
+use yew::prelude::*;
+
+use crate::app::{Shared, UiAction};
+use crate::i18n::{Lang, T, t};
+
+/// Lines drawn at most.
+const SHOWN: usize = 150;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Roles,
+    Votes,
+    Replication,
+    Commits,
+    Snapshots,
+    Reads,
+    Faults,
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::Roles,
+        Kind::Votes,
+        Kind::Replication,
+        Kind::Commits,
+        Kind::Snapshots,
+        Kind::Reads,
+        Kind::Faults,
+    ];
+
+    fn of(event: &Event) -> Kind {
+        match event {
+            Event::RoleChanged { .. } | Event::TransferStarted { .. } | Event::TransferAborted { .. } => {
+                Kind::Roles
+            }
+            Event::VoteGranted { .. } | Event::VoteRefused { .. } | Event::VoteCounted { .. } => Kind::Votes,
+            Event::EntriesAppended { .. }
+            | Event::LogTruncated { .. }
+            | Event::AppendRefused { .. }
+            | Event::AppendAccepted { .. }
+            | Event::AppendRejected { .. }
+            | Event::MessageSent { .. }
+            | Event::ElectionTimerReset { .. } => Kind::Replication,
+            Event::CommitAdvanced { .. } | Event::Applied { .. } => Kind::Commits,
+            Event::SnapshotTaken { .. } | Event::SnapshotSent { .. } | Event::SnapshotInstalled { .. } => {
+                Kind::Snapshots
+            }
+            Event::ReadIndexReady { .. } | Event::ReadIndexFailed { .. } | Event::ReadServed { .. } => {
+                Kind::Reads
+            }
+            Event::Recovered { .. } | Event::Fault { .. } => Kind::Faults,
+        }
+    }
+
+    fn label(self) -> T {
+        match self {
+            Kind::Roles => T::FilterRoles,
+            Kind::Votes => T::FilterVotes,
+            Kind::Replication => T::FilterReplication,
+            Kind::Commits => T::FilterCommits,
+            Kind::Snapshots => T::FilterSnapshots,
+            Kind::Reads => T::FilterReads,
+            Kind::Faults => T::FilterFaults,
+        }
+    }
+}
+
+/// What the timeline hides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimelineFilter {
+    pub hidden_kinds: BTreeSet<Kind>,
+    pub hidden_nodes: BTreeSet<NodeId>,
+}
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub lang: Lang,
+    pub version: u64,
+    pub filter: TimelineFilter,
+    pub dispatch: Callback<UiAction>,
+}
+
+fn wall_clock(page_time: f64) -> String {
+    let now_page = crate::app::now_ms();
+    let date =
+        js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(js_sys::Date::now() - (now_page - page_time)));
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        date.get_hours(),
+        date.get_minutes(),
+        date.get_seconds(),
+        date.get_milliseconds()
+    )
+}
+
+#[function_component]
+pub fn TimelineView(props: &Props) -> Html {
+    let shared = use_context::<Shared>().expect("shared context");
+    let store = shared.store.borrow();
+    let model = store.view();
+    let lang = props.lang;
+    let filter = &props.filter;
+    let items = model
+        .timeline
+        .iter()
+        .filter(|i| {
+            !filter.hidden_nodes.contains(&i.node) && !filter.hidden_kinds.contains(&Kind::of(&i.event))
+        })
+        .take(SHOWN);
+    let toggle_kind = |kind: Kind| {
+        let (d, f) = (props.dispatch.clone(), filter.clone());
+        Callback::from(move |_| {
+            let mut f = f.clone();
+            if !f.hidden_kinds.remove(&kind) {
+                f.hidden_kinds.insert(kind);
+            }
+            d.emit(UiAction::Filter(f));
+        })
+    };
+    let toggle_node = |node: NodeId| {
+        let (d, f) = (props.dispatch.clone(), filter.clone());
+        Callback::from(move |_| {
+            let mut f = f.clone();
+            if !f.hidden_nodes.remove(&node) {
+                f.hidden_nodes.insert(node);
+            }
+            d.emit(UiAction::Filter(f));
+        })
+    };
+    let lines: Vec<Html> = items
+        .map(|item| {
+            let kind = Kind::of(&item.event);
+            html! {
+                <li class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
+                    <time>{ wall_clock(item.t) }</time>
+                    <strong>{ format!("{} {}", t(lang, T::Node), item.node) }</strong>
+                    { " " }{ item.event.describe_in(lang) }
+                </li>
+            }
+        })
+        .collect();
+    html! {
+        <div class="timeline">
+            <h2>{ t(lang, T::Events) }</h2>
+            <div class="filters">
+                { for Kind::ALL.iter().map(|k| html! {
+                    <label><input type="checkbox" checked={!filter.hidden_kinds.contains(k)} onchange={toggle_kind(*k)} />{ t(lang, k.label()) }</label>
+                }) }
+                <span class="sep">{ "·" }</span>
+                { for model.nodes.keys().map(|n| html! {
+                    <label><input type="checkbox" checked={!filter.hidden_nodes.contains(n)} onchange={toggle_node(*n)} />{ n.to_string() }</label>
+                }) }
+            </div>
+            { if lines.is_empty() { html! { <p class="note">{ t(lang, T::NoEvents) }</p> } } else { html! { <ol>{ for lines }</ol> } } }
+        </div>
+    }
+}
