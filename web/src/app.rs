@@ -65,7 +65,8 @@ pub struct Ui {
 pub enum UiAction {
     SetLang(Lang),
     TogglePresentation,
-    Select(NodeId),
+    /// Select a node (or none, by clicking the background).
+    Select(Option<NodeId>),
     OpenMenu(NodeId),
     CloseMenu,
     TogglePartition(NodeId),
@@ -86,7 +87,7 @@ impl Reducible for Ui {
             }
             UiAction::TogglePresentation => ui.presentation = !ui.presentation,
             UiAction::Select(node) => {
-                ui.selected = if ui.selected == Some(node) { None } else { Some(node) };
+                ui.selected = node;
                 ui.menu = None;
             }
             UiAction::OpenMenu(node) => {

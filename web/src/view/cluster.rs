@@ -77,13 +77,19 @@ pub fn ClusterView(props: &Props) -> Html {
     let flights = model.flights.iter().filter_map(|f| {
         let (fx, fy) = at(f.from)?;
         let (tx, ty) = at(f.to)?;
-        let p = ((now - f.start) / f.duration).clamp(0.0, 1.0);
+        // A message to a dead server or across a cut link is lost on the way: it fades out halfway.
+        let to = model.nodes.get(&f.to);
+        let lost = to.is_some_and(|n| {
+            matches!(n.process, Some(ProcessState::Crashed | ProcessState::Unreachable))
+                || n.faults.blocked_from.contains(&f.from)
+        }) || model.nodes.get(&f.from).is_some_and(|n| n.faults.blocked_to.contains(&f.to));
+        let p = ((now - f.start) / f.duration).clamp(0.0, 1.0) * if lost { 0.5 } else { 1.0 };
         // From the edge of one shape to the edge of the other.
         let (dx, dy) = (tx - fx, ty - fy);
         let len = (dx * dx + dy * dy).sqrt().max(1.0);
         let edge = (NODE_R + 8.0) / len;
         let q = edge + (1.0 - 2.0 * edge) * p;
-        Some(flight(f, fx + dx * q, fy + dy * q))
+        Some(flight(f, fx + dx * q, fy + dy * q, lost))
     });
 
     let nodes = model.nodes.values().map(|n| {
@@ -93,7 +99,7 @@ pub fn ClusterView(props: &Props) -> Html {
             let id = n.id;
             Callback::from(move |e: MouseEvent| {
                 e.stop_propagation();
-                d.emit(UiAction::Select(id));
+                d.emit(UiAction::Select(Some(id)));
             })
         };
         let oncontextmenu = {
@@ -137,7 +143,10 @@ pub fn ClusterView(props: &Props) -> Html {
         <div class="cluster">
             <h2>{ t(lang, T::Cluster) }</h2>
             <div class="cluster-canvas">
-                <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="img" aria-label="cluster">
+                <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="img" aria-label="cluster" onclick={{
+                    let d = props.dispatch.clone();
+                    Callback::from(move |_: MouseEvent| d.emit(UiAction::Select(None)))
+                }}>
                     { links }
                     <g class="flights">{ for flights }</g>
                     <g class="nodes">{ for nodes }</g>
@@ -291,9 +300,9 @@ fn glyph(kind: MessageKind, detail: &MessageDetail) -> Html {
     }
 }
 
-fn flight(f: &Flight, x: f64, y: f64) -> Html {
+fn flight(f: &Flight, x: f64, y: f64, lost: bool) -> Html {
     html! {
-        <g class="flight" transform={format!("translate({x:.1},{y:.1})")} data-kind={f.kind.name()}
+        <g class={classes!("flight", lost.then_some("lost"))} transform={format!("translate({x:.1},{y:.1})")} data-kind={f.kind.name()}
             data-from={f.from.to_string()} data-to={f.to.to_string()}>
             { glyph(f.kind, &f.detail) }
         </g>

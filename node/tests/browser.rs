@@ -1,0 +1,321 @@
+//! The page in a real browser: headless Chromium driven over WebDriver against a real
+//! `consenso cluster`. Screenshots of the main states land in `artifacts/screenshots/`.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use support::{Cluster, TOKEN, repo_root, serial};
+
+struct Browser {
+    driver: Child,
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(url: &str) -> Browser {
+        assert!(
+            std::path::Path::new("/usr/bin/chromium").exists()
+                && std::path::Path::new("/usr/bin/chromedriver").exists(),
+            "browser tests need Debian's chromium and chromium-driver (./dev test installs them)"
+        );
+        assert!(
+            repo_root().join("dist/index.html").exists(),
+            "the page is not built: run `./dev page` (./dev test does)"
+        );
+        let port = support::free_ports();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1400,1300",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let attempt = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match attempt {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => panic!("cannot drive chromium: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        client.goto(url).await.expect("page loads");
+        Browser { driver, client, _profile: profile }
+    }
+
+    async fn attr_all(&self, css: &str, attr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
+            for e in elements {
+                if let Ok(Some(v)) = e.attr(attr).await {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Polls until `probe` holds, or fails with what it was waiting for and a screenshot.
+    async fn wait<F, Fut, T>(&self, within: Duration, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
+                panic!("timed out after {within:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = repo_root().join("artifacts/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Ok(png) = self.client.screenshot().await {
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// The leader on screen, if exactly one node is drawn as leader.
+    async fn leader(&self) -> Option<String> {
+        let leaders = self.attr_all(r#"[data-node-id][data-role="leader"]"#, "data-node-id").await;
+        (leaders.len() == 1).then(|| leaders[0].clone())
+    }
+
+    async fn node_attr(&self, node: &str, attr: &str) -> Option<String> {
+        self.attr_all(&format!(r#"[data-node-id="{node}"]"#), attr).await.into_iter().next()
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(f);
+}
+
+const SOON: Duration = Duration::from_secs(15);
+
+#[test]
+fn the_page_connects_and_shows_three_nodes_and_one_leader() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        b.wait(SOON, "the WebSocket to connect", || async {
+            (b.count(r#"[data-link="connected"]"#).await == 1).then_some(())
+        })
+        .await;
+        let leader = b
+            .wait(SOON, "three nodes and one leader", || async {
+                let nodes = b.attr_all("[data-node-id]", "data-node-id").await;
+                (nodes.len() == 3).then_some(())?;
+                b.leader().await
+            })
+            .await;
+        let terms = b.attr_all("[data-node-id]", "data-term").await;
+        assert!(terms.iter().all(|t| t.parse::<u64>().unwrap() >= 1), "{terms:?}");
+        assert_eq!(
+            b.attr_all("[data-admin]", "data-admin").await,
+            vec!["true"],
+            "the token makes this page an admin"
+        );
+        assert!(!leader.is_empty());
+        b.screenshot("connected").await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn a_write_typed_in_the_page_reaches_every_log_and_commits() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        b.wait(SOON, "a leader", || async { b.leader().await }).await;
+        let key = b.client.find(Locator::Css(r#"input[name="key"]"#)).await.unwrap();
+        key.clear().await.unwrap();
+        key.send_keys("greeting").await.unwrap();
+        let value = b.client.find(Locator::Css(r#"input[name="value"]"#)).await.unwrap();
+        value.clear().await.unwrap();
+        value.send_keys("hola").await.unwrap();
+        b.click(r#"button[data-op="put"]"#).await;
+        b.wait(SOON, "the write to be acknowledged", || async {
+            (b.count(".results li.ok").await >= 1).then_some(())
+        })
+        .await;
+        b.wait(SOON, "the entry committed in every log", || async {
+            for node in 1..=3 {
+                let titles = b
+                    .attr_all(&format!(r#".log-row[data-node="{node}"] [data-committed="true"]"#), "title")
+                    .await;
+                titles.iter().any(|t| t.contains("put greeting=hola")).then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+        b.wait(SOON, "the value in every store", || async {
+            let cells = b.attr_all(r#"tr[data-key="greeting"] td[data-node]"#, "title").await;
+            (cells.len() == 3 && cells.iter().all(|v| v == "hola")).then_some(())
+        })
+        .await;
+        b.screenshot("write-committed").await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn crashing_the_leader_from_the_page_elects_another_and_a_restart_catches_up() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        let old = b.wait(SOON, "a leader", || async { b.leader().await }).await;
+        b.click(&format!(r#"[data-node-id="{old}"]"#)).await;
+        b.click(r#".node-actions button[data-action="crash"]"#).await;
+        let new = b
+            .wait(Duration::from_secs(10), "another leader on screen", || async {
+                let l = b.leader().await?;
+                (l != old && b.node_attr(&old, "data-state").await.as_deref() == Some("crashed")).then_some(l)
+            })
+            .await;
+        b.screenshot("leader-crashed").await;
+        // Writes go on, then the old leader comes back and catches up.
+        for i in 0..3 {
+            cluster_put(&cluster, &format!("after-crash-{i}"));
+        }
+        b.click(&format!(r#"[data-node-id="{old}"]"#)).await;
+        b.click(r#".node-actions button[data-action="restart"]"#).await;
+        b.wait(Duration::from_secs(20), "the restarted node to catch up", || async {
+            let state = b.node_attr(&old, "data-state").await?;
+            let mine: u64 = b.node_attr(&old, "data-commit").await?.parse().ok()?;
+            let leader: u64 = b.node_attr(&new, "data-commit").await?.parse().ok()?;
+            (state == "up" && mine == leader && mine >= 4).then_some(())
+        })
+        .await;
+        b.screenshot("restarted-caught-up").await;
+        b.close().await;
+    });
+}
+
+fn cluster_put(cluster: &Cluster, key: &str) {
+    let out = Command::new(support::BIN)
+        .args(["client", "--proxy", &cluster.proxy(0), "put", key, "v"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_partition_made_in_the_page_isolates_a_node_until_healed() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        let leader = b.wait(SOON, "a leader", || async { b.leader().await }).await;
+        let victim = ["1", "2", "3"].into_iter().find(|n| *n != leader).unwrap().to_string();
+        b.click(&format!(r#"[data-node-id="{victim}"]"#)).await;
+        b.click(r#".node-actions button[data-action="isolate"]"#).await;
+        b.wait(SOON, "the node shown as partitioned", || async {
+            (b.node_attr(&victim, "data-partitioned").await.as_deref() == Some("true")).then_some(())
+        })
+        .await;
+        let before: u64 = b.node_attr(&victim, "data-last-index").await.unwrap().parse().unwrap();
+        for i in 0..5 {
+            cluster_put(&cluster, &format!("during-partition-{i}"));
+        }
+        let leader_now = b.wait(SOON, "a leader", || async { b.leader().await }).await;
+        b.wait(SOON, "the majority to move on", || async {
+            let l: u64 = b.node_attr(&leader_now, "data-last-index").await?.parse().ok()?;
+            (l >= before + 5).then_some(())
+        })
+        .await;
+        let isolated: u64 = b.node_attr(&victim, "data-last-index").await.unwrap().parse().unwrap();
+        assert_eq!(isolated, before, "the isolated node received no entries");
+        b.screenshot("partitioned").await;
+        b.click(r#"button[data-action="heal"]"#).await;
+        b.wait(SOON, "the healed node to catch up", || async {
+            let mine: u64 = b.node_attr(&victim, "data-last-index").await?.parse().ok()?;
+            let l: u64 = b.node_attr(&leader_now, "data-last-index").await?.parse().ok()?;
+            (b.node_attr(&victim, "data-partitioned").await.as_deref() == Some("false") && mine == l)
+                .then_some(())
+        })
+        .await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn without_the_token_the_page_is_a_read_only_viewer() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&cluster.url()).await;
+        b.wait(SOON, "a leader", || async { b.leader().await }).await;
+        assert_eq!(b.attr_all("[data-admin]", "data-admin").await, vec!["false"]);
+        assert_eq!(b.count(r#"[data-viewer="true"]"#).await, 1, "the viewer notice is shown");
+        assert_eq!(b.count(r#"button[data-action="crash"]"#).await, 0, "no admin controls");
+        // A right-click menu says view-only instead of offering actions.
+        let node = b.client.find(Locator::Css(r#"[data-node-id="1"]"#)).await.unwrap();
+        b.client
+            .execute(
+                "arguments[0].dispatchEvent(new MouseEvent('contextmenu', {bubbles: true, cancelable: true}))",
+                vec![serde_json::to_value(&node).unwrap()],
+            )
+            .await
+            .unwrap();
+        b.wait(SOON, "the view-only menu", || async { (b.count(".menu").await == 1).then_some(()) }).await;
+        assert_eq!(b.count(r#".menu button"#).await, 0);
+        b.screenshot("viewer").await;
+        // Reads and writes still work for viewers.
+        b.click(r#"button[data-op="put"]"#).await;
+        b.wait(SOON, "the viewer's write to succeed", || async {
+            (b.count(".results li.ok").await >= 1).then_some(())
+        })
+        .await;
+        b.close().await;
+    });
+}

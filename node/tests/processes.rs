@@ -1,0 +1,354 @@
+//! Real processes, real signals, real disks: the failures Consenso promises to survive.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use shared::event::Consistency;
+use shared::protocol::{
+    AdminCommand, ClientFrame, ErrorKind, MAX_FRAME_BYTES, OpResult, PROTOCOL_VERSION, ProcessState,
+    ProxyFrame, Session,
+};
+use shared::raft::Role;
+use support::{BIN, Client, Cluster, TOKEN, block_on, free_ports, serial, wait_for};
+
+fn put(key: &str, value: &str, session: Session) -> ClientFrame {
+    ClientFrame::Put { id: 0, key: key.into(), value: value.into(), session: Some(session) }
+}
+
+fn get(key: &str) -> ClientFrame {
+    ClientFrame::Get { id: 0, key: key.into(), consistency: Consistency::Linearizable }
+}
+
+fn previous_of(answer: Option<ProxyFrame>) -> Option<String> {
+    match answer {
+        Some(ProxyFrame::Done { result: OpResult::Put { previous }, .. }) => previous,
+        other => panic!("write failed: {other:?}"),
+    }
+}
+
+fn value_of(answer: Option<ProxyFrame>) -> Option<String> {
+    match answer {
+        Some(ProxyFrame::Done { result: OpResult::Get { value }, .. }) => value,
+        other => panic!("read failed: {other:?}"),
+    }
+}
+
+fn signal(pid: u32, sig: Signal) {
+    kill(Pid::from_raw(pid as i32), sig).expect("signal delivered");
+}
+
+#[test]
+fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_twice() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    let old_pid = cluster.status().unwrap().nodes.iter().find(|n| n.id == old).unwrap().pid.unwrap();
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        // One key written in sequence: each put must find exactly the previous value. A write
+        // applied twice (a retry re-applied after a later write) would break the chain.
+        for i in 1..=120u64 {
+            if i == 40 {
+                signal(old_pid, Signal::SIGKILL);
+            }
+            let previous =
+                previous_of(c.request(put("chain", &i.to_string(), Session { client: 77, seq: i })).await);
+            let expected = (i > 1).then(|| (i - 1).to_string());
+            assert_eq!(previous, expected, "write {i} found {previous:?}");
+            let previous = previous_of(
+                c.request(put(&format!("k{i}"), &i.to_string(), Session { client: 78, seq: i })).await,
+            );
+            assert_eq!(previous, None, "k{i} was written once");
+        }
+        for i in 1..=120u64 {
+            assert_eq!(
+                value_of(c.request(get(&format!("k{i}"))).await),
+                Some(i.to_string()),
+                "k{i} survives"
+            );
+        }
+        assert_eq!(value_of(c.request(get("chain")).await), Some("120".into()));
+    });
+    let new = cluster.wait_for_leader(Duration::from_secs(10));
+    assert_ne!(new, old, "a new leader was elected");
+    // The killed server restarts on its data and catches up.
+    assert!(matches!(cluster.admin(AdminCommand::Restart { node: old }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(30), "the restarted node to catch up", || {
+        let s = cluster.status()?;
+        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
+        let mine = s.nodes.iter().find(|n| n.id == old)?.commit?;
+        (mine == leader_commit && mine >= 241).then_some(())
+    });
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    let old_term = cluster.status().unwrap().term;
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        previous_of(c.request(put("p", "before", Session { client: 9, seq: 1 })).await);
+        let paused =
+            c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Pause { node: old } }).await;
+        assert!(matches!(paused, Some(ProxyFrame::AdminDone { .. })), "{paused:?}");
+        // The proxy first tries the frozen leader, times out, finds the new one, and retries
+        // with the same session: the write is applied once.
+        assert_eq!(
+            previous_of(c.request(put("p", "during", Session { client: 9, seq: 2 })).await),
+            Some("before".into())
+        );
+        for i in 3..=20 {
+            previous_of(c.request(put("p", &format!("v{i}"), Session { client: 9, seq: i })).await);
+        }
+    });
+    let s = cluster.status().unwrap();
+    assert_ne!(s.leader, Some(old), "another node leads while {old} is frozen");
+    assert_eq!(s.nodes.iter().find(|n| n.id == old).unwrap().state, ProcessState::Paused);
+    assert!(matches!(cluster.admin(AdminCommand::Resume { node: old }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(15), "the old leader to step down", || {
+        let s = cluster.status()?;
+        let n = s.nodes.iter().find(|n| n.id == old)?;
+        (n.role == Some(Role::Follower) && n.term? > old_term).then_some(())
+    });
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        // Whatever the old leader appended while it believed it led was never acknowledged:
+        // the value is the last acknowledged write, and the chain continues from it.
+        assert_eq!(value_of(c.request(get("p")).await), Some("v20".into()));
+        assert_eq!(
+            previous_of(c.request(put("p", "after", Session { client: 9, seq: 21 })).await),
+            Some("v20".into())
+        );
+    });
+}
+
+/// Servers and proxies started by hand, as on several machines (no supervisor).
+struct Manual {
+    servers: Vec<Child>,
+    proxies: Vec<Child>,
+    _dir: tempfile::TempDir,
+    base: u16,
+}
+
+impl Manual {
+    fn start() -> Manual {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_ports();
+        let peers = (1..=3).map(|i| format!("{i}=127.0.0.1:{}", base + 10 + i)).collect::<Vec<_>>().join(",");
+        let proxies_list = format!("127.0.0.1:{base},127.0.0.1:{}", base + 1);
+        let servers = (1..=3)
+            .map(|i| {
+                Command::new(BIN)
+                    .args(["server", "--id", &i.to_string(), "--peers", &peers])
+                    .arg(format!("--data-dir={}", dir.path().join(format!("n{i}")).display()))
+                    .env("CONSENSO_TOKEN", TOKEN)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let proxies = (0..2)
+            .map(|i| {
+                Command::new(BIN)
+                    .args([
+                        "proxy",
+                        "--listen",
+                        &format!("127.0.0.1:{}", base + i),
+                        "--nodes",
+                        &peers,
+                        "--proxies",
+                        &proxies_list,
+                    ])
+                    .env("CONSENSO_TOKEN", TOKEN)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        Manual { servers, proxies, _dir: dir, base }
+    }
+}
+
+impl Drop for Manual {
+    fn drop(&mut self) {
+        for c in self.servers.iter_mut().chain(self.proxies.iter_mut()) {
+            let _ = signal_child(c, Signal::SIGCONT);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal_child(c: &Child, sig: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(c.id() as i32), sig)
+}
+
+#[test]
+fn a_client_fails_over_to_another_proxy_and_its_write_applies_once() {
+    let _turn = serial();
+    let m = Manual::start();
+    let (a, b) = (format!("127.0.0.1:{}", m.base), format!("127.0.0.1:{}", m.base + 1));
+    let leader = wait_for(Duration::from_secs(30), "a leader", || {
+        block_on(async {
+            let mut c = Client::connect(&a, None).await.ok()?;
+            match c.request(ClientFrame::Status { id: 0 }).await? {
+                ProxyFrame::Status { cluster, .. } => cluster.leader,
+                _ => None,
+            }
+        })
+    });
+    let session = |seq| Session { client: 4242, seq };
+    block_on(async {
+        let mut via_a = Client::connect(&a, None).await.unwrap();
+        previous_of(via_a.request(put("x", "a", session(1))).await);
+        // Freeze the leader so the next write hangs inside proxy A, then kill proxy A.
+        signal_child(&m.servers[leader as usize - 1], Signal::SIGSTOP).unwrap();
+        via_a.send_text(shared::protocol::encode(&put("x", "b", session(2)))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal_child(&m.proxies[0], Signal::SIGKILL).unwrap();
+        signal_child(&m.servers[leader as usize - 1], Signal::SIGCONT).unwrap();
+        // The client fails over to proxy B and sends the same write, same session.
+        assert!(Client::connect(&a, None).await.is_err(), "proxy A is gone");
+        let mut via_b = Client::connect(&b, None).await.unwrap();
+        let previous = previous_of(via_b.request(put("x", "b", session(2))).await);
+        assert_eq!(previous, Some("a".into()), "the answer is the first (and only) application's");
+        assert_eq!(previous_of(via_b.request(put("x", "c", session(3))).await), Some("b".into()));
+        assert_eq!(value_of(via_b.request(get("x")).await), Some("c".into()));
+    });
+    // The CLI does the same failover by itself: a dead proxy first in the list is skipped.
+    let out =
+        Command::new(BIN).args(["client", "--proxy", &format!("{a},{b}"), "get", "x"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c");
+}
+
+#[test]
+fn a_torn_log_tail_is_cut_off_and_the_server_recovers_and_catches_up() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        for i in 1..=20 {
+            previous_of(c.request(put(&format!("t{i}"), "v", Session { client: 3, seq: i })).await);
+        }
+    });
+    let victim = (1..=3).find(|n| Some(*n) != cluster.leader()).unwrap();
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: victim }), ProxyFrame::AdminDone { .. }));
+    let wal = cluster.dir.path().join(format!("data/node-{victim}/wal.log"));
+    let mut bytes = std::fs::read(&wal).unwrap();
+    // Half a record, as a crash in the middle of a write leaves.
+    bytes.extend_from_slice(&[120, 0, 0, 0, 9, 9, 9, 9, 2, b'{', b'"', b'i']);
+    std::fs::write(&wal, &bytes).unwrap();
+    assert!(matches!(cluster.admin(AdminCommand::Restart { node: victim }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(30), "the recovered node to catch up", || {
+        let s = cluster.status()?;
+        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
+        (s.nodes.iter().find(|n| n.id == victim)?.commit? == leader_commit).then_some(())
+    });
+    assert!(cluster.log_of(&format!("node-{victim}")).contains("torn record"), "recovery says what it cut");
+}
+
+#[test]
+fn a_corrupted_record_makes_the_server_refuse_to_start_and_say_where() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        for i in 1..=10 {
+            previous_of(c.request(put(&format!("c{i}"), "v", Session { client: 5, seq: i })).await);
+        }
+    });
+    let victim = (1..=3).find(|n| Some(*n) != cluster.leader()).unwrap();
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: victim }), ProxyFrame::AdminDone { .. }));
+    let wal = cluster.dir.path().join(format!("data/node-{victim}/wal.log"));
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&wal, &bytes).unwrap();
+    cluster.admin(AdminCommand::Restart { node: victim });
+    let log = wait_for(Duration::from_secs(15), "the damaged server to refuse", || {
+        let log = cluster.log_of(&format!("node-{victim}"));
+        log.contains("refusing to start").then_some(log)
+    });
+    wait_for(Duration::from_secs(15), "the damaged server to exit", || {
+        let s = cluster.status()?;
+        (s.nodes.iter().find(|n| n.id == victim)?.state == ProcessState::Crashed).then_some(())
+    });
+    assert!(
+        log.contains("wal.log")
+            && log.contains("corrupted record at offset")
+            && log.contains("refusing to start"),
+        "{log}"
+    );
+    // The rest of the cluster keeps serving.
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        assert_eq!(value_of(c.request(get("c10")).await), Some("v".into()));
+    });
+}
+
+#[test]
+fn bad_frames_and_wrong_tokens_get_typed_errors_and_every_process_keeps_serving() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let error_kind = |f: Option<ProxyFrame>| match f {
+            Some(ProxyFrame::Error { error, .. }) => error.kind,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        c.send_text("{not json".into()).await.unwrap();
+        assert_eq!(error_kind(c.next_frame().await), ErrorKind::BadRequest);
+        c.send_text(r#"{"type":"launch_missiles","id":9}"#.into()).await.unwrap();
+        match c.next_frame().await {
+            Some(ProxyFrame::Error { id, error }) => {
+                assert_eq!((id, error.kind), (Some(9), ErrorKind::BadRequest));
+                assert!(error.message.contains("launch_missiles"), "{}", error.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = format!(r#"{{"type":"put","id":10,"key":"k","value":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
+        c.send_text(huge).await.unwrap();
+        assert_eq!(error_kind(c.next_frame().await), ErrorKind::FrameTooLarge);
+        let refused = c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Crash { node: 1 } }).await;
+        assert_eq!(error_kind(refused), ErrorKind::Unauthorized);
+        // Same connection, still served.
+        previous_of(c.request(put("alive", "yes", Session { client: 1, seq: 1 })).await);
+
+        let mut wrong = Client::connect(&cluster.proxy(0), Some("not-the-token")).await.unwrap();
+        assert!(!wrong.admin);
+        let refused = wrong.request(ClientFrame::Admin { id: 0, command: AdminCommand::Heal }).await;
+        assert!(
+            matches!(refused, Some(ProxyFrame::Error { ref error, .. }) if error.kind == ErrorKind::Unauthorized)
+        );
+    });
+    // Straight to a server: wrong token, wrong version, garbage.
+    block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let server = format!("ws://127.0.0.1:{}/ws", cluster.port + 11);
+        for hello in [
+            format!(
+                r#"{{"type":"hello","version":{PROTOCOL_VERSION},"token":"wrong","caller":{{"role":"proxy"}}}}"#
+            ),
+            format!(r#"{{"type":"hello","version":999,"token":"{TOKEN}","caller":{{"role":"proxy"}}}}"#),
+            "garbage".to_string(),
+        ] {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&server).await.unwrap();
+            ws.send(Message::text(hello)).await.unwrap();
+            let answer = ws.next().await.unwrap().unwrap().into_text().unwrap();
+            assert!(answer.contains(r#""type":"error""#), "{answer}");
+        }
+    });
+    let s = cluster.status().unwrap();
+    assert!(
+        s.nodes.iter().all(|n| n.state == ProcessState::Up && n.role.is_some()),
+        "every node still up: {s:?}"
+    );
+}
