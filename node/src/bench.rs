@@ -60,6 +60,7 @@ struct Totals {
     writes: Option<Histogram<u64>>,
     reads: Option<Histogram<u64>>,
     errors: u64,
+    error_kinds: std::collections::BTreeMap<String, u64>,
     unknown: u64,
     /// Microseconds since the start at which each write was acknowledged.
     acks: Vec<u64>,
@@ -75,6 +76,7 @@ struct Report {
     writes: u64,
     reads: u64,
     errors: u64,
+    error_kinds: std::collections::BTreeMap<String, u64>,
     unknown: u64,
     writes_per_s: f64,
     reads_per_s: f64,
@@ -185,7 +187,10 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
         .lock()
         .expect("kills lock")
         .iter()
-        .map(|k: &Kill| Kill { gap_ms: gap_around(&totals.acks, (k.at_s * 1e6) as u64), ..k.clone() })
+        .map(|k: &Kill| {
+            let window = args.kill_leader_every.map_or(1_000_000, |e| (e * 1e6) as u64);
+            Kill { gap_ms: gap_around(&totals.acks, (k.at_s * 1e6) as u64, window), ..k.clone() }
+        })
         .collect();
     let mut gaps: Vec<f64> = kills.iter().filter_map(|k| k.gap_ms).collect();
     gaps.sort_by(f64::total_cmp);
@@ -198,6 +203,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
         writes: count(&totals.writes),
         reads: count(&totals.reads),
         errors: totals.errors,
+        error_kinds: totals.error_kinds.clone(),
         unknown: totals.unknown,
         writes_per_s: count(&totals.writes) as f64 / elapsed,
         reads_per_s: count(&totals.reads) as f64 / elapsed,
@@ -208,13 +214,18 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     })
 }
 
-/// The gap in acknowledged writes that a kill at `at` caused: from the last ack before it to
-/// the first ack after it.
-fn gap_around(acks: &[u64], at: u64) -> Option<f64> {
+/// The longest stretch without an acknowledged write in the `window` after a kill at `at`
+/// (starting from the last acknowledgement before the kill). Writes already committed when the
+/// leader died may still be acknowledged just after; the outage is the longest silence.
+fn gap_around(acks: &[u64], at: u64, window: u64) -> Option<f64> {
     let i = acks.partition_point(|t| *t < at);
-    let after = *acks.get(i)?;
-    let before = if i > 0 { acks[i - 1] } else { at };
-    Some((after - before) as f64 / 1000.0)
+    let mut previous = if i > 0 { acks[i - 1] } else { at };
+    let mut longest = 0;
+    for t in acks[i..].iter().take_while(|t| **t <= at + window) {
+        longest = longest.max(t - previous);
+        previous = *t;
+    }
+    (i < acks.len()).then_some(longest as f64 / 1000.0)
 }
 
 fn percentiles(h: &Option<Histogram<u64>>) -> Percentiles {
@@ -246,7 +257,9 @@ fn print_report(r: &Report) {
     if r.reads > 0 {
         line("reads", r.reads, r.reads_per_s, &r.read_latency_ms);
     }
-    println!("  errors {}   unknown outcome (timed out) {}", r.errors, r.unknown);
+    let kinds: Vec<String> = r.error_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
+    println!("  errors {}{kinds}   unknown outcome (timed out) {}", r.errors, r.unknown);
     if !r.kills.is_empty() {
         let gaps: Vec<String> = r
             .kills
@@ -318,6 +331,7 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
     let mut writes = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut reads = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut errors, mut unknown) = (0, 0);
+    let mut error_kinds = std::collections::BTreeMap::new();
     let mut acks = Vec::new();
     let mut history = Vec::new();
     let mut seq = 0u64;
@@ -363,17 +377,19 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
                 loop {
                     match ws::recv::<ProxyFrame>(s).await? {
                         Some(Ok(ProxyFrame::Done { id: got, result, .. })) if got == id => {
-                            return Ok(Some(result));
+                            return Ok(Ok(result));
                         }
-                        Some(Ok(ProxyFrame::Error { id: Some(got), .. })) if got == id => return Ok(None),
+                        Some(Ok(ProxyFrame::Error { id: Some(got), error })) if got == id => {
+                            return Ok(Err(error));
+                        }
                         Some(_) => continue,
                         None => bail!("proxy closed"),
                     }
                 }
             };
             match tokio::time::timeout_at(op_deadline.into(), answer).await {
-                Ok(Ok(Some(result))) => outcome = Some(Ok(result)),
-                Ok(Ok(None)) => outcome = Some(Err(())),
+                Ok(Ok(Ok(result))) => outcome = Some(Ok(result)),
+                Ok(Ok(Err(error))) => outcome = Some(Err(error)),
                 // The proxy died or hung: try the next one with the same request.
                 Ok(Err(_)) | Err(_) => {
                     stream = None;
@@ -384,29 +400,29 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
         let done = Instant::now();
         let since = |t: Instant| t.duration_since(cfg.start).as_micros() as u64;
         let latency = done.duration_since(invoked).as_micros() as u64;
-        let output = match outcome {
+        // What the history records: an answer, "unknown" (the write may or may not have
+        // happened), or nothing (a definite failure, or a read that did not complete).
+        let recorded = match outcome {
             Some(Ok(OpResult::Get { value })) => {
                 reads.record(latency.max(1))?;
-                Some(Output::Value { value })
+                Some((Some(since(done)), Output::Value { value }))
             }
             Some(Ok(_)) => {
                 writes.record(latency.max(1))?;
                 acks.push(since(done));
-                Some(Output::Ok)
+                Some((Some(since(done)), Output::Ok))
             }
-            Some(Err(())) => {
+            Some(Err(error)) => {
                 errors += 1;
-                None
+                *error_kinds.entry(error.kind.as_str().to_string()).or_insert(0) += 1;
+                (error.kind == shared::protocol::ErrorKind::Timeout).then_some((None, Output::Unknown))
             }
             None => {
                 unknown += 1;
-                None
+                Some((None, Output::Unknown))
             }
         };
-        if cfg.record {
-            let complete = output.as_ref().map(|_| since(done));
-            let output = output.unwrap_or(Output::Unknown);
-            // A failed read changed nothing: leave it out of the history.
+        if let (true, Some((complete, output))) = (cfg.record, recorded) {
             if !(matches!(input, Input::Get { .. }) && output == Output::Unknown) {
                 history.push(Operation {
                     client: client_id,
@@ -422,6 +438,9 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
     merge(&mut t.writes, writes)?;
     merge(&mut t.reads, reads)?;
     t.errors += errors;
+    for (k, n) in error_kinds {
+        *t.error_kinds.entry(k).or_insert(0) += n;
+    }
     t.unknown += unknown;
     t.acks.extend(acks);
     t.history.extend(history);

@@ -143,7 +143,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             )
         })?;
         let app = axum::Router::new().route("/ws", get(upgrade)).with_state(supervisor.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move { axum::serve(crate::ws::no_delay(listener), app).await });
 
         for (id, _) in &servers {
             supervisor.start(*id)?;

@@ -92,3 +92,14 @@ pub async fn accept_text(socket: &mut axum::extract::ws::WebSocket) -> Option<St
         }
     }
 }
+
+/// Accepted connections with Nagle's algorithm off: our frames are small request/response
+/// messages, and Nagle plus delayed acknowledgements would add ~40 ms to each.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}

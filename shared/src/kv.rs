@@ -102,6 +102,9 @@ struct Session {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     data: BTreeMap<String, String>,
+    /// A list on the wire: JSON object keys are strings, and integer keys inside the
+    /// internally tagged messages that carry snapshots cannot be read back.
+    #[serde(with = "sessions_as_list")]
     sessions: BTreeMap<ClientId, Session>,
     /// Index of the last log entry applied (including no-ops), for snapshots and catch-up.
     applied: Index,
@@ -218,6 +221,22 @@ impl KvStore {
     /// Applied index set by a restored snapshot.
     pub fn set_applied(&mut self, index: Index) {
         self.applied = index;
+    }
+}
+
+mod sessions_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{ClientId, Session};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<ClientId, Session>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ClientId, Session>, D::Error> {
+        Ok(Vec::<(ClientId, Session)>::deserialize(d)?.into_iter().collect())
     }
 }
 

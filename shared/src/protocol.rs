@@ -557,3 +557,25 @@ mod tests {
         assert!(parse_partition("1,x/3").is_err());
     }
 }
+
+#[cfg(test)]
+mod snapshot_frame_tests {
+    use super::*;
+    use crate::kv::{Command, KvStore, WriteOp};
+    use crate::raft::{Body, Configuration, Snapshot, SnapshotMeta};
+
+    #[test]
+    fn a_snapshot_with_sessions_crosses_the_wire() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &Command { client: 7, seq: 1, op: WriteOp::Put { key: "k".into(), value: "v".into() } });
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index: 1, term: 1, config: Configuration::new([1, 2, 3]) },
+            data: kv,
+        };
+        let frame = ServerInbound::Raft {
+            messages: vec![Message { from: 1, to: 2, term: 1, body: Body::InstallSnapshot { snapshot } }],
+        };
+        let text = encode(&frame);
+        assert_eq!(parse::<ServerInbound>(&text), Ok(frame), "{text}");
+    }
+}

@@ -65,6 +65,28 @@ impl Backend {
         }
     }
 
+    /// Role and term from a recent status, without copying the whole report (the router asks
+    /// for every request).
+    pub fn fresh_role(&self) -> Option<(shared::raft::Role, shared::raft::Term)> {
+        let state = self.state();
+        match &state.status {
+            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => {
+                Some((status.replica.raft.role, status.replica.raft.term))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn fresh_time_scale(&self) -> Option<f64> {
+        let state = self.state();
+        match &state.status {
+            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => {
+                Some(status.faults.time_scale)
+            }
+            _ => None,
+        }
+    }
+
     pub fn last_status(&self) -> Option<ServerStatus> {
         self.state().status.as_ref().map(|(s, _)| s.clone())
     }
@@ -73,9 +95,17 @@ impl Backend {
         self.state().log.clone()
     }
 
-    /// Sends a request; the receiver yields the reply, or an error if the link drops first.
+    pub fn is_connected(&self) -> bool {
+        self.state().connected
+    }
+
+    /// Sends a request; the receiver yields the reply, or an error if the link drops first (at
+    /// once if it is down: waiting for a dead server would only delay the retry elsewhere).
     pub fn request(&self, id: u64, request: Request) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
+        if !self.is_connected() {
+            return rx;
+        }
         self.pending.lock().expect("pending lock").insert(id, tx);
         if self.outbox.send(ServerInbound::Request { id, request }).is_err() {
             self.pending.lock().expect("pending lock").remove(&id);
@@ -118,7 +148,7 @@ pub async fn run(hub: Arc<Hub>, backend: Arc<Backend>, mut outbox: mpsc::Unbound
         Ok(url) => url,
         Err(e) => return tracing::error!("node {}: {e}", backend.id),
     };
-    let mut backoff = ws::Backoff::new(Duration::from_millis(500));
+    let mut backoff = ws::Backoff::new(Duration::from_millis(250));
     let mut announced = false;
     loop {
         match connect_server(&hub.token, &url).await {

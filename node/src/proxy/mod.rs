@@ -64,8 +64,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// Sends a frame to every subscribed page; encodes nothing when nobody watches.
     pub fn publish(&self, frame: ProxyFrame) {
-        let _ = self.observers.send(encode(&frame).into());
+        if self.observers.receiver_count() > 0 {
+            let _ = self.observers.send(encode(&frame).into());
+        }
     }
 
     pub fn next_id(&self) -> u64 {
@@ -147,7 +150,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             None => app.fallback(|| async { axum::response::Html(NOT_BUILT) }),
         };
         tracing::info!("proxy listening on http://{own}/ (nodes: {})", args.nodes);
-        axum::serve(listener, app).with_graceful_shutdown(crate::shutdown_signal()).await?;
+        axum::serve(crate::ws::no_delay(listener), app)
+            .with_graceful_shutdown(crate::shutdown_signal())
+            .await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
     })

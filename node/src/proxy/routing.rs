@@ -8,17 +8,17 @@
 //! Reads go to followers in turn (linearizable by default, via ReadIndex; `stale` answers from
 //! the follower's state at once), or to the leader when asked.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shared::event::Consistency;
 use shared::kv::{Command, WriteOp, WriteResult};
 use shared::protocol::{ApiError, ErrorKind, OpResult, ProxyFrame};
-use shared::raft::{NodeId, Role};
+use shared::raft::{NodeId, Role, Term};
 use shared::replica::{Reply, ReplyError, Request};
 
 use super::Hub;
-use super::status::{leader_of, time_scale};
+use super::status::time_scale;
 
 /// One attempt's patience, at time scale 1.
 const ATTEMPT: Duration = Duration::from_millis(1_000);
@@ -51,21 +51,55 @@ fn patience(hub: &Hub) -> (Duration, Duration) {
     (ATTEMPT.mul_f64(scale.max(0.5)), OVERALL.mul_f64(scale.max(1.0)))
 }
 
-/// Reachable servers, the leader first if known.
-fn candidates(hub: &Hub, avoid: &BTreeSet<NodeId>) -> (Option<NodeId>, Vec<NodeId>) {
-    let status = super::status::cluster_status(hub);
-    let leader = leader_of(&status.nodes).filter(|l| !avoid.contains(l));
-    let followers = status
-        .nodes
+/// Servers to skip for a while during one request. One that just failed us is probably dead,
+/// paused, cut off or no longer leading — but only probably, and not for long: after its time
+/// it gets another chance (an election may have made it the leader).
+#[derive(Default)]
+struct Avoid {
+    until: BTreeMap<NodeId, Instant>,
+}
+
+impl Avoid {
+    fn add(&mut self, node: NodeId, for_: Duration) {
+        self.until.insert(node, Instant::now() + for_);
+    }
+
+    fn contains(&self, node: &NodeId) -> bool {
+        self.until.get(node).is_some_and(|t| Instant::now() < *t)
+    }
+
+    fn clear(&mut self) {
+        self.until.clear();
+    }
+}
+
+/// After an error reply, how long to try others first.
+const AVOID_AFTER_ERROR: Duration = Duration::from_millis(100);
+
+/// Reachable servers: the leader of the highest term if known, and the others.
+fn candidates(hub: &Hub, avoid: &Avoid) -> (Option<NodeId>, Vec<NodeId>) {
+    let roles: Vec<(NodeId, Role, Term)> = hub
+        .backends
         .iter()
-        .filter(|n| n.role.is_some() && n.role != Some(Role::Leader) && !avoid.contains(&n.id))
-        .map(|n| n.id)
+        .filter(|(id, _)| !avoid.contains(id))
+        .filter_map(|(id, b)| b.fresh_role().map(|(role, term)| (*id, role, term)))
         .collect();
+    let leader = roles
+        .iter()
+        .filter(|(_, role, _)| *role == Role::Leader)
+        .max_by_key(|(_, _, term)| *term)
+        .map(|(id, _, _)| *id);
+    let followers = roles.iter().filter(|(id, _, _)| Some(*id) != leader).map(|(id, _, _)| *id).collect();
     (leader, followers)
 }
 
-fn any_node(hub: &Hub, avoid: &BTreeSet<NodeId>) -> Option<NodeId> {
-    let ids: Vec<NodeId> = hub.backends.keys().copied().filter(|id| !avoid.contains(id)).collect();
+fn any_node(hub: &Hub, avoid: &Avoid) -> Option<NodeId> {
+    let ids: Vec<NodeId> = hub
+        .backends
+        .iter()
+        .filter(|(id, b)| !avoid.contains(id) && b.is_connected())
+        .map(|(id, _)| *id)
+        .collect();
     (!ids.is_empty()).then(|| ids[hub.next_turn() % ids.len()])
 }
 
@@ -74,7 +108,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
     let (attempt, overall) = patience(hub);
     let deadline = Instant::now() + overall;
     let mut target: Option<NodeId> = None;
-    let mut avoid = BTreeSet::new();
+    let mut avoid = Avoid::default();
     let mut retries = 0;
     let mut last_problem = "no server answered".to_string();
     while Instant::now() < deadline {
@@ -102,15 +136,19 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
                 retries += 1;
                 match error {
                     ReplyError::NotLeader { leader: Some(l) } | ReplyError::TransferInProgress { to: l } => {
-                        if matches!(error, ReplyError::TransferInProgress { .. }) {
+                        // A hint at a server that just failed us means the cluster has not
+                        // noticed yet: give the election a moment instead of spinning.
+                        if avoid.contains(&l) || matches!(error, ReplyError::TransferInProgress { .. }) {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
-                        target = Some(l);
+                        if !avoid.contains(&l) {
+                            target = Some(l);
+                        }
                     }
                     ReplyError::NotLeader { leader: None }
                     | ReplyError::NoLeader
                     | ReplyError::LeadershipLost => {
-                        avoid.insert(node);
+                        avoid.add(node, AVOID_AFTER_ERROR);
                         tokio::time::sleep(Duration::from_millis(25)).await;
                     }
                 }
@@ -121,7 +159,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
             }
             Outcome::NoAnswer => {
                 last_problem = format!("node {node} did not answer");
-                avoid.insert(node);
+                avoid.add(node, attempt);
                 retries += 1;
             }
         }
@@ -155,7 +193,7 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
     let started = Instant::now();
     let (attempt, overall) = patience(hub);
     let deadline = Instant::now() + overall;
-    let mut avoid = BTreeSet::new();
+    let mut avoid = Avoid::default();
     let mut target: Option<NodeId> = None;
     let mut retries = 0;
     let mut last_problem = "no server answered".to_string();
@@ -191,10 +229,14 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
             Outcome::Reply(Reply::Error { error }) => {
                 last_problem = format!("node {node}: {error}");
                 retries += 1;
-                if let ReplyError::NotLeader { leader: Some(l) } = error {
-                    target = Some(l);
+                if let ReplyError::NotLeader { leader: Some(l) } = error.clone() {
+                    if avoid.contains(&l) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    } else {
+                        target = Some(l);
+                    }
                 } else {
-                    avoid.insert(node);
+                    avoid.add(node, AVOID_AFTER_ERROR);
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }
@@ -204,7 +246,7 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
             }
             Outcome::NoAnswer => {
                 last_problem = format!("node {node} did not answer");
-                avoid.insert(node);
+                avoid.add(node, attempt);
                 retries += 1;
             }
         }

@@ -122,7 +122,7 @@ pub fn leader_of(nodes: &[NodeView]) -> Option<NodeId> {
 pub fn time_scale(hub: &Hub) -> f64 {
     hub.backends
         .values()
-        .filter_map(|b| b.fresh_status().map(|s| s.faults.time_scale))
+        .filter_map(|b| b.fresh_time_scale())
         .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))))
         .unwrap_or(1.0)
 }

@@ -69,6 +69,9 @@ pub struct Shared {
     pub faults: FaultState,
     /// Outgoing queue per peer.
     pub peers: BTreeMap<NodeId, tmpsc::UnboundedSender<shared::raft::Message>>,
+    /// Wakes a peer's reconnect loop: when a peer connects to us it is back, so our link to it
+    /// should not wait out its backoff (messages to it are lost meanwhile).
+    pub peer_wakeups: BTreeMap<NodeId, Arc<tokio::sync::Notify>>,
     /// Replies to proxy connections, by connection id.
     pub connections: Mutex<BTreeMap<u64, tmpsc::UnboundedSender<Arc<str>>>>,
     /// Encoded events and status frames for subscribed proxies.
@@ -126,6 +129,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         inputs,
         faults: FaultState::new(args.time_scale),
         peers: peer_queues,
+        peer_wakeups: nodes.iter().map(|(id, _)| (*id, Arc::new(tokio::sync::Notify::new()))).collect(),
         connections: Mutex::new(BTreeMap::new()),
         observers,
         next_connection: AtomicU64::new(1),

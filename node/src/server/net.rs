@@ -27,7 +27,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/ws", get(upgrade))
         .route("/health", get(|| async { "ok\n" }))
         .with_state(shared);
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(crate::ws::no_delay(listener), app).await {
         tracing::error!("server endpoint failed: {e}");
     }
 }
@@ -107,6 +107,9 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
 /// Raft traffic from one peer; messages from partitioned-off peers are lost here.
 async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
     tracing::debug!("peer {node} connected");
+    if let Some(wake) = shared.peer_wakeups.get(&node) {
+        wake.notify_one();
+    }
     while let Some(frame) = recv_frame::<ServerInbound>(&mut socket).await {
         match frame {
             Ok(ServerInbound::Raft { messages }) => {
@@ -130,6 +133,7 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
                 send_frame(&mut socket, &ServerOutbound::Error { error }).await;
             }
             Err(error) => {
+                tracing::warn!("peer {node} sent a frame I cannot read: {error}");
                 send_frame(&mut socket, &ServerOutbound::Error { error }).await;
             }
         }

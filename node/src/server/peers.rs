@@ -22,7 +22,8 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
         Ok(url) => url,
         Err(e) => return tracing::error!("peer {peer}: {e}"),
     };
-    let mut backoff = ws::Backoff::new(Duration::from_secs(1));
+    let mut backoff = ws::Backoff::new(Duration::from_millis(250));
+    let wake = shared.peer_wakeups.get(&peer).cloned().unwrap_or_default();
     let mut was_connected = true;
     loop {
         match connect(&shared, &url).await {
@@ -42,7 +43,10 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
             }
         }
         while queue.try_recv().is_ok() {}
-        backoff.wait().await;
+        tokio::select! {
+            _ = backoff.wait() => {}
+            _ = wake.notified() => backoff.reset(),
+        }
         while queue.try_recv().is_ok() {}
     }
 }
@@ -73,6 +77,10 @@ async fn pump(
             msg = queue.recv() => match msg { Some(m) => m, None => return Ok(()) },
             incoming = stream.next() => match incoming {
                 // The server says nothing after its welcome but errors; an end means it is gone.
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    tracing::warn!("peer {peer} refused what I sent: {}", text.as_str());
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 _ => anyhow::bail!("connection closed"),
             },

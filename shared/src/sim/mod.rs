@@ -468,9 +468,11 @@ impl Simulation {
         self.schedule(self.now + latency, SimEvent::DiskDone { node: id, incarnation });
     }
 
-    /// Sends Raft messages through the network.
+    /// Sends Raft messages through the network — as the node sends them, through the JSON wire
+    /// format, so that what the simulator proves also holds for what crosses a real socket.
     fn send_messages(&mut self, messages: impl Iterator<Item = crate::raft::Message>) {
         for msg in messages {
+            let msg = wire_round_trip(msg);
             for delay in self.network.route(&mut self.rng, Some((msg.from, msg.to))) {
                 self.schedule(self.now + delay, SimEvent::DeliverToNode(msg.to, Input::Raft(msg.clone())));
             }
@@ -501,6 +503,7 @@ impl Simulation {
         }
         for (rid, reply) in done.replies {
             let Some((client, op)) = self.nodes[id as usize - 1].requests.remove(&rid) else { continue };
+            let reply = wire_round_trip_reply(reply);
             for delay in self.network.route(&mut self.rng, None) {
                 self.schedule(
                     self.now + delay,
@@ -664,6 +667,7 @@ impl Simulation {
     fn send_request(&mut self, client: usize, node: NodeId) {
         let pending = self.clients[client].current.as_ref().expect("an operation is in flight");
         let (op, request) = (pending.op, pending.request.clone());
+        let request = wire_round_trip_request(request);
         for delay in self.network.route(&mut self.rng, None) {
             let input = Input::Request { client, op, request: request.clone() };
             self.schedule(self.now + delay, SimEvent::DeliverToNode(node, input));
@@ -697,6 +701,31 @@ impl Simulation {
                 self.wake_client(client, delay);
             }
         }
+    }
+}
+
+fn wire_round_trip(msg: crate::raft::Message) -> crate::raft::Message {
+    use crate::protocol::{ServerInbound, encode, parse};
+    let text = encode(&ServerInbound::Raft { messages: vec![msg] });
+    match parse::<ServerInbound>(&text) {
+        Ok(ServerInbound::Raft { mut messages }) if messages.len() == 1 => messages.remove(0),
+        other => panic!("a Raft message does not survive the wire format: {other:?}\n{text}"),
+    }
+}
+
+fn wire_round_trip_request(request: crate::replica::Request) -> crate::replica::Request {
+    use crate::protocol::{ServerInbound, encode, parse};
+    match parse::<ServerInbound>(&encode(&ServerInbound::Request { id: 0, request })) {
+        Ok(ServerInbound::Request { request, .. }) => request,
+        other => panic!("a request does not survive the wire format: {other:?}"),
+    }
+}
+
+fn wire_round_trip_reply(reply: Reply) -> Reply {
+    use crate::protocol::{ServerOutbound, encode, parse};
+    match parse::<ServerOutbound>(&encode(&ServerOutbound::Reply { id: 0, reply })) {
+        Ok(ServerOutbound::Reply { reply, .. }) => reply,
+        other => panic!("a reply does not survive the wire format: {other:?}"),
     }
 }
 

@@ -28,9 +28,10 @@ impl Disk {
         }
     }
 
+    /// Stores what the node's storage would: everything goes through JSON, as on a real disk.
     pub fn write(&mut self, persist: &Persist) {
         if let Some(snapshot) = &persist.snapshot {
-            self.snapshot = Some(snapshot.clone());
+            self.snapshot = Some(through_json(snapshot));
             self.entries.clear();
         }
         if let Some(hard_state) = persist.hard_state {
@@ -40,7 +41,7 @@ impl Disk {
             let keep = (first.index - self.base() - 1) as usize;
             assert!(keep <= self.entries.len(), "disk write leaves a gap before index {}", first.index);
             self.entries.truncate(keep);
-            self.entries.extend(persist.entries.iter().cloned());
+            self.entries.extend(persist.entries.iter().map(through_json));
         }
     }
 
@@ -52,8 +53,13 @@ impl Disk {
         }
         let drop = ((index - self.base()) as usize).min(self.entries.len());
         self.entries.drain(..drop);
-        self.snapshot = Some(snapshot.clone());
+        self.snapshot = Some(through_json(snapshot));
     }
+}
+
+fn through_json<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+    let text = serde_json::to_string(value).expect("stored values serialize");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("a stored value does not read back: {e}: {text}"))
 }
 
 #[derive(Debug)]
