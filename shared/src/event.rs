@@ -147,28 +147,69 @@ impl std::fmt::Display for Consistency {
     }
 }
 
+/// Entries of each server's log that observers keep: the newest ones. A page draws a few dozen
+/// at a time and lets you scroll back through these; older ones stay on the servers.
+pub const OBSERVED_LOG_WINDOW: usize = 5_000;
+
 /// A server's log as observers draw it (proxy and page), kept current from its events: the
-/// compacted prefix as a snapshot block, then one summary per entry.
+/// compacted prefix as a snapshot block, then the newest entries (at most
+/// `OBSERVED_LOG_WINDOW`), one summary each.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogMirror {
     pub snapshot_index: Index,
     pub snapshot_term: Term,
+    /// Entries after the snapshot that are not kept here (older than the window).
+    #[serde(default)]
+    pub skipped: Index,
     pub entries: Vec<EntrySummary>,
 }
 
 impl LogMirror {
+    /// The first index whose summary is kept.
+    pub fn first_kept(&self) -> Index {
+        self.snapshot_index + self.skipped + 1
+    }
+
+    pub fn last_index(&self) -> Index {
+        self.first_kept() - 1 + self.entries.len() as Index
+    }
+
+    pub fn get(&self, index: Index) -> Option<&EntrySummary> {
+        let first = self.first_kept();
+        if index < first {
+            return None;
+        }
+        self.entries.get((index - first) as usize)
+    }
+
+    /// A window of a full log given as (snapshot, entries after it).
+    pub fn window(snapshot_index: Index, snapshot_term: Term, all: Vec<EntrySummary>) -> LogMirror {
+        let mut mirror = LogMirror { snapshot_index, snapshot_term, skipped: 0, entries: all };
+        mirror.trim();
+        mirror
+    }
+
+    fn trim(&mut self) {
+        if self.entries.len() > OBSERVED_LOG_WINDOW {
+            let excess = self.entries.len() - OBSERVED_LOG_WINDOW;
+            self.entries.drain(..excess);
+            self.skipped += excess as Index;
+        }
+    }
+
     /// Follows one event of the server whose log this is.
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::EntriesAppended { entries } => {
                 for entry in entries {
-                    if entry.index <= self.snapshot_index {
+                    let first = self.first_kept();
+                    if entry.index < first {
                         continue;
                     }
                     // As Raft appends: an entry already present with the same term is the same
                     // entry; a different term replaces it and what follows; a gap means events
                     // were missed, and the next full log will resynchronise.
-                    let offset = (entry.index - self.snapshot_index - 1) as usize;
+                    let offset = (entry.index - first) as usize;
                     match self.entries.get(offset) {
                         Some(existing) if existing.term == entry.term => continue,
                         Some(_) => self.entries.truncate(offset),
@@ -177,21 +218,28 @@ impl LogMirror {
                     }
                     self.entries.push(entry.clone());
                 }
+                self.trim();
             }
             Event::LogTruncated { from } if *from > self.snapshot_index => {
-                self.entries.truncate((from - self.snapshot_index - 1) as usize);
+                let first = self.first_kept();
+                if *from <= first {
+                    self.entries.clear();
+                    self.skipped = from - self.snapshot_index - 1;
+                } else {
+                    self.entries.truncate((from - first) as usize);
+                }
             }
             Event::SnapshotTaken { index, term } | Event::SnapshotInstalled { index, term, .. } => {
-                let drop = (index.saturating_sub(self.snapshot_index) as usize).min(self.entries.len());
                 let keeps_suffix = matches!(event, Event::SnapshotTaken { .. })
-                    || self
-                        .entries
-                        .get(drop.wrapping_sub(1))
-                        .is_some_and(|e| e.index == *index && e.term == *term);
+                    || self.get(*index).is_some_and(|e| e.term == *term);
                 if keeps_suffix {
+                    let first = self.first_kept();
+                    let drop = ((index + 1).saturating_sub(first) as usize).min(self.entries.len());
                     self.entries.drain(..drop);
+                    self.skipped = first.saturating_sub(index + 1);
                 } else {
                     self.entries.clear();
+                    self.skipped = 0;
                 }
                 self.snapshot_index = *index;
                 self.snapshot_term = *term;
@@ -227,5 +275,23 @@ mod tests {
         assert_eq!((log.snapshot_index, log.entries.len()), (2, 1));
         log.apply(&Event::SnapshotInstalled { index: 9, term: 4, leader: 1 });
         assert_eq!((log.snapshot_index, log.entries.len()), (9, 0));
+    }
+
+    #[test]
+    fn the_log_mirror_keeps_only_the_newest_window() {
+        let mut log = LogMirror::default();
+        let n = OBSERVED_LOG_WINDOW as Index + 10;
+        log.apply(&Event::EntriesAppended { entries: (1..=n).map(|i| summary(i, 1)).collect() });
+        assert_eq!(log.entries.len(), OBSERVED_LOG_WINDOW);
+        assert_eq!((log.first_kept(), log.last_index()), (11, n));
+        assert!(log.get(10).is_none());
+        assert_eq!(log.get(11).map(|e| e.index), Some(11));
+        log.apply(&Event::SnapshotTaken { index: 100, term: 1 });
+        assert_eq!((log.snapshot_index, log.first_kept(), log.last_index()), (100, 101, n));
+        log.apply(&Event::SnapshotTaken { index: 5, term: 1 });
+        log.apply(&Event::LogTruncated { from: 50 });
+        assert_eq!(log.last_index(), 49);
+        let window = LogMirror::window(0, 0, (1..=n).map(|i| summary(i, 1)).collect());
+        assert_eq!((window.first_kept(), window.last_index()), (11, n));
     }
 }

@@ -182,11 +182,14 @@ pub enum ProxyFrame {
     Events {
         events: Vec<Observed>,
     },
-    /// A server's whole (uncompacted) log, sent when a page subscribes or a server restarts.
+    /// A server's log (its newest entries), sent when a server (re)subscribes or events were
+    /// lost. `skipped` entries between the snapshot and the first one sent are not included.
     Log {
         node: NodeId,
         snapshot_index: Index,
         snapshot_term: Term,
+        #[serde(default)]
+        skipped: Index,
         entries: Vec<EntrySummary>,
     },
     AdminDone {
@@ -291,6 +294,9 @@ pub struct ClusterStatus {
     /// Requests this proxy completed recently.
     #[serde(default)]
     pub stats: RequestStats,
+    /// Raft messages sent per second across the cluster (pages draw only a sample of them).
+    #[serde(default)]
+    pub messages_per_s: f64,
 }
 
 /// Client requests completed by one proxy over the last few seconds.
@@ -395,12 +401,30 @@ pub enum ServerInbound {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerOutbound {
-    Welcome { version: u32, node: NodeId },
-    Reply { id: u64, reply: Reply },
-    Events { events: Vec<Observed> },
-    Status { status: Box<ServerStatus> },
-    Log { snapshot_index: Index, snapshot_term: Term, entries: Vec<EntrySummary> },
-    Error { error: ApiError },
+    Welcome {
+        version: u32,
+        node: NodeId,
+    },
+    Reply {
+        id: u64,
+        reply: Reply,
+    },
+    Events {
+        events: Vec<Observed>,
+    },
+    Status {
+        status: Box<ServerStatus>,
+    },
+    Log {
+        snapshot_index: Index,
+        snapshot_term: Term,
+        #[serde(default)]
+        skipped: Index,
+        entries: Vec<EntrySummary>,
+    },
+    Error {
+        error: ApiError,
+    },
 }
 
 /// The faults a server injects into its own traffic, as set by admin commands.

@@ -107,6 +107,25 @@ impl Reducible for Ui {
     }
 }
 
+/// Lets a view's version through at most every `every` ms: a timeline or a table redrawn more
+/// than ~20 times a second is unreadable anyway, and the frames are better spent on animation.
+#[derive(Default)]
+struct Throttle {
+    shown: u64,
+    at: f64,
+}
+
+impl Throttle {
+    /// The version to draw now, and whether a newer one is being held back.
+    fn gate(&mut self, version: u64, now: f64, every: f64) -> (u64, bool) {
+        if version != self.shown && now - self.at >= every {
+            self.shown = version;
+            self.at = now;
+        }
+        (self.shown, self.shown != version)
+    }
+}
+
 /// What every view may use: the store, and a way to send requests.
 #[derive(Clone)]
 pub struct Shared {
@@ -204,8 +223,20 @@ pub fn App() -> Html {
         Callback::from(move |_| dirty.set(true))
     };
     let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
+    let throttles = use_mut_ref(|| [Throttle::default(), Throttle::default(), Throttle::default()]);
     let s = store.borrow();
     let model = s.view();
+    let (logs_version, kv_version, timeline_version) = {
+        let mut th = throttles.borrow_mut();
+        let v = &model.versions;
+        let (logs, a) = th[0].gate(v.logs + v.nodes, *now, 50.0);
+        let (kv, b) = th[1].gate(v.nodes, *now, 250.0);
+        let (timeline, c) = th[2].gate(v.timeline, *now, 250.0);
+        if a || b || c {
+            dirty.borrow().set(true);
+        }
+        (logs, kv, timeline)
+    };
     let lang = ui.lang;
     let dispatch = {
         let ui = ui.clone();
@@ -219,6 +250,7 @@ pub fn App() -> Html {
                 let (dispatch, open) = (dispatch.clone(), ui.menu.is_some());
                 Callback::from(move |_: MouseEvent| if open { dispatch.emit(UiAction::CloseMenu) })
             }>
+                { perf_meter(&s) }
                 <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
                     leader={model.shown_leader()} term={model.term} frozen={s.frozen.as_ref().map(|(t, _)| *t)}
                     live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
@@ -235,17 +267,29 @@ pub fn App() -> Html {
                         <ChartsView lang={lang} version={model.versions.charts} />
                     </aside>
                     <section class="logs-area">
-                        <LogsView lang={lang} version={model.versions.logs + model.versions.nodes} />
+                        <LogsView lang={lang} version={logs_version} />
                     </section>
                     <section class="kv-area">
-                        <KvView lang={lang} version={model.versions.nodes} />
+                        <KvView lang={lang} version={kv_version} />
                     </section>
                     <section class="timeline-area">
-                        <TimelineView lang={lang} version={model.versions.timeline} filter={ui.filter.clone()} dispatch={dispatch} />
+                        <TimelineView lang={lang} version={timeline_version} filter={ui.filter.clone()} dispatch={dispatch} />
                     </section>
                 </main>
             </div>
         </ContextProvider<Shared>>
+    }
+}
+
+/// Frame rate and drawing lag, as data attributes for benchmarks (and visible with `?debug`).
+fn perf_meter(store: &Store) -> Html {
+    let (fps, worst) = store.perf.fps();
+    let (lag50, lag_max) = store.perf.lag();
+    html! {
+        <div class="perf" data-fps={format!("{fps:.1}")} data-frame-max-ms={format!("{worst:.1}")}
+            data-lag-p50-ms={format!("{lag50:.1}")} data-lag-max-ms={format!("{lag_max:.1}")}>
+            { format!("{fps:.0} fps · longest frame {worst:.0} ms · data drawn after {lag50:.0} ms (max {lag_max:.0})") }
+        </div>
     }
 }
 
@@ -276,6 +320,7 @@ fn start_animation(store: Rc<RefCell<Store>>, dirty: Rc<Cell<bool>>, now: UseSta
         let t = now_ms();
         let animating = {
             let mut s = store.borrow_mut();
+            s.perf.frame(t);
             if s.frozen.is_none() {
                 s.live.advance_to(t);
             }

@@ -80,6 +80,7 @@ pub enum T {
     FilterReads,
     FilterFaults,
     Node,
+    EarlierEntries,
     LegendCommitted,
     LegendUncommitted,
     LegendApplied,
@@ -182,6 +183,9 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::FilterReads => w!("reads", "lecturas"),
         T::FilterFaults => w!("faults", "fallos"),
         T::Node => w!("node", "nodo"),
+        T::EarlierEntries => {
+            w!("earlier entries, kept on the servers only", "entradas anteriores, solo en los servidores")
+        }
         T::LegendCommitted => w!(" committed ", " confirmada "),
         T::LegendUncommitted => w!(" not yet committed ", " aún sin confirmar "),
         T::LegendApplied => w!(" applied up to here ", " aplicada hasta aquí "),

@@ -18,7 +18,7 @@ const HISTORY_FRAMES: usize = 40_000;
 const HISTORY_MS: f64 = 120_000.0;
 const CHECKPOINT_EVERY_MS: f64 = 5_000.0;
 /// Messages drawn at once; beyond this the page shows a sample and the rate.
-pub const MAX_FLIGHTS: usize = 80;
+pub const MAX_FLIGHTS: usize = 60;
 /// Points kept per chart.
 const CHART_POINTS: usize = 120;
 
@@ -60,6 +60,8 @@ pub struct Flight {
 
 #[derive(Debug, Clone)]
 pub struct TimelineItem {
+    /// Position in the stream, a stable key for drawing.
+    pub seq: u64,
     pub t: f64,
     pub node: NodeId,
     pub event: Event,
@@ -91,6 +93,8 @@ pub struct Model {
     pub time_scale: f64,
     pub supervised: bool,
     pub stats: RequestStats,
+    /// Messages per second across the cluster, as the proxy counts them (all, not just drawn).
+    pub messages_per_s: f64,
     pub flights: VecDeque<Flight>,
     /// When recent messages were sent (page time), for the rate; and how many were not drawn.
     pub message_times: VecDeque<f64>,
@@ -133,11 +137,12 @@ impl Model {
                     self.event(observed, t);
                 }
             }
-            ProxyFrame::Log { node, snapshot_index, snapshot_term, entries } => {
+            ProxyFrame::Log { node, snapshot_index, snapshot_term, skipped, entries } => {
                 let n = self.node(*node);
                 n.log = LogMirror {
                     snapshot_index: *snapshot_index,
                     snapshot_term: *snapshot_term,
+                    skipped: *skipped,
                     entries: entries.clone(),
                 };
                 self.versions.logs += 1;
@@ -161,6 +166,7 @@ impl Model {
         self.time_scale = cluster.time_scale;
         self.supervised = cluster.supervised;
         self.stats = cluster.stats.clone();
+        self.messages_per_s = cluster.messages_per_s;
         let scale = cluster.time_scale.max(0.01);
         for view in &cluster.nodes {
             let n = self.node(view.id);
@@ -260,7 +266,7 @@ impl Model {
             Event::EntriesAppended { .. } | Event::LogTruncated { .. } => {
                 let n = self.node(id);
                 n.log.apply(&observed.event);
-                n.last_index = n.log.snapshot_index + n.log.entries.len() as Index;
+                n.last_index = n.log.last_index();
                 self.versions.logs += 1;
             }
             Event::SnapshotTaken { .. } | Event::SnapshotInstalled { .. } => {
@@ -281,7 +287,8 @@ impl Model {
             _ => {}
         }
         if timeline {
-            self.timeline.push_front(TimelineItem { t, node: id, event: observed.event.clone() });
+            let seq = self.timeline.front().map_or(0, |i| i.seq + 1);
+            self.timeline.push_front(TimelineItem { seq, t, node: id, event: observed.event.clone() });
             self.timeline.truncate(TIMELINE_LEN);
             self.versions.timeline += 1;
         }
@@ -335,8 +342,60 @@ pub enum Link {
     },
 }
 
+/// How smoothly the page runs: animation frames, and how long data waits to be drawn.
+#[derive(Default)]
+pub struct Perf {
+    frames: VecDeque<f64>,
+    /// When the oldest frame not yet drawn arrived.
+    pending_since: Option<f64>,
+    lags: VecDeque<f64>,
+}
+
+impl Perf {
+    pub fn received(&mut self, t: f64) {
+        self.pending_since.get_or_insert(t);
+    }
+
+    /// Called at every animation frame, after which the page is drawn.
+    pub fn frame(&mut self, t: f64) {
+        self.frames.push_back(t);
+        while self.frames.front().is_some_and(|f| t - f > 2_000.0) {
+            self.frames.pop_front();
+        }
+        if let Some(since) = self.pending_since.take() {
+            self.lags.push_back(t - since);
+            if self.lags.len() > 300 {
+                self.lags.pop_front();
+            }
+        }
+    }
+
+    /// Frames per second over the last two seconds, and the longest gap between frames (ms).
+    pub fn fps(&self) -> (f64, f64) {
+        let n = self.frames.len();
+        if n < 2 {
+            return (0.0, 0.0);
+        }
+        let span = self.frames[n - 1] - self.frames[0];
+        let worst =
+            self.frames.iter().zip(self.frames.iter().skip(1)).map(|(a, b)| b - a).fold(0.0, f64::max);
+        ((n - 1) as f64 * 1000.0 / span.max(1.0), worst)
+    }
+
+    /// Median and maximum time from a frame's arrival to the next drawing (ms).
+    pub fn lag(&self) -> (f64, f64) {
+        let mut v: Vec<f64> = self.lags.iter().copied().collect();
+        if v.is_empty() {
+            return (0.0, 0.0);
+        }
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    }
+}
+
 #[derive(Default)]
 pub struct Store {
+    pub perf: Perf,
     pub live: Model,
     history: VecDeque<(f64, ProxyFrame)>,
     checkpoints: VecDeque<(f64, Model)>,
@@ -356,6 +415,7 @@ impl Store {
     }
 
     pub fn receive(&mut self, frame: ProxyFrame, t: f64) {
+        self.perf.received(t);
         match &frame {
             ProxyFrame::Welcome { admin, .. } => self.admin = *admin,
             ProxyFrame::Done { id, .. }

@@ -230,14 +230,21 @@ fn handle(hub: &Hub, backend: &Backend, frame: ServerOutbound) {
                     state.log.apply(&observed.event);
                 }
             }
-            hub.publish(ProxyFrame::Events { events });
+            hub.fanout.offer(&events);
         }
         ServerOutbound::Status { status } => {
             backend.state().status = Some((*status, Instant::now()));
         }
-        ServerOutbound::Log { snapshot_index, snapshot_term, entries } => {
-            backend.state().log = LogMirror { snapshot_index, snapshot_term, entries: entries.clone() };
-            hub.publish(ProxyFrame::Log { node: backend.id, snapshot_index, snapshot_term, entries });
+        ServerOutbound::Log { snapshot_index, snapshot_term, skipped, entries } => {
+            backend.state().log =
+                LogMirror { snapshot_index, snapshot_term, skipped, entries: entries.clone() };
+            hub.publish(ProxyFrame::Log {
+                node: backend.id,
+                snapshot_index,
+                snapshot_term,
+                skipped,
+                entries,
+            });
         }
         ServerOutbound::Error { error } => tracing::warn!("node {} reports: {error}", backend.id),
         ServerOutbound::Welcome { .. } => {}

@@ -8,6 +8,7 @@
 
 mod admin;
 mod backend;
+mod fanout;
 mod routing;
 mod session;
 mod status;
@@ -59,6 +60,7 @@ pub struct Hub {
     /// Encoded frames for every subscribed page.
     pub observers: broadcast::Sender<Arc<str>>,
     pub stats: status::StatsWindow,
+    pub fanout: fanout::Fanout,
     next_id: AtomicU64,
     read_turn: AtomicUsize,
 }
@@ -124,6 +126,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             supervisor: supervisor.clone(),
             observers,
             stats: status::StatsWindow::default(),
+            fanout: fanout::Fanout::default(),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
         });
@@ -134,6 +137,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             tokio::spawn(backend::run_supervisor(args.token.clone(), s, rx));
         }
         tokio::spawn(status::publish_periodically(hub.clone()));
+        tokio::spawn(flush_events(hub.clone()));
 
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -156,6 +160,19 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
     })
+}
+
+/// Sends the events gathered for pages, one frame per display frame (~60 per second).
+async fn flush_events(hub: Arc<Hub>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(16));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let events = hub.fanout.take();
+        if !events.is_empty() {
+            hub.publish(ProxyFrame::Events { events });
+        }
+    }
 }
 
 /// Where the built page is: the flag, else `dist/` here, else `dist/` at the root of the source

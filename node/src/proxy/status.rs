@@ -61,6 +61,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         proxies: hub.proxies.clone(),
         supervised: hub.supervisor.as_ref().is_some_and(|s| s.is_connected()),
         stats: hub.stats.summary(),
+        messages_per_s: hub.fanout.message_rate(),
         nodes,
     }
 }

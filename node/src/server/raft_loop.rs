@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use shared::event::{Event, Observed};
+use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
 use shared::protocol::{ServerOutbound, ServerStatus, encode};
 use shared::raft::{Config, Message, NodeId, Persisted, summarize};
 use shared::replica::{Replica, Request, RequestId};
@@ -204,13 +204,13 @@ impl Server {
     fn publish_log(&self, replica: &Replica) {
         let raft = replica.raft();
         let snapshot_index = raft.snapshot_index();
-        let entries =
-            (snapshot_index + 1..=raft.last_index()).filter_map(|i| raft.entry(i)).map(summarize).collect();
+        let first =
+            (snapshot_index + 1).max((raft.last_index() + 1).saturating_sub(OBSERVED_LOG_WINDOW as u64));
+        let entries = (first..=raft.last_index()).filter_map(|i| raft.entry(i)).map(summarize).collect();
         let snapshot_term = raft.term_at(snapshot_index).unwrap_or(0);
-        let _ = self
-            .shared
-            .observers
-            .send(encode(&ServerOutbound::Log { snapshot_index, snapshot_term, entries }).into());
+        let skipped = first - snapshot_index - 1;
+        let frame = ServerOutbound::Log { snapshot_index, snapshot_term, skipped, entries };
+        let _ = self.shared.observers.send(encode(&frame).into());
     }
 }
 

@@ -2,6 +2,8 @@
 //! waiting for conditions with a deadline.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

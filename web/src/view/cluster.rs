@@ -124,7 +124,8 @@ pub fn ClusterView(props: &Props) -> Html {
         )
     });
 
-    let rate = model.message_rate();
+    let rate = model.messages_per_s.round() as usize;
+    let drawn = model.message_rate();
     let menu = props.menu.and_then(|id| {
         let (x, y) = at(id)?;
         Some(context_menu(
@@ -155,7 +156,7 @@ pub fn ClusterView(props: &Props) -> Html {
             </div>
             <p class="rate" data-message-rate={rate.to_string()}>
                 { format!("{rate} {}", t(lang, T::MessagesPerSecond)) }
-                { if model.flights.len() >= MAX_FLIGHTS { format!(" · {}", t(lang, T::ShowingSample)) } else { String::new() } }
+                { if drawn + 2 < rate || model.flights.len() >= MAX_FLIGHTS { format!(" · {}", t(lang, T::ShowingSample)) } else { String::new() } }
             </p>
             <Legend lang={lang} />
         </div>

@@ -10,7 +10,7 @@ use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
 
 /// Keys shown at most.
-const ROWS: usize = 40;
+const ROWS: usize = 25;
 
 #[derive(Properties, PartialEq)]
 pub struct Props {

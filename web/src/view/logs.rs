@@ -4,7 +4,7 @@
 //! view of their match and next index. The compacted prefix is one snapshot block. Only the
 //! visible window of entries is drawn, so long logs stay smooth.
 
-use shared::raft::{Index, NodeId, Role};
+use shared::raft::{NodeId, Role};
 use yew::prelude::*;
 
 use crate::app::Shared;
@@ -27,9 +27,8 @@ pub fn LogsView(props: &Props) -> Html {
     let store = shared.store.borrow();
     let model = store.view();
     let lang = props.lang;
-    let newest =
-        model.nodes.values().map(|n| n.log.snapshot_index + n.log.entries.len() as Index).max().unwrap_or(0);
-    let oldest = model.nodes.values().map(|n| n.log.snapshot_index + 1).min().unwrap_or(1);
+    let newest = model.nodes.values().map(|n| n.log.last_index()).max().unwrap_or(0);
+    let oldest = model.nodes.values().map(|n| n.log.first_kept()).min().unwrap_or(1);
     let span = newest.saturating_sub(oldest);
     let back_by = (*back).min(span.saturating_sub(WINDOW.min(span)));
     let last = newest.saturating_sub(back_by).max(WINDOW.min(newest));
@@ -41,12 +40,15 @@ pub fn LogsView(props: &Props) -> Html {
         let p = progress_of(n.id);
         let role = n.role.map_or("—".to_string(), |r| shared::event_text::role_name(r, lang).to_string());
         let snapshot = (n.log.snapshot_index >= first).then(|| html! {
-            <span class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
+            <span key="snapshot" class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
                 data-snapshot-index={n.log.snapshot_index.to_string()}>{ format!("≤{}", n.log.snapshot_index) }</span>
         });
-        let start = first.max(n.log.snapshot_index + 1);
+        let earlier = (n.log.skipped > 0 && n.log.first_kept() > first).then(|| html! {
+            <span key="earlier" class="cell earlier" title={format!("{} {}", n.log.skipped, t(lang, T::EarlierEntries))}>{ "…" }</span>
+        });
+        let start = first.max(n.log.first_kept());
         let cells = (start..=last).map(|index| {
-            let entry = n.log.entries.get((index - n.log.snapshot_index - 1) as usize);
+            let entry = n.log.get(index);
             let marks = classes!(
                 (index == n.applied).then_some("applied"),
                 p.is_some_and(|p| p.match_index == index).then_some("match"),
@@ -57,12 +59,12 @@ pub fn LogsView(props: &Props) -> Html {
                     let committed = e.index <= n.commit;
                     let title = format!("#{} · {} {} · {}", e.index, t(lang, T::Term), e.term, e.text);
                     html! {
-                        <span class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
+                        <span key={index} class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
                             data-index={e.index.to_string()} data-term={e.term.to_string()} data-committed={committed.to_string()}
                             title={title}>{ e.term }</span>
                     }
                 }
-                None => html! { <span class={classes!("cell", "empty", marks)}></span> },
+                None => html! { <span key={index} class={classes!("cell", "empty", marks)}></span> },
             }
         });
         html! {
@@ -71,7 +73,9 @@ pub fn LogsView(props: &Props) -> Html {
                     <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
                     <small>{ format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied) }</small>
                 </span>
-                <span class="cells">{ snapshot.unwrap_or_default() }{ for cells }</span>
+                // Every cell is keyed by its index, so that when the log grows the cells shift
+                // in place instead of being rewritten.
+                <span class="cells">{ for snapshot.into_iter().chain(earlier).chain(cells) }</span>
             </div>
         }
     });
@@ -88,7 +92,7 @@ pub fn LogsView(props: &Props) -> Html {
             <h2>{ t(lang, T::Logs) }<small>{ format!(" #{first}–{last}") }</small></h2>
             <div class="index-ruler">
                 <span class="row-label"></span>
-                <span class="cells">{ for (first..=last).map(|i| html! { <span class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
+                <span class="cells">{ for (first..=last).map(|i| html! { <span key={i} class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
             </div>
             { for rows }
             { if span > WINDOW {

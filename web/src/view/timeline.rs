@@ -10,7 +10,7 @@ use crate::app::{Shared, UiAction};
 use crate::i18n::{Lang, T, t};
 
 /// Lines drawn at most.
-const SHOWN: usize = 150;
+const SHOWN: usize = 80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -86,17 +86,11 @@ pub struct Props {
     pub dispatch: Callback<UiAction>,
 }
 
-fn wall_clock(page_time: f64) -> String {
-    let now_page = crate::app::now_ms();
-    let date =
-        js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(js_sys::Date::now() - (now_page - page_time)));
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        date.get_hours(),
-        date.get_minutes(),
-        date.get_seconds(),
-        date.get_milliseconds()
-    )
+/// Wall-clock time of day for a page time, given the page's origin on the wall clock and the
+/// local time zone's offset (both computed once per drawing).
+fn wall_clock(page_time: f64, origin: f64, zone_offset_minutes: f64) -> String {
+    let ms = (origin + page_time - zone_offset_minutes * 60_000.0).rem_euclid(86_400_000.0) as u64;
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
 }
 
 #[function_component]
@@ -133,12 +127,14 @@ pub fn TimelineView(props: &Props) -> Html {
             d.emit(UiAction::Filter(f));
         })
     };
+    let origin = js_sys::Date::now() - crate::app::now_ms();
+    let zone = js_sys::Date::new_0().get_timezone_offset();
     let lines: Vec<Html> = items
         .map(|item| {
             let kind = Kind::of(&item.event);
             html! {
-                <li class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
-                    <time>{ wall_clock(item.t) }</time>
+                <li key={item.seq} class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
+                    <time>{ wall_clock(item.t, origin, zone) }</time>
                     <strong>{ format!("{} {}", t(lang, T::Node), item.node) }</strong>
                     { " " }{ item.event.describe_in(lang) }
                 </li>

@@ -1,0 +1,133 @@
+//! Headless Chromium driven over WebDriver (chromedriver), for the browser tests and the page
+//! benchmark.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use super::repo_root;
+
+pub struct Browser {
+    driver: Child,
+    pub client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn open(url: &str) -> Browser {
+        assert!(
+            std::path::Path::new("/usr/bin/chromium").exists()
+                && std::path::Path::new("/usr/bin/chromedriver").exists(),
+            "browser tests need Debian's chromium and chromium-driver (./dev test installs them)"
+        );
+        assert!(
+            repo_root().join("dist/index.html").exists(),
+            "the page is not built: run `./dev page` (./dev test does)"
+        );
+        let port = super::free_ports();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1400,1300",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let attempt = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match attempt {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => panic!("cannot drive chromium: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        client.goto(url).await.expect("page loads");
+        Browser { driver, client, _profile: profile }
+    }
+
+    pub async fn attr_all(&self, css: &str, attr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
+            for e in elements {
+                if let Ok(Some(v)) = e.attr(attr).await {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Polls until `probe` holds, or fails with what it was waiting for and a screenshot.
+    pub async fn wait<F, Fut, T>(&self, within: Duration, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
+                panic!("timed out after {within:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let dir = repo_root().join("artifacts/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Ok(png) = self.client.screenshot().await {
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// The leader on screen, if exactly one node is drawn as leader.
+    pub async fn leader(&self) -> Option<String> {
+        let leaders = self.attr_all(r#"[data-node-id][data-role="leader"]"#, "data-node-id").await;
+        (leaders.len() == 1).then(|| leaders[0].clone())
+    }
+
+    pub async fn node_attr(&self, node: &str, attr: &str) -> Option<String> {
+        self.attr_all(&format!(r#"[data-node-id="{node}"]"#), attr).await.into_iter().next()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
