@@ -196,3 +196,27 @@ fn without_the_token_the_page_is_a_read_only_viewer() {
         b.close().await;
     });
 }
+
+#[test]
+fn when_its_proxy_dies_the_page_reconnects_to_another() {
+    let _turn = serial();
+    let cluster = support::HandStarted::start();
+    let (a, b) = (format!("127.0.0.1:{}", cluster.base), format!("127.0.0.1:{}", cluster.base + 1));
+    run(async {
+        let page = Browser::open(&format!("http://{a}/?token={TOKEN}")).await;
+        page.wait(SOON, "a leader through proxy A", || async { page.leader().await }).await;
+        support::signal_child(&cluster.proxies[0], nix::sys::signal::Signal::SIGKILL).unwrap();
+        page.wait(SOON, "the page to notice", || async {
+            (page.count(r#"[data-link="reconnecting"]"#).await == 1).then_some(())
+        })
+        .await;
+        page.wait(Duration::from_secs(20), "the page connected to proxy B", || async {
+            let header = page.client.find(Locator::Css("[data-link]")).await.ok()?.text().await.ok()?;
+            (page.count(r#"[data-link="connected"]"#).await == 1 && header.contains(&b)).then_some(())
+        })
+        .await;
+        page.wait(SOON, "a leader through proxy B", || async { page.leader().await }).await;
+        page.screenshot("reconnected-to-other-proxy").await;
+        page.close().await;
+    });
+}

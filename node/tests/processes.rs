@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -13,7 +13,7 @@ use shared::protocol::{
     ProxyFrame, Session,
 };
 use shared::raft::Role;
-use support::{BIN, Client, Cluster, TOKEN, block_on, free_ports, serial, wait_for};
+use support::{BIN, Client, Cluster, HandStarted, TOKEN, block_on, serial, signal_child, wait_for};
 
 fn put(key: &str, value: &str, session: Session) -> ClientFrame {
     ClientFrame::Put { id: 0, key: key.into(), value: value.into(), session: Some(session) }
@@ -128,71 +128,10 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     });
 }
 
-/// Servers and proxies started by hand, as on several machines (no supervisor).
-struct Manual {
-    servers: Vec<Child>,
-    proxies: Vec<Child>,
-    _dir: tempfile::TempDir,
-    base: u16,
-}
-
-impl Manual {
-    fn start() -> Manual {
-        let dir = tempfile::tempdir().unwrap();
-        let base = free_ports();
-        let peers = (1..=3).map(|i| format!("{i}=127.0.0.1:{}", base + 10 + i)).collect::<Vec<_>>().join(",");
-        let proxies_list = format!("127.0.0.1:{base},127.0.0.1:{}", base + 1);
-        let servers = (1..=3)
-            .map(|i| {
-                Command::new(BIN)
-                    .args(["server", "--id", &i.to_string(), "--peers", &peers])
-                    .arg(format!("--data-dir={}", dir.path().join(format!("n{i}")).display()))
-                    .env("CONSENSO_TOKEN", TOKEN)
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let proxies = (0..2)
-            .map(|i| {
-                Command::new(BIN)
-                    .args([
-                        "proxy",
-                        "--listen",
-                        &format!("127.0.0.1:{}", base + i),
-                        "--nodes",
-                        &peers,
-                        "--proxies",
-                        &proxies_list,
-                    ])
-                    .env("CONSENSO_TOKEN", TOKEN)
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        Manual { servers, proxies, _dir: dir, base }
-    }
-}
-
-impl Drop for Manual {
-    fn drop(&mut self) {
-        for c in self.servers.iter_mut().chain(self.proxies.iter_mut()) {
-            let _ = signal_child(c, Signal::SIGCONT);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn signal_child(c: &Child, sig: Signal) -> nix::Result<()> {
-    kill(Pid::from_raw(c.id() as i32), sig)
-}
-
 #[test]
 fn a_client_fails_over_to_another_proxy_and_its_write_applies_once() {
     let _turn = serial();
-    let m = Manual::start();
+    let m = HandStarted::start();
     let (a, b) = (format!("127.0.0.1:{}", m.base), format!("127.0.0.1:{}", m.base + 1));
     let leader = wait_for(Duration::from_secs(30), "a leader", || {
         block_on(async {

@@ -7,6 +7,9 @@ pub mod browser;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -229,4 +232,66 @@ fn set_id(frame: &mut ClientFrame, new: u64) {
         | ClientFrame::Admin { id, .. } => *id = new,
         ClientFrame::Hello { .. } => {}
     }
+}
+
+/// Servers and proxies started by hand, as on several machines (no supervisor).
+pub struct HandStarted {
+    pub servers: Vec<Child>,
+    pub proxies: Vec<Child>,
+    _dir: tempfile::TempDir,
+    pub base: u16,
+}
+
+impl HandStarted {
+    pub fn start() -> HandStarted {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_ports();
+        let peers = (1..=3).map(|i| format!("{i}=127.0.0.1:{}", base + 10 + i)).collect::<Vec<_>>().join(",");
+        let proxies_list = format!("127.0.0.1:{base},127.0.0.1:{}", base + 1);
+        let servers = (1..=3)
+            .map(|i| {
+                Command::new(BIN)
+                    .args(["server", "--id", &i.to_string(), "--peers", &peers])
+                    .arg(format!("--data-dir={}", dir.path().join(format!("n{i}")).display()))
+                    .env("CONSENSO_TOKEN", TOKEN)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let proxies = (0..2)
+            .map(|i| {
+                Command::new(BIN)
+                    .args([
+                        "proxy",
+                        "--listen",
+                        &format!("127.0.0.1:{}", base + i),
+                        "--nodes",
+                        &peers,
+                        "--proxies",
+                        &proxies_list,
+                    ])
+                    .env("CONSENSO_TOKEN", TOKEN)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        HandStarted { servers, proxies, _dir: dir, base }
+    }
+}
+
+impl Drop for HandStarted {
+    fn drop(&mut self) {
+        for c in self.servers.iter_mut().chain(self.proxies.iter_mut()) {
+            let _ = signal_child(c, Signal::SIGCONT);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+
+pub fn signal_child(c: &Child, sig: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(c.id() as i32), sig)
 }
