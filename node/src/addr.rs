@@ -4,6 +4,17 @@
 use anyhow::{Context, bail};
 use shared::raft::NodeId;
 
+/// How the CLI tools reach a cluster: its proxies, and the admin token if any.
+#[derive(clap::Args, Clone)]
+pub struct ProxyArgs {
+    /// Proxies to try, in order: host:port or ws://host:port, comma-separated
+    #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
+    pub proxy: String,
+    /// Admin token (for crash, restart, pause, partition, … and --kill-leader-every)
+    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 /// A WebSocket URL for an address given as `host:port` or `ws://host:port[/path]`.
 pub fn ws_url(address: &str) -> anyhow::Result<String> {
     let address = address.trim();

@@ -20,12 +20,8 @@ use crate::ws;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Proxies (host:port or ws://host:port), comma-separated; clients spread over them
-    #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
-    proxy: String,
-    /// Admin token (needed for --kill-leader-every)
-    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    cluster: crate::addr::ProxyArgs,
     /// Concurrent clients, each waiting for its answer before the next request
     #[arg(long, default_value_t = 1)]
     clients: u32,
@@ -110,11 +106,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     {
         bail!("--clients, --duration and --keys must be positive and --reads between 0 and 1");
     }
-    if args.kill_leader_every.is_some() && args.token.is_none() {
+    if args.kill_leader_every.is_some() && args.cluster.token.is_none() {
         bail!("--kill-leader-every needs the admin token (--token or CONSENSO_TOKEN)");
     }
-    let proxies: Vec<String> =
-        args.proxy.split(',').map(|p| crate::addr::ws_url(p.trim())).collect::<anyhow::Result<_>>()?;
+    let proxies: Vec<String> = args
+        .cluster
+        .proxy
+        .split(',')
+        .map(|p| crate::addr::ws_url(p.trim()))
+        .collect::<anyhow::Result<_>>()?;
     let runtime = crate::runtime()?;
     let report = runtime.block_on(run(&args, proxies))?;
     if args.json {
@@ -152,7 +152,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     let kills = Arc::new(Mutex::new(Vec::new()));
     let killer = args.kill_leader_every.map(|every| {
         let (proxies, token, kills) =
-            (proxies.clone(), args.token.clone().unwrap_or_default(), kills.clone());
+            (proxies.clone(), args.cluster.token.clone().unwrap_or_default(), kills.clone());
         tokio::spawn(async move {
             kill_leaders(proxies, token, Duration::from_secs_f64(every), start, duration, kills).await
         })

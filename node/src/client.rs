@@ -19,12 +19,8 @@ use crate::ws;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Proxies to try, in order: host:port or ws://host:port, comma-separated
-    #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
-    proxy: String,
-    /// Admin token (needed for crash, restart, pause, resume, partition, heal, …)
-    #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    cluster: crate::addr::ProxyArgs,
     /// Give up after this many seconds
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -148,7 +144,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         parse_partition(groups).map_err(anyhow::Error::msg)?;
     }
     let proxies: Vec<String> =
-        args.proxy.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+        args.cluster.proxy.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
     for p in &proxies {
         crate::addr::ws_url(p)?;
     }
@@ -181,7 +177,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<ProxyFrame> {
     let url = crate::addr::ws_url(proxy)?;
     let mut stream = ws::connect(&url, Duration::from_secs(3)).await?;
-    let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.token.clone(), subscribe: false };
+    let hello =
+        ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.cluster.token.clone(), subscribe: false };
     ws::send(&mut stream, &hello).await?;
     let id = 1;
     let mut sent = false;

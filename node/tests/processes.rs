@@ -37,6 +37,16 @@ fn value_of(answer: Option<ProxyFrame>) -> Option<String> {
     }
 }
 
+/// Waits until `node`'s commit index equals the leader's (and is at least `at_least`).
+fn wait_caught_up(cluster: &Cluster, node: u64, at_least: u64, what: &str) {
+    wait_for(Duration::from_secs(30), what, || {
+        let s = cluster.status()?;
+        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
+        let mine = s.nodes.iter().find(|n| n.id == node)?.commit?;
+        (mine == leader_commit && mine >= at_least).then_some(())
+    });
+}
+
 fn signal(pid: u32, sig: Signal) {
     kill(Pid::from_raw(pid as i32), sig).expect("signal delivered");
 }
@@ -77,12 +87,7 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_
     assert_ne!(new, old, "a new leader was elected");
     // The killed server restarts on its data and catches up.
     assert!(matches!(cluster.admin(AdminCommand::Restart { node: old }), ProxyFrame::AdminDone { .. }));
-    wait_for(Duration::from_secs(30), "the restarted node to catch up", || {
-        let s = cluster.status()?;
-        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
-        let mine = s.nodes.iter().find(|n| n.id == old)?.commit?;
-        (mine == leader_commit && mine >= 241).then_some(())
-    });
+    wait_caught_up(&cluster, old, 241, "the restarted node to catch up");
 }
 
 #[test]
@@ -185,11 +190,7 @@ fn a_torn_log_tail_is_cut_off_and_the_server_recovers_and_catches_up() {
     bytes.extend_from_slice(&[120, 0, 0, 0, 9, 9, 9, 9, 2, b'{', b'"', b'i']);
     std::fs::write(&wal, &bytes).unwrap();
     assert!(matches!(cluster.admin(AdminCommand::Restart { node: victim }), ProxyFrame::AdminDone { .. }));
-    wait_for(Duration::from_secs(30), "the recovered node to catch up", || {
-        let s = cluster.status()?;
-        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
-        (s.nodes.iter().find(|n| n.id == victim)?.commit? == leader_commit).then_some(())
-    });
+    wait_caught_up(&cluster, victim, 21, "the recovered node to catch up");
     assert!(cluster.log_of(&format!("node-{victim}")).contains("torn record"), "recovery says what it cut");
 }
 

@@ -103,36 +103,40 @@ fn any_node(hub: &Hub, avoid: &Avoid) -> Option<NodeId> {
     (!ids.is_empty()).then(|| ids[hub.next_turn() % ids.len()])
 }
 
-pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
-    let started = Instant::now();
+/// How a request's routing ended.
+enum Routed {
+    /// A server answered (not with an error worth retrying).
+    Answered { reply: Reply, node: NodeId, retries: u32 },
+    /// Out of time; the last problem seen.
+    GaveUp { problem: String, after: Duration },
+}
+
+/// Sends `request` to the server `pick` chooses (given the servers to avoid and the last
+/// leader hint), retrying on errors worth retrying until the request's patience runs out.
+/// Writes and reads share this; they differ only in whom they pick.
+async fn route(
+    hub: &Hub,
+    request: Request,
+    mut pick: impl FnMut(&Avoid, Option<NodeId>) -> Option<NodeId>,
+) -> Routed {
     let (attempt, overall) = patience(hub);
     let deadline = Instant::now() + overall;
-    let mut target: Option<NodeId> = None;
+    let mut hint: Option<NodeId> = None;
     let mut avoid = Avoid::default();
     let mut retries = 0;
-    let mut last_problem = "no server answered".to_string();
+    let mut problem = "no server answered".to_string();
     while Instant::now() < deadline {
-        let node = match target.take().or_else(|| candidates(hub, &avoid).0).or_else(|| any_node(hub, &avoid))
-        {
-            Some(node) => node,
-            None => {
-                // Every server was tried: start over (one may have come back).
-                avoid.clear();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some(node) = pick(&avoid, hint.take()).or_else(|| any_node(hub, &avoid)) else {
+            // Every server was tried: start over (one may have come back).
+            avoid.clear();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
-        let request = Request::Write { command: command.clone() };
-        match ask(hub, node, request, attempt.min(deadline.saturating_duration_since(Instant::now()))).await {
-            Outcome::Reply(Reply::Written { result, index }) => {
-                hub.stats.record(true, started);
-                return match result_of(&command.op, result) {
-                    Ok(result) => ProxyFrame::Done { id, result, served_by: node, index, retries },
-                    Err(error) => ProxyFrame::Error { id: Some(id), error },
-                };
-            }
+        match ask(hub, node, request.clone(), attempt.min(deadline.saturating_duration_since(Instant::now())))
+            .await
+        {
             Outcome::Reply(Reply::Error { error }) => {
-                last_problem = format!("node {node}: {error}");
+                problem = format!("node {node}: {error}");
                 retries += 1;
                 match error {
                     ReplyError::NotLeader { leader: Some(l) } | ReplyError::TransferInProgress { to: l } => {
@@ -142,7 +146,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         if !avoid.contains(&l) {
-                            target = Some(l);
+                            hint = Some(l);
                         }
                     }
                     ReplyError::NotLeader { leader: None }
@@ -153,26 +157,50 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
                     }
                 }
             }
-            Outcome::Reply(Reply::Value { .. }) => {
-                last_problem = format!("node {node} answered a write with a read result");
-                retries += 1;
-            }
+            Outcome::Reply(reply) => return Routed::Answered { reply, node, retries },
             Outcome::NoAnswer => {
-                last_problem = format!("node {node} did not answer");
+                problem = format!("node {node} did not answer");
                 avoid.add(node, attempt);
                 retries += 1;
             }
         }
     }
+    Routed::GaveUp { problem, after: overall }
+}
+
+fn unexpected(id: u64, node: NodeId, reply: &Reply) -> ProxyFrame {
     let error = ApiError::new(
-        ErrorKind::Timeout,
-        format!(
-            "the write did not complete in {:.1} s ({last_problem}); it may or may not have been applied — \
-             retry with the same session to find out without applying it twice",
-            overall.as_secs_f64()
-        ),
+        ErrorKind::Unavailable,
+        format!("node {node} gave an answer of the wrong kind: {reply:?}"),
     );
     ProxyFrame::Error { id: Some(id), error }
+}
+
+pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
+    let started = Instant::now();
+    let request = Request::Write { command: command.clone() };
+    // Writes go to the leader: the last hint, else the leader the statuses name.
+    match route(hub, request, |avoid, hint| hint.or_else(|| candidates(hub, avoid).0)).await {
+        Routed::Answered { reply: Reply::Written { result, index }, node, retries } => {
+            hub.stats.record(true, started);
+            match result_of(&command.op, result) {
+                Ok(result) => ProxyFrame::Done { id, result, served_by: node, index, retries },
+                Err(error) => ProxyFrame::Error { id: Some(id), error },
+            }
+        }
+        Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
+        Routed::GaveUp { problem, after } => {
+            let error = ApiError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the write did not complete in {:.1} s ({problem}); it may or may not have been applied — \
+                     retry with the same session to find out without applying it twice",
+                    after.as_secs_f64()
+                ),
+            );
+            ProxyFrame::Error { id: Some(id), error }
+        }
+    }
 }
 
 fn result_of(op: &WriteOp, result: WriteResult) -> Result<OpResult, ApiError> {
@@ -191,72 +219,28 @@ fn result_of(op: &WriteOp, result: WriteResult) -> Result<OpResult, ApiError> {
 
 pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> ProxyFrame {
     let started = Instant::now();
-    let (attempt, overall) = patience(hub);
-    let deadline = Instant::now() + overall;
-    let mut avoid = Avoid::default();
-    let mut target: Option<NodeId> = None;
-    let mut retries = 0;
-    let mut last_problem = "no server answered".to_string();
-    while Instant::now() < deadline {
-        let (leader, followers) = candidates(hub, &avoid);
-        let pick = match consistency {
-            Consistency::Leader => target.take().or(leader),
+    let request = Request::Read { key, consistency };
+    // Reads go to followers in turn (the leader if none), or to the leader when asked.
+    let pick = |avoid: &Avoid, hint: Option<NodeId>| {
+        let (leader, followers) = candidates(hub, avoid);
+        match consistency {
+            Consistency::Leader => hint.or(leader),
+            Consistency::Linearizable | Consistency::Stale if followers.is_empty() => leader,
             Consistency::Linearizable | Consistency::Stale => {
-                if followers.is_empty() {
-                    leader
-                } else {
-                    Some(followers[hub.next_turn() % followers.len()])
-                }
-            }
-        };
-        let Some(node) = pick.or_else(|| any_node(hub, &avoid)) else {
-            avoid.clear();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let request = Request::Read { key: key.clone(), consistency };
-        match ask(hub, node, request, attempt.min(deadline.saturating_duration_since(Instant::now()))).await {
-            Outcome::Reply(Reply::Value { value, index }) => {
-                hub.stats.record(false, started);
-                return ProxyFrame::Done {
-                    id,
-                    result: OpResult::Get { value },
-                    served_by: node,
-                    index,
-                    retries,
-                };
-            }
-            Outcome::Reply(Reply::Error { error }) => {
-                last_problem = format!("node {node}: {error}");
-                retries += 1;
-                if let ReplyError::NotLeader { leader: Some(l) } = error.clone() {
-                    if avoid.contains(&l) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    } else {
-                        target = Some(l);
-                    }
-                } else {
-                    avoid.add(node, AVOID_AFTER_ERROR);
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-            }
-            Outcome::Reply(Reply::Written { .. }) => {
-                last_problem = format!("node {node} answered a read with a write result");
-                retries += 1;
-            }
-            Outcome::NoAnswer => {
-                last_problem = format!("node {node} did not answer");
-                avoid.add(node, attempt);
-                retries += 1;
+                Some(followers[hub.next_turn() % followers.len()])
             }
         }
-    }
-    let kind = if last_problem.contains("no leader") { ErrorKind::NoLeader } else { ErrorKind::Timeout };
-    ProxyFrame::Error {
-        id: Some(id),
-        error: ApiError::new(
-            kind,
-            format!("the read did not complete in {:.1} s ({last_problem})", overall.as_secs_f64()),
-        ),
+    };
+    match route(hub, request, pick).await {
+        Routed::Answered { reply: Reply::Value { value, index }, node, retries } => {
+            hub.stats.record(false, started);
+            ProxyFrame::Done { id, result: OpResult::Get { value }, served_by: node, index, retries }
+        }
+        Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
+        Routed::GaveUp { problem, after } => {
+            let kind = if problem.contains("no leader") { ErrorKind::NoLeader } else { ErrorKind::Timeout };
+            let message = format!("the read did not complete in {:.1} s ({problem})", after.as_secs_f64());
+            ProxyFrame::Error { id: Some(id), error: ApiError::new(kind, message) }
+        }
     }
 }

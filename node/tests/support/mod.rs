@@ -291,7 +291,6 @@ impl Drop for HandStarted {
     }
 }
 
-
 pub fn signal_child(c: &Child, sig: Signal) -> nix::Result<()> {
     kill(Pid::from_raw(c.id() as i32), sig)
 }
