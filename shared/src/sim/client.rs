@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::check::{Input, Output};
+use super::SimEvent;
+use super::network::wire_round_trip_request;
+use super::node::Input as NodeInput;
+use crate::check::{Input, Operation, Output};
 use crate::event::Consistency;
 use crate::kv::{ClientId, Command, WriteOp, WriteResult};
-use crate::raft::NodeId;
+use crate::raft::{Millis, NodeId};
 use crate::replica::{Reply, ReplyError, Request};
 use crate::rng::Rng;
 
@@ -111,6 +114,104 @@ impl SimClient {
                 };
                 self.leader_hint = hint;
                 Verdict::Retry(hint)
+            }
+        }
+    }
+}
+
+// The clients' side of the event loop.
+impl super::Simulation {
+    pub(super) fn client_wake(&mut self, client: usize, generation: u64) {
+        if self.clients[client].generation != generation {
+            return;
+        }
+        if self.clients[client].current.is_none() {
+            return self.start_op(client);
+        }
+        // A timeout or a planned retry.
+        let op = self.clients[client].current.as_mut().expect("checked");
+        op.attempts += 1;
+        if op.attempts > MAX_ATTEMPTS {
+            let history = op.history;
+            let is_read = matches!(op.input, Input::Get { .. });
+            self.clients[client].current = None;
+            if is_read {
+                self.abandoned[history] = true;
+            }
+            self.note(format!("client {} gives up: {}", client + 1, self.history[history]));
+            return self.wake_client(client, 0);
+        }
+        let target = match self.clients[client].leader_hint {
+            Some(hint) if self.rng.chance(800_000) => hint,
+            _ => self.rng.range(1, self.params.nodes as u64),
+        };
+        self.send_request(client, target);
+    }
+
+    fn wake_client(&mut self, client: usize, after: Millis) {
+        self.clients[client].generation += 1;
+        let generation = self.clients[client].generation;
+        self.schedule(self.now + after, SimEvent::ClientWake { client, generation });
+    }
+
+    pub(super) fn start_op(&mut self, client: usize) {
+        let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys);
+        let op = self.clients[client].ops_started;
+        let id = self.clients[client].id;
+        self.history.push(Operation {
+            client: id,
+            input: input.clone(),
+            invoke: self.step,
+            complete: None,
+            output: Output::Unknown,
+        });
+        self.abandoned.push(false);
+        let history = self.history.len() - 1;
+        let is_read = matches!(input, Input::Get { .. });
+        self.clients[client].current = Some(PendingOp { op, input, request, history, attempts: 0 });
+        let target = match self.clients[client].leader_hint {
+            // Writes go to the leader; linearizable reads may go anywhere (followers too).
+            Some(hint) if !is_read => hint,
+            _ => self.rng.range(1, self.params.nodes as u64),
+        };
+        self.send_request(client, target);
+    }
+
+    fn send_request(&mut self, client: usize, node: NodeId) {
+        let pending = self.clients[client].current.as_ref().expect("an operation is in flight");
+        let (op, request) = (pending.op, pending.request.clone());
+        let request = wire_round_trip_request(request);
+        for delay in self.network.route(&mut self.rng, None) {
+            let input = NodeInput::Request { client, op, request: request.clone() };
+            self.schedule(self.now + delay, SimEvent::DeliverToNode(node, input));
+        }
+        let timeout = self.params.client_timeout;
+        self.wake_client(client, timeout);
+    }
+
+    pub(super) fn client_reply(&mut self, client: usize, op: u64, reply: Reply) {
+        let Some(pending) = self.clients[client].current.as_ref() else { return };
+        if pending.op != op {
+            return;
+        }
+        let input = pending.input.clone();
+        match self.clients[client].judge(&input, reply) {
+            Verdict::Done(output) => {
+                let pending = self.clients[client].current.take().expect("checked");
+                self.clients[client].learn(&input, &output);
+                let entry = &mut self.history[pending.history];
+                entry.complete = Some(self.step);
+                entry.output = output;
+                let think = self.rng.range(0, 20);
+                self.wake_client(client, think);
+            }
+            Verdict::Retry(Some(_)) => {
+                let delay = self.rng.range(1, 5);
+                self.wake_client(client, delay);
+            }
+            Verdict::Retry(None) => {
+                let delay = self.rng.range(10, 60);
+                self.wake_client(client, delay);
             }
         }
     }

@@ -10,12 +10,14 @@
 //!
 //! # Layout
 //!
-//! - `network`: packets, delays, loss, duplication, partitions.
+//! - `network`: delays, loss, duplication, partitions; the JSON wire round trip.
 //! - `node`: a server with its simulated disk; crash and restart.
 //! - `client`: the workload and its retry discipline.
-//! - this file: the event loop, the fault schedule and the report.
+//! - `faults`: the fault schedule, random and at critical moments.
+//! - this file: the event loop, the servers' rounds and the report.
 
 mod client;
+mod faults;
 mod network;
 mod node;
 
@@ -29,8 +31,8 @@ use crate::event::Event;
 use crate::raft::{Bugs, Config, Millis, NodeId, Role};
 use crate::replica::{Replica, Reply};
 use crate::rng::Rng;
-use client::{MAX_ATTEMPTS, PendingOp, SimClient, Verdict};
-use network::{Network, NetworkFaults};
+use client::SimClient;
+use network::{Network, NetworkFaults, wire_round_trip, wire_round_trip_reply};
 use node::{Input, SimNode};
 
 /// What to simulate.
@@ -522,210 +524,6 @@ impl Simulation {
             }
         }
         self.run_node(id);
-    }
-
-    // ------------------------------------------------------------------ faults
-
-    fn crash_node(&mut self, id: NodeId, restart_after: Millis) {
-        if !self.node(id).is_up() {
-            return;
-        }
-        self.node(id).crash();
-        self.report.crashes += 1;
-        self.note(format!("n{id} CRASHED (volatile state and unfinished disk writes lost)"));
-        self.schedule(self.now + restart_after, SimEvent::Restart(id));
-    }
-
-    /// Random faults find little at random moments; some moments matter more. Like
-    /// FoundationDB's "buggify", crash a server soon after it does something whose durability
-    /// or follow-up the protocol depends on, and bring it back quickly.
-    fn maybe_crash_at_critical_point(&mut self, id: NodeId, event: &Event) {
-        if !self.cfg.faults {
-            return;
-        }
-        let is_leader = self.node(id).replica.as_ref().is_some_and(|r| r.raft().role() == Role::Leader);
-        let (crash, isolate) = match event {
-            Event::VoteGranted { pre_vote: false, .. } => (100_000, 0),
-            Event::RoleChanged { role: Role::Leader, .. } => (100_000, 100_000),
-            Event::CommitAdvanced { .. } => (30_000, 50_000),
-            Event::EntriesAppended { .. } if is_leader => (20_000, 20_000),
-            _ => return,
-        };
-        if self.rng.chance(crash) {
-            let incarnation = self.node(id).incarnation;
-            let after = self.rng.range(0, 15);
-            self.schedule(self.now + after, SimEvent::Crash { node: id, incarnation });
-        } else if self.rng.chance(isolate) {
-            let others: Vec<NodeId> = (1..=self.params.nodes as NodeId).filter(|n| *n != id).collect();
-            self.network.split(&[id], &others);
-            self.report.partitions += 1;
-            self.note(format!("PARTITION: n{id} isolated"));
-            let heal_after = self.rng.range(50, 1_000);
-            self.schedule(self.now + heal_after, SimEvent::Heal);
-        }
-    }
-
-    fn inject_fault(&mut self) {
-        let n = self.params.nodes as NodeId;
-        let roll = self.rng.below(100);
-        if roll < 30 {
-            let id = self.rng.range(1, n);
-            let restart_after = self.rng.range(10, 600);
-            self.crash_node(id, restart_after);
-        } else if roll < 45 {
-            let id = self.rng.range(1, n);
-            if self.node(id).is_up() && !self.node(id).paused {
-                self.node(id).paused = true;
-                let delay = self.rng.range(50, 600);
-                self.note(format!("n{id} PAUSED for {delay} ms"));
-                self.schedule(self.now + delay, SimEvent::Resume(id));
-            }
-        } else if roll < 75 {
-            let mut ids: Vec<NodeId> = (1..=n).collect();
-            for i in (1..ids.len()).rev() {
-                let j = self.rng.below(i as u64 + 1) as usize;
-                ids.swap(i, j);
-            }
-            self.report.partitions += 1;
-            if self.rng.chance(300_000) {
-                let (a, b) = (ids[0], ids[1]);
-                self.network.block(a, b);
-                self.note(format!("one-way partition: n{a} → n{b} messages lost"));
-            } else {
-                let cut = self.rng.range(1, n - 1) as usize;
-                let (a, b) = ids.split_at(cut);
-                self.network.split(a, b);
-                self.note(format!("PARTITION {a:?} | {b:?}"));
-            }
-            let heal_after = self.rng.range(100, 1_500);
-            self.schedule(self.now + heal_after, SimEvent::Heal);
-        } else {
-            self.schedule(self.now, SimEvent::Heal);
-        }
-        let next = self.rng.range(self.params.fault_interval / 2, self.params.fault_interval * 3 / 2);
-        self.schedule(self.now + next, SimEvent::Fault);
-    }
-
-    // ------------------------------------------------------------------ clients
-
-    fn client_wake(&mut self, client: usize, generation: u64) {
-        if self.clients[client].generation != generation {
-            return;
-        }
-        if self.clients[client].current.is_none() {
-            return self.start_op(client);
-        }
-        // A timeout or a planned retry.
-        let op = self.clients[client].current.as_mut().expect("checked");
-        op.attempts += 1;
-        if op.attempts > MAX_ATTEMPTS {
-            let history = op.history;
-            let is_read = matches!(op.input, crate::check::Input::Get { .. });
-            self.clients[client].current = None;
-            if is_read {
-                self.abandoned[history] = true;
-            }
-            self.note(format!("client {} gives up: {}", client + 1, self.history[history]));
-            return self.wake_client(client, 0);
-        }
-        let target = match self.clients[client].leader_hint {
-            Some(hint) if self.rng.chance(800_000) => hint,
-            _ => self.rng.range(1, self.params.nodes as u64),
-        };
-        self.send_request(client, target);
-    }
-
-    fn wake_client(&mut self, client: usize, after: Millis) {
-        self.clients[client].generation += 1;
-        let generation = self.clients[client].generation;
-        self.schedule(self.now + after, SimEvent::ClientWake { client, generation });
-    }
-
-    fn start_op(&mut self, client: usize) {
-        let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys);
-        let op = self.clients[client].ops_started;
-        let id = self.clients[client].id;
-        self.history.push(Operation {
-            client: id,
-            input: input.clone(),
-            invoke: self.step,
-            complete: None,
-            output: Output::Unknown,
-        });
-        self.abandoned.push(false);
-        let history = self.history.len() - 1;
-        let is_read = matches!(input, crate::check::Input::Get { .. });
-        self.clients[client].current = Some(PendingOp { op, input, request, history, attempts: 0 });
-        let target = match self.clients[client].leader_hint {
-            // Writes go to the leader; linearizable reads may go anywhere (followers too).
-            Some(hint) if !is_read => hint,
-            _ => self.rng.range(1, self.params.nodes as u64),
-        };
-        self.send_request(client, target);
-    }
-
-    fn send_request(&mut self, client: usize, node: NodeId) {
-        let pending = self.clients[client].current.as_ref().expect("an operation is in flight");
-        let (op, request) = (pending.op, pending.request.clone());
-        let request = wire_round_trip_request(request);
-        for delay in self.network.route(&mut self.rng, None) {
-            let input = Input::Request { client, op, request: request.clone() };
-            self.schedule(self.now + delay, SimEvent::DeliverToNode(node, input));
-        }
-        let timeout = self.params.client_timeout;
-        self.wake_client(client, timeout);
-    }
-
-    fn client_reply(&mut self, client: usize, op: u64, reply: Reply) {
-        let Some(pending) = self.clients[client].current.as_ref() else { return };
-        if pending.op != op {
-            return;
-        }
-        let input = pending.input.clone();
-        match self.clients[client].judge(&input, reply) {
-            Verdict::Done(output) => {
-                let pending = self.clients[client].current.take().expect("checked");
-                self.clients[client].learn(&input, &output);
-                let entry = &mut self.history[pending.history];
-                entry.complete = Some(self.step);
-                entry.output = output;
-                let think = self.rng.range(0, 20);
-                self.wake_client(client, think);
-            }
-            Verdict::Retry(Some(_)) => {
-                let delay = self.rng.range(1, 5);
-                self.wake_client(client, delay);
-            }
-            Verdict::Retry(None) => {
-                let delay = self.rng.range(10, 60);
-                self.wake_client(client, delay);
-            }
-        }
-    }
-}
-
-fn wire_round_trip(msg: crate::raft::Message) -> crate::raft::Message {
-    use crate::protocol::{ServerInbound, encode, parse};
-    let text = encode(&ServerInbound::Raft { messages: vec![msg] });
-    match parse::<ServerInbound>(&text) {
-        Ok(ServerInbound::Raft { mut messages }) if messages.len() == 1 => messages.remove(0),
-        other => panic!("a Raft message does not survive the wire format: {other:?}\n{text}"),
-    }
-}
-
-fn wire_round_trip_request(request: crate::replica::Request) -> crate::replica::Request {
-    use crate::protocol::{ServerInbound, encode, parse};
-    match parse::<ServerInbound>(&encode(&ServerInbound::Request { id: 0, request })) {
-        Ok(ServerInbound::Request { request, .. }) => request,
-        other => panic!("a request does not survive the wire format: {other:?}"),
-    }
-}
-
-fn wire_round_trip_reply(reply: Reply) -> Reply {
-    use crate::protocol::{ServerOutbound, encode, parse};
-    match parse::<ServerOutbound>(&encode(&ServerOutbound::Reply { id: 0, reply })) {
-        Ok(ServerOutbound::Reply { reply, .. }) => reply,
-        other => panic!("a reply does not survive the wire format: {other:?}"),
     }
 }
 

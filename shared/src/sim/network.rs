@@ -73,3 +73,28 @@ impl Network {
         }
     }
 }
+
+pub(super) fn wire_round_trip(msg: crate::raft::Message) -> crate::raft::Message {
+    use crate::protocol::{ServerInbound, encode, parse};
+    let text = encode(&ServerInbound::Raft { messages: vec![msg] });
+    match parse::<ServerInbound>(&text) {
+        Ok(ServerInbound::Raft { mut messages }) if messages.len() == 1 => messages.remove(0),
+        other => panic!("a Raft message does not survive the wire format: {other:?}\n{text}"),
+    }
+}
+
+pub(super) fn wire_round_trip_request(request: crate::replica::Request) -> crate::replica::Request {
+    use crate::protocol::{ServerInbound, encode, parse};
+    match parse::<ServerInbound>(&encode(&ServerInbound::Request { id: 0, request })) {
+        Ok(ServerInbound::Request { request, .. }) => request,
+        other => panic!("a request does not survive the wire format: {other:?}"),
+    }
+}
+
+pub(super) fn wire_round_trip_reply(reply: crate::replica::Reply) -> crate::replica::Reply {
+    use crate::protocol::{ServerOutbound, encode, parse};
+    match parse::<ServerOutbound>(&encode(&ServerOutbound::Reply { id: 0, reply })) {
+        Ok(ServerOutbound::Reply { reply, .. }) => reply,
+        other => panic!("a reply does not survive the wire format: {other:?}"),
+    }
+}
