@@ -361,7 +361,7 @@ impl Replica {
                 Err(error) => {
                     let error = match error {
                         ReadError::NoLeader => ReplyError::NoLeader,
-                        ReadError::LeadershipLost => ReplyError::LeadershipLost,
+                        ReadError::LeadershipLost | ReadError::Unconfirmed => ReplyError::LeadershipLost,
                     };
                     self.replies.push((read.request, Reply::Error { error }));
                 }

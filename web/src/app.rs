@@ -40,8 +40,15 @@ fn initial_token() -> Option<String> {
     local_storage()?.get_item("consenso-token").ok()?.filter(|t| !t.is_empty())
 }
 
+/// A query parameter of the page's URL (`?lang=es&present`).
+fn query(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
 fn initial_lang() -> Lang {
-    let saved = local_storage().and_then(|s| s.get_item("consenso-lang").ok().flatten());
+    let saved =
+        query("lang").or_else(|| local_storage().and_then(|s| s.get_item("consenso-lang").ok().flatten()));
     let browser = web_sys::window().and_then(|w| w.navigator().language());
     match saved.or(browser) {
         Some(l) if l.starts_with("es") => Lang::Es,
@@ -184,7 +191,7 @@ pub fn App() -> Html {
     let now = use_state(now_ms);
     let ui = use_reducer(|| Ui {
         lang: initial_lang(),
-        presentation: false,
+        presentation: query("present").is_some(),
         selected: None,
         menu: None,
         partition: BTreeSet::new(),

@@ -170,6 +170,7 @@ impl Raft {
     /// Advances time to `now`, firing every timer that is due.
     pub fn tick(&mut self, now: Millis) {
         self.set_now(now);
+        self.expire_reads();
         if self.role == Role::Leader {
             if self.now >= self.heartbeat_deadline {
                 self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval;

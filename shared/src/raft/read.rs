@@ -6,9 +6,9 @@
 //! read began. A follower asks the leader for such an index and waits until it has applied it,
 //! which is how reads from followers can be correct (the original project's were not).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use super::{Body, Bug, Index, NodeId, Raft, ReadError, ReadId, ReadOutcome, Role};
+use super::{Body, Bug, Index, Millis, NodeId, Raft, ReadError, ReadId, ReadOutcome, Role};
 use crate::event::Event;
 
 #[derive(Debug, Default)]
@@ -20,10 +20,11 @@ pub(crate) struct ReadState {
     /// Reads waiting for a majority to acknowledge their round, oldest first.
     pending: VecDeque<PendingRead>,
     /// Reads that arrived before this leader committed an entry of its term: until then it does
-    /// not know the commit index.
-    waiting_for_commit: Vec<(ReadId, NodeId)>,
-    /// On a follower: reads it asked the leader about.
-    forwarded: BTreeSet<ReadId>,
+    /// not know the commit index. With the time they give up.
+    waiting_for_commit: Vec<(ReadId, NodeId, Millis)>,
+    /// On a follower: reads it asked the leader about, and when it stops waiting (a request or
+    /// answer lost on the way would otherwise be waited for forever).
+    forwarded: BTreeMap<ReadId, Millis>,
 }
 
 #[derive(Debug)]
@@ -32,6 +33,7 @@ struct PendingRead {
     requester: NodeId,
     index: Index,
     round: u64,
+    deadline: Millis,
 }
 
 impl ReadState {
@@ -59,7 +61,7 @@ impl ReadState {
 
 impl Raft {
     /// Asks for a linearizable read. The outcome arrives in a later `Ready::reads`.
-    pub fn read_index(&mut self, now: super::Millis, id: ReadId) {
+    pub fn read_index(&mut self, now: Millis, id: ReadId) {
         self.set_now(now);
         if self.cfg.bugs.has(Bug::StaleRead) {
             // The defect: answer from whatever this server has applied, asking nobody.
@@ -69,16 +71,24 @@ impl Raft {
         match (self.role, self.leader) {
             (Role::Leader, _) => self.leader_read(id, self.id),
             (_, Some(leader)) => {
-                self.reads.forwarded.insert(id);
+                let deadline = self.read_deadline();
+                self.reads.forwarded.insert(id, deadline);
                 self.send(leader, Body::ReadIndexRequest { read_id: id });
             }
             (_, None) => self.read_failed(id, ReadError::NoLeader),
         }
     }
 
+    /// How long a read may wait for confirmation: two election timeouts, after which the
+    /// leadership it waits on is in doubt anyway.
+    fn read_deadline(&self) -> Millis {
+        self.now + 2 * self.cfg.election_timeout
+    }
+
     fn leader_read(&mut self, id: ReadId, requester: NodeId) {
+        let deadline = self.read_deadline();
         if !self.committed_in_term() {
-            self.reads.waiting_for_commit.push((id, requester));
+            self.reads.waiting_for_commit.push((id, requester, deadline));
             return;
         }
         if self.quorum() <= 1 {
@@ -87,11 +97,11 @@ impl Raft {
         }
         let round = self.reads.start_round();
         let index = self.commit;
-        self.reads.pending.push_back(PendingRead { id, requester, index, round });
+        self.reads.pending.push_back(PendingRead { id, requester, index, round, deadline });
     }
 
     pub(super) fn release_reads_waiting_for_commit(&mut self) {
-        for (id, requester) in std::mem::take(&mut self.reads.waiting_for_commit) {
+        for (id, requester, _) in std::mem::take(&mut self.reads.waiting_for_commit) {
             self.leader_read(id, requester);
         }
     }
@@ -125,7 +135,7 @@ impl Raft {
     }
 
     pub(super) fn on_read_index_response(&mut self, _from: NodeId, id: ReadId, index: Option<Index>) {
-        if !self.reads.forwarded.remove(&id) {
+        if self.reads.forwarded.remove(&id).is_none() {
             return;
         }
         match index {
@@ -137,19 +147,49 @@ impl Raft {
     /// A leader stepping down answers every read it was holding: none of them can be confirmed.
     pub(super) fn fail_leader_reads(&mut self) {
         let reads = std::mem::take(&mut self.reads);
-        let held = reads.pending.into_iter().map(|r| (r.id, r.requester)).chain(reads.waiting_for_commit);
+        let held = reads
+            .pending
+            .into_iter()
+            .map(|r| (r.id, r.requester))
+            .chain(reads.waiting_for_commit.into_iter().map(|(id, r, _)| (id, r)));
         for (id, requester) in held.collect::<Vec<_>>() {
-            if requester == self.id {
-                self.read_failed(id, ReadError::LeadershipLost);
-            } else {
-                self.send(requester, Body::ReadIndexResponse { read_id: id, index: None });
-            }
+            self.refuse_read(id, requester, ReadError::LeadershipLost);
+        }
+    }
+
+    fn refuse_read(&mut self, id: ReadId, requester: NodeId, error: ReadError) {
+        if requester == self.id {
+            self.read_failed(id, error);
+        } else {
+            self.send(requester, Body::ReadIndexResponse { read_id: id, index: None });
+        }
+    }
+
+    /// Gives up on reads that waited too long for confirmation.
+    pub(super) fn expire_reads(&mut self) {
+        let now = self.now;
+        let expired: Vec<ReadId> =
+            self.reads.forwarded.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.reads.forwarded.remove(&id);
+            self.read_failed(id, ReadError::Unconfirmed);
+        }
+        let (late, kept): (Vec<PendingRead>, Vec<PendingRead>) =
+            std::mem::take(&mut self.reads.pending).into_iter().partition(|r| r.deadline <= now);
+        self.reads.pending = kept.into();
+        let (late_waiting, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.reads.waiting_for_commit).into_iter().partition(|(_, _, d)| *d <= now);
+        self.reads.waiting_for_commit = waiting;
+        for (id, requester) in
+            late.iter().map(|r| (r.id, r.requester)).chain(late_waiting.iter().map(|(id, r, _)| (*id, *r)))
+        {
+            self.refuse_read(id, requester, ReadError::Unconfirmed);
         }
     }
 
     /// A follower whose leader changed will never hear back about reads it forwarded.
     pub(super) fn fail_forwarded_reads(&mut self) {
-        for id in std::mem::take(&mut self.reads.forwarded) {
+        for (id, _) in std::mem::take(&mut self.reads.forwarded) {
             self.read_failed(id, ReadError::LeadershipLost);
         }
     }

@@ -56,6 +56,8 @@ pub enum ReadError {
     NoLeader,
     /// Leadership changed while the read was pending.
     LeadershipLost,
+    /// No confirmation came in time (messages lost, or the leader cut off).
+    Unconfirmed,
 }
 
 impl std::fmt::Display for ReadError {
@@ -63,6 +65,7 @@ impl std::fmt::Display for ReadError {
         f.write_str(match self {
             ReadError::NoLeader => "no leader is known to confirm the read",
             ReadError::LeadershipLost => "leadership changed while the read was pending",
+            ReadError::Unconfirmed => "the leader did not confirm the read in time",
         })
     }
 }

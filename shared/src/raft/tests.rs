@@ -734,6 +734,19 @@ fn s6_4_a_follower_without_a_leader_fails_the_read_at_once() {
 }
 
 #[test]
+fn s6_4_a_follower_read_whose_request_is_lost_gives_up_instead_of_waiting_forever() {
+    let mut h = Harness::plain(3);
+    h.elect(1);
+    h.deliver();
+    h.cut.insert((3, 1));
+    let now = h.clock;
+    h.raft_mut(3).read_index(now, 9);
+    h.run_for(1_000);
+    assert_eq!(h.raft(3).leader(), Some(1), "still following the leader it cannot reach");
+    assert_eq!(h.reads[&3], vec![ReadOutcome { id: 9, result: Err(ReadError::Unconfirmed) }]);
+}
+
+#[test]
 fn stale_read_defect_answers_without_asking_anyone() {
     let mut h = Harness::new(3, |c| c.bugs = Bugs::none().with(Bug::StaleRead));
     let now = h.clock;

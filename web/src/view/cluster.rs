@@ -204,7 +204,7 @@ fn node(
         None => process(lang, state).to_string(),
     };
     let badges = [
-        (state == ProcessState::Paused, "⏸"),
+        (state == ProcessState::Paused, "❚❚"),
         (state == ProcessState::Crashed, "✖"),
         (state == ProcessState::Unreachable, "?"),
         (n.partitioned, "✂"),
@@ -234,8 +234,9 @@ fn node(
             { shape }
             <text class="name" y="-14">{ format!("{} {}", t(lang, T::Node), n.id) }</text>
             <text class="role" y="4">{ label }</text>
-            <text class="term" y="20">{ if down { String::new() } else { format!("{} {}", t(lang, T::Term), n.term) } }</text>
-            <text class="vote" y="34">{ if down { String::new() } else { vote } }</text>
+            // A server that cannot be heard from has no term we could vouch for.
+            <text class="term" y="20">{ if role.is_none() { String::new() } else { format!("{} {}", t(lang, T::Term), n.term) } }</text>
+            <text class="vote" y="34">{ if role.is_none() { String::new() } else { vote } }</text>
             <text class="badges" y={(-NODE_R - 16.0).to_string()}>{ badges }</text>
         </g>
     }
