@@ -30,10 +30,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A first port P such that P..P+20 are all free on 127.0.0.1.
+/// A first port P such that P..P+20 are all free on 127.0.0.1. Below 32768, where Linux does
+/// not pick ports for outgoing connections, so nothing takes them between the check and use.
 pub fn free_ports() -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (std::process::id() as u16 % 97) * 300 + (rand_u16() % 250) * 4;
+        let base = 20_000 + (std::process::id() as u16 % 30) * 400 + (rand_u16() % 90) * 4;
         if (0..20).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
@@ -63,7 +64,23 @@ impl Cluster {
         Cluster::start_with(nodes, proxies, &[])
     }
 
+    /// Starts a cluster and waits for its leader; tries other ports if one was taken meanwhile.
     pub fn start_with(nodes: u64, proxies: u16, extra: &[&str]) -> Cluster {
+        for _ in 0..3 {
+            let cluster = Cluster::spawn(nodes, proxies, extra);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if cluster.leader().is_some() {
+                    return cluster;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("no leader on ports from {}; trying other ports", cluster.port);
+        }
+        panic!("no cluster came up with a leader");
+    }
+
+    fn spawn(nodes: u64, proxies: u16, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports();
         let child = Command::new(BIN)
@@ -76,9 +93,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("consenso cluster starts");
-        let cluster = Cluster { child, port, dir, nodes };
-        cluster.wait_for_leader(Duration::from_secs(30));
-        cluster
+        Cluster { child, port, dir, nodes }
     }
 
     pub fn proxy(&self, i: u16) -> String {
