@@ -229,9 +229,11 @@ fn print_banner(
     println!("  data:              {}", data_dir.display());
     println!("  logs:              {}", logs.display());
     println!();
-    println!("  try:  consenso client --proxy {first} put greeting hello");
-    println!("        consenso client --proxy {first} get greeting");
-    println!("        consenso client --proxy {first} --token {token} crash 1");
+    // As the user started us (e.g. target/release/consenso), so the lines can be pasted.
+    let me = std::env::args().next().unwrap_or_else(|| "consenso".into());
+    println!("  try:  {me} client --proxy {first} put greeting hello");
+    println!("        {me} client --proxy {first} get greeting");
+    println!("        {me} client --proxy {first} --token {token} crash 1");
     println!();
     println!("Ctrl-C stops everything.");
 }
