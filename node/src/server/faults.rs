@@ -26,6 +26,11 @@ impl FaultState {
         self.settings.lock().expect("fault settings lock").clone()
     }
 
+    /// Just the time scale: the Raft loop asks on every batch, and need not copy the lists.
+    pub fn time_scale(&self) -> f64 {
+        self.settings.lock().expect("fault settings lock").time_scale
+    }
+
     pub fn set(&self, settings: FaultSettings) {
         *self.settings.lock().expect("fault settings lock") = settings;
     }

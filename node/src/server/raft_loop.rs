@@ -81,7 +81,7 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        let scale = server.shared.faults.get().time_scale;
+        let scale = server.shared.faults.time_scale();
         if (scale - clock.scale()).abs() > f64::EPSILON {
             clock.set_scale(scale);
         }
