@@ -40,11 +40,11 @@ pub fn LogsView(props: &Props) -> Html {
         let p = progress_of(n.id);
         let role = n.role.map_or("—".to_string(), |r| shared::event_text::role_name(r, lang).to_string());
         let snapshot = (n.log.snapshot_index >= first).then(|| html! {
-            <span key="snapshot" class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
+            <span class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
                 data-snapshot-index={n.log.snapshot_index.to_string()}>{ format!("≤{}", n.log.snapshot_index) }</span>
         });
         let earlier = (n.log.skipped > 0 && n.log.first_kept() > first).then(|| html! {
-            <span key="earlier" class="cell earlier" title={format!("{} {}", n.log.skipped, t(lang, T::EarlierEntries))}>{ "…" }</span>
+            <span class="cell earlier" title={format!("{} {}", n.log.skipped, t(lang, T::EarlierEntries))}>{ "…" }</span>
         });
         let start = first.max(n.log.first_kept());
         let cells = (start..=last).map(|index| {
@@ -59,12 +59,12 @@ pub fn LogsView(props: &Props) -> Html {
                     let committed = e.index <= n.commit;
                     let title = format!("#{} · {} {} · {}", e.index, t(lang, T::Term), e.term, e.text);
                     html! {
-                        <span key={index} class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
+                        <span class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
                             data-index={e.index.to_string()} data-term={e.term.to_string()} data-committed={committed.to_string()}
                             title={title}>{ e.term }</span>
                     }
                 }
-                None => html! { <span key={index} class={classes!("cell", "empty", marks)}></span> },
+                None => html! { <span class={classes!("cell", "empty", marks)}></span> },
             }
         });
         html! {
@@ -73,8 +73,8 @@ pub fn LogsView(props: &Props) -> Html {
                     <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
                     <small>{ format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied) }</small>
                 </span>
-                // Every cell is keyed by its index, so that when the log grows the cells shift
-                // in place instead of being rewritten.
+                // Cells are not keyed: a log that grows faster than the window moves every cell
+                // at each redraw, and rewriting attributes in place is cheaper than replacing them.
                 <span class="cells">{ for snapshot.into_iter().chain(earlier).chain(cells) }</span>
             </div>
         }
@@ -92,7 +92,7 @@ pub fn LogsView(props: &Props) -> Html {
             <h2>{ t(lang, T::Logs) }<small>{ format!(" #{first}–{last}") }</small></h2>
             <div class="index-ruler">
                 <span class="row-label"></span>
-                <span class="cells">{ for (first..=last).map(|i| html! { <span key={i} class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
+                <span class="cells">{ for (first..=last).map(|i| html! { <span class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
             </div>
             { for rows }
             { if span > WINDOW {

@@ -133,7 +133,7 @@ pub fn TimelineView(props: &Props) -> Html {
         .map(|item| {
             let kind = Kind::of(&item.event);
             html! {
-                <li key={item.seq} class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
+                <li class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
                     <time>{ wall_clock(item.t, origin, zone) }</time>
                     <strong>{ format!("{} {}", t(lang, T::Node), item.node) }</strong>
                     { " " }{ item.event.describe_in(lang) }
