@@ -60,8 +60,6 @@ pub struct Flight {
 
 #[derive(Debug, Clone)]
 pub struct TimelineItem {
-    /// Position in the stream, a stable key for drawing.
-    pub seq: u64,
     pub t: f64,
     pub node: NodeId,
     pub event: Event,
@@ -287,8 +285,7 @@ impl Model {
             _ => {}
         }
         if timeline {
-            let seq = self.timeline.front().map_or(0, |i| i.seq + 1);
-            self.timeline.push_front(TimelineItem { seq, t, node: id, event: observed.event.clone() });
+            self.timeline.push_front(TimelineItem { t, node: id, event: observed.event.clone() });
             self.timeline.truncate(TIMELINE_LEN);
             self.versions.timeline += 1;
         }
