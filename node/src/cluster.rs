@@ -16,18 +16,20 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shared::protocol::{
     ApiError, ErrorKind, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProcessState, SupervisorInbound,
-    SupervisorOutbound, encode, parse,
+    SupervisorOutbound,
 };
 use shared::raft::NodeId;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+
+use crate::ws::{accept_frame, answer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -382,22 +384,20 @@ async fn upgrade(ws: WebSocketUpgrade, State(supervisor): State<Arc<Supervisor>>
     ws.on_upgrade(move |s| proxy_link(s, supervisor))
 }
 
-async fn send(socket: &mut WebSocket, frame: &SupervisorOutbound) -> bool {
-    socket.send(Message::text(encode(frame))).await.is_ok()
-}
-
 /// A proxy's link: process commands in, results and process states out.
 async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
-    let hello = match tokio::time::timeout(Duration::from_secs(5), crate::ws::accept_text(&mut socket)).await
-    {
-        Ok(Some(text)) => parse::<SupervisorInbound>(&text),
-        _ => return,
-    };
+    let hello =
+        match tokio::time::timeout(Duration::from_secs(5), accept_frame::<SupervisorInbound>(&mut socket))
+            .await
+        {
+            Ok(Some(frame)) => frame,
+            _ => return,
+        };
     match hello {
         Ok(SupervisorInbound::Hello { version, token }) if version == PROTOCOL_VERSION => {
             if !crate::secret::same_token(&token, &supervisor.token) {
                 let error = ApiError::new(ErrorKind::Unauthorized, "wrong token");
-                send(&mut socket, &SupervisorOutbound::Error { error }).await;
+                answer(&mut socket, &SupervisorOutbound::Error { error }).await;
                 return;
             }
         }
@@ -406,21 +406,21 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
                 ErrorKind::VersionMismatch,
                 format!("version {version} is not {PROTOCOL_VERSION}"),
             );
-            send(&mut socket, &SupervisorOutbound::Error { error }).await;
+            answer(&mut socket, &SupervisorOutbound::Error { error }).await;
             return;
         }
         Ok(_) => return,
         Err(error) => {
-            send(&mut socket, &SupervisorOutbound::Error { error }).await;
+            answer(&mut socket, &SupervisorOutbound::Error { error }).await;
             return;
         }
     }
-    if !send(&mut socket, &SupervisorOutbound::Welcome { version: PROTOCOL_VERSION }).await {
+    if !answer(&mut socket, &SupervisorOutbound::Welcome { version: PROTOCOL_VERSION }).await {
         return;
     }
     let mut updates = supervisor.updates.subscribe();
     let processes = updates.borrow_and_update().clone();
-    if !send(&mut socket, &SupervisorOutbound::Processes { processes }).await {
+    if !answer(&mut socket, &SupervisorOutbound::Processes { processes }).await {
         return;
     }
     loop {
@@ -428,11 +428,11 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
             changed = updates.changed() => {
                 if changed.is_err() { return; }
                 let processes = updates.borrow_and_update().clone();
-                if !send(&mut socket, &SupervisorOutbound::Processes { processes }).await { return; }
+                if !answer(&mut socket, &SupervisorOutbound::Processes { processes }).await { return; }
             }
-            text = crate::ws::accept_text(&mut socket) => {
-                let Some(text) = text else { return };
-                let reply = match parse::<SupervisorInbound>(&text) {
+            frame = accept_frame::<SupervisorInbound>(&mut socket) => {
+                let Some(frame) = frame else { return };
+                let reply = match frame {
                     Ok(SupervisorInbound::Process { id, node, action }) => {
                         tracing::info!("supervisor: {action:?} node {node}");
                         SupervisorOutbound::Done { id, result: supervisor.act(node, action).await }
@@ -442,7 +442,7 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
                     },
                     Err(error) => SupervisorOutbound::Error { error },
                 };
-                if !send(&mut socket, &reply).await { return; }
+                if !answer(&mut socket, &reply).await { return; }
             }
         }
     }

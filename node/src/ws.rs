@@ -80,17 +80,29 @@ impl Backoff {
     }
 }
 
-/// The next text frame on an accepted (server-side) connection; `None` when it ends.
-pub async fn accept_text(socket: &mut axum::extract::ws::WebSocket) -> Option<String> {
+/// The next frame on an accepted (server-side) connection, parsed; `None` when it ended.
+pub async fn accept_frame<T: DeserializeOwned>(
+    socket: &mut axum::extract::ws::WebSocket,
+) -> Option<Result<T, ApiError>> {
     use axum::extract::ws::Message as AxumMessage;
     loop {
         match socket.recv().await? {
-            Ok(AxumMessage::Text(text)) => return Some(text.to_string()),
-            Ok(AxumMessage::Binary(_)) => return Some(String::from("<binary frame>")),
+            Ok(AxumMessage::Text(text)) => return Some(parse(text.as_str())),
+            Ok(AxumMessage::Binary(_)) => {
+                return Some(Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "binary frames are not part of the protocol",
+                )));
+            }
             Ok(AxumMessage::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         }
     }
+}
+
+/// Sends a frame on an accepted connection; false if it is gone.
+pub async fn answer<T: Serialize>(socket: &mut axum::extract::ws::WebSocket, frame: &T) -> bool {
+    socket.send(axum::extract::ws::Message::text(encode(frame))).await.is_ok()
 }
 
 /// Accepted connections with Nagle's algorithm off: our frames are small request/response

@@ -56,33 +56,12 @@ impl Backend {
         self.state.lock().expect("backend state lock")
     }
 
-    /// The last status, if recent enough to trust.
-    pub fn fresh_status(&self) -> Option<ServerStatus> {
+    /// Reads a recent status (one that is not stale and comes over a live link), without
+    /// copying more of it than `read` takes: the router asks on every request.
+    pub fn fresh<T>(&self, read: impl FnOnce(&ServerStatus) -> T) -> Option<T> {
         let state = self.state();
         match &state.status {
-            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => Some(status.clone()),
-            _ => None,
-        }
-    }
-
-    /// Role and term from a recent status, without copying the whole report (the router asks
-    /// for every request).
-    pub fn fresh_role(&self) -> Option<(shared::raft::Role, shared::raft::Term)> {
-        let state = self.state();
-        match &state.status {
-            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => {
-                Some((status.replica.raft.role, status.replica.raft.term))
-            }
-            _ => None,
-        }
-    }
-
-    pub fn fresh_time_scale(&self) -> Option<f64> {
-        let state = self.state();
-        match &state.status {
-            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => {
-                Some(status.faults.time_scale)
-            }
+            Some((status, at)) if state.connected && at.elapsed() < STALE_AFTER => Some(read(status)),
             _ => None,
         }
     }

@@ -82,7 +82,7 @@ fn candidates(hub: &Hub, avoid: &Avoid) -> (Option<NodeId>, Vec<NodeId>) {
         .backends
         .iter()
         .filter(|(id, _)| !avoid.contains(id))
-        .filter_map(|(id, b)| b.fresh_role().map(|(role, term)| (*id, role, term)))
+        .filter_map(|(id, b)| b.fresh(|s| (*id, s.replica.raft.role, s.replica.raft.term)))
         .collect();
     let leader = roles
         .iter()

@@ -29,9 +29,13 @@ fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyF
 }
 
 async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
-    let hello = match tokio::time::timeout(Duration::from_secs(10), crate::ws::accept_text(&mut socket)).await
+    let hello = match tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::ws::accept_frame::<ClientFrame>(&mut socket),
+    )
+    .await
     {
-        Ok(Some(text)) => parse::<ClientFrame>(&text),
+        Ok(Some(frame)) => frame,
         _ => return,
     };
     let (token, subscribe) = match hello {

@@ -26,7 +26,7 @@ pub async fn publish_periodically(hub: Arc<Hub>) {
 pub fn cluster_status(hub: &Hub) -> ClusterStatus {
     let mut nodes = Vec::new();
     for (id, backend) in &hub.backends {
-        let fresh = backend.fresh_status();
+        let fresh = backend.fresh(shared::protocol::ServerStatus::clone);
         let process = hub.supervisor.as_ref().and_then(|s| s.process(*id));
         let state = match (&process, &fresh) {
             (Some(p), _) => p.state,
@@ -123,7 +123,7 @@ pub fn leader_of(nodes: &[NodeView]) -> Option<NodeId> {
 pub fn time_scale(hub: &Hub) -> f64 {
     hub.backends
         .values()
-        .filter_map(|b| b.fresh_time_scale())
+        .filter_map(|b| b.fresh(|s| s.faults.time_scale))
         .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))))
         .unwrap_or(1.0)
 }

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{Input, Shared};
-use crate::ws::TRANSPORT_LIMIT;
+use crate::ws::{TRANSPORT_LIMIT, accept_frame, answer};
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let app = axum::Router::new()
@@ -38,35 +38,13 @@ async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Res
         .on_upgrade(move |s| connection(s, shared))
 }
 
-/// The next frame: `None` when the connection ended.
-pub async fn recv_frame<T: serde::de::DeserializeOwned>(
-    socket: &mut WebSocket,
-) -> Option<Result<T, ApiError>> {
-    loop {
-        match socket.recv().await? {
-            Ok(Message::Text(text)) => return Some(parse(text.as_str())),
-            Ok(Message::Binary(_)) => {
-                return Some(Err(ApiError::new(
-                    ErrorKind::BadRequest,
-                    "binary frames are not part of the protocol",
-                )));
-            }
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-pub async fn send_frame<T: serde::Serialize>(socket: &mut WebSocket, frame: &T) -> bool {
-    socket.send(Message::text(encode(frame))).await.is_ok()
-}
-
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
-    let hello =
-        match tokio::time::timeout(Duration::from_secs(5), recv_frame::<ServerInbound>(&mut socket)).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) | Err(_) => return,
-        };
+    let hello = match tokio::time::timeout(Duration::from_secs(5), accept_frame::<ServerInbound>(&mut socket))
+        .await
+    {
+        Ok(Some(frame)) => frame,
+        Ok(None) | Err(_) => return,
+    };
     let refuse = |kind, message: String| ServerOutbound::Error { error: ApiError::new(kind, message) };
     let caller = match hello {
         Ok(ServerInbound::Hello { version, token, caller }) => {
@@ -74,28 +52,27 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 let msg = format!(
                     "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
                 );
-                send_frame(&mut socket, &refuse(ErrorKind::VersionMismatch, msg)).await;
+                answer(&mut socket, &refuse(ErrorKind::VersionMismatch, msg)).await;
                 return;
             }
             if !crate::secret::same_token(&token, &shared.token) {
                 tracing::warn!("refused a connection with a wrong token");
-                send_frame(&mut socket, &refuse(ErrorKind::Unauthorized, "wrong token".into())).await;
+                answer(&mut socket, &refuse(ErrorKind::Unauthorized, "wrong token".into())).await;
                 return;
             }
             caller
         }
         Ok(_) => {
-            send_frame(&mut socket, &refuse(ErrorKind::BadRequest, "the first frame must be a hello".into()))
+            answer(&mut socket, &refuse(ErrorKind::BadRequest, "the first frame must be a hello".into()))
                 .await;
             return;
         }
         Err(error) => {
-            send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+            answer(&mut socket, &ServerOutbound::Error { error }).await;
             return;
         }
     };
-    if !send_frame(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await
-    {
+    if !answer(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await {
         return;
     }
     match caller {
@@ -110,7 +87,7 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
     if let Some(wake) = shared.peer_wakeups.get(&node) {
         wake.notify_one();
     }
-    while let Some(frame) = recv_frame::<ServerInbound>(&mut socket).await {
+    while let Some(frame) = accept_frame::<ServerInbound>(&mut socket).await {
         match frame {
             Ok(ServerInbound::Raft { messages }) => {
                 for msg in messages {
@@ -130,11 +107,11 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
             Ok(_) => {
                 let error =
                     ApiError::new(ErrorKind::BadRequest, "a peer connection carries only raft frames");
-                send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+                answer(&mut socket, &ServerOutbound::Error { error }).await;
             }
             Err(error) => {
                 tracing::warn!("peer {node} sent a frame I cannot read: {error}");
-                send_frame(&mut socket, &ServerOutbound::Error { error }).await;
+                answer(&mut socket, &ServerOutbound::Error { error }).await;
             }
         }
     }
