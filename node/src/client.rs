@@ -13,7 +13,7 @@ use shared::protocol::{
     AdminCommand, ClientFrame, ClusterStatus, ErrorKind, OpResult, PROTOCOL_VERSION, ProxyFrame, Session,
     parse_partition,
 };
-use shared::raft::NodeId;
+use shared::raft::{MessageId, NodeId};
 
 use crate::ws;
 
@@ -88,6 +88,43 @@ enum Op {
     TimeScale { scale: f64 },
     /// Ask the leader to hand leadership to NODE
     Transfer { node: NodeId },
+    /// Stop every server's clock: no timer fires, every message is held until a step
+    StopTime,
+    /// Let the clocks run again (held messages go on their way)
+    StartTime,
+    /// Deliver the oldest held message; with nothing held, advance to the next timer
+    Step {
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Deliver one held message now
+    DeliverMessage { id: MessageId },
+    /// Drop one held message
+    DropMessage { id: MessageId },
+    /// Run NODE's clock to its next timer (its election timer, on a follower)
+    FireTimer { node: NodeId },
+    /// Move the clocks forward by MS milliseconds (every server's, or one's)
+    Advance {
+        ms: u64,
+        #[arg(long)]
+        node: Option<NodeId>,
+    },
+    /// One-way network latency in ms of cluster time, or `auto`
+    Latency {
+        ms: String,
+        /// Up to this many more ms per message (default: half the latency)
+        #[arg(long)]
+        jitter: Option<u64>,
+    },
+    /// Most entries per AppendEntries (a number, or `default`)
+    Batch { entries: String },
+    /// Take a snapshot and compact the log now (every server, or one)
+    Snapshot {
+        #[arg(long)]
+        node: Option<NodeId>,
+    },
+    /// Restart the whole cluster on empty disks (needs `consenso cluster`)
+    Reset,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -136,12 +173,44 @@ fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
         Op::Delay { ms, node } => admin(AdminCommand::Delay { node: *node, ms: *ms }),
         Op::TimeScale { scale } => admin(AdminCommand::TimeScale { scale: *scale }),
         Op::Transfer { node } => admin(AdminCommand::TransferLeadership { to: *node }),
+        Op::StopTime => admin(AdminCommand::StopTime),
+        Op::StartTime => admin(AdminCommand::StartTime),
+        Op::Step { count } => admin(AdminCommand::Step { count: *count }),
+        Op::DeliverMessage { id } => admin(AdminCommand::DeliverMessage { id: *id }),
+        Op::DropMessage { id } => admin(AdminCommand::DropMessage { id: *id }),
+        Op::FireTimer { node } => admin(AdminCommand::FireTimer { node: *node }),
+        Op::Advance { ms, node } => admin(AdminCommand::Advance { node: *node, ms: *ms }),
+        Op::Latency { ms, jitter } => {
+            admin(AdminCommand::Latency { ms: number_or(ms, "auto").unwrap_or_default(), jitter_ms: *jitter })
+        }
+        Op::Batch { entries } => admin(AdminCommand::BatchSize {
+            entries: number_or(entries, "default").unwrap_or_default().map(|n| n as u32),
+        }),
+        Op::Snapshot { node } => admin(AdminCommand::Snapshot { node: *node }),
+        Op::Reset => admin(AdminCommand::Reset),
     }
 }
 
+/// A number, or the word that means "the default" (`None`).
+fn number_or(text: &str, word: &str) -> Result<Option<u64>, String> {
+    if text == word {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| format!("'{text}' is neither a number nor '{word}'"))
+}
+
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Op::Partition { groups } = &args.op {
-        parse_partition(groups).map_err(anyhow::Error::msg)?;
+    match &args.op {
+        Op::Partition { groups } => {
+            parse_partition(groups).map_err(anyhow::Error::msg)?;
+        }
+        Op::Latency { ms, .. } => {
+            number_or(ms, "auto").map_err(anyhow::Error::msg)?;
+        }
+        Op::Batch { entries } => {
+            number_or(entries, "default").map_err(anyhow::Error::msg)?;
+        }
+        _ => {}
     }
     let proxies: Vec<String> =
         args.cluster.proxy.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
@@ -259,6 +328,25 @@ fn print_status(cluster: &ClusterStatus) {
         cluster.time_scale,
         if cluster.supervised { "yes" } else { "no" }
     );
+    let t = &cluster.time;
+    println!(
+        "time: {}   latency: {} ms (+{} jitter){}   held messages: {}",
+        if t.stopped { "STOPPED" } else { "running" },
+        t.latency_ms,
+        t.jitter_ms,
+        if t.latency_auto { " auto" } else { "" },
+        t.held
+    );
+    for m in &t.messages {
+        println!("  held #{:<16} {} → {}  {}", m.id, m.from, m.to, m.kind.name());
+    }
+    if !cluster.bugs.is_empty() {
+        let names: Vec<&str> = cluster.bugs.iter().map(|b| b.name()).collect();
+        println!("deliberate defects: {}", names.join(", "));
+    }
+    for alarm in &cluster.alarms {
+        println!("ALARM {}: {}", alarm.property.name(), alarm.detail);
+    }
     println!(
         "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",
         "node", "address", "pid", "process", "role", "term", "vote", "last", "commit", "applied"

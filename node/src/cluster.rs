@@ -3,8 +3,9 @@
 //! Starts the servers and proxies, prints where everything is, and supervises: it restarts
 //! nothing by itself (a crash in a demo should stay visible), but executes admin commands for
 //! real — crash is SIGKILL, pause is SIGSTOP, resume SIGCONT, restart starts the server again
-//! on the same data directory. Proxies reach the supervisor over its own WebSocket endpoint.
-//! Ctrl-C (or SIGTERM) stops every child and exits.
+//! on the same data directory, reset starts every server again on an empty one. Proxies reach
+//! the supervisor over its own WebSocket endpoint. Ctrl-C (or SIGTERM) stops every child and
+//! exits.
 //!
 //! Ports: proxies at `--port`, `--port`+1, …; the supervisor at `--port`+9; server N at
 //! `--port`+10+N.
@@ -22,10 +23,10 @@ use axum::routing::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shared::protocol::{
-    ApiError, ErrorKind, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProcessState, SupervisorInbound,
-    SupervisorOutbound,
+    ApiError, ErrorKind, FaultSettings, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProcessState,
+    SupervisorInbound, SupervisorOutbound, encode,
 };
-use shared::raft::NodeId;
+use shared::raft::{Bug, NodeId};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -66,6 +67,18 @@ pub struct Args {
     /// Directory with the built page (passed to the proxies)
     #[arg(long)]
     web_dir: Option<PathBuf>,
+    /// One-way network latency in ms of cluster time (scaled by slow motion like every
+    /// timeout); default: none at real speed, a tenth of the election timeout in slow motion
+    #[arg(long)]
+    latency: Option<u64>,
+    /// Up to this many more ms per message (default: half the latency)
+    #[arg(long)]
+    jitter: Option<u64>,
+    /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
+    /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
+    /// forget-vote, stale-read, no-dedup
+    #[arg(long = "bug")]
+    bugs: Vec<Bug>,
 }
 
 struct Process {
@@ -80,8 +93,13 @@ struct Supervisor {
     token: String,
     logs: PathBuf,
     server_args: BTreeMap<NodeId, Vec<String>>,
+    data_dirs: BTreeMap<NodeId, PathBuf>,
+    /// Faults a server starts with when nobody says otherwise (the cluster's own options).
+    initial_faults: FaultSettings,
     processes: Mutex<BTreeMap<NodeId, Process>>,
-    updates: watch::Sender<Vec<ProcessInfo>>,
+    updates: watch::Sender<(Vec<ProcessInfo>, u64)>,
+    /// Resets so far: observers learn that what they knew is void.
+    epoch: std::sync::atomic::AtomicU64,
     stopping: std::sync::atomic::AtomicBool,
 }
 
@@ -111,28 +129,41 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
 
     let mut server_args = BTreeMap::new();
+    let mut data_dirs = BTreeMap::new();
     for (id, address) in &servers {
-        let args = vec![
+        let dir = data_dir.join(format!("node-{id}"));
+        let mut list = vec![
             "server".to_string(),
             format!("--id={id}"),
             format!("--peers={peers}"),
             format!("--listen={address}"),
-            format!("--data-dir={}", data_dir.join(format!("node-{id}")).display()),
+            format!("--data-dir={}", dir.display()),
             format!("--election-timeout={}", args.election_timeout),
             format!("--heartbeat={}", args.heartbeat),
             format!("--time-scale={}", args.time_scale),
             format!("--snapshot-every={}", args.snapshot_every),
         ];
-        server_args.insert(*id, args);
+        list.extend(args.bugs.iter().map(|b| format!("--bug={b}")));
+        server_args.insert(*id, list);
+        data_dirs.insert(*id, dir);
     }
-    let (updates, _) = watch::channel(Vec::new());
+    let initial_faults = FaultSettings {
+        time_scale: args.time_scale,
+        latency_ms: args.latency,
+        jitter_ms: args.jitter,
+        ..FaultSettings::normal()
+    };
+    let (updates, _) = watch::channel((Vec::new(), 0));
     let supervisor = Arc::new(Supervisor {
         exe: exe.clone(),
         token: token.clone(),
         logs: logs.clone(),
         server_args,
+        data_dirs,
+        initial_faults,
         processes: Mutex::new(BTreeMap::new()),
         updates,
+        epoch: std::sync::atomic::AtomicU64::new(0),
         stopping: std::sync::atomic::AtomicBool::new(false),
     });
 
@@ -148,7 +179,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move { axum::serve(crate::ws::no_delay(listener), app).await });
 
         for (id, _) in &servers {
-            supervisor.start(*id)?;
+            supervisor.start(*id, None)?;
         }
         let mut proxy_children = Vec::new();
         for address in &proxies {
@@ -173,6 +204,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             proxy_children.push(child);
         }
         print_banner(&proxies, &servers, &supervisor, &token, &data_dir, &logs);
+        if !args.bugs.is_empty() {
+            let names: Vec<String> = args.bugs.iter().map(|b| format!("{b} ({})", b.explanation())).collect();
+            println!("  DELIBERATE DEFECTS: {}", names.join("; "));
+            println!("  The page's invariant monitor should raise an alarm when they bite (try the lesson figure-8).");
+            println!();
+        }
 
         crate::shutdown_signal().await;
         println!("stopping the cluster…");
@@ -249,14 +286,17 @@ impl Supervisor {
             .iter()
             .map(|(node, p)| ProcessInfo { node: *node, pid: p.pid, state: p.state })
             .collect();
-        let _ = self.updates.send(list);
+        let _ = self.updates.send((list, self.epoch.load(std::sync::atomic::Ordering::SeqCst)));
     }
 
-    /// Starts server `id` (again) on its data directory.
-    fn start(self: &Arc<Self>, id: NodeId) -> anyhow::Result<u32> {
+    /// Starts server `id` (again) on its data directory, with `faults` in force from its first
+    /// moment (else the cluster's own).
+    fn start(self: &Arc<Self>, id: NodeId, faults: Option<FaultSettings>) -> anyhow::Result<u32> {
         let log = log_file(&self.logs, &format!("node-{id}"))?;
+        let faults = faults.unwrap_or_else(|| self.initial_faults.clone());
         let mut child: Child = Command::new(&self.exe)
             .args(&self.server_args[&id])
+            .arg(format!("--faults={}", encode(&faults)))
             .env("CONSENSO_TOKEN", &self.token)
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -304,7 +344,12 @@ impl Supervisor {
         Ok((p.pid, p.state))
     }
 
-    async fn act(self: &Arc<Self>, node: NodeId, action: ProcessAction) -> Result<String, ApiError> {
+    async fn act(
+        self: &Arc<Self>,
+        node: NodeId,
+        action: ProcessAction,
+        faults: Option<FaultSettings>,
+    ) -> Result<String, ApiError> {
         let (pid, state) = self.pid_of(node)?;
         let signal = |sig: Signal| -> Result<(), ApiError> {
             let pid = pid
@@ -336,12 +381,40 @@ impl Supervisor {
                     signal(Signal::SIGKILL)?;
                     self.wait_for_exit(node).await;
                 }
-                let pid = self.start(node).map_err(|e| {
+                let pid = self.start(node, faults).map_err(|e| {
                     ApiError::new(ErrorKind::Unavailable, format!("cannot restart node {node}: {e:#}"))
                 })?;
                 Ok(format!("node {node} restarted (pid {pid}); it recovers from its data directory"))
             }
         }
+    }
+
+    /// Kills every server, empties its data directory and starts it again: a known start for
+    /// a lesson.
+    async fn reset(self: &Arc<Self>, faults: Option<FaultSettings>) -> Result<String, ApiError> {
+        let ids: Vec<NodeId> = self.server_args.keys().copied().collect();
+        let unavailable = |e: String| ApiError::new(ErrorKind::Unavailable, e);
+        for id in &ids {
+            let (pid, state) = self.pid_of(*id)?;
+            if let Some(pid) = pid.filter(|_| state != ProcessState::Crashed) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                self.wait_for_exit(*id).await;
+            }
+        }
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for id in &ids {
+            let dir = &self.data_dirs[id];
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| unavailable(format!("cannot empty {}: {e}", dir.display())))?;
+            }
+        }
+        for id in &ids {
+            self.start(*id, faults.clone())
+                .map_err(|e| unavailable(format!("cannot start node {id}: {e:#}")))?;
+        }
+        Ok(format!("{} servers restarted on empty disks", ids.len()))
     }
 
     fn set_state(&self, node: NodeId, state: ProcessState) {
@@ -419,23 +492,27 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
         return;
     }
     let mut updates = supervisor.updates.subscribe();
-    let processes = updates.borrow_and_update().clone();
-    if !answer(&mut socket, &SupervisorOutbound::Processes { processes }).await {
+    let (processes, epoch) = updates.borrow_and_update().clone();
+    if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch }).await {
         return;
     }
     loop {
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() { return; }
-                let processes = updates.borrow_and_update().clone();
-                if !answer(&mut socket, &SupervisorOutbound::Processes { processes }).await { return; }
+                let (processes, epoch) = updates.borrow_and_update().clone();
+                if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch }).await { return; }
             }
             frame = accept_frame::<SupervisorInbound>(&mut socket) => {
                 let Some(frame) = frame else { return };
                 let reply = match frame {
-                    Ok(SupervisorInbound::Process { id, node, action }) => {
+                    Ok(SupervisorInbound::Process { id, node, action, faults }) => {
                         tracing::info!("supervisor: {action:?} node {node}");
-                        SupervisorOutbound::Done { id, result: supervisor.act(node, action).await }
+                        SupervisorOutbound::Done { id, result: supervisor.act(node, action, faults).await }
+                    }
+                    Ok(SupervisorInbound::Reset { id, faults }) => {
+                        tracing::info!("supervisor: reset every server onto an empty disk");
+                        SupervisorOutbound::Done { id, result: supervisor.reset(faults).await }
                     }
                     Ok(SupervisorInbound::Hello { .. }) => SupervisorOutbound::Error {
                         error: ApiError::new(ErrorKind::BadRequest, "hello was already received"),

@@ -9,6 +9,7 @@
 //! - `cluster`: the supervisor that starts servers and proxies as child processes and crashes,
 //!   pauses and restarts them for real.
 //! - `client`, `bench`: headless use, one operation or a load.
+//! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
 //! - `ws`, `addr`, `secret`: WebSocket plumbing, address parsing, tokens and random ids.
 
@@ -18,6 +19,7 @@ mod check;
 mod client;
 mod cluster;
 mod proxy;
+mod scenario;
 mod secret;
 mod server;
 mod sim;
@@ -55,6 +57,8 @@ enum Command {
     Sim(sim::Args),
     /// Check a recorded history (JSON lines) for linearizability
     Check(check::Args),
+    /// The built-in lessons: list them, or run one headless against a live cluster
+    Scenario(scenario::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::Sim(args) => return sim::main(args),
         Command::Check(args) => return check::main(args),
+        Command::Scenario(args) => return scenario::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

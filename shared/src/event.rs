@@ -7,7 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::{ConflictHint, Index, MessageKind, Millis, NodeId, ReadId, Role, Term, VoteRefusal};
+use crate::check::Property;
+use crate::raft::{
+    Body, ConflictHint, Index, Message, MessageId, MessageKind, Millis, NodeId, ReadId, Role, Term,
+    VoteRefusal,
+};
 
 /// An event as it leaves a server: who, when (the server's clock, in ms), and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +28,25 @@ pub enum Event {
     RoleChanged { role: Role, term: Term, leader: Option<NodeId>, reason: RoleReason },
     /// The election timer was (re)armed: it fires at `deadline` unless a leader is heard first.
     ElectionTimerReset { deadline: Millis, timeout: Millis },
-    /// A message left this server.
-    MessageSent { to: NodeId, kind: MessageKind, term: Term, detail: MessageDetail },
+    /// A message left this server. It reaches `to` after `delay` ms of the sender's clock (the
+    /// network's latency, jitter and any injected delay), unless a `MessageLost` follows.
+    /// While the sender's clock is stopped the message waits: it is *held*.
+    MessageSent { id: MessageId, to: NodeId, term: Term, message: MessageSummary, delay: Millis },
+    /// A message will not arrive, and why. `from` is the sender (the event may come from the
+    /// receiver, which drops messages from peers it is cut off from).
+    MessageLost { from: NodeId, id: MessageId, to: NodeId, reason: LossReason },
+    /// A held message was released by a step: it arrives after `travel_ms` of real time.
+    MessageStepped { id: MessageId, to: NodeId, travel_ms: u64 },
+    /// This server's clock stopped: no timer fires and its messages wait.
+    ClockStopped,
+    /// This server's clock runs again.
+    ClockStarted,
+    /// This server's clock jumped forward by `by` ms (a step with nothing held), firing the
+    /// timers that came due.
+    ClockAdvanced { by: Millis },
+    /// The live invariant monitor found one of Raft's safety properties broken (emitted by a
+    /// proxy, with node 0).
+    Alarm { alarm: Alarm },
     /// This server gave its (pre-)vote.
     VoteGranted { candidate: NodeId, term: Term, pre_vote: bool },
     /// This server refused its (pre-)vote, and the rule that made it refuse.
@@ -93,14 +114,180 @@ pub enum RoleReason {
     TimeoutNow { from: NodeId },
 }
 
-/// A few numbers about a message, for drawing it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageDetail {
-    /// Entries carried (AppendEntries) or the index concerned (responses, snapshots).
-    pub entries: u32,
-    pub index: Index,
-    /// For responses and votes: whether it says yes.
-    pub ok: bool,
+/// A message's fields without its payload: what a page shows when a message is clicked and
+/// what lessons match held messages against. Entries are summarised by their count and range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MessageSummary {
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+        transfer: bool,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+        refusal: Option<VoteRefusal>,
+    },
+    AppendEntries {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        /// How many entries, at indices `prev_log_index + 1 ..= prev_log_index + entries`.
+        entries: u32,
+        /// The term of the last entry carried, if any.
+        last_entry_term: Option<Term>,
+        leader_commit: Index,
+    },
+    AppendResponse {
+        success: bool,
+        index: Index,
+        conflict: Option<ConflictHint>,
+        last_log_index: Index,
+    },
+    InstallSnapshot {
+        index: Index,
+        term: Term,
+    },
+    SnapshotResponse {
+        index: Index,
+    },
+    TimeoutNow,
+    ReadIndexRequest {
+        read_id: ReadId,
+    },
+    ReadIndexResponse {
+        read_id: ReadId,
+        index: Option<Index>,
+    },
+}
+
+impl MessageSummary {
+    pub fn of(body: &Body) -> MessageSummary {
+        match body {
+            Body::RequestVote { pre_vote, last_log_index, last_log_term, transfer } => {
+                MessageSummary::RequestVote {
+                    pre_vote: *pre_vote,
+                    last_log_index: *last_log_index,
+                    last_log_term: *last_log_term,
+                    transfer: *transfer,
+                }
+            }
+            Body::VoteResponse { pre_vote, granted, refusal } => {
+                MessageSummary::VoteResponse { pre_vote: *pre_vote, granted: *granted, refusal: *refusal }
+            }
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, .. } => {
+                MessageSummary::AppendEntries {
+                    prev_log_index: *prev_log_index,
+                    prev_log_term: *prev_log_term,
+                    entries: entries.len() as u32,
+                    last_entry_term: entries.last().map(|e| e.term),
+                    leader_commit: *leader_commit,
+                }
+            }
+            Body::AppendResponse { success, index, conflict, last_log_index, .. } => {
+                MessageSummary::AppendResponse {
+                    success: *success,
+                    index: *index,
+                    conflict: *conflict,
+                    last_log_index: *last_log_index,
+                }
+            }
+            Body::InstallSnapshot { snapshot } => {
+                MessageSummary::InstallSnapshot { index: snapshot.meta.index, term: snapshot.meta.term }
+            }
+            Body::SnapshotResponse { index } => MessageSummary::SnapshotResponse { index: *index },
+            Body::TimeoutNow => MessageSummary::TimeoutNow,
+            Body::ReadIndexRequest { read_id } => MessageSummary::ReadIndexRequest { read_id: *read_id },
+            Body::ReadIndexResponse { read_id, index } => {
+                MessageSummary::ReadIndexResponse { read_id: *read_id, index: *index }
+            }
+        }
+    }
+
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            MessageSummary::RequestVote { pre_vote: true, .. } => MessageKind::PreVote,
+            MessageSummary::RequestVote { .. } => MessageKind::RequestVote,
+            MessageSummary::VoteResponse { pre_vote: true, .. } => MessageKind::PreVoteResponse,
+            MessageSummary::VoteResponse { .. } => MessageKind::VoteResponse,
+            MessageSummary::AppendEntries { entries: 0, .. } => MessageKind::Heartbeat,
+            MessageSummary::AppendEntries { .. } => MessageKind::AppendEntries,
+            MessageSummary::AppendResponse { .. } => MessageKind::AppendResponse,
+            MessageSummary::InstallSnapshot { .. } => MessageKind::InstallSnapshot,
+            MessageSummary::SnapshotResponse { .. } => MessageKind::SnapshotResponse,
+            MessageSummary::TimeoutNow => MessageKind::TimeoutNow,
+            MessageSummary::ReadIndexRequest { .. } => MessageKind::ReadIndexRequest,
+            MessageSummary::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+        }
+    }
+
+    /// Entries carried (AppendEntries), else 0.
+    pub fn entries(&self) -> u32 {
+        match self {
+            MessageSummary::AppendEntries { entries, .. } => *entries,
+            _ => 0,
+        }
+    }
+
+    /// The indices of the entries carried, if any.
+    pub fn entry_range(&self) -> Option<(Index, Index)> {
+        match self {
+            MessageSummary::AppendEntries { prev_log_index, entries, .. } if *entries > 0 => {
+                Some((prev_log_index + 1, prev_log_index + *entries as Index))
+            }
+            _ => None,
+        }
+    }
+
+    /// For answers: whether it says yes. Requests count as yes.
+    pub fn ok(&self) -> bool {
+        match self {
+            MessageSummary::VoteResponse { granted, .. } => *granted,
+            MessageSummary::AppendResponse { success, .. } => *success,
+            MessageSummary::ReadIndexResponse { index, .. } => index.is_some(),
+            _ => true,
+        }
+    }
+}
+
+/// The summary event of a message as it leaves its sender.
+pub fn message_sent(msg: &Message, delay: Millis) -> Event {
+    Event::MessageSent {
+        id: msg.id,
+        to: msg.to,
+        term: msg.term,
+        message: MessageSummary::of(&msg.body),
+        delay,
+    }
+}
+
+/// Why a message did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReason {
+    /// The link between sender and receiver is cut (a partition or a one-way block).
+    Partition,
+    /// The network's injected random loss took it.
+    RandomLoss,
+    /// The receiver could not be reached when the message was due (crashed, or not yet up).
+    Unreachable,
+    /// An admin dropped it (a click on the message in the page, or `client drop-message`).
+    Dropped,
+    /// The sender already held too many messages (`transit::TRANSIT_LIMIT`).
+    Overflow,
+}
+
+/// A broken safety property, as the live invariant monitor reports it: which property, on
+/// which servers, in which term and at which log index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub property: Property,
+    pub nodes: Vec<NodeId>,
+    pub term: Term,
+    pub index: Option<Index>,
+    /// What was seen, in English.
+    pub detail: String,
 }
 
 /// A log entry as the page draws it: position, term and a short description of the command.

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, RoleReason};
-use crate::raft::{MessageKind, Role, VoteRefusal};
+use crate::event::{Event, LossReason, MessageSummary, RoleReason};
+use crate::raft::{Role, VoteRefusal};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +54,22 @@ fn refusal(r: &VoteRefusal, lang: Lang) -> String {
         ),
         (VoteRefusal::LeaderActive { leader }, Lang::En) => format!("node {leader} is a live leader"),
         (VoteRefusal::LeaderActive { leader }, Lang::Es) => format!("el nodo {leader} es un líder activo"),
+    }
+}
+
+/// Why a message was lost, in words.
+pub fn loss(reason: LossReason, lang: Lang) -> &'static str {
+    match (reason, lang) {
+        (LossReason::Partition, Lang::En) => "the link is cut",
+        (LossReason::Partition, Lang::Es) => "el enlace está cortado",
+        (LossReason::RandomLoss, Lang::En) => "random loss",
+        (LossReason::RandomLoss, Lang::Es) => "pérdida aleatoria",
+        (LossReason::Unreachable, Lang::En) => "the receiver is unreachable",
+        (LossReason::Unreachable, Lang::Es) => "el destinatario no está accesible",
+        (LossReason::Dropped, Lang::En) => "dropped by hand",
+        (LossReason::Dropped, Lang::Es) => "descartado a mano",
+        (LossReason::Overflow, Lang::En) => "the sender's queue is full",
+        (LossReason::Overflow, Lang::Es) => "la cola del emisor está llena",
     }
 }
 
@@ -108,26 +124,90 @@ impl Event {
                     format!("election timer set to {timeout} ms (fires at t={deadline})")
                 }
             }
-            Event::MessageSent { to, kind, term, detail } => {
-                let extra = match kind {
-                    MessageKind::AppendEntries => {
-                        format!(" ({} entries, up to {})", detail.entries, detail.index)
-                    }
-                    MessageKind::AppendResponse
-                    | MessageKind::VoteResponse
-                    | MessageKind::PreVoteResponse => {
-                        if detail.ok {
-                            " (yes)".to_string()
+            Event::MessageSent { id, to, term, message, delay } => {
+                let kind = message.kind();
+                let extra = match message {
+                    MessageSummary::AppendEntries { entries, prev_log_index, .. } if *entries > 0 => {
+                        let (first, last) = (prev_log_index + 1, prev_log_index + *entries as u64);
+                        if es {
+                            format!(" (entradas {first}–{last})")
                         } else {
-                            " (no)".to_string()
+                            format!(" (entries {first}–{last})")
+                        }
+                    }
+                    MessageSummary::AppendResponse { .. } | MessageSummary::VoteResponse { .. } => {
+                        match (message.ok(), es) {
+                            (true, false) => " (yes)".to_string(),
+                            (true, true) => " (sí)".to_string(),
+                            (false, _) => " (no)".to_string(),
                         }
                     }
                     _ => String::new(),
                 };
-                if es {
-                    format!("envía {} al nodo {to}, término {term}{extra}", kind.name())
+                let after = if *delay > 0 {
+                    if es { format!(", llega en {delay} ms") } else { format!(", arrives in {delay} ms") }
                 } else {
-                    format!("sends {} to node {to} in term {term}{extra}", kind.name())
+                    String::new()
+                };
+                if es {
+                    format!("envía {} #{id} al nodo {to}, término {term}{extra}{after}", kind.name())
+                } else {
+                    format!("sends {} #{id} to node {to} in term {term}{extra}{after}", kind.name())
+                }
+            }
+            Event::MessageLost { from, id, to, reason } => {
+                let why = loss(*reason, lang);
+                if es {
+                    format!("el mensaje #{id} del nodo {from} al nodo {to} se perdió: {why}")
+                } else {
+                    format!("message #{id} from node {from} to node {to} was lost: {why}")
+                }
+            }
+            Event::MessageStepped { id, to, .. } => {
+                if es {
+                    format!("un paso entrega el mensaje #{id} al nodo {to}")
+                } else {
+                    format!("a step delivers message #{id} to node {to}")
+                }
+            }
+            Event::ClockStopped => {
+                if es {
+                    "su reloj se detiene: ningún temporizador vence y sus mensajes esperan".into()
+                } else {
+                    "its clock stopped: no timer fires and its messages wait".into()
+                }
+            }
+            Event::ClockStarted => {
+                if es {
+                    "su reloj vuelve a correr".into()
+                } else {
+                    "its clock runs again".into()
+                }
+            }
+            Event::ClockAdvanced { by } => {
+                if es {
+                    format!("su reloj avanza {by} ms hasta el próximo temporizador")
+                } else {
+                    format!("its clock jumped {by} ms to the next timer")
+                }
+            }
+            Event::Alarm { alarm } => {
+                let nodes = alarm.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+                let index = alarm.index.map_or(String::new(), |i| format!(", index {i}"));
+                if es {
+                    format!(
+                        "ALARMA — se violó {} (nodos {nodes}, término {}{index}): {}",
+                        alarm.property.name_es(),
+                        alarm.term,
+                        alarm.detail
+                    )
+                } else {
+                    format!(
+                        "ALARM — {} broken (nodes {nodes}, term {}{index}): {}",
+                        alarm.property.name(),
+                        alarm.term,
+                        alarm.detail
+                    )
                 }
             }
             Event::VoteGranted { candidate, term, pre_vote } => match (es, pre_vote) {

@@ -12,17 +12,21 @@
 //! - [`event`]: observation events — the one vocabulary the node, the page and the simulator use
 //!   to say what happened.
 //! - [`event_text`]: events in words, in English and Spanish.
-//! - [`check`]: the safety and linearizability checkers.
+//! - [`check`]: the safety and linearizability checkers, and the live invariant monitor.
+//! - [`lesson`]: scripted lessons that stage Raft's rules on a live cluster, with captions.
 //! - [`sim`]: the deterministic simulator that drives replicas through faults and runs the
 //!   checkers.
+//! - [`transit`]: messages on their way — ids, latency, holding while a clock is stopped, loss.
 //! - [`rng`]: the deterministic random number generator behind every "random" choice.
 
 pub mod check;
 pub mod event;
 pub mod event_text;
 pub mod kv;
+pub mod lesson;
 pub mod protocol;
 pub mod raft;
 pub mod replica;
 pub mod rng;
 pub mod sim;
+pub mod transit;

@@ -16,9 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Consistency, EntrySummary, LogMirror, Observed};
+use crate::event::{Alarm, Consistency, EntrySummary, LogMirror, MessageSummary, Observed};
 use crate::kv::ClientId;
-use crate::raft::{Index, Message, NodeId, Term};
+use crate::lesson::{LessonAction, LessonStatus};
+use crate::raft::{Bug, Index, Message, MessageId, MessageKind, Millis, NodeId, Term};
 use crate::replica::{ReplicaStatus, Reply, Request};
 
 /// Bumped on any incompatible change; peers with another version are refused with a clear error.
@@ -111,6 +112,35 @@ pub enum AdminCommand {
     TimeScale { scale: f64 },
     /// Ask the leader to hand leadership to `to` (dissertation §3.10).
     TransferLeadership { to: NodeId },
+    /// Stop every server's clock: no timer fires, and every message sent from now on (and
+    /// every one still on its way) is held until a step releases it.
+    StopTime,
+    /// Let the clocks run again; held messages continue their journeys.
+    StartTime,
+    /// Deliver the oldest held message (in send order), `count` times; when nothing is held,
+    /// advance the clocks to the next timer instead. Stops time first if it runs.
+    Step { count: u32 },
+    /// Deliver one held message now (from any server).
+    DeliverMessage { id: MessageId },
+    /// Drop one held or travelling message (from any server).
+    DropMessage { id: MessageId },
+    /// Run one server's clock forward to its next timer (its election timer, on a follower).
+    FireTimer { node: NodeId },
+    /// Move clocks forward by `ms` (every server's, or one's).
+    Advance { node: Option<NodeId>, ms: u64 },
+    /// One-way network latency and jitter in ms of cluster time (scaled by slow motion like
+    /// every timeout); `null` for automatic: none at real speed, a tenth of the election
+    /// timeout in slow motion.
+    Latency { ms: Option<u64>, jitter_ms: Option<u64> },
+    /// Most entries per AppendEntries (`null`: the servers' own setting). 1 shows entries
+    /// travelling one by one.
+    BatchSize { entries: Option<u32> },
+    /// Take a snapshot and compact the log now (one server or all).
+    Snapshot { node: Option<NodeId> },
+    /// Restart the whole cluster on empty disks, with the network healed and time running.
+    Reset,
+    /// Start, advance or stop a lesson (see `consenso scenario list`).
+    Lesson { action: LessonAction },
 }
 
 impl AdminCommand {
@@ -138,6 +168,25 @@ impl AdminCommand {
             AdminCommand::Delay { node: None, ms } => format!("delay all messages by {ms} ms"),
             AdminCommand::TimeScale { scale } => format!("time scale ×{scale}"),
             AdminCommand::TransferLeadership { to } => format!("transfer leadership to node {to}"),
+            AdminCommand::StopTime => "stop time".to_string(),
+            AdminCommand::StartTime => "start time".to_string(),
+            AdminCommand::Step { count: 1 } => "step".to_string(),
+            AdminCommand::Step { count } => format!("{count} steps"),
+            AdminCommand::DeliverMessage { id } => format!("deliver message #{id}"),
+            AdminCommand::DropMessage { id } => format!("drop message #{id}"),
+            AdminCommand::FireTimer { node } => format!("fire node {node}'s timer"),
+            AdminCommand::Advance { node: Some(n), ms } => format!("advance node {n}'s clock by {ms} ms"),
+            AdminCommand::Advance { node: None, ms } => format!("advance the clocks by {ms} ms"),
+            AdminCommand::Latency { ms: Some(ms), jitter_ms } => {
+                format!("latency {ms} ms (jitter {} ms)", jitter_ms.map_or("auto".into(), |j| j.to_string()))
+            }
+            AdminCommand::Latency { ms: None, .. } => "automatic latency".to_string(),
+            AdminCommand::BatchSize { entries: Some(n) } => format!("at most {n} entries per AppendEntries"),
+            AdminCommand::BatchSize { entries: None } => "default AppendEntries batches".to_string(),
+            AdminCommand::Snapshot { node: Some(n) } => format!("snapshot node {n}"),
+            AdminCommand::Snapshot { node: None } => "snapshot every node".to_string(),
+            AdminCommand::Reset => "reset the cluster".to_string(),
+            AdminCommand::Lesson { action } => action.describe(),
         }
     }
 }
@@ -176,7 +225,7 @@ pub enum ProxyFrame {
     },
     Status {
         id: Option<u64>,
-        cluster: ClusterStatus,
+        cluster: Box<ClusterStatus>,
     },
     /// Observation events from every server, in arrival order.
     Events {
@@ -203,6 +252,10 @@ pub enum ProxyFrame {
 pub struct Picture {
     pub cluster: ClusterStatus,
     pub logs: Vec<(NodeId, LogMirror)>,
+    /// The latest events worth a line in the timeline (oldest first), so that a page that
+    /// opens late sees what happened just before.
+    #[serde(default)]
+    pub recent: Vec<Observed>,
 }
 
 /// The outcome of a client operation.
@@ -291,12 +344,63 @@ pub struct ClusterStatus {
     pub proxies: Vec<String>,
     /// Whether a supervisor (`consenso cluster`) runs the processes: crash/restart/pause work.
     pub supervised: bool,
+    /// Whether time is stopped, and the messages held meanwhile.
+    #[serde(default)]
+    pub time: TimeStatus,
+    /// Safety properties the live invariant monitor saw broken, oldest first.
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
+    /// The lesson running on this proxy, if any.
+    #[serde(default)]
+    pub lesson: Option<LessonStatus>,
+    /// Deliberate defects the servers run with (`cluster --bug`); empty in a correct cluster.
+    #[serde(default)]
+    pub bugs: Vec<Bug>,
     /// Requests this proxy completed recently.
     #[serde(default)]
     pub stats: RequestStats,
     /// Raft messages sent per second across the cluster (pages draw only a sample of them).
     #[serde(default)]
     pub messages_per_s: f64,
+}
+
+/// Time in the cluster, as the servers report it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeStatus {
+    /// Any reachable server's clock is stopped.
+    pub stopped: bool,
+    /// Messages held or on their way, across the cluster.
+    pub held: u64,
+    /// The held messages, oldest first (at most `HELD_LISTED`).
+    #[serde(default)]
+    pub messages: Vec<HeldMessage>,
+    /// One-way latency and jitter in force, in ms of cluster time.
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Whether the latency is the automatic one.
+    #[serde(default)]
+    pub latency_auto: bool,
+}
+
+/// Held messages listed in a status at most.
+pub const HELD_LISTED: usize = 100;
+
+/// A message waiting in its sender's network queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMessage {
+    pub id: MessageId,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub kind: MessageKind,
+    pub term: Term,
+    pub message: MessageSummary,
+    /// When it left and when it arrives, on the sender's clock.
+    pub sent_at: Millis,
+    pub due: Millis,
+    /// Wall-clock milliseconds at sending, for ordering messages of different senders.
+    pub stamp: u64,
 }
 
 /// Client requests completed by one proxy over the last few seconds.
@@ -395,6 +499,41 @@ pub enum ServerInbound {
     },
     /// Exit at once without cleanup, as a crash would (used when no supervisor can SIGKILL).
     Crash,
+    /// Inspect or act on this server's clock and held messages; answered with `time`.
+    Time {
+        id: u64,
+        command: TimeCommand,
+    },
+    /// Take a snapshot at the applied index and compact the log now.
+    Snapshot,
+}
+
+/// What a proxy asks of a server's clock and network queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TimeCommand {
+    /// Only report.
+    Report,
+    /// Deliver these held messages now (after a short, visible journey).
+    Release { ids: Vec<MessageId> },
+    /// Drop these held messages.
+    Drop { ids: Vec<MessageId> },
+    /// Move the clock forward by `ms`, firing the timers that come due.
+    Advance { ms: Millis },
+}
+
+/// A server's clock and held messages, after a `TimeCommand`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeReport {
+    pub node: NodeId,
+    pub now: Millis,
+    pub stopped: bool,
+    /// When the next timer fires, on this server's clock.
+    pub next_deadline: Millis,
+    /// Every message in this server's network queue, in send order.
+    pub held: Vec<HeldMessage>,
+    /// Messages of the command found and acted on, with the real time (ms) they travel.
+    pub acted: Vec<(MessageId, u64)>,
 }
 
 /// Frames a server sends.
@@ -411,6 +550,9 @@ pub enum ServerOutbound {
     },
     Events {
         events: Vec<Observed>,
+        /// Counts event frames from 1; a gap tells the proxy it missed some.
+        #[serde(default)]
+        seq: u64,
     },
     Status {
         status: Box<ServerStatus>,
@@ -424,6 +566,10 @@ pub enum ServerOutbound {
     },
     Error {
         error: ApiError,
+    },
+    Time {
+        id: u64,
+        report: TimeReport,
     },
 }
 
@@ -441,6 +587,18 @@ pub struct FaultSettings {
     pub delay_ms: u64,
     /// Timeouts are multiplied by this (1 = real time).
     pub time_scale: f64,
+    /// One-way latency of every message in ms of cluster time; `None`: automatic.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Up to this much more per message (uniform); `None`: half the latency.
+    #[serde(default)]
+    pub jitter_ms: Option<u64>,
+    /// The clock is stopped: no timer fires and messages wait.
+    #[serde(default)]
+    pub time_stopped: bool,
+    /// Most entries per AppendEntries; `None`: the server's own setting.
+    #[serde(default)]
+    pub max_entries: Option<u32>,
 }
 
 impl FaultSettings {
@@ -450,6 +608,15 @@ impl FaultSettings {
 
     pub fn partitioned(&self) -> bool {
         !self.blocked_to.is_empty() || !self.blocked_from.is_empty()
+    }
+
+    /// The latency and jitter in force, given the server's base election timeout: automatic
+    /// latency is none at real speed (the network is what it is) and, in slow motion, a tenth of
+    /// the election timeout, so that a vote's round trip can be seen, as in RaftScope.
+    pub fn latency(&self, election_timeout: Millis) -> (Millis, Millis) {
+        let latency =
+            self.latency_ms.unwrap_or(if self.time_scale >= 2.0 { election_timeout / 10 } else { 0 });
+        (latency, self.jitter_ms.unwrap_or(latency / 2))
     }
 }
 
@@ -468,6 +635,26 @@ pub struct ServerStatus {
     pub kv_truncated: bool,
     /// Resident memory, if the OS tells.
     pub rss_bytes: Option<u64>,
+    /// The clock and the network queue.
+    #[serde(default)]
+    pub clock: ClockStatus,
+    /// Deliberate defects this server runs with (`--bug`).
+    #[serde(default)]
+    pub bugs: Vec<Bug>,
+}
+
+/// A server's clock and what waits in its network queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockStatus {
+    pub stopped: bool,
+    /// When its next timer fires (same clock as `now`).
+    pub next_deadline: Millis,
+    /// Latency and jitter in force, in ms of cluster time.
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    /// Messages queued, and the oldest of them (at most `HELD_LISTED`).
+    pub held_count: u64,
+    pub held: Vec<HeldMessage>,
 }
 
 // ---------------------------------------------------------------- proxy ↔ supervisor
@@ -475,8 +662,25 @@ pub struct ServerStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SupervisorInbound {
-    Hello { version: u32, token: String },
-    Process { id: u64, node: NodeId, action: ProcessAction },
+    Hello {
+        version: u32,
+        token: String,
+    },
+    Process {
+        id: u64,
+        node: NodeId,
+        action: ProcessAction,
+        /// On restart: the faults the server starts with (a partition, a stopped clock…), so
+        /// that it never runs a moment without them.
+        #[serde(default)]
+        faults: Option<FaultSettings>,
+    },
+    /// Stop every server, empty their data directories and start them again.
+    Reset {
+        id: u64,
+        #[serde(default)]
+        faults: Option<FaultSettings>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,10 +695,22 @@ pub enum ProcessAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SupervisorOutbound {
-    Welcome { version: u32 },
-    Done { id: u64, result: Result<String, ApiError> },
-    Processes { processes: Vec<ProcessInfo> },
-    Error { error: ApiError },
+    Welcome {
+        version: u32,
+    },
+    Done {
+        id: u64,
+        result: Result<String, ApiError>,
+    },
+    Processes {
+        processes: Vec<ProcessInfo>,
+        /// Bumped by every reset: what observers knew of the cluster before is void.
+        #[serde(default)]
+        epoch: u64,
+    },
+    Error {
+        error: ApiError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -597,7 +813,13 @@ mod snapshot_frame_tests {
             data: kv,
         };
         let frame = ServerInbound::Raft {
-            messages: vec![Message { from: 1, to: 2, term: 1, body: Body::InstallSnapshot { snapshot } }],
+            messages: vec![Message {
+                id: 0,
+                from: 1,
+                to: 2,
+                term: 1,
+                body: Body::InstallSnapshot { snapshot },
+            }],
         };
         let text = encode(&frame);
         assert_eq!(parse::<ServerInbound>(&text), Ok(frame), "{text}");

@@ -417,6 +417,18 @@ impl Replica {
         }
     }
 
+    /// Takes a snapshot at the applied index now (an admin asked), unless there is nothing new
+    /// to compact. The driver persists it like one from `finish`.
+    pub fn compact_now(&mut self) -> Option<Snapshot> {
+        let applied = self.kv.applied();
+        self.raft.compact(applied, self.kv.snapshot())
+    }
+
+    /// Changes the AppendEntries batch limit at run time (see `Raft::set_max_entries_per_message`).
+    pub fn set_max_entries_per_message(&mut self, entries: usize) {
+        self.raft.set_max_entries_per_message(entries);
+    }
+
     fn maybe_compact(&mut self) -> Option<Snapshot> {
         let applied = self.kv.applied();
         if self.snapshot_every == 0 || applied < self.raft.snapshot_index() + self.snapshot_every {

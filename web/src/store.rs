@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use shared::event::{Event, LogMirror, MessageDetail, Observed};
+use shared::event::{Event, LogMirror, MessageSummary, Observed};
 use shared::protocol::{ClusterStatus, FaultSettings, NodeAddress, ProcessState, ProxyFrame, RequestStats};
 use shared::raft::{Index, MessageKind, NodeId, PeerProgress, Role, Term};
 
@@ -53,7 +53,7 @@ pub struct Flight {
     pub from: NodeId,
     pub to: NodeId,
     pub kind: MessageKind,
-    pub detail: MessageDetail,
+    pub message: MessageSummary,
     pub start: f64,
     pub duration: f64,
 }
@@ -239,7 +239,7 @@ impl Model {
                 }
                 timeline = false;
             }
-            Event::MessageSent { to, kind, detail, .. } => {
+            Event::MessageSent { to, message, .. } => {
                 self.message_times.push_back(t);
                 while self.message_times.len() > 20_000
                     || self.message_times.front().is_some_and(|m| t - m > 1_000.0)
@@ -251,8 +251,8 @@ impl Model {
                     self.flights.push_back(Flight {
                         from: id,
                         to: *to,
-                        kind: *kind,
-                        detail: *detail,
+                        kind: message.kind(),
+                        message: *message,
                         start: t,
                         duration,
                     });

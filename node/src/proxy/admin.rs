@@ -1,16 +1,33 @@
-//! Admin commands: process faults through the supervisor, network faults and the time scale
-//! through each server's fault settings.
+//! Admin commands: process faults through the supervisor, network faults, latency and the time
+//! scale through each server's fault settings; time control in `time`, lessons in `lessons`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use shared::protocol::{AdminCommand, ApiError, ErrorKind, ProcessAction, ProxyFrame, ServerInbound};
+use shared::protocol::{
+    AdminCommand, ApiError, ErrorKind, FaultSettings, ProcessAction, ProxyFrame, ServerInbound,
+};
 use shared::raft::NodeId;
 
-use super::Hub;
 use super::status::{cluster_status, time_scale};
+use super::{Hub, lessons, time};
 
-pub async fn execute(hub: &Hub, id: u64, command: AdminCommand) -> ProxyFrame {
+/// Longest injected delay or latency, in ms of cluster time.
+const MAX_DELAY_MS: u64 = 10_000;
+
+/// An admin command from a client or page.
+pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFrame {
     let description = command.describe();
+    if let AdminCommand::Lesson { action } = command {
+        return match lessons::control(hub, action).await {
+            Ok(message) => ProxyFrame::AdminDone { id, message },
+            Err(error) => ProxyFrame::Error { id: Some(id), error },
+        };
+    }
+    if matches!(command, AdminCommand::Reset) {
+        // Someone starts over by hand: a lesson in progress would fight them.
+        hub.lessons.stop();
+    }
     match run(hub, id, command).await {
         Ok(message) => {
             tracing::info!("admin: {description}: {message}");
@@ -32,7 +49,8 @@ fn known(hub: &Hub, node: NodeId) -> Result<(), ApiError> {
     }
 }
 
-async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiError> {
+/// Carries out a command (for clients, and for lessons, which call it directly).
+pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiError> {
     let scale = time_scale(hub);
     match command {
         AdminCommand::Crash { node }
@@ -46,8 +64,11 @@ async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiErr
                 AdminCommand::Pause { .. } => ProcessAction::Pause,
                 _ => ProcessAction::Resume,
             };
+            // A restarted server starts with the faults in force (a partition, a stopped clock).
+            let faults =
+                (action == ProcessAction::Restart).then(|| hub.backends[&node].current_faults(scale));
             match &hub.supervisor {
-                Some(supervisor) => supervisor.act(id, node, action).await,
+                Some(supervisor) => supervisor.act(id, node, action, faults).await,
                 None if action == ProcessAction::Crash => {
                     // No supervisor: ask the server to kill itself.
                     hub.backends[&node].send(ServerInbound::Crash);
@@ -140,8 +161,11 @@ async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiErr
             Ok(format!("dropping {:.0}% of messages", rate * 100.0))
         }
         AdminCommand::Delay { node, ms } => {
-            if ms > 10_000 {
-                return Err(ApiError::new(ErrorKind::BadRequest, "delay is limited to 10000 ms"));
+            if ms > MAX_DELAY_MS {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("delay is limited to {MAX_DELAY_MS} ms"),
+                ));
             }
             for backend in targets(hub, node)? {
                 let mut faults = backend.current_faults(scale);
@@ -169,7 +193,101 @@ async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiErr
             hub.backends[&leader].send(ServerInbound::Transfer { to });
             Ok(format!("asked leader {leader} to hand over to node {to}"))
         }
+        AdminCommand::StopTime => time::stop(hub).await,
+        AdminCommand::StartTime => time::start(hub).await,
+        AdminCommand::Step { count } => time::step(hub, count).await,
+        AdminCommand::DeliverMessage { id } => time::deliver_message(hub, id).await,
+        AdminCommand::DropMessage { id } => time::drop_message(hub, id).await,
+        AdminCommand::FireTimer { node } => {
+            known(hub, node)?;
+            time::fire_timer(hub, node).await
+        }
+        AdminCommand::Advance { node, ms } => {
+            if let Some(n) = node {
+                known(hub, n)?;
+            }
+            if ms > MAX_DELAY_MS * 10 {
+                return Err(ApiError::new(ErrorKind::BadRequest, "advance by at most 100000 ms at a time"));
+            }
+            time::advance(hub, node, ms).await
+        }
+        AdminCommand::Latency { ms, jitter_ms } => {
+            if ms.is_some_and(|l| l > MAX_DELAY_MS) || jitter_ms.is_some_and(|j| j > MAX_DELAY_MS) {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("latency and jitter are limited to {MAX_DELAY_MS} ms"),
+                ));
+            }
+            for backend in hub.backends.values() {
+                let mut faults = backend.current_faults(scale);
+                faults.latency_ms = ms;
+                faults.jitter_ms = jitter_ms;
+                backend.set_faults(faults);
+            }
+            Ok(match ms {
+                Some(ms) => format!(
+                    "messages take {ms} ms (plus up to {} ms of jitter) of cluster time",
+                    jitter_ms.unwrap_or(ms / 2)
+                ),
+                None => {
+                    "automatic latency: none at real speed, a tenth of the election timeout in slow motion"
+                        .to_string()
+                }
+            })
+        }
+        AdminCommand::BatchSize { entries } => {
+            if entries == Some(0) {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "an AppendEntries carries at least one entry",
+                ));
+            }
+            for backend in hub.backends.values() {
+                let mut faults = backend.current_faults(scale);
+                faults.max_entries = entries;
+                backend.set_faults(faults);
+            }
+            Ok(match entries {
+                Some(n) => format!("at most {n} entries per AppendEntries"),
+                None => "AppendEntries batches back to the servers' own limit".to_string(),
+            })
+        }
+        AdminCommand::Snapshot { node } => {
+            for backend in targets(hub, node)? {
+                backend.send(ServerInbound::Snapshot);
+            }
+            Ok("asked for a snapshot at the applied index".to_string())
+        }
+        AdminCommand::Reset => reset(hub, id, scale).await,
+        AdminCommand::Lesson { .. } => {
+            Err(ApiError::new(ErrorKind::BadRequest, "a lesson cannot start or control another lesson"))
+        }
     }
+}
+
+/// Restarts every server on an empty disk, with the network healed and time running; the
+/// lecturer's slow motion and latency stay.
+async fn reset(hub: &Hub, id: u64, scale: f64) -> Result<String, ApiError> {
+    let Some(supervisor) = &hub.supervisor else {
+        return Err(ApiError::new(
+            ErrorKind::NotSupported,
+            "reset needs a supervisor: run the cluster with `consenso cluster`",
+        ));
+    };
+    let kept = hub.backends.values().next().map(|b| b.current_faults(scale));
+    let faults = FaultSettings {
+        time_scale: scale,
+        latency_ms: kept.as_ref().and_then(|f| f.latency_ms),
+        jitter_ms: kept.as_ref().and_then(|f| f.jitter_ms),
+        ..FaultSettings::normal()
+    };
+    for backend in hub.backends.values() {
+        backend.set_faults(faults.clone());
+    }
+    hub.time.set_stopped(false);
+    let result = supervisor.reset(id, Some(faults)).await;
+    hub.forget_cluster();
+    result
 }
 
 fn targets(

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use shared::event::LogMirror;
 use shared::protocol::{
     ApiError, Caller, ErrorKind, FaultSettings, PROTOCOL_VERSION, ProcessAction, ProcessInfo, ProxyFrame,
-    ServerInbound, ServerOutbound, ServerStatus, SupervisorInbound, SupervisorOutbound,
+    ServerInbound, ServerOutbound, ServerStatus, SupervisorInbound, SupervisorOutbound, TimeCommand,
+    TimeReport,
 };
 use shared::raft::NodeId;
 use shared::replica::{Reply, Request};
@@ -20,6 +21,8 @@ use crate::ws;
 
 /// A status older than this means the server is not answering (crashed, paused, cut off).
 pub const STALE_AFTER: Duration = Duration::from_millis(1_200);
+/// Patience for a server's answer to a time command.
+const TIME_PATIENCE: Duration = Duration::from_secs(3);
 
 /// What the proxy knows about one server.
 pub struct Backend {
@@ -28,6 +31,7 @@ pub struct Backend {
     outbox: mpsc::UnboundedSender<ServerInbound>,
     state: Mutex<BackendState>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending_time: Mutex<HashMap<u64, oneshot::Sender<TimeReport>>>,
 }
 
 #[derive(Default)]
@@ -35,6 +39,8 @@ struct BackendState {
     connected: bool,
     status: Option<(ServerStatus, Instant)>,
     log: LogMirror,
+    /// The number of the last event frame received (0: none since the log).
+    events_seq: u64,
     /// Faults this proxy asked for; applied again when the server comes back.
     desired_faults: Option<FaultSettings>,
 }
@@ -48,6 +54,7 @@ impl Backend {
             outbox,
             state: Mutex::new(BackendState::default()),
             pending: Mutex::new(HashMap::new()),
+            pending_time: Mutex::new(HashMap::new()),
         };
         (Arc::new(backend), rx)
     }
@@ -100,6 +107,31 @@ impl Backend {
         let _ = self.outbox.send(frame);
     }
 
+    /// A time command; the server's report once it is done, or `None` if it does not answer.
+    pub async fn time(&self, id: u64, command: TimeCommand) -> Option<TimeReport> {
+        if !self.is_connected() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending_time.lock().expect("pending lock").insert(id, tx);
+        self.send(ServerInbound::Time { id, command });
+        match tokio::time::timeout(TIME_PATIENCE, rx).await {
+            Ok(Ok(report)) => Some(report),
+            _ => {
+                self.pending_time.lock().expect("pending lock").remove(&id);
+                None
+            }
+        }
+    }
+
+    /// Forgets what the server said (the cluster was reset: its old status and log are void).
+    pub fn forget_state(&self) {
+        let mut state = self.state();
+        state.status = None;
+        state.log = LogMirror::default();
+        state.events_seq = 0;
+    }
+
     /// The faults to build on when changing this server's settings.
     pub fn current_faults(&self, time_scale: f64) -> FaultSettings {
         let state = self.state();
@@ -118,6 +150,7 @@ impl Backend {
     fn fail_pending(&self) {
         // Dropping the senders wakes every waiting request with an error.
         self.pending.lock().expect("pending lock").clear();
+        self.pending_time.lock().expect("pending lock").clear();
     }
 }
 
@@ -135,7 +168,11 @@ pub async fn run(hub: Arc<Hub>, backend: Arc<Backend>, mut outbox: mpsc::Unbound
                 tracing::info!("connected to node {} at {}", backend.id, backend.address);
                 announced = false;
                 backoff.reset();
-                backend.state().connected = true;
+                {
+                    let mut state = backend.state();
+                    state.connected = true;
+                    state.events_seq = 0;
+                }
                 let desired = backend.state().desired_faults.clone();
                 if let Some(faults) = desired {
                     let _ = ws::send(&mut stream, &ServerInbound::Faults { faults }).await;
@@ -202,21 +239,39 @@ fn handle(hub: &Hub, backend: &Backend, frame: ServerOutbound) {
                 let _ = tx.send(reply);
             }
         }
-        ServerOutbound::Events { events } => {
-            {
+        ServerOutbound::Time { id, report } => {
+            if let Some(tx) = backend.pending_time.lock().expect("pending lock").remove(&id) {
+                let _ = tx.send(report);
+            }
+        }
+        ServerOutbound::Events { events, seq } => {
+            let gap = {
                 let mut state = backend.state();
+                let gap = state.events_seq != 0 && seq != state.events_seq + 1;
+                state.events_seq = seq;
                 for observed in &events {
                     state.log.apply(&observed.event);
                 }
-            }
+                gap
+            };
+            hub.watch(backend.id, &events, gap);
             hub.fanout.offer(&events);
         }
         ServerOutbound::Status { status } => {
+            let stopped = status.clock.stopped;
             backend.state().status = Some((*status, Instant::now()));
+            hub.time.set_stopped(
+                stopped || hub.backends.values().any(|b| b.fresh(|s| s.clock.stopped).unwrap_or(false)),
+            );
         }
         ServerOutbound::Log { snapshot_index, snapshot_term, skipped, entries } => {
-            backend.state().log =
-                LogMirror { snapshot_index, snapshot_term, skipped, entries: entries.clone() };
+            let mirror = LogMirror { snapshot_index, snapshot_term, skipped, entries: entries.clone() };
+            {
+                let mut state = backend.state();
+                state.log = mirror.clone();
+                state.events_seq = 0;
+            }
+            hub.monitor().log(backend.id, mirror);
             hub.publish(ProxyFrame::Log {
                 node: backend.id,
                 snapshot_index,
@@ -237,6 +292,8 @@ pub struct Supervisor {
     processes: Mutex<BTreeMap<NodeId, ProcessInfo>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<String, ApiError>>>>,
     connected: Mutex<bool>,
+    /// The supervisor's reset count, as last seen.
+    epoch: Mutex<Option<u64>>,
 }
 
 impl Supervisor {
@@ -248,6 +305,7 @@ impl Supervisor {
             processes: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
             connected: Mutex::new(false),
+            epoch: Mutex::new(None),
         };
         (Arc::new(s), rx)
     }
@@ -260,7 +318,22 @@ impl Supervisor {
         *self.connected.lock().expect("connected lock")
     }
 
-    pub async fn act(&self, id: u64, node: NodeId, action: ProcessAction) -> Result<String, ApiError> {
+    pub async fn act(
+        &self,
+        id: u64,
+        node: NodeId,
+        action: ProcessAction,
+        faults: Option<FaultSettings>,
+    ) -> Result<String, ApiError> {
+        self.ask(id, SupervisorInbound::Process { id, node, action, faults }).await
+    }
+
+    /// Restarts every server on an empty disk with `faults`.
+    pub async fn reset(&self, id: u64, faults: Option<FaultSettings>) -> Result<String, ApiError> {
+        self.ask(id, SupervisorInbound::Reset { id, faults }).await
+    }
+
+    async fn ask(&self, id: u64, frame: SupervisorInbound) -> Result<String, ApiError> {
         if !self.is_connected() {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -269,8 +342,8 @@ impl Supervisor {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
-        let _ = self.outbox.send(SupervisorInbound::Process { id, node, action });
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        let _ = self.outbox.send(frame);
+        match tokio::time::timeout(Duration::from_secs(20), rx).await {
             Ok(Ok(result)) => result,
             _ => {
                 self.pending.lock().expect("pending lock").remove(&id);
@@ -281,10 +354,11 @@ impl Supervisor {
 }
 
 pub async fn run_supervisor(
-    token: String,
+    hub: Arc<Hub>,
     supervisor: Arc<Supervisor>,
     mut outbox: mpsc::UnboundedReceiver<SupervisorInbound>,
 ) {
+    let token = hub.token.clone();
     let url = match crate::addr::ws_url(&supervisor.address) {
         Ok(url) => url,
         Err(e) => return tracing::error!("supervisor: {e}"),
@@ -305,10 +379,17 @@ pub async fn run_supervisor(
                             },
                             incoming = ws::recv::<SupervisorOutbound>(&mut stream) => match incoming? {
                                 None => anyhow::bail!("closed"),
-                                Some(Ok(SupervisorOutbound::Processes { processes })) => {
-                                    let mut map = supervisor.processes.lock().expect("processes lock");
-                                    map.clear();
-                                    map.extend(processes.into_iter().map(|p| (p.node, p)));
+                                Some(Ok(SupervisorOutbound::Processes { processes, epoch })) => {
+                                    {
+                                        let mut map = supervisor.processes.lock().expect("processes lock");
+                                        map.clear();
+                                        map.extend(processes.into_iter().map(|p| (p.node, p)));
+                                    }
+                                    let before = supervisor.epoch.lock().expect("epoch lock").replace(epoch);
+                                    if before.is_some_and(|b| b != epoch) {
+                                        // Reset by us or by another proxy: what we knew is void.
+                                        hub.forget_cluster();
+                                    }
                                 }
                                 Some(Ok(SupervisorOutbound::Done { id, result })) => {
                                     if let Some(tx) = supervisor.pending.lock().expect("pending lock").remove(&id) {

@@ -6,14 +6,18 @@
 //! that changes something (roles, votes, entries, commits, snapshots, reads, faults) and, per
 //! link and kind of message, at most one routine message (heartbeat, append, acknowledgement)
 //! every `ROUTINE_EVERY` — plus the true message rate in the status. In slow motion nothing is
-//! dropped: messages are rarer than the limit.
+//! dropped: messages are rarer than the limit. A message's later events (lost, stepped) follow
+//! it only if the page got the message itself.
+//!
+//! The fanout also keeps the recent events worth a line in the timeline, so that a page that
+//! opens late sees the election that happened before it came.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use shared::event::{Event, Observed};
-use shared::raft::{MessageKind, NodeId};
+use shared::raft::{MessageId, MessageKind, NodeId};
 
 /// Routine messages per link and kind shown at most this often.
 const ROUTINE_EVERY: Duration = Duration::from_millis(150);
@@ -21,6 +25,10 @@ const ROUTINE_EVERY: Duration = Duration::from_millis(150);
 const TIMER_EVERY: Duration = Duration::from_millis(100);
 /// The window over which the message rate is counted.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
+/// Messages whose later events are forwarded: the newest this many that pages got.
+const FOLLOWED: usize = 8_192;
+/// Timeline events kept for pages that open later.
+pub const RECENT: usize = 300;
 
 #[derive(Default)]
 pub struct Fanout {
@@ -34,6 +42,42 @@ struct State {
     last_timer: HashMap<NodeId, Instant>,
     /// Every message sent, counted per 100 ms slot over the rate window.
     counts: Vec<(Instant, u64)>,
+    /// Messages pages got, so that their loss or step follows them.
+    followed: HashSet<(NodeId, MessageId)>,
+    followed_order: VecDeque<(NodeId, MessageId)>,
+    recent: VecDeque<Observed>,
+}
+
+impl State {
+    fn follow(&mut self, key: (NodeId, MessageId)) {
+        if self.followed.insert(key) {
+            self.followed_order.push_back(key);
+            if self.followed_order.len() > FOLLOWED {
+                if let Some(old) = self.followed_order.pop_front() {
+                    self.followed.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, observed: &Observed) {
+        self.recent.push_back(observed.clone());
+        while self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// Events that are a line in the timeline (not every message and timer).
+fn worth_a_line(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::MessageSent { .. }
+            | Event::MessageLost { .. }
+            | Event::MessageStepped { .. }
+            | Event::ElectionTimerReset { .. }
+            | Event::Applied { .. }
+    )
 }
 
 fn routine(kind: MessageKind) -> bool {
@@ -48,14 +92,24 @@ impl Fanout {
         let mut messages = 0;
         for observed in events {
             let keep = match &observed.event {
-                Event::MessageSent { to, kind, .. } => {
+                Event::MessageSent { id, to, message, .. } => {
                     messages += 1;
-                    !routine(*kind)
-                        || due(&mut s.last_message, (observed.node, *to, *kind), now, ROUTINE_EVERY)
+                    let kind = message.kind();
+                    let keep = !routine(kind)
+                        || due(&mut s.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY);
+                    if keep {
+                        s.follow((observed.node, *id));
+                    }
+                    keep
                 }
+                Event::MessageLost { from, id, .. } => s.followed.contains(&(*from, *id)),
+                Event::MessageStepped { id, .. } => s.followed.contains(&(observed.node, *id)),
                 Event::ElectionTimerReset { .. } => due(&mut s.last_timer, observed.node, now, TIMER_EVERY),
                 _ => true,
             };
+            if worth_a_line(&observed.event) {
+                s.remember(observed);
+            }
             if keep {
                 s.pending.push(observed.clone());
             }
@@ -65,6 +119,26 @@ impl Fanout {
             _ => s.counts.push((now, messages)),
         }
         s.counts.retain(|(slot, _)| now.duration_since(*slot) <= RATE_WINDOW);
+    }
+
+    /// An event every page must get (an alarm), unsampled.
+    pub fn push(&self, observed: Observed) {
+        let mut s = self.state.lock().expect("fanout lock");
+        s.remember(&observed);
+        s.pending.push(observed);
+    }
+
+    /// The recent timeline events, oldest first, for a page that just opened.
+    pub fn recent(&self) -> Vec<Observed> {
+        self.state.lock().expect("fanout lock").recent.iter().cloned().collect()
+    }
+
+    /// The cluster was reset: its past is not this cluster's.
+    pub fn forget(&self) {
+        let mut s = self.state.lock().expect("fanout lock");
+        s.recent.clear();
+        s.followed.clear();
+        s.followed_order.clear();
     }
 
     /// The events gathered since the last call.
@@ -104,14 +178,29 @@ fn due<K: std::hash::Hash + Eq>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::event::MessageDetail;
+    use shared::event::{LossReason, MessageSummary};
 
     fn sent(node: NodeId, to: NodeId, kind: MessageKind) -> Observed {
-        Observed {
-            node,
-            at: 0,
-            event: Event::MessageSent { to, kind, term: 1, detail: MessageDetail::default() },
-        }
+        sent_id(node, to, kind, 0)
+    }
+
+    fn sent_id(node: NodeId, to: NodeId, kind: MessageKind, id: MessageId) -> Observed {
+        let message = match kind {
+            MessageKind::Heartbeat => MessageSummary::AppendEntries {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: 0,
+                last_entry_term: None,
+                leader_commit: 0,
+            },
+            _ => MessageSummary::RequestVote {
+                pre_vote: false,
+                last_log_index: 0,
+                last_log_term: 0,
+                transfer: false,
+            },
+        };
+        Observed { node, at: 0, event: Event::MessageSent { id, to, term: 1, message, delay: 0 } }
     }
 
     #[test]
@@ -127,14 +216,29 @@ mod tests {
         let kept = f.take();
         let heartbeats = kept
             .iter()
-            .filter(|o| matches!(o.event, Event::MessageSent { kind: MessageKind::Heartbeat, .. }))
+            .filter(|o| matches!(&o.event, Event::MessageSent { message, .. } if message.kind() == MessageKind::Heartbeat))
             .count();
         let votes = kept
             .iter()
-            .filter(|o| matches!(o.event, Event::MessageSent { kind: MessageKind::RequestVote, .. }))
+            .filter(|o| matches!(&o.event, Event::MessageSent { message, .. } if message.kind() == MessageKind::RequestVote))
             .count();
         assert_eq!((heartbeats, votes), (2, 2), "one heartbeat per link; every vote request");
         assert!(f.take().is_empty());
         assert!(f.message_rate() >= 53.0 / 2.0 - 0.01);
+    }
+
+    #[test]
+    fn a_loss_follows_its_message_only_if_pages_got_the_message() {
+        let f = Fanout::default();
+        f.offer(&[sent_id(1, 2, MessageKind::Heartbeat, 10), sent_id(1, 2, MessageKind::Heartbeat, 11)]);
+        let lost = |id| Observed {
+            node: 1,
+            at: 0,
+            event: Event::MessageLost { from: 1, id, to: 2, reason: LossReason::Partition },
+        };
+        f.offer(&[lost(10), lost(11)]);
+        let kept = f.take();
+        assert_eq!(kept.len(), 2, "heartbeat 10 and its loss; not 11 (sampled out) nor its loss");
+        assert!(f.recent().is_empty(), "messages are not timeline lines");
     }
 }

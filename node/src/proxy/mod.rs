@@ -3,15 +3,19 @@
 //! On one port it serves the built page over HTTP and a WebSocket endpoint (`/ws`) for the CLI
 //! client, `consenso bench` and pages. It keeps a link to every server (`backend`), routes
 //! writes to the leader and reads to followers with retries that reuse the write's session
-//! (`routing`), turns admin commands into fault settings or supervisor actions (`admin`), and
-//! fans the servers' events out to every page (`session`, `status`).
+//! (`routing`), turns admin commands into fault settings or supervisor actions (`admin`),
+//! stops, steps and starts the cluster's time (`time`), runs lessons (`lessons`), watches
+//! Raft's safety properties live (`shared::check::Monitor`), and fans the servers' events out
+//! to every page (`session`, `status`, `fanout`).
 
 mod admin;
 mod backend;
 mod fanout;
+mod lessons;
 mod routing;
 mod session;
 mod status;
+mod time;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +24,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::sync::{Mutex, MutexGuard};
+
 use anyhow::Context;
 use axum::routing::get;
+use shared::check::Monitor;
+use shared::event::{Event, Observed};
 use shared::protocol::{NodeAddress, ProxyFrame, encode};
 use shared::raft::NodeId;
 use tokio::sync::broadcast;
@@ -61,6 +69,9 @@ pub struct Hub {
     pub observers: broadcast::Sender<Arc<str>>,
     pub stats: status::StatsWindow,
     pub fanout: fanout::Fanout,
+    pub time: time::TimeGate,
+    pub lessons: lessons::Lessons,
+    monitor: Mutex<Monitor>,
     next_id: AtomicU64,
     read_turn: AtomicUsize,
 }
@@ -80,6 +91,39 @@ impl Hub {
     /// A rotating counter for spreading reads over followers.
     pub fn next_turn(&self) -> usize {
         self.read_turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn monitor(&self) -> MutexGuard<'_, Monitor> {
+        self.monitor.lock().expect("monitor lock")
+    }
+
+    /// Feeds a server's events to the invariant monitor and raises what it finds.
+    pub fn watch(&self, node: NodeId, events: &[Observed], gap: bool) {
+        let alarms = {
+            let mut monitor = self.monitor();
+            if gap {
+                monitor.gap(node);
+            }
+            events.iter().flat_map(|observed| monitor.observe(observed)).collect::<Vec<_>>()
+        };
+        self.raise(alarms);
+    }
+
+    /// Tells pages about new alarms (as events from "node 0", the monitor) and logs them.
+    pub fn raise(&self, alarms: Vec<shared::event::Alarm>) {
+        for alarm in alarms {
+            tracing::error!("invariant monitor: {} broken: {}", alarm.property, alarm.detail);
+            self.fanout.push(Observed { node: 0, at: 0, event: Event::Alarm { alarm } });
+        }
+    }
+
+    /// The cluster was reset onto empty disks: forget its logs, statuses and alarms.
+    pub fn forget_cluster(&self) {
+        self.monitor().reset();
+        for backend in self.backends.values() {
+            backend.forget_state();
+        }
+        self.fanout.forget();
     }
 }
 
@@ -127,6 +171,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             observers,
             stats: status::StatsWindow::default(),
             fanout: fanout::Fanout::default(),
+            time: time::TimeGate::default(),
+            lessons: lessons::Lessons::default(),
+            monitor: Mutex::new(Monitor::new()),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
         });
@@ -134,7 +181,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             tokio::spawn(backend::run(hub.clone(), backend, outbox));
         }
         if let (Some(s), Some(rx)) = (supervisor, supervisor_outbox) {
-            tokio::spawn(backend::run_supervisor(args.token.clone(), s, rx));
+            tokio::spawn(backend::run_supervisor(hub.clone(), s, rx));
         }
         tokio::spawn(status::publish_periodically(hub.clone()));
         tokio::spawn(flush_events(hub.clone()));

@@ -7,6 +7,9 @@
 //!
 //! Reads go to followers in turn (linearizable by default, via ReadIndex; `stale` answers from
 //! the follower's state at once), or to the leader when asked.
+//!
+//! Patience counts only the time the cluster's clocks run: a write sent while time is stopped
+//! waits for the lecturer's steps instead of timing out.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,22 +28,35 @@ const ATTEMPT: Duration = Duration::from_millis(1_000);
 /// The whole request's patience, at time scale 1.
 const OVERALL: Duration = Duration::from_secs(10);
 
-enum Outcome {
+/// While time is stopped, how often a waiting request looks whether it runs again.
+const STOPPED_POLL: Duration = Duration::from_millis(50);
+
+pub(super) enum Outcome {
     Reply(Reply),
     /// No answer in time, or the link dropped: the server may be dead, paused or cut off.
     NoAnswer,
 }
 
-async fn ask(hub: &Hub, node: NodeId, request: Request, patience: Duration) -> Outcome {
+/// Sends one request to one server and waits for its answer for `patience` of running time.
+pub(super) async fn ask(hub: &Hub, node: NodeId, request: Request, patience: Duration) -> Outcome {
     let Some(backend) = hub.backends.get(&node) else { return Outcome::NoAnswer };
     let id = hub.next_id();
     let reply = backend.request(id, request);
-    match tokio::time::timeout(patience, reply).await {
-        Ok(Ok(reply)) => Outcome::Reply(reply),
-        Ok(Err(_)) => Outcome::NoAnswer,
-        Err(_) => {
+    tokio::pin!(reply);
+    let mark = hub.time.mark();
+    loop {
+        let left = patience.saturating_sub(hub.time.running_since(mark));
+        if left.is_zero() {
             backend.forget(id);
-            Outcome::NoAnswer
+            return Outcome::NoAnswer;
+        }
+        let nap = if hub.time.is_stopped() { STOPPED_POLL } else { left };
+        tokio::select! {
+            answer = &mut reply => return match answer {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(_) => Outcome::NoAnswer,
+            },
+            _ = tokio::time::sleep(nap) => {}
         }
     }
 }
@@ -120,21 +136,20 @@ async fn route(
     mut pick: impl FnMut(&Avoid, Option<NodeId>) -> Option<NodeId>,
 ) -> Routed {
     let (attempt, overall) = patience(hub);
-    let deadline = Instant::now() + overall;
+    let start = hub.time.mark();
     let mut hint: Option<NodeId> = None;
     let mut avoid = Avoid::default();
     let mut retries = 0;
     let mut problem = "no server answered".to_string();
-    while Instant::now() < deadline {
+    while hub.time.running_since(start) < overall {
         let Some(node) = pick(&avoid, hint.take()).or_else(|| any_node(hub, &avoid)) else {
             // Every server was tried: start over (one may have come back).
             avoid.clear();
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        match ask(hub, node, request.clone(), attempt.min(deadline.saturating_duration_since(Instant::now())))
-            .await
-        {
+        let left = overall.saturating_sub(hub.time.running_since(start));
+        match ask(hub, node, request.clone(), attempt.min(left)).await {
             Outcome::Reply(Reply::Error { error }) => {
                 problem = format!("node {node}: {error}");
                 retries += 1;

@@ -65,7 +65,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
     let mut observers = subscribe.then(|| hub.observers.subscribe());
     let picture = subscribe.then(|| {
         let logs = hub.backends.iter().map(|(node, backend)| (*node, backend.log())).collect();
-        Box::new(Picture { cluster: status::cluster_status(&hub), logs })
+        Box::new(Picture { cluster: status::cluster_status(&hub), logs, recent: hub.fanout.recent() })
     });
     let welcome = ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
@@ -152,7 +152,7 @@ impl Connection {
     }
 }
 
-async fn handle(hub: &Hub, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
+async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
     let write = |session: Option<Session>, op: WriteOp| {
         let s = connection.session(session);
         Command { client: s.client, seq: s.seq, op }
@@ -170,7 +170,7 @@ async fn handle(hub: &Hub, connection: &Connection, admin: bool, frame: ClientFr
         }
         ClientFrame::Get { id, key, consistency } => routing::read(hub, id, key, consistency).await,
         ClientFrame::Status { id } => {
-            ProxyFrame::Status { id: Some(id), cluster: status::cluster_status(hub) }
+            ProxyFrame::Status { id: Some(id), cluster: Box::new(status::cluster_status(hub)) }
         }
         ClientFrame::Admin { id, command } => {
             if !admin {

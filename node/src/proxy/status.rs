@@ -4,8 +4,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shared::protocol::{ClusterStatus, NodeView, ProcessState, ProxyFrame, RequestStats};
-use shared::raft::{NodeId, Role};
+use shared::protocol::{
+    ClusterStatus, HELD_LISTED, HeldMessage, NodeView, ProcessState, ProxyFrame, RequestStats, TimeStatus,
+};
+use shared::raft::{Bug, NodeId, Role};
 
 use super::Hub;
 
@@ -17,8 +19,10 @@ pub async fn publish_periodically(hub: Arc<Hub>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticker.tick().await;
+        let alarms = hub.monitor().check_logs();
+        hub.raise(alarms);
         if hub.observers.receiver_count() > 0 {
-            hub.publish(ProxyFrame::Status { id: None, cluster: cluster_status(&hub) });
+            hub.publish(ProxyFrame::Status { id: None, cluster: Box::new(cluster_status(&hub)) });
         }
     }
 }
@@ -54,6 +58,10 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         });
     }
     let leader = leader_of(&nodes);
+    let mut bugs: Vec<Bug> =
+        nodes.iter().filter_map(|n| n.status.as_ref()).flat_map(|s| s.bugs.clone()).collect();
+    bugs.sort_by_key(|b| b.name());
+    bugs.dedup();
     ClusterStatus {
         term: nodes.iter().filter_map(|n| n.term).max().unwrap_or(0),
         leader,
@@ -62,7 +70,31 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         supervised: hub.supervisor.as_ref().is_some_and(|s| s.is_connected()),
         stats: hub.stats.summary(),
         messages_per_s: hub.fanout.message_rate(),
+        time: time_status(hub, &nodes),
+        alarms: hub.monitor().alarms().to_vec(),
+        lesson: hub.lessons.status(),
+        bugs,
         nodes,
+    }
+}
+
+/// Time across the cluster: stopped if any server's clock is, and every held message.
+fn time_status(hub: &Hub, nodes: &[NodeView]) -> TimeStatus {
+    let reports: Vec<_> = nodes.iter().filter_map(|n| n.status.as_ref()).collect();
+    let mut messages: Vec<HeldMessage> = reports
+        .iter()
+        .flat_map(|s| s.clock.held.iter().filter(|m| !hub.time.was_released(m.id)).cloned())
+        .collect();
+    messages.sort_by_key(|m| (m.stamp, m.from, m.id));
+    messages.truncate(HELD_LISTED);
+    let first = reports.first();
+    TimeStatus {
+        stopped: reports.iter().any(|s| s.clock.stopped),
+        held: reports.iter().map(|s| s.clock.held_count).sum(),
+        messages,
+        latency_ms: first.map_or(0, |s| s.clock.latency_ms),
+        jitter_ms: first.map_or(0, |s| s.clock.jitter_ms),
+        latency_auto: first.is_none_or(|s| s.faults.latency_ms.is_none()),
     }
 }
 

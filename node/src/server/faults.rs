@@ -1,55 +1,56 @@
-//! Faults an admin injects into one server's traffic, changeable at run time.
+//! Faults an admin injects into one server's traffic and clock, changeable at run time.
+//!
+//! The settings live here, shared by the networking tasks and the Raft thread; the Raft thread
+//! turns them into its clock state and its network policy when told they changed.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use shared::protocol::FaultSettings;
-use shared::raft::NodeId;
+use shared::raft::Millis;
+use shared::transit::NetworkPolicy;
 
 pub struct FaultState {
     settings: Mutex<FaultSettings>,
 }
 
-/// What to do with one outgoing message.
-pub enum Verdict {
-    Send,
-    Drop,
-    Delay(Duration),
-}
-
 impl FaultState {
-    pub fn new(time_scale: f64) -> FaultState {
-        FaultState { settings: Mutex::new(FaultSettings { time_scale, ..FaultSettings::normal() }) }
+    pub fn new(initial: FaultSettings) -> FaultState {
+        FaultState { settings: Mutex::new(initial) }
     }
 
     pub fn get(&self) -> FaultSettings {
         self.settings.lock().expect("fault settings lock").clone()
     }
 
-    /// Just the time scale: the Raft loop asks on every batch, and need not copy the lists.
-    pub fn time_scale(&self) -> f64 {
-        self.settings.lock().expect("fault settings lock").time_scale
-    }
-
     pub fn set(&self, settings: FaultSettings) {
         *self.settings.lock().expect("fault settings lock") = settings;
     }
+}
 
-    pub fn outgoing(&self, to: NodeId) -> Verdict {
-        let s = self.settings.lock().expect("fault settings lock");
-        if s.blocked_to.contains(&to) {
-            return Verdict::Drop;
-        }
-        if s.drop_rate > 0.0 && (crate::secret::random_u64() % 1_000_000) as f64 / 1_000_000.0 < s.drop_rate {
-            return Verdict::Drop;
-        }
-        if s.delay_ms > 0 {
-            return Verdict::Delay(Duration::from_millis(s.delay_ms));
-        }
-        Verdict::Send
-    }
-
-    pub fn accepts_from(&self, from: NodeId) -> bool {
-        !self.settings.lock().expect("fault settings lock").blocked_from.contains(&from)
+/// What the network does to this server's messages, given its settings and its base election
+/// timeout (automatic latency depends on it).
+pub fn policy(settings: &FaultSettings, election_timeout: Millis) -> NetworkPolicy {
+    let (latency, jitter) = settings.latency(election_timeout);
+    NetworkPolicy {
+        latency,
+        jitter,
+        extra_delay: settings.delay_ms,
+        drop_ppm: (settings.drop_rate.clamp(0.0, 1.0) * 1_000_000.0) as u32,
+        blocked_to: settings.blocked_to.clone(),
     }
 }
+
+/// Settings an admin may send, made safe: rates in range, delays and latency bounded, the time
+/// scale within what the clock accepts.
+pub fn sanitize(mut f: FaultSettings) -> FaultSettings {
+    f.drop_rate = if f.drop_rate.is_finite() { f.drop_rate.clamp(0.0, 1.0) } else { 0.0 };
+    f.delay_ms = f.delay_ms.min(MAX_DELAY_MS);
+    f.latency_ms = f.latency_ms.map(|l| l.min(MAX_DELAY_MS));
+    f.jitter_ms = f.jitter_ms.map(|j| j.min(MAX_DELAY_MS));
+    f.max_entries = f.max_entries.map(|n| n.clamp(1, 100_000));
+    f.time_scale = super::clock::sanitize(f.time_scale);
+    f
+}
+
+/// Longest injected delay, latency or jitter, in ms of cluster time.
+pub const MAX_DELAY_MS: u64 = 10_000;

@@ -3,12 +3,15 @@
 //! A dedicated thread owns the `Replica` and the disk (`raft_loop`): it takes inputs from a
 //! channel, persists each round with one fsync, then sends. Tokio tasks do the networking:
 //! accepting peers and proxies on one WebSocket endpoint (`net`), and keeping one outgoing
-//! connection per peer (`peers`). Faults injected by admins (partitions, loss, delay, time
-//! scale) are applied where messages enter and leave (`faults`).
+//! connection per peer (`peers`). Every outgoing message waits in the Raft thread's network
+//! queue (`outbox`) until its delivery time on the server's clock (`clock`), which a lecturer
+//! can slow down, stop and step; faults injected by admins (partitions, loss, delay, latency)
+//! are applied there and where messages arrive (`faults`).
 
 mod clock;
 mod faults;
 mod net;
+mod outbox;
 mod peers;
 mod raft_loop;
 mod storage;
@@ -16,11 +19,12 @@ mod storage;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::Context;
-use shared::raft::{Config, NodeId};
+use shared::protocol::FaultSettings;
+use shared::raft::{Bug, Config, NodeId};
 use tokio::sync::{broadcast, mpsc as tmpsc};
 
 pub use faults::FaultState;
@@ -58,6 +62,15 @@ pub struct Args {
     /// Most entries in one AppendEntries
     #[arg(long, default_value_t = 512)]
     max_batch: usize,
+    /// Run with one of the simulator's deliberate defects, to show that the live invariant
+    /// monitor catches it (repeatable): commit-old-term, vote-without-log-check, forget-vote,
+    /// stale-read, no-dedup
+    #[arg(long = "bug")]
+    bugs: Vec<Bug>,
+    /// Faults to start with, as the JSON of the protocol's fault settings (the supervisor
+    /// passes them on restart, so that a server never runs a moment without them)
+    #[arg(long)]
+    faults: Option<String>,
 }
 
 /// What the networking tasks and the Raft thread share.
@@ -67,8 +80,6 @@ pub struct Shared {
     pub token: String,
     pub inputs: mpsc::Sender<Input>,
     pub faults: FaultState,
-    /// Outgoing queue per peer.
-    pub peers: BTreeMap<NodeId, tmpsc::UnboundedSender<shared::raft::Message>>,
     /// Wakes a peer's reconnect loop: when a peer connects to us it is back, so our link to it
     /// should not wait out its backoff (messages to it are lost meanwhile).
     pub peer_wakeups: BTreeMap<NodeId, Arc<tokio::sync::Notify>>,
@@ -110,25 +121,37 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     cfg.election_timeout = args.election_timeout;
     cfg.heartbeat_interval = args.heartbeat;
     cfg.max_entries_per_message = args.max_batch;
+    cfg.bugs = args.bugs.iter().copied().collect();
     cfg.validate();
+    if !cfg.bugs.is_empty() {
+        let names: Vec<&str> = cfg.bugs.iter().map(|b| b.name()).collect();
+        tracing::warn!("node {} runs with deliberate defects: {}", args.id, names.join(", "));
+    }
+    let initial_faults = match &args.faults {
+        Some(json) => faults::sanitize(
+            serde_json::from_str::<FaultSettings>(json)
+                .context("--faults is not valid fault settings JSON")?,
+        ),
+        None => FaultSettings { time_scale: args.time_scale, ..FaultSettings::normal() },
+    };
 
     let runtime = crate::runtime()?;
     let (inputs, input_rx) = mpsc::channel();
     let (observers, _) = broadcast::channel(1024);
-    let mut peer_queues = BTreeMap::new();
+    let mut links = BTreeMap::new();
     let mut peer_receivers = Vec::new();
     for (id, addr) in nodes.iter().filter(|(id, _)| *id != args.id) {
-        let (tx, rx) = tmpsc::unbounded_channel();
-        peer_queues.insert(*id, tx);
-        peer_receivers.push((*id, addr.clone(), rx));
+        let (queue, rx) = tmpsc::unbounded_channel();
+        let up = Arc::new(AtomicBool::new(false));
+        links.insert(*id, outbox::Link { queue, up: up.clone() });
+        peer_receivers.push((*id, addr.clone(), up, rx));
     }
     let shared = Arc::new(Shared {
         id: args.id,
         address: address.clone(),
         token: args.token.clone(),
         inputs,
-        faults: FaultState::new(args.time_scale),
-        peers: peer_queues,
+        faults: FaultState::new(initial_faults),
         peer_wakeups: nodes.iter().map(|(id, _)| (*id, Arc::new(tokio::sync::Notify::new()))).collect(),
         connections: Mutex::new(BTreeMap::new()),
         observers,
@@ -139,25 +162,26 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!("node {} listening on {listen} (peers: {})", args.id, args.peers);
-    for (id, addr, rx) in peer_receivers {
-        runtime.spawn(peers::run(shared.clone(), id, addr, rx));
+    for (id, addr, up, rx) in peer_receivers {
+        runtime.spawn(peers::run(shared.clone(), id, addr, up, rx));
     }
     runtime.spawn(net::serve(shared.clone(), listener));
 
     let seed = crate::secret::random_u64();
     let loop_shared = shared.clone();
-    let raft = std::thread::Builder::new().name("raft".into()).spawn(move || {
-        raft_loop::run(
-            loop_shared,
-            cfg,
-            storage,
-            persisted,
-            seed,
-            args.time_scale,
-            args.snapshot_every,
-            input_rx,
-        )
-    })?;
+    let options = raft_loop::Options {
+        cfg,
+        storage,
+        persisted,
+        seed,
+        snapshot_every: args.snapshot_every,
+        max_batch: args.max_batch,
+        links,
+        inputs: input_rx,
+    };
+    let raft = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || raft_loop::run(loop_shared, options))?;
 
     runtime.block_on(async {
         crate::shutdown_signal().await;

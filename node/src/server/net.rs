@@ -12,8 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use shared::protocol::{
-    ApiError, Caller, ErrorKind, FaultSettings, PROTOCOL_VERSION, ServerInbound, ServerOutbound, encode,
-    parse,
+    ApiError, Caller, ErrorKind, PROTOCOL_VERSION, ServerInbound, ServerOutbound, encode, parse,
 };
 use shared::raft::NodeId;
 use tokio::net::TcpListener;
@@ -81,7 +80,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
     }
 }
 
-/// Raft traffic from one peer; messages from partitioned-off peers are lost here.
+/// Raft traffic from one peer.
 async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
     tracing::debug!("peer {node} connected");
     if let Some(wake) = shared.peer_wakeups.get(&node) {
@@ -99,9 +98,8 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
                         );
                         continue;
                     }
-                    if shared.faults.accepts_from(msg.from) {
-                        let _ = shared.inputs.send(Input::Peer(msg));
-                    }
+                    // Even from a peer we are cut off from: the Raft thread reports it lost.
+                    let _ = shared.inputs.send(Input::Peer(msg));
                 }
             }
             Ok(_) => {
@@ -164,13 +162,19 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
                 let _ = shared.inputs.send(Input::Subscribe);
             }
             Ok(ServerInbound::Faults { faults }) => {
-                let faults = sanitize(faults);
+                let faults = super::faults::sanitize(faults);
                 tracing::info!("faults set: {faults:?}");
                 shared.faults.set(faults);
                 let _ = shared.inputs.send(Input::FaultsChanged);
             }
             Ok(ServerInbound::Transfer { to }) => {
                 let _ = shared.inputs.send(Input::Transfer(to));
+            }
+            Ok(ServerInbound::Time { id, command }) => {
+                let _ = shared.inputs.send(Input::Time { connection, id, command });
+            }
+            Ok(ServerInbound::Snapshot) => {
+                let _ = shared.inputs.send(Input::Snapshot);
             }
             Ok(ServerInbound::Crash) => {
                 tracing::warn!("crash requested: exiting with SIGKILL");
@@ -187,11 +191,4 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
     }
     shared.connections.lock().expect("connections lock").remove(&connection);
     writer.abort();
-}
-
-fn sanitize(mut f: FaultSettings) -> FaultSettings {
-    f.drop_rate = if f.drop_rate.is_finite() { f.drop_rate.clamp(0.0, 1.0) } else { 0.0 };
-    f.delay_ms = f.delay_ms.min(10_000);
-    f.time_scale = super::clock::sanitize(f.time_scale);
-    f
 }

@@ -1,8 +1,11 @@
-//! One outgoing connection per peer, kept open with reconnect and backoff. Messages queued
-//! while the peer is unreachable are dropped: Raft retransmits what matters, and a backlog of
-//! stale heartbeats would only delay fresh ones.
+//! One outgoing connection per peer, kept open with reconnect and backoff. Messages reach this
+//! task when they are due (the Raft thread's outbox holds them until then and applies the
+//! injected faults); messages that arrive while the peer is unreachable are dropped — Raft
+//! retransmits what matters, and a backlog of stale heartbeats would only delay fresh ones. The
+//! link's state is shared with the outbox, which reports messages to a dead peer as lost.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,13 +14,18 @@ use shared::raft::{Message, NodeId};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Shared;
-use super::faults::Verdict;
 use crate::ws;
 
 /// Messages per frame at most, so that one frame stays well under the size limit.
 const BATCH: usize = 256;
 
-pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: UnboundedReceiver<Message>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    address: String,
+    up: Arc<AtomicBool>,
+    mut queue: UnboundedReceiver<Message>,
+) {
     let url = match crate::addr::ws_url(&address) {
         Ok(url) => url,
         Err(e) => return tracing::error!("peer {peer}: {e}"),
@@ -31,9 +39,11 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
                 tracing::info!("connected to peer {peer} at {address}");
                 was_connected = true;
                 backoff.reset();
-                if let Err(e) = pump(&shared, peer, &mut stream, &mut queue).await {
+                up.store(true, Ordering::Relaxed);
+                if let Err(e) = pump(peer, &mut stream, &mut queue).await {
                     tracing::info!("lost peer {peer}: {e:#}");
                 }
+                up.store(false, Ordering::Relaxed);
             }
             Err(e) => {
                 if was_connected {
@@ -67,7 +77,6 @@ async fn connect(shared: &Shared, url: &str) -> anyhow::Result<ws::Stream> {
 }
 
 async fn pump(
-    shared: &Shared,
     peer: NodeId,
     stream: &mut ws::Stream,
     queue: &mut UnboundedReceiver<Message>,
@@ -91,21 +100,6 @@ async fn pump(
                 Ok(m) => batch.push(m),
                 Err(_) => break,
             }
-        }
-        let mut delay = Duration::ZERO;
-        batch.retain(|_| match shared.faults.outgoing(peer) {
-            Verdict::Send => true,
-            Verdict::Drop => false,
-            Verdict::Delay(d) => {
-                delay = d;
-                true
-            }
-        });
-        if batch.is_empty() {
-            continue;
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
         }
         ws::send(stream, &ServerInbound::Raft { messages: batch }).await?;
     }

@@ -1,9 +1,10 @@
-//! The thread that owns the Replica and the disk.
+//! The thread that owns the Replica, the disk and the clock.
 //!
-//! It waits for inputs until the Raft core's next deadline, takes everything that queued up
-//! meanwhile (so that many client writes become one batch and one fsync), feeds it all to the
-//! core, then runs rounds: send the leader's appends, persist, send what depended on the
-//! persist, apply, answer clients, publish events.
+//! It waits for inputs until the next thing due — the Raft core's next deadline, a message's
+//! delivery time, the next status report — takes everything that queued up meanwhile (so that
+//! many client writes become one batch and one fsync), feeds it all to the core, then runs
+//! rounds: queue the leader's appends, persist, queue what depended on the persist, apply,
+//! answer clients, publish events. Messages leave through the outbox when they are due.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,18 +13,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
-use shared::protocol::{ServerOutbound, ServerStatus, encode};
-use shared::raft::{Config, Message, NodeId, Persisted, summarize};
+use shared::protocol::{ClockStatus, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode};
+use shared::raft::{Config, Message, MessageId, Millis, NodeId, Persisted, Snapshot, summarize};
 use shared::replica::{Replica, Request, RequestId};
 
 use super::Shared;
 use super::clock::Clock;
+use super::faults::policy;
+use super::outbox::{Link, Outbox};
 use super::storage::Storage;
 
 /// How often subscribers get a status report.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// Keys of the store included in a status report.
 const STATUS_KEYS: usize = 200;
+/// Inputs taken in one turn at most, so that a flood cannot starve the timers.
+const INPUTS_PER_TURN: usize = 8192;
 
 pub enum Input {
     Peer(Message),
@@ -35,23 +40,36 @@ pub enum Input {
     /// A proxy subscribed (or lost events): everyone gets the whole log again.
     Subscribe,
     Transfer(NodeId),
-    /// Fault settings changed (the time scale may have).
+    /// Fault settings changed (the time scale, the clock's state, the latency may have).
     FaultsChanged,
+    /// A proxy asks about (or acts on) the clock and the held messages.
+    Time {
+        connection: u64,
+        id: u64,
+        command: TimeCommand,
+    },
+    /// Take a snapshot now.
+    Snapshot,
     Shutdown,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    shared: Arc<Shared>,
-    cfg: Config,
-    mut storage: Storage,
-    persisted: Persisted,
-    seed: u64,
-    time_scale: f64,
-    snapshot_every: u64,
-    inputs: Receiver<Input>,
-) -> anyhow::Result<()> {
-    let mut clock = Clock::new(time_scale);
+/// Everything the loop starts from.
+pub struct Options {
+    pub cfg: Config,
+    pub storage: Storage,
+    pub persisted: Persisted,
+    pub seed: u64,
+    pub snapshot_every: u64,
+    /// The server's own AppendEntries batch limit, when no admin overrides it.
+    pub max_batch: usize,
+    pub links: BTreeMap<NodeId, Link>,
+    pub inputs: Receiver<Input>,
+}
+
+pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
+    let Options { cfg, mut storage, persisted, seed, snapshot_every, max_batch, links, inputs } = options;
+    let faults = shared.faults.get();
+    let clock = Clock::new(faults.time_scale);
     let recovered = Event::Recovered {
         term: persisted.hard_state.term,
         voted_for: persisted.hard_state.voted_for,
@@ -62,64 +80,67 @@ pub fn run(
             .map(|e| e.index)
             .unwrap_or_else(|| persisted.snapshot.as_ref().map_or(0, |s| s.meta.index)),
     };
+    let election_timeout = cfg.election_timeout;
+    let outbox = Outbox::new(seed.rotate_left(17), policy(&faults, election_timeout), links);
     let mut replica = Replica::new(cfg, persisted, seed, clock.now(), snapshot_every);
-    let mut server = Server { shared, pending: BTreeMap::new(), next_request: 1, events: vec![recovered] };
-    let mut next_status = Instant::now();
+    let mut server = Server {
+        shared,
+        pending: BTreeMap::new(),
+        next_request: 1,
+        events: vec![recovered],
+        outbox,
+        clock,
+        election_timeout,
+        max_batch,
+        blocked_from: Vec::new(),
+        reports: Vec::new(),
+        next_status: Instant::now(),
+        event_frames: 0,
+    };
+    server.apply_faults(&mut replica);
     let mut shutting_down = false;
     while !shutting_down {
-        let wait =
-            clock.until(replica.next_deadline()).min(next_status.saturating_duration_since(Instant::now()));
         let mut batch = Vec::new();
-        match inputs.recv_timeout(wait) {
+        match inputs.recv_timeout(server.wait(&replica)) {
             Ok(input) => batch.push(input),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        while batch.len() < 8192 {
+        while batch.len() < INPUTS_PER_TURN {
             match inputs.try_recv() {
                 Ok(input) => batch.push(input),
                 Err(_) => break,
             }
         }
-        let scale = server.shared.faults.time_scale();
-        if (scale - clock.scale()).abs() > f64::EPSILON {
-            clock.set_scale(scale);
-        }
-        let now = clock.now();
         for input in batch {
-            match input {
-                Input::Peer(msg) => replica.step(now, msg),
-                Input::Request { connection, id, request } => {
-                    let rid = server.next_request;
-                    server.next_request += 1;
-                    server.pending.insert(rid, (connection, id));
-                    replica.request(now, rid, request);
-                }
-                Input::Subscribe => {
-                    // Through the same channel as events, so that the log and the events that
-                    // follow it arrive in order.
-                    server.publish_events(now);
-                    server.publish_log(&replica);
-                    next_status = Instant::now();
-                }
-                Input::Transfer(to) => {
-                    let _ = replica.transfer_leadership(now, to);
-                }
-                Input::FaultsChanged => next_status = Instant::now(),
-                Input::Shutdown => shutting_down = true,
-            }
+            shutting_down |= server.input(&mut replica, &mut storage, input)?;
         }
-        replica.tick(clock.now());
+        replica.tick(server.clock.now());
+        server.outbox.dispatch(&server.clock);
+        let worked = replica.has_work();
         while replica.has_work() {
             server.round(&mut replica, &mut storage)?;
         }
-        server.publish_events(clock.now());
-        if Instant::now() >= next_status {
-            server.publish_status(&replica, &clock);
-            next_status = Instant::now() + STATUS_EVERY;
+        if worked && server.clock.is_stopped() {
+            // Stepping a stopped cluster: every move should show at once.
+            server.next_status = Instant::now();
+        }
+        server.answer_reports(&replica);
+        server.publish_events();
+        if Instant::now() >= server.next_status {
+            server.publish_status(&replica);
+            server.next_status = Instant::now() + STATUS_EVERY;
         }
     }
     Ok(())
+}
+
+/// A time command awaiting its answer.
+struct PendingReport {
+    connection: u64,
+    id: u64,
+    /// Messages acted on, with their travel time in real ms.
+    acted: Vec<(MessageId, u64)>,
 }
 
 struct Server {
@@ -128,41 +149,120 @@ struct Server {
     pending: BTreeMap<RequestId, (u64, u64)>,
     next_request: RequestId,
     events: Vec<Event>,
+    outbox: Outbox,
+    clock: Clock,
+    election_timeout: Millis,
+    max_batch: usize,
+    /// Peers whose messages this server does not accept (the receiving side of a cut link).
+    blocked_from: Vec<NodeId>,
+    /// Time commands to answer at the end of this turn, once their effects are done.
+    reports: Vec<PendingReport>,
+    next_status: Instant,
+    /// Event frames published so far (observers detect gaps by their numbers).
+    event_frames: u64,
 }
 
 impl Server {
+    /// Real time until something is due: a timer, a message, a status report.
+    fn wait(&self, replica: &Replica) -> Duration {
+        let status = self.next_status.saturating_duration_since(Instant::now());
+        [self.clock.until(replica.next_deadline()), self.outbox.next_wake(&self.clock)]
+            .into_iter()
+            .flatten()
+            .fold(status, Duration::min)
+    }
+
+    /// Handles one input; true when it asks the loop to end.
+    fn input(&mut self, replica: &mut Replica, storage: &mut Storage, input: Input) -> anyhow::Result<bool> {
+        let now = self.clock.now();
+        match input {
+            Input::Peer(msg) if self.blocked_from.contains(&msg.from) => self.outbox.lost_on_arrival(&msg),
+            Input::Peer(msg) => replica.step(now, msg),
+            Input::Request { connection, id, request } => {
+                let rid = self.next_request;
+                self.next_request += 1;
+                self.pending.insert(rid, (connection, id));
+                replica.request(now, rid, request);
+            }
+            Input::Subscribe => {
+                // Through the same channel as events, so that the log and the events that
+                // follow it arrive in order.
+                self.publish_events();
+                self.publish_log(replica);
+                self.next_status = Instant::now();
+            }
+            Input::Transfer(to) => {
+                let _ = replica.transfer_leadership(now, to);
+            }
+            Input::FaultsChanged => {
+                self.apply_faults(replica);
+                self.next_status = Instant::now();
+            }
+            Input::Time { connection, id, command } => {
+                let acted = match command {
+                    TimeCommand::Report => Vec::new(),
+                    TimeCommand::Release { ids } => self.outbox.release(&self.clock, &ids),
+                    TimeCommand::Drop { ids } => self.outbox.drop_messages(&ids),
+                    TimeCommand::Advance { ms } => {
+                        self.clock.advance(ms);
+                        self.events.push(Event::ClockAdvanced { by: ms });
+                        Vec::new()
+                    }
+                };
+                self.reports.push(PendingReport { connection, id, acted });
+                self.next_status = Instant::now();
+            }
+            Input::Snapshot => {
+                if let Some(snapshot) = replica.compact_now() {
+                    store_snapshot(replica, storage, &snapshot)?;
+                }
+                self.next_status = Instant::now();
+            }
+            Input::Shutdown => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    /// Takes the fault settings into the clock, the network policy and the core.
+    fn apply_faults(&mut self, replica: &mut Replica) {
+        let faults = self.shared.faults.get();
+        if (faults.time_scale - self.clock.scale()).abs() > f64::EPSILON {
+            self.clock.set_scale(faults.time_scale);
+        }
+        if faults.time_stopped && !self.clock.is_stopped() {
+            self.clock.stop();
+            self.events.push(Event::ClockStopped);
+        } else if !faults.time_stopped && self.clock.is_stopped() {
+            self.clock.start();
+            self.events.push(Event::ClockStarted);
+        }
+        replica.set_max_entries_per_message(faults.max_entries.map_or(self.max_batch, |n| n as usize));
+        self.outbox.policy = policy(&faults, self.election_timeout);
+        self.blocked_from = faults.blocked_from;
+    }
+
     fn round(&mut self, replica: &mut Replica, storage: &mut Storage) -> anyhow::Result<()> {
         let mut work = replica.take_work();
-        self.send_to_peers(std::mem::take(&mut work.messages_now));
+        self.outbox.send(&self.clock, std::mem::take(&mut work.messages_now));
         if let Err(e) = storage.persist(&work.persist) {
             // Continuing could acknowledge what is not on disk: stop instead.
             tracing::error!("cannot persist: {e:#}; stopping so that nothing unsafe is acknowledged");
             std::process::exit(1);
         }
-        self.send_to_peers(std::mem::take(&mut work.messages));
+        self.outbox.send(&self.clock, std::mem::take(&mut work.messages));
         let done = replica.finish(work);
         if let Some(snapshot) = &done.snapshot {
-            let raft = replica.raft();
-            let after: Vec<_> = (snapshot.meta.index + 1..=raft.last_index())
-                .filter_map(|i| raft.entry(i).cloned())
-                .collect();
-            storage.compact(snapshot, &after).context("cannot store a snapshot")?;
+            store_snapshot(replica, storage, snapshot)?;
         }
         for (rid, reply) in done.replies {
             if let Some((connection, id)) = self.pending.remove(&rid) {
                 self.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
             }
         }
+        // The core's events first (a role change), then the messages it caused.
         self.events.extend(done.events);
+        self.events.extend(self.outbox.take_events());
         Ok(())
-    }
-
-    fn send_to_peers(&self, messages: Vec<Message>) {
-        for msg in messages {
-            if let Some(queue) = self.shared.peers.get(&msg.to) {
-                let _ = queue.send(msg);
-            }
-        }
     }
 
     fn send_to(&self, connection: u64, frame: Arc<str>) {
@@ -171,32 +271,62 @@ impl Server {
         }
     }
 
-    fn publish_events(&mut self, now: u64) {
+    fn answer_reports(&mut self, replica: &Replica) {
+        if self.reports.is_empty() {
+            return;
+        }
+        for PendingReport { connection, id, acted } in std::mem::take(&mut self.reports) {
+            let report = TimeReport {
+                node: self.shared.id,
+                now: self.clock.now(),
+                stopped: self.clock.is_stopped(),
+                next_deadline: replica.next_deadline(),
+                held: self.outbox.held(),
+                acted,
+            };
+            self.send_to(connection, encode(&ServerOutbound::Time { id, report }).into());
+        }
+    }
+
+    fn publish_events(&mut self) {
+        self.events.extend(self.outbox.take_events());
         if self.events.is_empty() {
             return;
         }
-        let node = self.shared.id;
-        let events = self.events.drain(..).map(|event| Observed { node, at: now, event }).collect();
+        let (node, at) = (self.shared.id, self.clock.now());
+        let events = self.events.drain(..).map(|event| Observed { node, at, event }).collect();
+        self.event_frames += 1;
+        let frame = ServerOutbound::Events { events, seq: self.event_frames };
         // No subscriber is fine: events are for observers only.
-        let _ = self.shared.observers.send(encode(&ServerOutbound::Events { events }).into());
+        let _ = self.shared.observers.send(encode(&frame).into());
     }
 
-    fn status(&self, replica: &Replica, clock: &Clock) -> ServerStatus {
+    fn status(&self, replica: &Replica) -> ServerStatus {
         let kv = replica.kv();
+        let policy = &self.outbox.policy;
         ServerStatus {
             replica: replica.status(),
             pid: std::process::id(),
             address: self.shared.address.clone(),
-            now: clock.now(),
+            now: self.clock.now(),
             faults: self.shared.faults.get(),
             kv: kv.iter().take(STATUS_KEYS).map(|(k, v)| (k.clone(), v.clone())).collect(),
             kv_truncated: kv.len() > STATUS_KEYS,
             rss_bytes: resident_memory(),
+            clock: ClockStatus {
+                stopped: self.clock.is_stopped(),
+                next_deadline: replica.next_deadline(),
+                latency_ms: policy.latency,
+                jitter_ms: policy.jitter,
+                held_count: self.outbox.held_count() as u64,
+                held: self.outbox.held(),
+            },
+            bugs: replica.raft().config().bugs.iter().collect(),
         }
     }
 
-    fn publish_status(&self, replica: &Replica, clock: &Clock) {
-        let frame = encode(&ServerOutbound::Status { status: Box::new(self.status(replica, clock)) });
+    fn publish_status(&self, replica: &Replica) {
+        let frame = encode(&ServerOutbound::Status { status: Box::new(self.status(replica)) });
         let _ = self.shared.observers.send(frame.into());
     }
 
@@ -212,6 +342,14 @@ impl Server {
         let frame = ServerOutbound::Log { snapshot_index, snapshot_term, skipped, entries };
         let _ = self.shared.observers.send(encode(&frame).into());
     }
+}
+
+/// Writes a snapshot taken here and drops the stored log up to it (keeping what follows).
+fn store_snapshot(replica: &Replica, storage: &mut Storage, snapshot: &Snapshot) -> anyhow::Result<()> {
+    let raft = replica.raft();
+    let after: Vec<_> =
+        (snapshot.meta.index + 1..=raft.last_index()).filter_map(|i| raft.entry(i).cloned()).collect();
+    storage.compact(snapshot, &after).context("cannot store a snapshot")
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.

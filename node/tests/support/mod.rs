@@ -108,7 +108,7 @@ impl Cluster {
         block_on(async {
             let mut c = Client::connect(&self.proxy(0), Some(TOKEN)).await.ok()?;
             match c.request(ClientFrame::Status { id: 0 }).await? {
-                ProxyFrame::Status { cluster, .. } => Some(cluster),
+                ProxyFrame::Status { cluster, .. } => Some(*cluster),
                 _ => None,
             }
         })

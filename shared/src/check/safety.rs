@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kv::ClientId;
 use crate::raft::{Index, NodeId, Payload, Raft, Role, Term};
 use crate::replica::{AppliedEntry, Persist};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Property {
     /// At most one leader per term.
     ElectionSafety,
@@ -42,6 +43,34 @@ impl Property {
             Property::StateMachineSafety => "State Machine Safety",
             Property::ExactlyOnce => "Exactly Once",
             Property::Linearizability => "Linearizability",
+        }
+    }
+}
+
+impl Property {
+    /// The property as a stable key (`election_safety`…), for `data-alarm` and scripts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "election_safety",
+            Property::LeaderAppendOnly => "leader_append_only",
+            Property::LogMatching => "log_matching",
+            Property::LeaderCompleteness => "leader_completeness",
+            Property::StateMachineSafety => "state_machine_safety",
+            Property::ExactlyOnce => "exactly_once",
+            Property::Linearizability => "linearizability",
+        }
+    }
+
+    /// The property's name in Spanish, for the page.
+    pub fn name_es(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "Seguridad de la elección",
+            Property::LeaderAppendOnly => "El líder solo añade",
+            Property::LogMatching => "Coincidencia de logs",
+            Property::LeaderCompleteness => "Completitud del líder",
+            Property::StateMachineSafety => "Seguridad de la máquina de estados",
+            Property::ExactlyOnce => "Exactamente una vez",
+            Property::Linearizability => "Linealizabilidad",
         }
     }
 }

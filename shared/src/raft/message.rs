@@ -8,8 +8,15 @@ use super::types::{Entry, Index, NodeId, Snapshot, Term};
 /// Identifies a linearizable read request on the server that asked for it.
 pub type ReadId = u64;
 
+/// Identifies a message among those its sender ever sent, so that observers can follow it from
+/// sending to delivery or loss. The core leaves it 0; the sender's network layer
+/// ([`crate::transit::Transit`]) numbers messages as they leave.
+pub type MessageId = u64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    #[serde(default)]
+    pub id: MessageId,
     pub from: NodeId,
     pub to: NodeId,
     /// The sender's term (for a pre-vote request: the term it would campaign in).

@@ -41,7 +41,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use config::{Bug, Bugs, Config};
-pub use message::{Body, ConflictHint, Message, MessageKind, ReadId, VoteRefusal};
+pub use message::{Body, ConflictHint, Message, MessageId, MessageKind, ReadId, VoteRefusal};
 pub use progress::{PeerProgress, ProgressState};
 pub use ready::{ProposeError, ReadError, ReadOutcome, Ready, Status};
 pub use types::{
@@ -49,7 +49,7 @@ pub use types::{
     Term,
 };
 
-use crate::event::{EntrySummary, Event, MessageDetail, RoleReason};
+use crate::event::{EntrySummary, Event, RoleReason};
 use crate::kv::{Command, KvStore};
 use crate::rng::Rng;
 use log::RaftLog;
@@ -424,7 +424,17 @@ impl Raft {
                 })
                 .collect(),
             transfer_to: self.transfer.map(|(to, _)| to),
+            votes: self.votes.iter().map(|(voter, granted)| (*voter, *granted)).collect(),
+            votes_needed: if self.is_campaigning() { self.quorum() as u32 } else { 0 },
+            max_entries_per_message: self.cfg.max_entries_per_message as u32,
         }
+    }
+
+    /// Changes how many entries one AppendEntries carries at most, at run time. Lessons set it
+    /// to 1 to show entries travelling one by one (and to rebuild Figure 8 of the paper).
+    pub fn set_max_entries_per_message(&mut self, entries: usize) {
+        assert!(entries > 0, "an AppendEntries must be able to carry an entry");
+        self.cfg.max_entries_per_message = entries;
     }
 
     // ---------------------------------------------------------------- shared helpers
@@ -455,49 +465,23 @@ impl Raft {
     }
 
     /// Queues a message. A leader's replication traffic may leave before the leader's own disk
-    /// write; everything else promises something that must be durable first.
+    /// write; everything else promises something that must be durable first. The driver's
+    /// network layer numbers it and reports it (`Event::MessageSent`) when it leaves.
     fn send(&mut self, to: NodeId, body: Body) {
-        let kind = body.kind();
-        let detail = match &body {
-            Body::AppendEntries { entries, prev_log_index, .. } => MessageDetail {
-                entries: entries.len() as u32,
-                index: *prev_log_index + entries.len() as Index,
-                ok: true,
-            },
-            Body::AppendResponse { success, index, .. } => {
-                MessageDetail { entries: 0, index: *index, ok: *success }
-            }
-            Body::VoteResponse { granted, .. } => MessageDetail { entries: 0, index: 0, ok: *granted },
-            Body::RequestVote { last_log_index, .. } => {
-                MessageDetail { entries: 0, index: *last_log_index, ok: true }
-            }
-            Body::InstallSnapshot { snapshot } => {
-                MessageDetail { entries: 0, index: snapshot.meta.index, ok: true }
-            }
-            Body::SnapshotResponse { index } => MessageDetail { entries: 0, index: *index, ok: true },
-            Body::ReadIndexResponse { index, .. } => {
-                MessageDetail { entries: 0, index: index.unwrap_or(0), ok: index.is_some() }
-            }
-            Body::TimeoutNow | Body::ReadIndexRequest { .. } => MessageDetail::default(),
-        };
         let term = match &body {
             // A pre-vote asks about the term the candidate would move to (§9.6).
             Body::RequestVote { pre_vote: true, .. } => self.term + 1,
             _ => self.term,
         };
-        self.emit(Event::MessageSent { to, kind, term, detail });
         let leader_traffic = self.role == Role::Leader
             && matches!(body, Body::AppendEntries { .. } | Body::InstallSnapshot { .. } | Body::TimeoutNow);
-        let msg = Message { from: self.id, to, term, body };
+        let msg = Message { id: 0, from: self.id, to, term, body };
         if leader_traffic { self.out.messages_now.push(msg) } else { self.out.messages.push(msg) }
     }
 
     /// Like `send` but with an explicit term, for answers that must echo the asker's term.
     fn send_with_term(&mut self, to: NodeId, term: Term, body: Body) {
-        let kind = body.kind();
-        let ok = matches!(body, Body::VoteResponse { granted: true, .. });
-        self.emit(Event::MessageSent { to, kind, term, detail: MessageDetail { entries: 0, index: 0, ok } });
-        self.out.messages.push(Message { from: self.id, to, term, body });
+        self.out.messages.push(Message { id: 0, from: self.id, to, term, body });
     }
 
     fn reset_election_timer(&mut self) {

@@ -102,4 +102,12 @@ pub struct Status {
     /// On a leader: each follower's next and match index.
     pub progress: Vec<PeerProgress>,
     pub transfer_to: Option<NodeId>,
+    /// On a (pre-)candidate: the answers counted so far (its own included), and how many yeses
+    /// it needs. Empty and 0 otherwise.
+    #[serde(default)]
+    pub votes: Vec<(NodeId, bool)>,
+    #[serde(default)]
+    pub votes_needed: u32,
+    #[serde(default)]
+    pub max_entries_per_message: u32,
 }

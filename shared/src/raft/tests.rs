@@ -218,6 +218,7 @@ fn s5_1_a_higher_term_turns_a_leader_into_a_follower() {
     let term = h.raft(1).term();
     let now = h.clock;
     let heartbeat = Message {
+        id: 0,
         from: 2,
         to: 1,
         term: term + 3,
@@ -241,6 +242,7 @@ fn s5_1_messages_from_an_older_term_are_answered_with_the_newer_term() {
     h.elect(1);
     h.elect(2);
     let old = Message {
+        id: 0,
         from: 1,
         to: 3,
         term: 1,
@@ -354,6 +356,7 @@ fn s5_2_a_candidate_that_hears_from_the_leader_of_its_term_steps_down() {
     let term = h.raft(2).term();
     let now = h.clock;
     let from_leader = Message {
+        id: 0,
         from: 1,
         to: 2,
         term,
@@ -434,6 +437,7 @@ fn s5_3_a_follower_refuses_entries_that_do_not_follow_its_log_and_says_where_to_
     let now = h.clock;
     let term = h.raft(1).term();
     let gap = Message {
+        id: 0,
         from: 1,
         to: 2,
         term,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use shared::event::MessageDetail;
+use shared::event::MessageSummary;
 use shared::event_text::role_name;
 use shared::protocol::{AdminCommand, ProcessState};
 use shared::raft::{MessageKind, NodeId, Role};
@@ -268,8 +268,9 @@ pub fn role_key(role: Role) -> &'static str {
 }
 
 /// Each kind of message has its own shape, so the legend works in black and white too.
-fn glyph(kind: MessageKind, detail: &MessageDetail) -> Html {
-    let ok = if detail.ok { "ok" } else { "no" };
+fn glyph(kind: MessageKind, message: &MessageSummary) -> Html {
+    let ok = if message.ok() { "ok" } else { "no" };
+    let entries = message.entries();
     match kind {
         MessageKind::PreVote => html! { <polygon class="msg vote pre" points={polygon(4, 9.0, 0.0)} /> },
         MessageKind::RequestVote => html! { <polygon class="msg vote" points={polygon(4, 9.0, 0.0)} /> },
@@ -280,7 +281,7 @@ fn glyph(kind: MessageKind, detail: &MessageDetail) -> Html {
         MessageKind::AppendEntries => html! {
             <g>
                 <circle class="msg append" r="8" />
-                { if detail.entries > 1 { html! { <text class="count" y="3">{ detail.entries.min(99) }</text> } } else { html! {} } }
+                { if entries > 1 { html! { <text class="count" y="3">{ entries.min(99) }</text> } } else { html! {} } }
             </g>
         },
         MessageKind::AppendResponse => {
@@ -306,8 +307,26 @@ fn flight(f: &Flight, x: f64, y: f64, lost: bool) -> Html {
     html! {
         <g class={classes!("flight", lost.then_some("lost"))} transform={format!("translate({x:.1},{y:.1})")} data-kind={f.kind.name()}
             data-from={f.from.to_string()} data-to={f.to.to_string()}>
-            { glyph(f.kind, &f.detail) }
+            { glyph(f.kind, &f.message) }
         </g>
+    }
+}
+
+/// A message of `kind` as the legend shows it.
+fn sample(kind: MessageKind, ok: bool) -> MessageSummary {
+    match kind {
+        MessageKind::VoteResponse => MessageSummary::VoteResponse { pre_vote: false, granted: ok, refusal: None },
+        MessageKind::AppendResponse => {
+            MessageSummary::AppendResponse { success: ok, index: 0, conflict: None, last_log_index: 0 }
+        }
+        MessageKind::AppendEntries | MessageKind::Heartbeat => MessageSummary::AppendEntries {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: if kind == MessageKind::Heartbeat { 0 } else { 3 },
+            last_entry_term: None,
+            leader_commit: 0,
+        },
+        _ => MessageSummary::TimeoutNow,
     }
 }
 
@@ -335,7 +354,7 @@ fn Legend(props: &LegendProps) -> Html {
     html! {
         <ul class="legend" aria-label={t(props.lang, T::Legend)}>
             { for items.iter().map(|(kind, ok)| {
-                let detail = MessageDetail { entries: 3, index: 0, ok: *ok };
+                let detail = sample(*kind, *ok);
                 let suffix = match (kind, ok) {
                     (MessageKind::VoteResponse | MessageKind::AppendResponse, true) => if es { " (sí)" } else { " (yes)" },
                     (MessageKind::VoteResponse | MessageKind::AppendResponse, false) => " (no)",

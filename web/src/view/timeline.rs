@@ -46,6 +46,8 @@ impl Kind {
             | Event::AppendAccepted { .. }
             | Event::AppendRejected { .. }
             | Event::MessageSent { .. }
+            | Event::MessageLost { .. }
+            | Event::MessageStepped { .. }
             | Event::ElectionTimerReset { .. } => Kind::Replication,
             Event::CommitAdvanced { .. } | Event::Applied { .. } => Kind::Commits,
             Event::SnapshotTaken { .. } | Event::SnapshotSent { .. } | Event::SnapshotInstalled { .. } => {
@@ -54,7 +56,12 @@ impl Kind {
             Event::ReadIndexReady { .. } | Event::ReadIndexFailed { .. } | Event::ReadServed { .. } => {
                 Kind::Reads
             }
-            Event::Recovered { .. } | Event::Fault { .. } => Kind::Faults,
+            Event::Recovered { .. }
+            | Event::Fault { .. }
+            | Event::ClockStopped
+            | Event::ClockStarted
+            | Event::ClockAdvanced { .. }
+            | Event::Alarm { .. } => Kind::Faults,
         }
     }
 

@@ -1,0 +1,358 @@
+//! Lessons about the log: replication and commitment (§5.3), catching up, repair of divergent
+//! logs, snapshots (§7), and reads (§6.4).
+
+use super::elections::a_follower;
+use super::{Driver, Failure, Text, agreed_value, deliver_all, fresh_cluster, live, say, wait_for};
+use crate::event::Consistency;
+use crate::protocol::{AdminCommand, ClusterStatus, NodeView};
+use crate::raft::{Index, MessageKind, NodeId};
+
+fn view(status: &ClusterStatus, node: NodeId) -> Option<&NodeView> {
+    status.nodes.iter().find(|n| n.id == node)
+}
+
+fn last_index(status: &ClusterStatus, node: NodeId) -> Option<Index> {
+    view(status, node)?.last_log_index
+}
+
+/// Every live server has committed and applied at least `index`.
+fn all_applied(status: &ClusterStatus, index: Index) -> bool {
+    live(status).iter().all(|id| view(status, *id).and_then(|n| n.applied).is_some_and(|a| a >= index))
+}
+
+pub async fn replication<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (boss, term) = fresh_cluster(d).await?;
+    d.admin(AdminCommand::StopTime).await?;
+    deliver_all(d, 50, |_| true).await?;
+    let before = last_index(&d.status().await?, boss).unwrap_or(0);
+    d.caption(say(
+        format!(
+            "Node {boss} leads term {term}. Time is stopped. A client writes greeting = hello; the proxy sends it \
+             to the leader."
+        ),
+        format!(
+            "El nodo {boss} lidera el término {term}. El tiempo está detenido. Un cliente escribe greeting = hello; \
+             el proxy lo envía al líder."
+        ),
+    ))
+    .await;
+    d.write_via(boss, "greeting", "hello");
+    let index =
+        wait_for(d, say("the leader to append the entry", "que el líder añada la entrada"), 10.0, |s| {
+            last_index(s, boss).filter(|last| *last > before)
+        })
+        .await?;
+    d.caption(say(
+        format!(
+            "The leader appended it at index {index} of its log — not committed yet (hatched). It sends \
+             AppendEntries to every follower; with time stopped they wait on the way."
+        ),
+        format!(
+            "El líder la añadió en la posición {index} de su log — aún sin confirmar (rayada). Envía AppendEntries \
+             a cada seguidor; con el tiempo detenido esperan en el camino."
+        ),
+    ))
+    .await;
+    deliver_all(d, 20, |m| m.from == boss && m.kind == MessageKind::AppendEntries).await?;
+    d.caption(say(
+        "Each follower checks that its log matches the leader's just before the new entry, appends it, and \
+         acknowledges.",
+        "Cada seguidor comprueba que su log coincide con el del líder justo antes de la nueva entrada, la añade y \
+         responde.",
+    ))
+    .await;
+    deliver_all(d, 20, |m| m.to == boss && m.kind == MessageKind::AppendResponse).await?;
+    wait_for(d, say("the leader to commit", "que el líder confirme"), 10.0, |s| {
+        view(s, boss)?.commit.filter(|c| *c >= index)
+    })
+    .await?;
+    d.caption(say(
+        format!(
+            "A majority stores entry {index}: the leader commits it, applies it and answers the client. The \
+             followers learn the new commit index with the next heartbeat."
+        ),
+        format!(
+            "Una mayoría guarda la entrada {index}: el líder la confirma, la aplica y responde al cliente. Los \
+             seguidores conocen el nuevo índice confirmado con el siguiente latido."
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::StartTime).await?;
+    wait_for(d, say("every server to apply it", "que todos los servidores la apliquen"), 20.0, |s| {
+        (all_applied(s, index) && agreed_value(s, "greeting").as_deref() == Some("hello")).then_some(())
+    })
+    .await?;
+    Ok(say(
+        format!("entry {index} committed by node {boss} and applied by every server"),
+        format!("la entrada {index} la confirmó el nodo {boss} y la aplicaron todos los servidores"),
+    ))
+}
+
+pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (boss, _) = fresh_cluster(d).await?;
+    let status = d.status().await?;
+    let sleeper = a_follower(&status, boss)?;
+    d.admin(AdminCommand::Crash { node: sleeper }).await?;
+    d.caption(say(
+        format!("Node {sleeper} crashed. The others go on: a majority is enough to commit."),
+        format!("El nodo {sleeper} cayó. Los demás siguen: basta una mayoría para confirmar."),
+    ))
+    .await;
+    let mut last = 0;
+    for i in 1..=5 {
+        last = d.write(&format!("missed-{i}"), &format!("value {i}")).await?;
+    }
+    d.caption(say(
+        format!("Five writes committed without node {sleeper}. Now it restarts from its disk, behind by those entries."),
+        format!("Cinco escrituras confirmadas sin el nodo {sleeper}. Ahora arranca desde su disco, con esas entradas de retraso."),
+    ))
+    .await;
+    d.admin(AdminCommand::Restart { node: sleeper }).await?;
+    wait_for(
+        d,
+        say(format!("node {sleeper} to catch up"), format!("que el nodo {sleeper} se ponga al día")),
+        30.0,
+        |s| {
+            let n = view(s, sleeper)?;
+            (n.applied? >= last && agreed_value(s, "missed-5").as_deref() == Some("value 5")).then_some(())
+        },
+    )
+    .await?;
+    d.caption(say(
+        format!(
+            "The leader's first AppendEntries did not match node {sleeper}'s log; it stepped back to where the logs \
+             agree and sent the missing entries. Node {sleeper} has them all."
+        ),
+        format!(
+            "El primer AppendEntries del líder no coincidía con el log del nodo {sleeper}; retrocedió hasta donde \
+             coinciden los logs y envió las entradas que faltaban. El nodo {sleeper} las tiene todas."
+        ),
+    ))
+    .await;
+    Ok(say(
+        format!("node {sleeper} caught up to index {last}"),
+        format!("el nodo {sleeper} se puso al día hasta la entrada {last}"),
+    ))
+}
+
+pub async fn log_repair<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (old, term) = fresh_cluster(d).await?;
+    let base = d.write("repair", "base").await?;
+    d.admin(AdminCommand::Partition { groups: vec![vec![old]] }).await?;
+    d.write_via(old, "repair", "lost 1");
+    d.write_via(old, "repair", "lost 2");
+    wait_for(d, say("the cut-off leader to append", "que el líder aislado añada"), 10.0, |s| {
+        last_index(s, old).filter(|l| *l >= base + 2)
+    })
+    .await?;
+    d.caption(say(
+        format!(
+            "Node {old} (leader of term {term}) is cut off, yet it appended two writes at indices {} and {}. No \
+             majority will ever store them.",
+            base + 1,
+            base + 2
+        ),
+        format!(
+            "El nodo {old} (líder del término {term}) está aislado y aun así añadió dos escrituras en las \
+             posiciones {} y {}. Ninguna mayoría las guardará.",
+            base + 1,
+            base + 2
+        ),
+    ))
+    .await;
+    let (new, new_term) = wait_for(d, say("a new leader", "un nuevo líder"), 30.0, |s| {
+        s.nodes
+            .iter()
+            .find(|n| n.id != old && n.role == Some(crate::raft::Role::Leader) && n.term > Some(term))
+            .map(|n| (n.id, n.term.unwrap_or(0)))
+    })
+    .await?;
+    d.write("repair", "kept").await?;
+    d.caption(say(
+        format!(
+            "The majority elected node {new} (term {new_term}), which committed different entries at the same \
+             indices. Now the network heals and time stops: watch the repair message by message."
+        ),
+        format!(
+            "La mayoría eligió al nodo {new} (término {new_term}), que confirmó otras entradas en las mismas \
+             posiciones. Ahora la red se cura y el tiempo se detiene: mira la reparación mensaje a mensaje."
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::StopTime).await?;
+    d.admin(AdminCommand::Heal).await?;
+    d.admin(AdminCommand::FireTimer { node: new }).await?;
+    let between =
+        |m: &crate::protocol::HeldMessage| (m.from == new && m.to == old) || (m.from == old && m.to == new);
+    deliver_all(d, 40, between).await?;
+    d.caption(say(
+        format!(
+            "Node {old} refused the first AppendEntries: its entry before the new ones had another term. The \
+             leader stepped back, found where the logs agree, and node {old} deleted its conflicting entries \
+             and took the leader's."
+        ),
+        format!(
+            "El nodo {old} rechazó el primer AppendEntries: su entrada anterior a las nuevas tenía otro término. \
+             El líder retrocedió, encontró dónde coinciden los logs, y el nodo {old} borró sus entradas en \
+             conflicto y tomó las del líder."
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::StartTime).await?;
+    wait_for(
+        d,
+        say(format!("node {old}'s log to match"), format!("que el log del nodo {old} coincida")),
+        30.0,
+        |s| (agreed_value(s, "repair").as_deref() == Some("kept")).then_some(()),
+    )
+    .await?;
+    let log = d.log(old).await;
+    let repaired = log.get(base + 1).is_some_and(|e| e.term > term);
+    if !repaired {
+        return Err(say(
+            format!("node {old}'s entry {} still has term {term}", base + 1),
+            format!("la entrada {} del nodo {old} sigue teniendo el término {term}", base + 1),
+        ));
+    }
+    Ok(say(
+        format!("node {old}'s uncommitted entries from term {term} were replaced by node {new}'s"),
+        format!(
+            "las entradas sin confirmar del nodo {old} del término {term} se sustituyeron por las del nodo {new}"
+        ),
+    ))
+}
+
+pub async fn snapshot<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (boss, _) = fresh_cluster(d).await?;
+    let status = d.status().await?;
+    let sleeper = a_follower(&status, boss)?;
+    d.admin(AdminCommand::Crash { node: sleeper }).await?;
+    let mut last = 0;
+    for i in 1..=6 {
+        last = d.write(&format!("snap-{i}"), &format!("value {i}")).await?;
+    }
+    d.admin(AdminCommand::Snapshot { node: None }).await?;
+    wait_for(d, say("the leader's snapshot", "la instantánea del líder"), 10.0, |s| {
+        view(s, boss)?.snapshot_index.filter(|i| *i >= last)
+    })
+    .await?;
+    d.caption(say(
+        format!(
+            "Node {sleeper} is down while six writes commit. Then every live server takes a snapshot of its store \
+             at index {last} and drops the log before it: the log stays short."
+        ),
+        format!(
+            "El nodo {sleeper} está caído mientras se confirman seis escrituras. Después, cada servidor activo toma \
+             una instantánea de su almacén en la posición {last} y borra el log anterior: el log se mantiene corto."
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::Restart { node: sleeper }).await?;
+    wait_for(
+        d,
+        say(
+            format!("node {sleeper} to install the snapshot"),
+            format!("que el nodo {sleeper} instale la instantánea"),
+        ),
+        30.0,
+        |s| {
+            let n = view(s, sleeper)?;
+            (n.snapshot_index? >= last
+                && n.applied? >= last
+                && agreed_value(s, "snap-6").as_deref() == Some("value 6"))
+            .then_some(())
+        },
+    )
+    .await?;
+    d.caption(say(
+        format!(
+            "Node {sleeper} restarted needing entries the leader no longer has. The leader sent InstallSnapshot \
+             instead (the big square): node {sleeper} replaced its state with the snapshot and goes on from there."
+        ),
+        format!(
+            "El nodo {sleeper} arrancó necesitando entradas que el líder ya no tiene. El líder le envió \
+             InstallSnapshot (el cuadrado grande): el nodo {sleeper} sustituyó su estado por la instantánea y sigue \
+             desde ahí."
+        ),
+    ))
+    .await;
+    Ok(say(
+        format!("node {sleeper} caught up from a snapshot at index {last}"),
+        format!("el nodo {sleeper} se puso al día con una instantánea en la posición {last}"),
+    ))
+}
+
+pub async fn stale_read<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (boss, _) = fresh_cluster(d).await?;
+    d.write("balance", "100").await?;
+    let status = d.status().await?;
+    let loner = a_follower(&status, boss)?;
+    wait_for(d, say("every server to apply", "que todos apliquen"), 10.0, |s| {
+        (agreed_value(s, "balance").as_deref() == Some("100")).then_some(())
+    })
+    .await?;
+    d.admin(AdminCommand::Partition { groups: vec![vec![loner]] }).await?;
+    d.write("balance", "50").await?;
+    d.caption(say(
+        format!("balance was 100 everywhere. Node {loner} is now cut off, and balance = 50 committed without it."),
+        format!("balance valía 100 en todos. El nodo {loner} está ahora aislado, y balance = 50 se confirmó sin él."),
+    ))
+    .await;
+    let stale = d.read_via(loner, "balance", Consistency::Stale).await;
+    d.caption(say(
+        format!(
+            "A stale read from node {loner} answers from its own state at once: {}. That is what the original \
+             project did — fast, and wrong.",
+            shown(&stale)
+        ),
+        format!(
+            "Una lectura obsoleta del nodo {loner} responde enseguida con su propio estado: {}. Es lo que hacía el \
+             proyecto original: rápido, y mal.",
+            shown(&stale)
+        ),
+    ))
+    .await;
+    let linearizable = d.read_via(loner, "balance", Consistency::Linearizable).await;
+    d.caption(say(
+        format!(
+            "A linearizable read asks the leader to confirm, with a majority, the latest commit index (ReadIndex). \
+             Node {loner} cannot reach a leader, so it refuses: {}.",
+            shown(&linearizable)
+        ),
+        format!(
+            "Una lectura linealizable pide al líder que confirme, con una mayoría, el último índice confirmado \
+             (ReadIndex). El nodo {loner} no llega a ningún líder, así que se niega: {}.",
+            shown(&linearizable)
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::Heal).await?;
+    if linearizable.as_ref().is_ok_and(|v| v.as_deref() == Some("100")) {
+        return Err(say(
+            format!("a linearizable read from node {loner} returned the old value 100"),
+            format!("una lectura linealizable del nodo {loner} devolvió el valor antiguo 100"),
+        ));
+    }
+    if stale.as_ref().is_ok_and(|v| v.as_deref() != Some("100")) {
+        return Err(say(
+            format!("the stale read from node {loner} did not show the old value: {}", shown(&stale)),
+            format!("la lectura obsoleta del nodo {loner} no mostró el valor antiguo: {}", shown(&stale)),
+        ));
+    }
+    wait_for(d, say("balance = 50 everywhere", "balance = 50 en todos"), 20.0, |s| {
+        (agreed_value(s, "balance").as_deref() == Some("50")).then_some(())
+    })
+    .await?;
+    Ok(say(
+        format!("node {loner} read 100 stale and refused the linearizable read"),
+        format!("el nodo {loner} leyó 100 obsoleto y rechazó la lectura linealizable"),
+    ))
+}
+
+fn shown(read: &Result<Option<String>, String>) -> String {
+    match read {
+        Ok(Some(v)) => format!("\"{v}\""),
+        Ok(None) => "(absent)".into(),
+        Err(e) => e.clone(),
+    }
+}
