@@ -1,13 +1,15 @@
-//! The root component: owns the store and the connection, runs the animation loop, and lays
-//! out the views. UI state (language, selection, filters, freeze) lives in one reducer; the
-//! streamed cluster data lives in the store, and views re-render when its versions move.
+//! The root component: owns the store and the connection, runs the animation loop, listens to
+//! the keyboard, and lays out the views. UI state (language, selection, filters, the message
+//! being inspected) lives in one reducer; the streamed cluster data lives in the store, and
+//! views re-render when its versions move.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use shared::protocol::{ClientFrame, ProxyFrame};
-use shared::raft::NodeId;
+use shared::lesson::LessonAction;
+use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
+use shared::raft::{MessageId, NodeId};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use yew::prelude::*;
@@ -16,7 +18,8 @@ use crate::connection::Connection;
 use crate::i18n::Lang;
 use crate::store::{Link, Store};
 use crate::view::{
-    AdminPanel, ChartsView, ClientPanel, ClusterView, Header, KvView, LogsView, TimelineFilter, TimelineView,
+    AdminPanel, Banners, ChartsView, ClientPanel, ClusterView, Header, Help, Inspector, KvView, Legend,
+    LessonPanel, LogsView, TimeBar, TimelineFilter, TimelineView,
 };
 
 pub fn now_ms() -> f64 {
@@ -67,6 +70,9 @@ pub struct Ui {
     /// Nodes ticked for a partition.
     pub partition: BTreeSet<NodeId>,
     pub filter: TimelineFilter,
+    /// The message being inspected: (sender, id).
+    pub message: Option<(NodeId, MessageId)>,
+    pub help: bool,
 }
 
 pub enum UiAction {
@@ -79,6 +85,10 @@ pub enum UiAction {
     TogglePartition(NodeId),
     ClearPartition,
     Filter(TimelineFilter),
+    Inspect(Option<(NodeId, MessageId)>),
+    ToggleHelp,
+    /// Escape: close whatever is open.
+    CloseAll,
 }
 
 impl Reducible for Ui {
@@ -86,12 +96,7 @@ impl Reducible for Ui {
     fn reduce(self: Rc<Self>, action: UiAction) -> Rc<Self> {
         let mut ui = (*self).clone();
         match action {
-            UiAction::SetLang(lang) => {
-                if let Some(s) = local_storage() {
-                    let _ = s.set_item("consenso-lang", if lang == Lang::Es { "es" } else { "en" });
-                }
-                ui.lang = lang;
-            }
+            UiAction::SetLang(lang) => ui.lang = lang,
             UiAction::TogglePresentation => ui.presentation = !ui.presentation,
             UiAction::Select(node) => {
                 ui.selected = node;
@@ -109,6 +114,13 @@ impl Reducible for Ui {
             }
             UiAction::ClearPartition => ui.partition.clear(),
             UiAction::Filter(filter) => ui.filter = filter,
+            UiAction::Inspect(message) => ui.message = message,
+            UiAction::ToggleHelp => ui.help = !ui.help,
+            UiAction::CloseAll => {
+                ui.menu = None;
+                ui.help = false;
+                ui.message = None;
+            }
         }
         Rc::new(ui)
     }
@@ -150,18 +162,22 @@ impl PartialEq for Shared {
 
 impl Shared {
     /// Sends a request; its outcome appears in the store's request list.
-    pub fn request(&self, what: String, frame: impl FnOnce(u64) -> ClientFrame) {
-        let id = self.store.borrow_mut().new_request(what, now_ms());
-        let frame = frame(id);
+    pub fn request(&self, frame: impl FnOnce(u64) -> ClientFrame) {
+        let frame = self.store.borrow_mut().new_request(frame, now_ms());
         let sent = self.connection.borrow().as_ref().is_some_and(|c| c.send(&frame));
         if !sent {
             let error = shared::protocol::ApiError::new(
                 shared::protocol::ErrorKind::Unavailable,
                 "not connected to a proxy",
             );
+            let id = request_id(&frame);
             self.store.borrow_mut().receive(ProxyFrame::Error { id: Some(id), error }, now_ms());
         }
         self.touch.emit(());
+    }
+
+    pub fn admin(&self, command: AdminCommand) {
+        self.request(move |id| ClientFrame::Admin { id, command });
     }
 
     pub fn set_token(&self, token: Option<String>) {
@@ -183,6 +199,18 @@ impl Shared {
     }
 }
 
+fn request_id(frame: &ClientFrame) -> u64 {
+    match frame {
+        ClientFrame::Put { id, .. }
+        | ClientFrame::Get { id, .. }
+        | ClientFrame::Delete { id, .. }
+        | ClientFrame::Cas { id, .. }
+        | ClientFrame::Status { id }
+        | ClientFrame::Admin { id, .. } => *id,
+        ClientFrame::Hello { .. } => 0,
+    }
+}
+
 #[function_component]
 pub fn App() -> Html {
     let store = use_mut_ref(Store::default);
@@ -196,6 +224,8 @@ pub fn App() -> Html {
         menu: None,
         partition: BTreeSet::new(),
         filter: TimelineFilter::default(),
+        message: None,
+        help: false,
     });
 
     {
@@ -230,6 +260,26 @@ pub fn App() -> Html {
         Callback::from(move |_| dirty.set(true))
     };
     let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
+    {
+        let lang = ui.lang;
+        use_effect_with(lang, move |lang| {
+            if let Some(s) = local_storage() {
+                let _ = s.set_item("consenso-lang", if *lang == Lang::Es { "es" } else { "en" });
+            }
+            if let Some(root) =
+                web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element())
+            {
+                let _ = root.set_attribute("lang", if *lang == Lang::Es { "es" } else { "en" });
+            }
+        });
+    }
+    {
+        let (shared, dispatcher) = (shared.clone(), ui.dispatcher());
+        use_effect_with((), move |_| {
+            listen_to_keys(shared, dispatcher);
+            || ()
+        });
+    }
     let throttles = use_mut_ref(|| [Throttle::default(), Throttle::default(), Throttle::default()]);
     let s = store.borrow();
     let model = s.view();
@@ -249,43 +299,114 @@ pub fn App() -> Html {
         let ui = ui.clone();
         Callback::from(move |a: UiAction| ui.dispatch(a))
     };
-    let classes =
-        classes!("app", ui.presentation.then_some("presentation"), s.frozen.is_some().then_some("frozen"));
+    let frozen = s.frozen.is_some();
+    let classes = classes!(
+        "app",
+        ui.presentation.then_some("presentation"),
+        frozen.then_some("frozen"),
+        query("debug").is_some().then_some("debug")
+    );
+    let rows = model.nodes.len().max(3);
     html! {
         <ContextProvider<Shared> context={shared}>
-            <div class={classes} onclick={
+            <div class={classes} style={format!("--rows: {rows}")} onclick={
                 let (dispatch, open) = (dispatch.clone(), ui.menu.is_some());
                 Callback::from(move |_: MouseEvent| if open { dispatch.emit(UiAction::CloseMenu) })
             }>
                 { perf_meter(&s) }
-                <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
-                    leader={model.shown_leader()} term={model.term} frozen={s.frozen.as_ref().map(|(t, _)| *t)}
-                    live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
-                <main>
-                    <section class="cluster-area">
-                        <ClusterView lang={lang} now={*now} version={model.versions.nodes}
+                <div class="screen">
+                    <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
+                        version={model.versions.nodes} frozen={s.frozen.as_ref().map(|(t, _)| *t)}
+                        live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
+                    <Banners lang={lang} admin={s.admin} version={model.versions.nodes} />
+                    <section class="stage" aria-label="cluster">
+                        <TimeBar lang={lang} admin={s.admin} frozen={frozen} version={model.versions.nodes} now={*now} />
+                        <ClusterView lang={lang} now={*now} version={model.versions.nodes} presentation={ui.presentation}
                             selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}
-                            admin={s.admin} dispatch={dispatch.clone()} />
+                            message={ui.message} admin={s.admin} dispatch={dispatch.clone()} />
                     </section>
-                    <aside class="panels">
-                        <ClientPanel lang={lang} version={s.requests_version} />
+                    <aside class={classes!("side", ui.message.is_some().then_some("inspecting"))}>
+                        <Inspector lang={lang} admin={s.admin} message={ui.message} now={*now} dispatch={dispatch.clone()} />
+                        <LessonPanel lang={lang} admin={s.admin} version={model.versions.nodes} />
                         <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} version={model.versions.nodes}
-                            partition={ui.partition.clone()} supervised={model.supervised} dispatch={dispatch.clone()} />
-                        <ChartsView lang={lang} version={model.versions.charts} />
+                            partition={ui.partition.clone()} supervised={model.supervised} frozen={frozen}
+                            dispatch={dispatch.clone()} />
+                        <ClientPanel lang={lang} version={s.requests_version} />
+                        <Legend lang={lang} />
                     </aside>
                     <section class="logs-area">
                         <LogsView lang={lang} version={logs_version} />
                     </section>
+                </div>
+                <main class="more">
                     <section class="kv-area">
                         <KvView lang={lang} version={kv_version} />
                     </section>
                     <section class="timeline-area">
-                        <TimelineView lang={lang} version={timeline_version} filter={ui.filter.clone()} dispatch={dispatch} />
+                        <TimelineView lang={lang} version={timeline_version} filter={ui.filter.clone()} dispatch={dispatch.clone()} />
+                    </section>
+                    <section class="charts-area">
+                        <ChartsView lang={lang} version={model.versions.charts} />
                     </section>
                 </main>
+                { if ui.help { html! { <Help lang={lang} dispatch={dispatch} /> } } else { html! {} } }
             </div>
         </ContextProvider<Shared>>
     }
+}
+
+/// Keyboard shortcuts: Space stops or runs time, → steps, N goes on with a lesson, P toggles
+/// presentation, ? shows the help, Escape closes. Keys typed into a form field are the
+/// field's.
+fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
+    let Some(window) = web_sys::window() else { return };
+    let handler = Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |e: web_sys::KeyboardEvent| {
+        if e.ctrl_key() || e.meta_key() || e.alt_key() || typing(&e) {
+            return;
+        }
+        let (admin, stopped, waiting) = {
+            let store = shared.store.borrow();
+            let live = &store.live;
+            (store.admin, live.time.stopped, live.lesson.as_ref().is_some_and(|l| l.waiting))
+        };
+        match e.key().as_str() {
+            " " if admin && !on_button(&e) => {
+                e.prevent_default();
+                shared.admin(if stopped { AdminCommand::StartTime } else { AdminCommand::StopTime });
+            }
+            "ArrowRight" if admin => {
+                e.prevent_default();
+                shared.admin(AdminCommand::Step { count: 1 });
+            }
+            "n" | "N" if admin && waiting => {
+                shared.admin(AdminCommand::Lesson { action: LessonAction::Next })
+            }
+            "?" => ui.dispatch(UiAction::ToggleHelp),
+            "p" | "P" => ui.dispatch(UiAction::TogglePresentation),
+            "Escape" => ui.dispatch(UiAction::CloseAll),
+            _ => {}
+        }
+    });
+    let _ = window.add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+    // The listener lives as long as the page.
+    handler.forget();
+}
+
+/// Whether the key goes to a text field or a menu.
+fn typing(e: &web_sys::KeyboardEvent) -> bool {
+    let tag = e
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .map(|el| el.tag_name().to_lowercase())
+        .unwrap_or_default();
+    matches!(tag.as_str(), "input" | "select" | "textarea")
+}
+
+/// Space on a focused button presses that button, not the time toggle.
+fn on_button(e: &web_sys::KeyboardEvent) -> bool {
+    e.target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| el.tag_name().eq_ignore_ascii_case("button") || el.get_attribute("role").is_some())
 }
 
 /// Frame rate and drawing lag, as data attributes for benchmarks (and visible with `?debug`).
@@ -332,7 +453,8 @@ fn start_animation(store: Rc<RefCell<Store>>, dirty: Rc<Cell<bool>>, now: UseSta
                 s.live.advance_to(t);
             }
             let m = s.view();
-            !m.flights.is_empty() || m.nodes.values().any(|n| n.timer.is_some())
+            m.flights.list.iter().any(|f| !f.held())
+                || m.nodes.values().any(|n| n.timer.is_some_and(|tm| tm.frozen.is_none()))
         };
         if animating || dirty.replace(false) {
             now.set(t);

@@ -2,7 +2,8 @@
 //! so the page, the node's logs and the simulator's trace say the same thing.
 
 pub use shared::event_text::Lang;
-use shared::protocol::{ErrorKind, ProcessState};
+use shared::lesson::LessonAction;
+use shared::protocol::{AdminCommand, ClientFrame, ErrorKind, ProcessState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum T {
@@ -88,6 +89,72 @@ pub enum T {
     LegendNext,
     Memory,
     Unsupervised,
+    // Time
+    RunTime,
+    StopTime,
+    Step,
+    TimeRuns,
+    TimeStopped,
+    HeldMessages,
+    Latency,
+    LatencyAuto,
+    NotToScale,
+    TrueSpeed,
+    FrozenActsLive,
+    // Messages
+    MessageTitle,
+    Held,
+    InFlight,
+    Lost,
+    Stepping,
+    DeliverNow,
+    DropIt,
+    Close,
+    ClickAMessage,
+    // Votes and roles
+    Votes,
+    StillLeads,
+    Deposed,
+    Side,
+    OneWayBlocked,
+    // Lessons
+    Lessons,
+    StartLesson,
+    Next,
+    StopLesson,
+    LessonPassed,
+    LessonFailed,
+    LessonWaiting,
+    LessonRunning,
+    LessonsAdminOnly,
+    // Alarms
+    Alarm,
+    DeliberateDefects,
+    // Legend
+    LegendTitle,
+    LegendFollower,
+    LegendPreCandidate,
+    LegendCandidate,
+    LegendLeader,
+    LegendTimer,
+    LegendPaused,
+    LegendCrashed,
+    LegendUnreachable,
+    LegendCutOff,
+    LegendHeld,
+    LegendLostMsg,
+    // Help
+    Shortcuts,
+    KeySpace,
+    KeyRight,
+    KeyNext,
+    KeyEnter,
+    KeyEscape,
+    KeyHelp,
+    KeyPresent,
+    Done,
+    Reset,
+    Snapshot2,
 }
 
 pub fn t(lang: Lang, key: T) -> &'static str {
@@ -196,6 +263,88 @@ pub fn t(lang: Lang, key: T) -> &'static str {
             "Not started by `consenso cluster`: crash, pause and restart are not available.",
             "No lo arrancó `consenso cluster`: tumbar, pausar y reiniciar no están disponibles."
         ),
+        T::RunTime => w!("▶ Run time", "▶ Correr el tiempo"),
+        T::StopTime => w!("❚❚ Stop time", "❚❚ Parar el tiempo"),
+        T::Step => w!("Step ▸", "Paso ▸"),
+        T::TimeRuns => w!("time runs", "el tiempo corre"),
+        T::TimeStopped => w!("TIME STOPPED", "TIEMPO DETENIDO"),
+        T::HeldMessages => w!("messages held", "mensajes retenidos"),
+        T::Latency => w!("network latency", "latencia de red"),
+        T::LatencyAuto => w!("auto", "auto"),
+        T::NotToScale => w!(
+            "not to scale: messages are faster than the eye (slow time down to see them as they are)",
+            "no a escala: los mensajes son más rápidos que la vista (ralentiza el tiempo para verlos tal cual)"
+        ),
+        T::TrueSpeed => w!("messages drawn at their true speed", "mensajes dibujados a su velocidad real"),
+        T::FrozenActsLive => w!(
+            "The view is frozen in the past; these controls act on the live cluster.",
+            "La vista está congelada en el pasado; estos controles actúan sobre el clúster en directo."
+        ),
+        T::MessageTitle => w!("Message", "Mensaje"),
+        T::Held => w!(
+            "held in its sender's queue (time is stopped)",
+            "retenido en la cola del emisor (el tiempo está detenido)"
+        ),
+        T::InFlight => w!("on its way", "de camino"),
+        T::Lost => w!("lost", "perdido"),
+        T::Stepping => w!("released by a step, arriving", "liberado por un paso, llegando"),
+        T::DeliverNow => w!("Deliver now", "Entregar ya"),
+        T::DropIt => w!("Drop it", "Descartarlo"),
+        T::Close => w!("Close", "Cerrar"),
+        T::ClickAMessage => w!(
+            "Click a message (or a held envelope) to see its fields.",
+            "Haz clic en un mensaje (o en un sobre retenido) para ver sus campos."
+        ),
+        T::Votes => w!("votes", "votos"),
+        T::StillLeads => w!("still believes it leads term", "aún cree que lidera el término"),
+        T::Deposed => w!("deposed", "depuesto"),
+        T::Side => w!("side", "lado"),
+        T::OneWayBlocked => w!("messages this way are lost", "los mensajes en este sentido se pierden"),
+        T::Lessons => w!("Lessons", "Lecciones"),
+        T::StartLesson => w!("Start", "Empezar"),
+        T::Next => w!("Next ▸", "Siguiente ▸"),
+        T::StopLesson => w!("Stop", "Detener"),
+        T::LessonPassed => w!("The lesson's check held", "La comprobación de la lección se cumplió"),
+        T::LessonFailed => w!("The lesson's check failed", "La comprobación de la lección falló"),
+        T::LessonWaiting => w!("press Next (or N) to go on", "pulsa Siguiente (o N) para seguir"),
+        T::LessonRunning => w!("working…", "en marcha…"),
+        T::LessonsAdminOnly => w!(
+            "The lecturer runs lessons; their captions appear here for everyone.",
+            "El profesor lanza las lecciones; sus rótulos aparecen aquí para todos."
+        ),
+        T::Alarm => w!("ALARM", "ALARMA"),
+        T::DeliberateDefects => w!("Deliberate defects switched on", "Defectos deliberados activados"),
+        T::LegendTitle => w!("Legend", "Leyenda"),
+        T::LegendFollower => w!("follower (circle)", "seguidor (círculo)"),
+        T::LegendPreCandidate => w!("pre-candidate (dashed diamond)", "precandidato (rombo discontinuo)"),
+        T::LegendCandidate => w!("candidate (diamond)", "candidato (rombo)"),
+        T::LegendLeader => w!("leader (hexagon, ★)", "líder (hexágono, ★)"),
+        T::LegendTimer => w!(
+            "ring: election time left; when it empties the follower starts an election",
+            "anillo: tiempo de elección restante; al vaciarse el seguidor inicia una elección"
+        ),
+        T::LegendPaused => w!("❚❚ paused (SIGSTOP)", "❚❚ en pausa (SIGSTOP)"),
+        T::LegendCrashed => w!("✖ crashed (SIGKILL)", "✖ caído (SIGKILL)"),
+        T::LegendUnreachable => w!("? not answering", "? no responde"),
+        T::LegendCutOff => w!("✂ cut off (partition)", "✂ aislado (partición)"),
+        T::LegendHeld => {
+            w!("✉ held: waits while time is stopped", "✉ retenido: espera mientras el tiempo está detenido")
+        }
+        T::LegendLostMsg => w!("✗ lost, with the reason", "✗ perdido, con el motivo"),
+        T::Shortcuts => w!("Keyboard shortcuts", "Atajos de teclado"),
+        T::KeySpace => w!("stop / run time", "parar / correr el tiempo"),
+        T::KeyRight => w!("one step", "un paso"),
+        T::KeyNext => w!("next caption of the lesson", "siguiente rótulo de la lección"),
+        T::KeyEnter => w!(
+            "on a server: its menu (Tab moves between servers)",
+            "sobre un servidor: su menú (Tab pasa de uno a otro)"
+        ),
+        T::KeyEscape => w!("close menus and panels", "cerrar menús y paneles"),
+        T::KeyHelp => w!("this help", "esta ayuda"),
+        T::KeyPresent => w!("presentation mode", "modo presentación"),
+        T::Done => w!("done", "hecho"),
+        T::Reset => w!("Reset cluster", "Reiniciar clúster"),
+        T::Snapshot2 => w!("Snapshot now", "Instantánea ya"),
     }
 }
 
@@ -230,6 +379,85 @@ pub fn process(lang: Lang, state: ProcessState) -> &'static str {
                 "unreachable"
             }
         }
+    }
+}
+
+/// An admin command in words.
+pub fn command(lang: Lang, command: &AdminCommand) -> String {
+    if lang == Lang::En {
+        return command.describe();
+    }
+    match command {
+        AdminCommand::Crash { node } => format!("tumbar el nodo {node}"),
+        AdminCommand::Restart { node } => format!("reiniciar el nodo {node}"),
+        AdminCommand::Pause { node } => format!("pausar el nodo {node}"),
+        AdminCommand::Resume { node } => format!("reanudar el nodo {node}"),
+        AdminCommand::Partition { groups } => {
+            let groups: Vec<String> = groups
+                .iter()
+                .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+                .collect();
+            format!("particionar {}", groups.join(" | "))
+        }
+        AdminCommand::Block { from, to } => format!("bloquear los mensajes {from} → {to}"),
+        AdminCommand::Heal => "curar la red".to_string(),
+        AdminCommand::Drop { rate, .. } => format!("perder el {:.0}% de los mensajes", rate * 100.0),
+        AdminCommand::Delay { ms, .. } => format!("retrasar los mensajes {ms} ms"),
+        AdminCommand::TimeScale { scale } => format!("cámara lenta ×{scale}"),
+        AdminCommand::TransferLeadership { to } => format!("ceder el liderazgo al nodo {to}"),
+        AdminCommand::StopTime => "parar el tiempo".to_string(),
+        AdminCommand::StartTime => "poner el tiempo en marcha".to_string(),
+        AdminCommand::Step { count } => format!("{count} paso(s)"),
+        AdminCommand::DeliverMessage { id } => format!("entregar el mensaje #{id}"),
+        AdminCommand::DropMessage { id } => format!("descartar el mensaje #{id}"),
+        AdminCommand::FireTimer { node } => format!("vencer el temporizador del nodo {node}"),
+        AdminCommand::Advance { ms, .. } => format!("adelantar los relojes {ms} ms"),
+        AdminCommand::Latency { ms: Some(ms), .. } => format!("latencia {ms} ms"),
+        AdminCommand::Latency { ms: None, .. } => "latencia automática".to_string(),
+        AdminCommand::BatchSize { entries: Some(n) } => format!("como mucho {n} entradas por AppendEntries"),
+        AdminCommand::BatchSize { entries: None } => "lotes de AppendEntries por defecto".to_string(),
+        AdminCommand::Snapshot { .. } => "tomar una instantánea".to_string(),
+        AdminCommand::Reset => "reiniciar el clúster con discos vacíos".to_string(),
+        AdminCommand::Lesson { action: LessonAction::Start { name, .. } } => {
+            format!("empezar la lección {name}")
+        }
+        AdminCommand::Lesson { action: LessonAction::Next } => "siguiente paso de la lección".to_string(),
+        AdminCommand::Lesson { action: LessonAction::Stop } => "detener la lección".to_string(),
+    }
+}
+
+/// A client request in words.
+pub fn request(lang: Lang, frame: &ClientFrame) -> String {
+    let es = lang == Lang::Es;
+    match frame {
+        ClientFrame::Put { key, value, .. } => {
+            if es {
+                format!("escribir {key} = {value}")
+            } else {
+                format!("put {key} = {value}")
+            }
+        }
+        ClientFrame::Get { key, consistency, .. } => {
+            if es {
+                format!("leer {key} ({consistency})")
+            } else {
+                format!("get {key} ({consistency})")
+            }
+        }
+        ClientFrame::Delete { key, .. } => {
+            if es {
+                format!("borrar {key}")
+            } else {
+                format!("delete {key}")
+            }
+        }
+        ClientFrame::Cas { key, expected, new, .. } => {
+            let shown = expected.clone().unwrap_or_else(|| "∅".into());
+            format!("cas {key}: {shown} → {new}")
+        }
+        ClientFrame::Admin { command: c, .. } => command(lang, c),
+        ClientFrame::Status { .. } => "status".to_string(),
+        ClientFrame::Hello { .. } => "hello".to_string(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Breaking things: per-server process faults, partitions (also one-way), message loss and
-//! delay, and the time scale. Shown only with the admin token; the proxy refuses these commands
-//! without it anyway.
+//! delay, a reset onto empty disks. Shown only with the admin token; the proxy refuses these
+//! commands without it anyway. (Time — stop, step, slow motion, latency — is in the time bar.)
 
 use std::collections::BTreeSet;
 
@@ -9,7 +9,6 @@ use shared::raft::{NodeId, Role};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use super::actions::admin;
 use crate::app::{Shared, UiAction};
 use crate::i18n::{Lang, T, t};
 
@@ -21,16 +20,9 @@ pub struct Props {
     pub version: u64,
     pub partition: BTreeSet<NodeId>,
     pub supervised: bool,
+    /// The view shows the past: say that these act on the present.
+    pub frozen: bool,
     pub dispatch: Callback<UiAction>,
-}
-
-/// The time scale slider is logarithmic: 0 → ×1, 100 → ×100.
-fn scale_of(slider: f64) -> f64 {
-    (10f64.powf(slider / 50.0) * 10.0).round() / 10.0
-}
-
-fn slider_of(scale: f64) -> f64 {
-    scale.max(1.0).log10() * 50.0
 }
 
 #[function_component]
@@ -69,7 +61,7 @@ pub fn AdminPanel(props: &Props) -> Html {
     let ids: Vec<NodeId> = model.nodes.keys().copied().collect();
     let send = |command: AdminCommand| {
         let shared = shared.clone();
-        Callback::from(move |_: MouseEvent| admin(&shared, command.clone()))
+        Callback::from(move |_: MouseEvent| shared.admin(command.clone()))
     };
     let selected = props.selected.and_then(|id| model.nodes.get(&id));
     let node_actions = match selected {
@@ -95,7 +87,7 @@ pub fn AdminPanel(props: &Props) -> Html {
         let (shared, dispatch) = (shared.clone(), props.dispatch.clone());
         Callback::from(move |_: MouseEvent| {
             if !picked.is_empty() {
-                admin(&shared, AdminCommand::Partition { groups: vec![picked.clone()] });
+                shared.admin(AdminCommand::Partition { groups: vec![picked.clone()] });
                 dispatch.emit(UiAction::ClearPartition);
             }
         })
@@ -107,7 +99,7 @@ pub fn AdminPanel(props: &Props) -> Html {
                 |r: &NodeRef| r.cast::<HtmlSelectElement>().and_then(|s| s.value().parse::<NodeId>().ok());
             if let (Some(from), Some(to)) = (pick(&from), pick(&to)) {
                 if from != to {
-                    admin(&shared, AdminCommand::Block { from, to });
+                    shared.admin(AdminCommand::Block { from, to });
                 }
             }
         })
@@ -120,22 +112,14 @@ pub fn AdminPanel(props: &Props) -> Html {
         Callback::from(move |e: Event| {
             let input: HtmlInputElement = e.target_unchecked_into();
             let rate = input.value().parse::<f64>().unwrap_or(0.0) / 100.0;
-            admin(&shared, AdminCommand::Drop { node: None, rate });
+            shared.admin(AdminCommand::Drop { node: None, rate });
         })
     };
     let on_delay = {
         let shared = shared.clone();
         Callback::from(move |e: Event| {
             let input: HtmlInputElement = e.target_unchecked_into();
-            admin(&shared, AdminCommand::Delay { node: None, ms: input.value().parse().unwrap_or(0) });
-        })
-    };
-    let on_scale = {
-        let shared = shared.clone();
-        Callback::from(move |e: Event| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            let scale = scale_of(input.value().parse().unwrap_or(0.0));
-            admin(&shared, AdminCommand::TimeScale { scale });
+            shared.admin(AdminCommand::Delay { node: None, ms: input.value().parse().unwrap_or(0) });
         })
     };
     let options = |r: &NodeRef, first: bool| {
@@ -148,6 +132,7 @@ pub fn AdminPanel(props: &Props) -> Html {
     html! {
         <div class="admin-panel">
             <h2>{ t(lang, T::Admin) }</h2>
+            { if props.frozen { html! { <p class="note frozen-note">{ t(lang, T::FrozenActsLive) }</p> } } else { html! {} } }
             { if props.supervised { html! {} } else { html! { <p class="note">{ t(lang, T::Unsupervised) }</p> } } }
             { node_actions }
             <div class="partition">
@@ -171,9 +156,10 @@ pub fn AdminPanel(props: &Props) -> Html {
             <label class="slider">{ format!("{} ({}): {delay} ms", t(lang, T::Delay), t(lang, T::AllNodes)) }
                 <input type="range" min="0" max="500" step="25" value={delay.to_string()} onchange={on_delay} data-control="delay" />
             </label>
-            <label class="slider">{ format!("{}: ×{}", t(lang, T::TimeScale), model.time_scale) }
-                <input type="range" min="0" max="100" step="1" value={slider_of(model.time_scale).round().to_string()} onchange={on_scale} data-control="time-scale" />
-            </label>
+            <div class="row">
+                <button data-action="snapshot" onclick={send(AdminCommand::Snapshot { node: None })}>{ t(lang, T::Snapshot2) }</button>
+                <button data-action="reset" disabled={!props.supervised} onclick={send(AdminCommand::Reset)}>{ t(lang, T::Reset) }</button>
+            </div>
             <button class="forget" onclick={{
                 let shared = shared.clone();
                 Callback::from(move |_: MouseEvent| shared.set_token(None))

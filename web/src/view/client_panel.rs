@@ -7,7 +7,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::app::Shared;
-use crate::i18n::{Lang, T, error, t};
+use crate::i18n::{Lang, T, error, request, t};
 use crate::store::RequestRecord;
 
 #[derive(Properties, PartialEq)]
@@ -73,80 +73,84 @@ fn describe_outcome(lang: Lang, r: &RequestRecord) -> (String, &'static str) {
                 "ok",
             )
         }
+        // The proxy's own words are English; the command, above, is already in the page's.
+        ProxyFrame::AdminDone { message, .. } if es => {
+            (format!("{} ({message}){latency}", t(lang, T::Done)), "ok")
+        }
         ProxyFrame::AdminDone { message, .. } => (format!("{message}{latency}"), "ok"),
         ProxyFrame::Error { error: e, .. } => (error(lang, e.kind, &e.message), "error"),
         _ => (String::new(), "pending"),
     }
 }
 
+/// What the form holds: kept across redraws, requests and language changes.
+#[derive(Clone, PartialEq)]
+struct Form {
+    key: String,
+    value: String,
+    expected: String,
+    consistency: Consistency,
+}
+
 #[function_component]
 pub fn ClientPanel(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     let lang = props.lang;
-    let key = use_node_ref();
-    let value = use_node_ref();
-    let expected = use_node_ref();
-    let consistency = use_state(|| Consistency::Linearizable);
-    let read = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
-
+    let form = use_state(|| Form {
+        key: "x".into(),
+        value: "1".into(),
+        expected: String::new(),
+        consistency: Consistency::Linearizable,
+    });
+    let edit = |field: fn(&mut Form, String)| {
+        let form = form.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            let mut next = (*form).clone();
+            field(&mut next, input.value());
+            form.set(next);
+        })
+    };
     let op = |which: &'static str| {
-        let (shared, key, value, expected, consistency) =
-            (shared.clone(), key.clone(), value.clone(), expected.clone(), *consistency);
+        let (shared, form) = (shared.clone(), (*form).clone());
         Callback::from(move |e: MouseEvent| {
             e.prevent_default();
-            let k = read(&key);
-            if k.is_empty() {
+            let Form { key, value, expected, consistency } = form.clone();
+            if key.is_empty() {
                 return;
             }
-            let (v, x) = (read(&value), read(&expected));
             match which {
-                "put" => shared.request(format!("put {k} = {v}"), |id| ClientFrame::Put {
-                    id,
-                    key: k.clone(),
-                    value: v,
-                    session: None,
-                }),
-                "get" => shared.request(format!("get {k} ({consistency})"), |id| ClientFrame::Get {
-                    id,
-                    key: k.clone(),
-                    consistency,
-                }),
-                "delete" => shared.request(format!("delete {k}"), |id| ClientFrame::Delete {
-                    id,
-                    key: k.clone(),
-                    session: None,
-                }),
+                "put" => shared.request(|id| ClientFrame::Put { id, key, value, session: None }),
+                "get" => shared.request(|id| ClientFrame::Get { id, key, consistency }),
+                "delete" => shared.request(|id| ClientFrame::Delete { id, key, session: None }),
                 _ => {
-                    let expected = (!x.is_empty()).then_some(x);
-                    let shown = expected.clone().unwrap_or_else(|| "∅".into());
-                    shared.request(format!("cas {k}: {shown} → {v}"), |id| ClientFrame::Cas {
-                        id,
-                        key: k.clone(),
-                        expected,
-                        new: v,
-                        session: None,
-                    })
+                    let expected = (!expected.is_empty()).then_some(expected);
+                    shared.request(|id| ClientFrame::Cas { id, key, expected, new: value, session: None })
                 }
             }
         })
     };
     let on_consistency = {
-        let consistency = consistency.clone();
+        let form = form.clone();
         Callback::from(move |e: Event| {
             let select: web_sys::HtmlSelectElement = e.target_unchecked_into();
             if let Ok(c) = select.value().parse() {
-                consistency.set(c);
+                let mut next = (*form).clone();
+                next.consistency = c;
+                form.set(next);
             }
         })
     };
     let store = shared.store.borrow();
+    let f = &*form;
     html! {
         <div class="client-panel">
             <h2>{ t(lang, T::Client) }</h2>
             <form class="client-form" onsubmit={Callback::from(|e: SubmitEvent| e.prevent_default())}>
-                <input ref={key.clone()} name="key" placeholder={t(lang, T::Key)} value="x" aria-label={t(lang, T::Key)} />
-                <input ref={value.clone()} name="value" placeholder={t(lang, T::Value)} value="1" aria-label={t(lang, T::Value)} />
-                <input ref={expected.clone()} name="expected" placeholder={t(lang, T::Expected)} title={t(lang, T::ExpectedAbsent)} aria-label={t(lang, T::Expected)} />
+                <input name="key" placeholder={t(lang, T::Key)} value={f.key.clone()} oninput={edit(|f, v| f.key = v)} aria-label={t(lang, T::Key)} />
+                <input name="value" placeholder={t(lang, T::Value)} value={f.value.clone()} oninput={edit(|f, v| f.value = v)} aria-label={t(lang, T::Value)} />
+                <input name="expected" placeholder={t(lang, T::Expected)} title={t(lang, T::ExpectedAbsent)} value={f.expected.clone()}
+                    oninput={edit(|f, v| f.expected = v)} aria-label={t(lang, T::Expected)} />
                 <div class="buttons">
                     <button data-op="put" onclick={op("put")}>{ t(lang, T::Put) }</button>
                     <button data-op="get" onclick={op("get")}>{ t(lang, T::Get) }</button>
@@ -154,15 +158,15 @@ pub fn ClientPanel(props: &Props) -> Html {
                     <button data-op="cas" onclick={op("cas")}>{ t(lang, T::Cas) }</button>
                 </div>
                 <select name="consistency" onchange={on_consistency} aria-label="consistency">
-                    <option value="linearizable" selected={*consistency == Consistency::Linearizable}>{ t(lang, T::Linearizable) }</option>
-                    <option value="stale" selected={*consistency == Consistency::Stale}>{ t(lang, T::Stale) }</option>
-                    <option value="leader" selected={*consistency == Consistency::Leader}>{ t(lang, T::LeaderRead) }</option>
+                    <option value="linearizable" selected={f.consistency == Consistency::Linearizable}>{ t(lang, T::Linearizable) }</option>
+                    <option value="stale" selected={f.consistency == Consistency::Stale}>{ t(lang, T::Stale) }</option>
+                    <option value="leader" selected={f.consistency == Consistency::Leader}>{ t(lang, T::LeaderRead) }</option>
                 </select>
             </form>
             <ul class="results">
                 { for store.requests.iter().map(|r| {
                     let (text, class) = describe_outcome(lang, r);
-                    html! { <li class={class} data-request={r.id.to_string()}><code>{ &r.what }</code>{ " → " }{ text }</li> }
+                    html! { <li class={class} data-request={r.id.to_string()}><code>{ request(lang, &r.frame) }</code>{ " → " }{ text }</li> }
                 }) }
             </ul>
         </div>

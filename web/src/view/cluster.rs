@@ -1,23 +1,23 @@
 //! The cluster drawn: each server as a shape whose form and label say its role (readable
-//! without colour), its term and vote, its process and network state, its election timer as a
-//! ring that empties toward the timeout; and the messages in flight between servers.
+//! without colour), its term and vote, its votes while it campaigns, its process and network
+//! state, its election timer as a ring that empties toward the timeout; the sides of a
+//! partition and the direction of one-way blocks; and the messages on their way.
+//!
+//! Every server is a keyboard stop: Tab reaches it, Enter opens its menu.
 
 use std::collections::BTreeSet;
 
-use shared::event::MessageSummary;
 use shared::event_text::role_name;
 use shared::protocol::{AdminCommand, ProcessState};
-use shared::raft::{MessageKind, NodeId, Role};
+use shared::raft::{MessageId, NodeId, Role};
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-use super::actions::admin;
+use super::flights;
+use super::geometry::{NODE_R, PRESENTATION_SCALE, SIZE, polygon, positions};
 use crate::app::{Shared, UiAction};
 use crate::i18n::{Lang, T, process, t};
-use crate::store::{Flight, MAX_FLIGHTS, NodeModel};
-
-const SIZE: f64 = 600.0;
-const RADIUS: f64 = 205.0;
-const NODE_R: f64 = 46.0;
+use crate::store::{MAX_FLIGHTS, Model, NodeModel};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -27,34 +27,45 @@ pub struct Props {
     pub selected: Option<NodeId>,
     pub menu: Option<NodeId>,
     pub partition: BTreeSet<NodeId>,
+    pub message: Option<(NodeId, MessageId)>,
     pub admin: bool,
+    /// Presentation mode draws bigger servers (for the back row).
+    pub presentation: bool,
     pub dispatch: Callback<UiAction>,
 }
 
-fn positions(ids: &[NodeId]) -> Vec<(NodeId, f64, f64)> {
-    let n = ids.len().max(1) as f64;
-    ids.iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let angle = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::TAU / n;
-            (*id, SIZE / 2.0 + RADIUS * angle.cos(), SIZE / 2.0 + RADIUS * angle.sin())
-        })
-        .collect()
-}
-
-fn polygon(sides: usize, r: f64, rotate: f64) -> String {
-    (0..sides)
-        .map(|i| {
-            let a = rotate + i as f64 * std::f64::consts::TAU / sides as f64;
-            format!("{:.1},{:.1}", r * a.cos(), r * a.sin())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Focuses the first element matching `selector` (keyboard users follow what opens).
+fn focus(selector: &str) {
+    let element =
+        web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(selector).ok().flatten());
+    if let Some(el) = element {
+        if let Ok(html) = el.clone().dyn_into::<web_sys::HtmlElement>() {
+            let _ = html.focus();
+        } else if let Ok(svg) = el.dyn_into::<web_sys::SvgElement>() {
+            let _ = svg.focus();
+        }
+    }
 }
 
 #[function_component]
 pub fn ClusterView(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
+    let opened = use_mut_ref(|| None::<NodeId>);
+    {
+        // The menu takes the focus when it opens, and gives it back to its server when it closes.
+        let (menu, opened) = (props.menu, opened.clone());
+        use_effect_with(menu, move |menu| {
+            match menu {
+                Some(_) => focus(".menu button:not([disabled])"),
+                None => {
+                    if let Some(node) = opened.borrow().as_ref() {
+                        focus(&format!(r#"[data-node-id="{node}"]"#));
+                    }
+                }
+            }
+            *opened.borrow_mut() = *menu;
+        });
+    }
     let store = shared.store.borrow();
     let model = store.view();
     let lang = props.lang;
@@ -63,65 +74,30 @@ pub fn ClusterView(props: &Props) -> Html {
     let at = |id: NodeId| places.iter().find(|(i, _, _)| *i == id).map(|(_, x, y)| (*x, *y));
     let now = if store.frozen.is_some() { model.now } else { props.now };
 
-    let links = html! {
-        <g class="links">
-            { for places.iter().enumerate().flat_map(|(i, (a, ax, ay))| places.iter().skip(i + 1).map(move |(b, bx, by)| (*a, *ax, *ay, *b, *bx, *by))).map(|(a, ax, ay, b, bx, by)| {
-                let na = &model.nodes[&a];
-                let nb = &model.nodes[&b];
-                let cut = na.faults.blocked_to.contains(&b) || nb.faults.blocked_to.contains(&a);
-                html! { <line class={classes!("link", cut.then_some("cut"))} x1={ax.to_string()} y1={ay.to_string()} x2={bx.to_string()} y2={by.to_string()} /> }
+    let sides = model.sides();
+    let side_of =
+        |id: NodeId| (sides.len() > 1).then(|| sides.iter().position(|s| s.contains(&id))).flatten();
+    let halos = html! {
+        <g class="sides">
+            { for places.iter().filter_map(|(id, x, y)| {
+                let side = side_of(*id)?;
+                let letter = (b'A' + side as u8) as char;
+                Some(html! {
+                    <g class={format!("halo halo-{side}")} transform={format!("translate({x:.1},{y:.1})")} data-side={letter.to_string()}>
+                        <circle r={(NODE_R + 30.0).to_string()} />
+                        <text y={(-NODE_R - 36.0).to_string()} x={(NODE_R + 14.0).to_string()}>{ format!("{} {letter}", t(lang, T::Side)) }</text>
+                    </g>
+                })
             }) }
         </g>
     };
-
-    let flights = model.flights.iter().filter_map(|f| {
-        let (fx, fy) = at(f.from)?;
-        let (tx, ty) = at(f.to)?;
-        // A message to a dead server or across a cut link is lost on the way: it fades out halfway.
-        let to = model.nodes.get(&f.to);
-        let lost = to.is_some_and(|n| {
-            matches!(n.process, Some(ProcessState::Crashed | ProcessState::Unreachable))
-                || n.faults.blocked_from.contains(&f.from)
-        }) || model.nodes.get(&f.from).is_some_and(|n| n.faults.blocked_to.contains(&f.to));
-        let p = ((now - f.start) / f.duration).clamp(0.0, 1.0) * if lost { 0.5 } else { 1.0 };
-        // From the edge of one shape to the edge of the other.
-        let (dx, dy) = (tx - fx, ty - fy);
-        let len = (dx * dx + dy * dy).sqrt().max(1.0);
-        let edge = (NODE_R + 8.0) / len;
-        let q = edge + (1.0 - 2.0 * edge) * p;
-        Some(flight(f, fx + dx * q, fy + dy * q, lost))
-    });
-
+    let links = links(model, &places, lang);
+    let shown: Vec<_> = model.flights.list.iter().collect();
+    let node_r = if props.presentation { NODE_R * PRESENTATION_SCALE } else { NODE_R };
+    let flights = flights::draw(&shown, at, node_r, now, lang, props.message, &props.dispatch);
     let nodes = model.nodes.values().map(|n| {
         let (x, y) = at(n.id).unwrap_or((0.0, 0.0));
-        let onclick = {
-            let d = props.dispatch.clone();
-            let id = n.id;
-            Callback::from(move |e: MouseEvent| {
-                e.stop_propagation();
-                d.emit(UiAction::Select(Some(id)));
-            })
-        };
-        let oncontextmenu = {
-            let d = props.dispatch.clone();
-            let id = n.id;
-            Callback::from(move |e: MouseEvent| {
-                e.prevent_default();
-                e.stop_propagation();
-                d.emit(UiAction::OpenMenu(id));
-            })
-        };
-        node(
-            n,
-            x,
-            y,
-            now,
-            lang,
-            props.selected == Some(n.id),
-            props.partition.contains(&n.id),
-            onclick,
-            oncontextmenu,
-        )
+        node(n, x, y, now, lang, props, model)
     });
 
     let rate = model.messages_per_s.round() as usize;
@@ -139,42 +115,76 @@ pub fn ClusterView(props: &Props) -> Html {
             props.dispatch.clone(),
         ))
     });
-
     html! {
         <div class="cluster">
-            <h2>{ t(lang, T::Cluster) }</h2>
-            <div class="cluster-canvas">
-                <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="img" aria-label="cluster" onclick={{
-                    let d = props.dispatch.clone();
-                    Callback::from(move |_: MouseEvent| d.emit(UiAction::Select(None)))
-                }}>
-                    { links }
-                    <g class="flights">{ for flights }</g>
-                    <g class="nodes">{ for nodes }</g>
-                </svg>
-                { menu.unwrap_or_default() }
+            <div class="canvas-box">
+                <div class="cluster-canvas">
+                    <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="group" aria-label={t(lang, T::Cluster)} onclick={{
+                        let d = props.dispatch.clone();
+                        Callback::from(move |_: MouseEvent| d.emit(UiAction::Select(None)))
+                    }}>
+                        { halos }
+                        { links }
+                        <g class="nodes">{ for nodes }</g>
+                        { flights }
+                    </svg>
+                    { menu.unwrap_or_default() }
+                </div>
             </div>
             <p class="rate" data-message-rate={rate.to_string()}>
-                { format!("{rate} {}", t(lang, T::MessagesPerSecond)) }
-                { if drawn + 2 < rate || model.flights.len() >= MAX_FLIGHTS { format!(" · {}", t(lang, T::ShowingSample)) } else { String::new() } }
+                <span class="sample">{ format!("{rate} {}", t(lang, T::MessagesPerSecond)) }</span>
+                { if drawn + 2 < rate || model.flights.list.len() >= MAX_FLIGHTS { html! { <span class="sample">{ format!(" · {}", t(lang, T::ShowingSample)) }</span> } } else { html! {} } }
+                { speed_note(model, lang) }
+                <span class="click">{ format!(" · {}", t(lang, T::ClickAMessage)) }</span>
             </p>
-            <Legend lang={lang} />
         </div>
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn node(
-    n: &NodeModel,
-    x: f64,
-    y: f64,
-    now: f64,
-    lang: Lang,
-    selected: bool,
-    picked: bool,
-    onclick: Callback<MouseEvent>,
-    oncontextmenu: Callback<MouseEvent>,
-) -> Html {
+/// Whether the messages on screen travel at their true speed; said only while time runs.
+fn speed_note(model: &Model, lang: Lang) -> Html {
+    if model.flights.list.is_empty() || model.time.stopped {
+        return html! {};
+    }
+    let true_speed = model.flights.true_to_time();
+    let (class, key) = if true_speed { ("true", T::TrueSpeed) } else { ("impression", T::NotToScale) };
+    html! { <span class={classes!("speed-note", class)} data-true-speed={true_speed.to_string()}>{ format!(" · {}", t(lang, key)) }</span> }
+}
+
+/// A line between every two servers: cut both ways (a partition) dashed, cut one way with an
+/// arrow and a cross on the way that is lost.
+fn links(model: &Model, places: &[(NodeId, f64, f64)], lang: Lang) -> Html {
+    let pairs = places
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| places.iter().skip(i + 1).map(move |b| (*a, *b)))
+        .map(|((a, ax, ay), (b, bx, by))| {
+            let (ab, ba) = (model.blocked(a, b), model.blocked(b, a));
+            let line = html! {
+                <line class={classes!("link", (ab && ba).then_some("cut"), (ab != ba).then_some("one-way"))}
+                    x1={ax.to_string()} y1={ay.to_string()} x2={bx.to_string()} y2={by.to_string()} />
+            };
+            let arrow = (ab != ba).then(|| {
+                // Points from the sender whose messages are lost towards the receiver.
+                let (from, (fx, fy), (tx, ty)) = if ab { (a, (ax, ay), (bx, by)) } else { (b, (bx, by), (ax, ay)) };
+                let to = if ab { b } else { a };
+                let (mx, my) = ((fx + tx) / 2.0, (fy + ty) / 2.0);
+                let angle = (ty - fy).atan2(tx - fx).to_degrees();
+                html! {
+                    <g class="blocked" transform={format!("translate({mx:.1},{my:.1}) rotate({angle:.1})")}
+                        data-blocked={format!("{from}-{to}")}>
+                        <title>{ format!("{from} → {to}: {}", t(lang, T::OneWayBlocked)) }</title>
+                        <polygon points="-14,-9 8,0 -14,9" />
+                        <text x="-3" y="-12" transform={format!("rotate({:.1} -3 -12)", -angle)}>{ "✕" }</text>
+                    </g>
+                }
+            });
+            html! { <>{ line }{ arrow.unwrap_or_default() }</> }
+        });
+    html! { <g class="links">{ for pairs }</g> }
+}
+
+fn node(n: &NodeModel, x: f64, y: f64, now: f64, lang: Lang, props: &Props, model: &Model) -> Html {
     let state = n.process.unwrap_or(if n.reachable { ProcessState::Up } else { ProcessState::Unreachable });
     let down = matches!(state, ProcessState::Crashed | ProcessState::Unreachable);
     let role = if down { None } else { n.role };
@@ -182,16 +192,16 @@ fn node(
     let shape = match role {
         Some(Role::Leader) => html! { <polygon class="shape" points={polygon(6, NODE_R, 0.0)} /> },
         Some(Role::Candidate | Role::PreCandidate) => {
-            html! { <polygon class="shape" points={polygon(4, NODE_R * 1.08, 0.0)} /> }
+            html! { <polygon class="shape" points={polygon(4, NODE_R * 1.3, 0.0)} /> }
         }
         _ => html! { <circle class="shape" r={NODE_R.to_string()} /> },
     };
-    let ring = n.timer.filter(|_| !down && state != ProcessState::Paused).map(|(deadline, span)| {
-        let left = ((deadline - now) / span.max(1.0)).clamp(0.0, 1.0);
-        let r = NODE_R + 9.0;
+    let ring = n.timer.filter(|_| !down).map(|timer| {
+        let left = timer.left(now);
+        let r = NODE_R + 10.0;
         let circumference = std::f64::consts::TAU * r;
         html! {
-            <circle class="timer" r={r.to_string()} transform="rotate(-90)"
+            <circle class={classes!("timer", timer.frozen.is_some().then_some("frozen"))} r={r.to_string()} transform="rotate(-90)"
                 stroke-dasharray={format!("{:.1} {:.1}", circumference * left, circumference)}
                 data-timer-left={format!("{left:.2}")} />
         }
@@ -214,30 +224,85 @@ fn node(
     .filter(|(on, _)| *on)
     .map(|(_, s)| *s)
     .collect::<String>();
+    let campaigning = matches!(role, Some(Role::Candidate | Role::PreCandidate));
+    let votes = campaigning.then(|| {
+        let granted = n.votes_granted();
+        let needed = n.votes_needed.max(1);
+        html! {
+            <g class="votes" data-votes-granted={granted.to_string()} data-votes-needed={needed.to_string()}>
+                <text y={(NODE_R + 30.0).to_string()}>{ format!("{granted}/{needed} {}", t(lang, T::Votes)) }</text>
+                { for n.votes.iter().enumerate().map(|(i, (voter, yes))| {
+                    let dx = (i as f64 - (n.votes.len() as f64 - 1.0) / 2.0) * 17.0;
+                    html! { <g class={classes!("pip", if *yes { "yes" } else { "no" })} transform={format!("translate({dx:.1},{:.1})", NODE_R + 44.0)}>
+                        <title>{ format!("{} {voter}: {}", t(lang, T::Node), if *yes { "✓" } else { "✗" }) }</title>
+                        <circle r="7" /><text y="4">{ if *yes { "✓" } else { "✗" } }</text>
+                    </g> }
+                }) }
+            </g>
+        }
+    });
     let vote = n.voted_for.map_or(String::new(), |v| format!("{} {v}", t(lang, T::VotedFor)));
     let classes = classes!(
         "node",
         format!("role-{role_attr}"),
         format!("state-{}", state.as_str()),
-        selected.then_some("selected"),
-        picked.then_some("picked"),
-        n.partitioned.then_some("partitioned")
+        (props.selected == Some(n.id)).then_some("selected"),
+        props.partition.contains(&n.id).then_some("picked"),
+        n.partitioned.then_some("partitioned"),
+        n.clock_stopped.then_some("clock-stopped"),
     );
+    let id = n.id;
+    let onclick = {
+        let d = props.dispatch.clone();
+        Callback::from(move |e: MouseEvent| {
+            e.stop_propagation();
+            d.emit(UiAction::Select(Some(id)));
+        })
+    };
+    let oncontextmenu = {
+        let d = props.dispatch.clone();
+        Callback::from(move |e: MouseEvent| {
+            e.prevent_default();
+            e.stop_propagation();
+            d.emit(UiAction::OpenMenu(id));
+        })
+    };
+    let onkeydown = {
+        let d = props.dispatch.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" || e.key() == " " {
+                e.prevent_default();
+                e.stop_propagation();
+                d.emit(UiAction::OpenMenu(id));
+            }
+        })
+    };
+    let aria = format!(
+        "{} {id}: {label}{}",
+        t(lang, T::Node),
+        if role.is_some() { format!(", {} {}", t(lang, T::Term), n.term) } else { String::new() }
+    );
+    let is_leader = model.shown_leader() == Some(id);
     html! {
-        <g class={classes} transform={format!("translate({x:.1},{y:.1})")}
-            data-node-id={n.id.to_string()} data-role={role_attr} data-term={n.term.to_string()}
-            data-state={state.as_str()} data-partitioned={n.partitioned.to_string()}
+        <g class={classes} transform={format!("translate({x:.1},{y:.1})")} tabindex="0" role="button" aria-label={aria}
+            aria-haspopup="menu" data-node-id={id.to_string()} data-role={role_attr} data-term={n.term.to_string()}
+            data-state={state.as_str()} data-partitioned={n.partitioned.to_string()} data-leader={is_leader.to_string()}
             data-commit={n.commit.to_string()} data-last-index={n.last_index.to_string()}
-            {onclick} {oncontextmenu}>
+            {onclick} {oncontextmenu} {onkeydown}>
             <title>{ tooltip(n, lang) }</title>
+            // One group to scale up in presentation mode.
+            <g class="body">
             { ring.unwrap_or_default() }
             { shape }
-            <text class="name" y="-14">{ format!("{} {}", t(lang, T::Node), n.id) }</text>
-            <text class="role" y="4">{ label }</text>
+            <text class="name" y="-12">{ format!("{} {id}", t(lang, T::Node)) }</text>
+            <text class="role" y="9">{ label }</text>
             // A server that cannot be heard from has no term we could vouch for.
-            <text class="term" y="20">{ if role.is_none() { String::new() } else { format!("{} {}", t(lang, T::Term), n.term) } }</text>
-            <text class="vote" y="34">{ if role.is_none() { String::new() } else { vote } }</text>
-            <text class="badges" y={(-NODE_R - 16.0).to_string()}>{ badges }</text>
+            <text class="term" y="28">{ if role.is_none() { String::new() } else { format!("{} {}", t(lang, T::Term), n.term) } }</text>
+            { if campaigning { votes.unwrap_or_default() } else {
+                html! { <text class="vote" y={(NODE_R + 28.0).to_string()}>{ if role.is_none() { String::new() } else { vote } }</text> }
+            } }
+            <text class="badges" y={(-NODE_R - 18.0).to_string()}>{ badges }</text>
+            </g>
         </g>
     }
 }
@@ -267,110 +332,6 @@ pub fn role_key(role: Role) -> &'static str {
     }
 }
 
-/// Each kind of message has its own shape, so the legend works in black and white too.
-fn glyph(kind: MessageKind, message: &MessageSummary) -> Html {
-    let ok = if message.ok() { "ok" } else { "no" };
-    let entries = message.entries();
-    match kind {
-        MessageKind::PreVote => html! { <polygon class="msg vote pre" points={polygon(4, 9.0, 0.0)} /> },
-        MessageKind::RequestVote => html! { <polygon class="msg vote" points={polygon(4, 9.0, 0.0)} /> },
-        MessageKind::PreVoteResponse | MessageKind::VoteResponse => {
-            html! { <circle class={classes!("msg", "vote-reply", ok)} r="6" /> }
-        }
-        MessageKind::Heartbeat => html! { <circle class="msg heartbeat" r="4.5" /> },
-        MessageKind::AppendEntries => html! {
-            <g>
-                <circle class="msg append" r="8" />
-                { if entries > 1 { html! { <text class="count" y="3">{ entries.min(99) }</text> } } else { html! {} } }
-            </g>
-        },
-        MessageKind::AppendResponse => {
-            html! { <rect class={classes!("msg", "append-reply", ok)} x="-4.5" y="-4.5" width="9" height="9" /> }
-        }
-        MessageKind::InstallSnapshot => {
-            html! { <rect class="msg snapshot" x="-10" y="-10" width="20" height="20" /> }
-        }
-        MessageKind::SnapshotResponse => html! { <circle class="msg snapshot-reply" r="6" /> },
-        MessageKind::TimeoutNow => {
-            html! { <polygon class="msg timeout-now" points={polygon(3, 10.0, -std::f64::consts::FRAC_PI_2)} /> }
-        }
-        MessageKind::ReadIndexRequest => {
-            html! { <polygon class="msg read" points={polygon(3, 8.0, std::f64::consts::FRAC_PI_2)} /> }
-        }
-        MessageKind::ReadIndexResponse => {
-            html! { <polygon class={classes!("msg", "read-reply", ok)} points={polygon(3, 7.0, -std::f64::consts::FRAC_PI_2)} /> }
-        }
-    }
-}
-
-fn flight(f: &Flight, x: f64, y: f64, lost: bool) -> Html {
-    html! {
-        <g class={classes!("flight", lost.then_some("lost"))} transform={format!("translate({x:.1},{y:.1})")} data-kind={f.kind.name()}
-            data-from={f.from.to_string()} data-to={f.to.to_string()}>
-            { glyph(f.kind, &f.message) }
-        </g>
-    }
-}
-
-/// A message of `kind` as the legend shows it.
-fn sample(kind: MessageKind, ok: bool) -> MessageSummary {
-    match kind {
-        MessageKind::VoteResponse => MessageSummary::VoteResponse { pre_vote: false, granted: ok, refusal: None },
-        MessageKind::AppendResponse => {
-            MessageSummary::AppendResponse { success: ok, index: 0, conflict: None, last_log_index: 0 }
-        }
-        MessageKind::AppendEntries | MessageKind::Heartbeat => MessageSummary::AppendEntries {
-            prev_log_index: 0,
-            prev_log_term: 0,
-            entries: if kind == MessageKind::Heartbeat { 0 } else { 3 },
-            last_entry_term: None,
-            leader_commit: 0,
-        },
-        _ => MessageSummary::TimeoutNow,
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct LegendProps {
-    lang: Lang,
-}
-
-#[function_component]
-fn Legend(props: &LegendProps) -> Html {
-    let items = [
-        (MessageKind::PreVote, false),
-        (MessageKind::RequestVote, false),
-        (MessageKind::VoteResponse, true),
-        (MessageKind::VoteResponse, false),
-        (MessageKind::Heartbeat, true),
-        (MessageKind::AppendEntries, true),
-        (MessageKind::AppendResponse, true),
-        (MessageKind::AppendResponse, false),
-        (MessageKind::InstallSnapshot, true),
-        (MessageKind::TimeoutNow, true),
-        (MessageKind::ReadIndexRequest, true),
-    ];
-    let es = props.lang == Lang::Es;
-    html! {
-        <ul class="legend" aria-label={t(props.lang, T::Legend)}>
-            { for items.iter().map(|(kind, ok)| {
-                let detail = sample(*kind, *ok);
-                let suffix = match (kind, ok) {
-                    (MessageKind::VoteResponse | MessageKind::AppendResponse, true) => if es { " (sí)" } else { " (yes)" },
-                    (MessageKind::VoteResponse | MessageKind::AppendResponse, false) => " (no)",
-                    _ => "",
-                };
-                html! {
-                    <li>
-                        <svg viewBox="-12 -12 24 24" width="22" height="22" aria-hidden="true">{ glyph(*kind, &detail) }</svg>
-                        { format!("{}{suffix}", kind.name()) }
-                    </li>
-                }
-            }) }
-        </ul>
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn context_menu(
     shared: &Shared,
@@ -382,9 +343,19 @@ fn context_menu(
     n: &NodeModel,
     dispatch: Callback<UiAction>,
 ) -> Html {
+    let place = format!("left:{:.1}%;top:{:.1}%", x / SIZE * 100.0, y / SIZE * 100.0);
+    let onkeydown = {
+        let d = dispatch.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                e.stop_propagation();
+                d.emit(UiAction::CloseMenu);
+            }
+        })
+    };
     if !is_admin {
         return html! {
-            <div class="menu" style={format!("left:{:.1}%;top:{:.1}%", x / SIZE * 100.0, y / SIZE * 100.0)}>
+            <div class="menu" style={place} role="menu" {onkeydown}>
                 <p>{ t(lang, T::ViewOnly) }</p>
             </div>
         };
@@ -394,13 +365,13 @@ fn context_menu(
         let (shared, dispatch) = (shared.clone(), dispatch.clone());
         let onclick = Callback::from(move |e: MouseEvent| {
             e.stop_propagation();
-            admin(&shared, command.clone());
+            shared.admin(command.clone());
             dispatch.emit(UiAction::CloseMenu);
         });
-        html! { <button disabled={!enabled} {onclick} data-action={format!("{label:?}").to_lowercase()}>{ t(lang, label) }</button> }
+        html! { <button role="menuitem" disabled={!enabled} {onclick} data-action={format!("{label:?}").to_lowercase()}>{ t(lang, label) }</button> }
     };
     html! {
-        <div class="menu" style={format!("left:{:.1}%;top:{:.1}%", x / SIZE * 100.0, y / SIZE * 100.0)}
+        <div class="menu" style={place} role="menu" aria-label={format!("{} {id}", t(lang, T::Node))} {onkeydown}
             onclick={Callback::from(|e: MouseEvent| e.stop_propagation())}>
             <strong>{ format!("{} {id}", t(lang, T::Node)) }</strong>
             { item(T::Crash, AdminCommand::Crash { node: id }, state != ProcessState::Crashed) }

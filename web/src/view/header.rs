@@ -1,7 +1,6 @@
-//! The top bar: connection, leader and term at a glance, freeze and scrub, language,
-//! presentation mode.
+//! The top bar: connection, leader and term at a glance (and any deposed leader that does not
+//! know it yet), freeze and scrub, language, presentation mode, help.
 
-use shared::raft::{NodeId, Term};
 use yew::prelude::*;
 
 use crate::app::{Shared, UiAction};
@@ -14,8 +13,7 @@ pub struct Props {
     pub presentation: bool,
     pub link: Link,
     pub admin: bool,
-    pub leader: Option<NodeId>,
-    pub term: Term,
+    pub version: u64,
     pub frozen: Option<f64>,
     pub live_now: f64,
     pub earliest: f64,
@@ -33,7 +31,12 @@ pub fn Header(props: &Props) -> Html {
             (format!("{} ({attempt})", t(lang, T::Reconnecting)), "reconnecting")
         }
     };
-    let leader = props.leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
+    let (leader, term, deposed) = {
+        let store = shared.store.borrow();
+        let model = store.view();
+        (model.shown_leader(), model.term, model.deposed_leaders())
+    };
+    let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
         format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
     });
     let freeze = {
@@ -65,17 +68,22 @@ pub fn Header(props: &Props) -> Html {
         let d = props.dispatch.clone();
         Callback::from(move |_: MouseEvent| d.emit(UiAction::SetLang(l)))
     };
-    let present = {
+    let emit = |action: fn() -> UiAction| {
         let d = props.dispatch.clone();
-        Callback::from(move |_: MouseEvent| d.emit(UiAction::TogglePresentation))
+        Callback::from(move |_: MouseEvent| d.emit(action()))
     };
     html! {
         <header>
             <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
             <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
-            <span class="summary" data-leader={props.leader.map_or(String::new(), |l| l.to_string())}>
-                { format!("{leader} · {} {}", t(lang, T::Term), props.term) }
+            <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
+                { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
             </span>
+            { for deposed.iter().map(|(node, old)| html! {
+                <span class="deposed" data-deposed={node.to_string()}>
+                    { format!("⚠ {} {node} {} {old} ({})", t(lang, T::Node), t(lang, T::StillLeads), t(lang, T::Deposed)) }
+                </span>
+            }) }
             <span class="time-travel">
                 <button onclick={freeze} data-action="freeze">{ if props.frozen.is_some() { t(lang, T::Live) } else { t(lang, T::Freeze) } }</button>
                 { match props.frozen {
@@ -90,9 +98,11 @@ pub fn Header(props: &Props) -> Html {
                 } }
             </span>
             <span class="toggles">
-                <button class={classes!((lang == Lang::En).then_some("on"))} onclick={set_lang(Lang::En)} lang="en">{ "EN" }</button>
-                <button class={classes!((lang == Lang::Es).then_some("on"))} onclick={set_lang(Lang::Es)} lang="es">{ "ES" }</button>
-                <button class={classes!(props.presentation.then_some("on"))} onclick={present} data-action="presentation">{ t(lang, T::Presentation) }</button>
+                <button class={classes!((lang == Lang::En).then_some("on"))} onclick={set_lang(Lang::En)} lang="en" aria-pressed={(lang == Lang::En).to_string()}>{ "EN" }</button>
+                <button class={classes!((lang == Lang::Es).then_some("on"))} onclick={set_lang(Lang::Es)} lang="es" aria-pressed={(lang == Lang::Es).to_string()}>{ "ES" }</button>
+                <button class={classes!(props.presentation.then_some("on"))} onclick={emit(|| UiAction::TogglePresentation)}
+                    data-action="presentation" aria-pressed={props.presentation.to_string()}>{ t(lang, T::Presentation) }</button>
+                <button onclick={emit(|| UiAction::ToggleHelp)} data-action="help" aria-label={t(lang, T::Shortcuts)} title={t(lang, T::Shortcuts)}>{ "?" }</button>
             </span>
         </header>
     }

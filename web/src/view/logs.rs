@@ -1,17 +1,31 @@
 //! One row per server, one cell per log entry, coloured by term (with the term written in it
 //! for those who cannot tell the colours apart). Committed entries are solid, uncommitted ones
 //! hatched; a bar marks each server's applied index; on the leader's followers, the leader's
-//! view of their match and next index. The compacted prefix is one snapshot block. Only the
-//! visible window of entries is drawn, so long logs stay smooth.
+//! view of their match and next index. The compacted prefix is one snapshot block. Only as many
+//! entries as fit the width are drawn — the newest, unless scrolled back — so long logs stay
+//! smooth and the newest entry is never cut off.
 
 use shared::raft::{NodeId, Role};
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
 
-/// Entries shown at once.
+/// Entries shown at once before the page has measured how many fit, and the bounds.
 const WINDOW: u64 = 36;
+const WINDOW_MIN: u64 = 8;
+const WINDOW_MAX: u64 = 120;
+
+/// How many cells fit in the logs area, measured on the drawn page.
+fn cells_that_fit(area: &web_sys::Element) -> Option<u64> {
+    let cell = area.query_selector(".index-ruler .cell").ok()??.dyn_into::<web_sys::HtmlElement>().ok()?;
+    let label =
+        area.query_selector(".index-ruler .row-label").ok()??.dyn_into::<web_sys::HtmlElement>().ok()?;
+    let cell_px = f64::from(cell.offset_width()) + 2.0;
+    let free = f64::from(area.client_width()) - f64::from(label.offset_width()) - 24.0;
+    (cell_px > 2.0).then(|| ((free / cell_px).floor() as u64).clamp(WINDOW_MIN, WINDOW_MAX))
+}
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -24,15 +38,29 @@ pub fn LogsView(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     // How far back from the newest entry the window is scrolled (0 = follow the tail).
     let back = use_state(|| 0u64);
+    let area = use_node_ref();
+    let fit = use_state(|| WINDOW);
+    {
+        // After each drawing, measure how many cells fit; redraw only if that changed.
+        let (area, fit) = (area.clone(), fit.clone());
+        use_effect(move || {
+            if let Some(n) = area.cast::<web_sys::Element>().and_then(|a| cells_that_fit(&a)) {
+                if n != *fit {
+                    fit.set(n);
+                }
+            }
+        });
+    }
+    let window = *fit;
     let store = shared.store.borrow();
     let model = store.view();
     let lang = props.lang;
     let newest = model.nodes.values().map(|n| n.log.last_index()).max().unwrap_or(0);
     let oldest = model.nodes.values().map(|n| n.log.first_kept()).min().unwrap_or(1);
     let span = newest.saturating_sub(oldest);
-    let back_by = (*back).min(span.saturating_sub(WINDOW.min(span)));
-    let last = newest.saturating_sub(back_by).max(WINDOW.min(newest));
-    let first = last.saturating_sub(WINDOW - 1).max(1);
+    let back_by = (*back).min(span.saturating_sub(window.min(span)));
+    let last = newest.saturating_sub(back_by).max(window.min(newest));
+    let first = last.saturating_sub(window - 1).max(1);
     let leader = model.shown_leader().and_then(|l| model.nodes.get(&l));
     let progress_of = |id: NodeId| leader.and_then(|l| l.progress.iter().find(|p| p.id == id));
 
@@ -69,9 +97,9 @@ pub fn LogsView(props: &Props) -> Html {
         });
         html! {
             <div class={classes!("log-row", (n.role == Some(Role::Leader)).then_some("leader"))} data-node={n.id.to_string()}>
-                <span class="row-label">
+                <span class="row-label" title={format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied)}>
                     <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
-                    <small>{ format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied) }</small>
+                    <small>{ format!(" {role} · c{} a{}", n.commit, n.applied) }</small>
                 </span>
                 // Cells are not keyed: a log that grows faster than the window moves every cell
                 // at each redraw, and rewriting attributes in place is cheaper than replacing them.
@@ -88,14 +116,14 @@ pub fn LogsView(props: &Props) -> Html {
         })
     };
     html! {
-        <div class="logs">
+        <div class="logs" ref={area}>
             <h2>{ t(lang, T::Logs) }<small>{ format!(" #{first}–{last}") }</small></h2>
             <div class="index-ruler">
                 <span class="row-label"></span>
                 <span class="cells">{ for (first..=last).map(|i| html! { <span class="cell ruler">{ if i % 5 == 0 { i.to_string() } else { String::new() } }</span> }) }</span>
             </div>
             { for rows }
-            { if span > WINDOW {
+            { if span > window {
                 html! { <input type="range" class="log-scroll" min="0" max={span.to_string()} value={(span - back_by).to_string()} oninput={on_scroll} aria-label="scroll the logs" /> }
             } else { html! {} } }
             <p class="legend-line">

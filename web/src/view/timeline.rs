@@ -142,7 +142,7 @@ pub fn TimelineView(props: &Props) -> Html {
             html! {
                 <li class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
                     <time>{ wall_clock(item.t, origin, zone) }</time>
-                    <strong>{ format!("{} {}", t(lang, T::Node), item.node) }</strong>
+                    <strong>{ if item.node == 0 { t(lang, T::Alarm).to_string() } else { format!("{} {}", t(lang, T::Node), item.node) } }</strong>
                     { " " }{ item.event.describe_in(lang) }
                 </li>
             }

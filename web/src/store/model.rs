@@ -1,0 +1,628 @@
+//! The page's model of the cluster at one moment, built only from the proxy's frames.
+//!
+//! `Model::apply` is a pure function of (model, frame, page time): the live view applies frames
+//! as they arrive; a frozen view replays them from the nearest checkpoint. Every view area has
+//! a version number, so components re-render only when their part changed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use shared::event::{Alarm, Event, LogMirror, Observed};
+use shared::lesson::LessonStatus;
+use shared::protocol::{
+    ClusterStatus, FaultSettings, NodeAddress, ProcessState, ProxyFrame, RequestStats, TimeStatus,
+};
+use shared::raft::{Bug, Index, NodeId, PeerProgress, Role, Term};
+
+use super::flights::{Flights, Sent};
+
+/// Events kept for the timeline.
+const TIMELINE_LEN: usize = 1_500;
+/// Points kept per chart.
+const CHART_POINTS: usize = 120;
+
+/// An election timer as drawn: it fires at page time `deadline` and lasts `span` in all; while
+/// the server's clock stands still it keeps the fraction `frozen` left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timer {
+    pub deadline: f64,
+    pub span: f64,
+    pub frozen: Option<f64>,
+}
+
+impl Timer {
+    /// The fraction of the timeout left at page time `t`.
+    pub fn left(&self, t: f64) -> f64 {
+        self.frozen.unwrap_or_else(|| (self.deadline - t) / self.span.max(1.0)).clamp(0.0, 1.0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeModel {
+    pub id: NodeId,
+    pub address: String,
+    pub process: Option<ProcessState>,
+    pub reachable: bool,
+    pub partitioned: bool,
+    pub pid: Option<u32>,
+    pub role: Option<Role>,
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub commit: Index,
+    pub applied: Index,
+    pub last_index: Index,
+    pub timer: Option<Timer>,
+    /// This server's clock stands still (time stopped).
+    pub clock_stopped: bool,
+    /// On a (pre-)candidate: the answers so far, its own included, and the yeses it needs.
+    pub votes: Vec<(NodeId, bool)>,
+    pub votes_needed: u32,
+    pub progress: Vec<PeerProgress>,
+    pub kv: Vec<(String, String)>,
+    pub kv_truncated: bool,
+    pub faults: FaultSettings,
+    pub rss_bytes: Option<u64>,
+    pub log: LogMirror,
+}
+
+impl NodeModel {
+    pub fn votes_granted(&self) -> usize {
+        self.votes.iter().filter(|(_, granted)| *granted).count()
+    }
+
+    fn moving(&self) -> bool {
+        !self.clock_stopped && self.process != Some(ProcessState::Paused)
+    }
+
+    fn stop_clock(&mut self, t: f64) {
+        self.clock_stopped = true;
+        if let Some(timer) = self.timer.as_mut().filter(|tm| tm.frozen.is_none()) {
+            timer.frozen = Some(timer.left(t));
+        }
+    }
+
+    fn start_clock(&mut self, t: f64) {
+        self.clock_stopped = false;
+        if let Some(timer) = self.timer.as_mut() {
+            if let Some(left) = timer.frozen.take() {
+                timer.deadline = t + left * timer.span;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TimelineItem {
+    pub t: f64,
+    pub node: NodeId,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Charts {
+    pub writes_per_s: VecDeque<f64>,
+    pub write_p50_ms: VecDeque<f64>,
+    pub commits_per_s: VecDeque<f64>,
+    last_commit: Option<(f64, Index)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Versions {
+    pub nodes: u64,
+    pub logs: u64,
+    pub timeline: u64,
+    pub charts: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub now: f64,
+    pub nodes: BTreeMap<NodeId, NodeModel>,
+    pub proxies: Vec<String>,
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    pub time_scale: f64,
+    pub supervised: bool,
+    pub stats: RequestStats,
+    /// Messages per second across the cluster, as the proxy counts them (all, not just drawn).
+    pub messages_per_s: f64,
+    pub time: TimeStatus,
+    pub alarms: Vec<Alarm>,
+    pub lesson: Option<LessonStatus>,
+    pub bugs: Vec<Bug>,
+    pub flights: Flights,
+    /// When recent messages were sent (page time), for the rate.
+    pub message_times: VecDeque<f64>,
+    pub timeline: VecDeque<TimelineItem>,
+    pub charts: Charts,
+    pub versions: Versions,
+}
+
+impl Model {
+    pub fn node(&mut self, id: NodeId) -> &mut NodeModel {
+        self.nodes.entry(id).or_insert_with(|| NodeModel { id, ..NodeModel::default() })
+    }
+
+    /// The leader as shown: the reachable node that says it leads, in the highest term.
+    pub fn shown_leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.role == Some(Role::Leader) && n.reachable)
+            .max_by_key(|n| n.term)
+            .map(|n| n.id)
+    }
+
+    /// Servers that still believe they lead an older term (cut off, not yet stepped down).
+    pub fn deposed_leaders(&self) -> Vec<(NodeId, Term)> {
+        let shown = self.shown_leader();
+        self.nodes
+            .values()
+            .filter(|n| n.role == Some(Role::Leader) && n.reachable && Some(n.id) != shown)
+            .map(|n| (n.id, n.term))
+            .collect()
+    }
+
+    /// Whether messages from `from` to `to` are cut (a partition or a one-way block).
+    pub fn blocked(&self, from: NodeId, to: NodeId) -> bool {
+        self.nodes.get(&from).is_some_and(|n| n.faults.blocked_to.contains(&to))
+            || self.nodes.get(&to).is_some_and(|n| n.faults.blocked_from.contains(&from))
+    }
+
+    /// The sides of a partition: groups of servers that can talk both ways. One group when the
+    /// network is whole.
+    pub fn sides(&self) -> Vec<Vec<NodeId>> {
+        let mut sides: Vec<Vec<NodeId>> = Vec::new();
+        let mut placed = BTreeSet::new();
+        for id in self.nodes.keys() {
+            if !placed.insert(*id) {
+                continue;
+            }
+            let mut side = vec![*id];
+            let mut i = 0;
+            while i < side.len() {
+                let a = side[i];
+                for b in self.nodes.keys() {
+                    if !placed.contains(b) && !self.blocked(a, *b) && !self.blocked(*b, a) {
+                        placed.insert(*b);
+                        side.push(*b);
+                    }
+                }
+                i += 1;
+            }
+            side.sort_unstable();
+            sides.push(side);
+        }
+        sides
+    }
+
+    pub fn apply(&mut self, frame: &ProxyFrame, t: f64) {
+        self.now = self.now.max(t);
+        match frame {
+            ProxyFrame::Welcome { proxies, nodes, picture, .. } => {
+                self.welcome(proxies, nodes);
+                if let Some(picture) = picture {
+                    self.status(&picture.cluster, t);
+                    for (node, log) in &picture.logs {
+                        self.node(*node).log = log.clone();
+                    }
+                    for observed in &picture.recent {
+                        self.remember(observed, t);
+                    }
+                    self.versions.logs += 1;
+                }
+            }
+            ProxyFrame::Status { cluster, .. } => self.status(cluster, t),
+            ProxyFrame::Events { events } => {
+                for observed in events {
+                    self.event(observed, t);
+                }
+            }
+            ProxyFrame::Log { node, snapshot_index, snapshot_term, skipped, entries } => {
+                let n = self.node(*node);
+                n.log = LogMirror {
+                    snapshot_index: *snapshot_index,
+                    snapshot_term: *snapshot_term,
+                    skipped: *skipped,
+                    entries: entries.clone(),
+                };
+                self.versions.logs += 1;
+            }
+            ProxyFrame::Done { .. } | ProxyFrame::Error { .. } | ProxyFrame::AdminDone { .. } => {}
+        }
+        self.advance_to(t);
+    }
+
+    fn welcome(&mut self, proxies: &[String], nodes: &[NodeAddress]) {
+        self.proxies = proxies.to_vec();
+        for n in nodes {
+            self.node(n.id).address = n.address.clone();
+        }
+        self.versions.nodes += 1;
+    }
+
+    fn status(&mut self, cluster: &ClusterStatus, t: f64) {
+        let old_scale = self.time_scale;
+        self.leader = cluster.leader;
+        self.term = cluster.term;
+        self.time_scale = cluster.time_scale;
+        self.supervised = cluster.supervised;
+        self.stats = cluster.stats.clone();
+        self.messages_per_s = cluster.messages_per_s;
+        self.time = cluster.time.clone();
+        self.alarms = cluster.alarms.clone();
+        self.lesson = cluster.lesson.clone();
+        self.bugs = cluster.bugs.clone();
+        self.flights.rescale(t, old_scale, cluster.time_scale);
+        let scale = cluster.time_scale.max(0.01);
+        for view in &cluster.nodes {
+            let n = self.node(view.id);
+            let moving_before = n.moving();
+            n.address = view.address.clone();
+            n.process = Some(view.state);
+            n.pid = view.pid;
+            n.partitioned = view.partitioned;
+            n.reachable = view.status.is_some();
+            match &view.status {
+                Some(s) => {
+                    let r = &s.replica.raft;
+                    n.role = Some(r.role);
+                    n.term = r.term;
+                    n.voted_for = r.voted_for;
+                    n.leader = r.leader;
+                    n.commit = r.commit;
+                    n.applied = s.replica.applied;
+                    n.last_index = r.last_index;
+                    n.votes = r.votes.clone();
+                    n.votes_needed = r.votes_needed;
+                    n.progress = r.progress.clone();
+                    n.kv = s.kv.clone();
+                    n.kv_truncated = s.kv_truncated;
+                    n.faults = s.faults.clone();
+                    n.rss_bytes = s.rss_bytes;
+                    n.clock_stopped = s.clock.stopped;
+                    n.timer = (r.role != Role::Leader).then(|| {
+                        let remaining = r.election_deadline.saturating_sub(s.now) as f64;
+                        let span = r.election_timeout as f64;
+                        Timer {
+                            deadline: t + remaining * scale,
+                            span: span * scale,
+                            frozen: s.clock.stopped.then(|| remaining / span.max(1.0)),
+                        }
+                    });
+                }
+                None => {
+                    n.role = None;
+                    n.timer = None;
+                }
+            }
+            let moving = n.moving();
+            if moving != moving_before {
+                self.flights.sender_moving(t, view.id, moving);
+            }
+            if view.state == ProcessState::Crashed {
+                self.flights.sender_crashed(view.id);
+            }
+        }
+        self.held_by_servers(cluster, t);
+        self.chart(cluster, t);
+        self.versions.nodes += 1;
+    }
+
+    /// Draws the messages the servers say they hold, even those sent before this page opened.
+    fn held_by_servers(&mut self, cluster: &ClusterStatus, t: f64) {
+        if !cluster.time.stopped {
+            return;
+        }
+        let held: Vec<(Sent, f64)> = cluster
+            .time
+            .messages
+            .iter()
+            .map(|m| {
+                let sender_now = cluster
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == m.from)
+                    .and_then(|n| n.status.as_ref())
+                    .map_or(m.sent_at, |s| s.now);
+                let span = m.due.saturating_sub(m.sent_at).max(1) as f64;
+                let progress = sender_now.saturating_sub(m.sent_at) as f64 / span;
+                let sent = Sent {
+                    from: m.from,
+                    id: m.id,
+                    to: m.to,
+                    term: m.term,
+                    message: m.message,
+                    delay: m.due.saturating_sub(m.sent_at),
+                };
+                (sent, progress)
+            })
+            .collect();
+        let complete = cluster.time.held as usize <= cluster.time.messages.len();
+        self.flights.held_by_servers(t, &held, cluster.time_scale, complete);
+    }
+
+    fn chart(&mut self, cluster: &ClusterStatus, t: f64) {
+        let leader_commit = cluster.leader.and_then(|l| self.nodes.get(&l)).map(|n| n.commit);
+        let charts = &mut self.charts;
+        push_point(&mut charts.writes_per_s, cluster.stats.writes_per_s);
+        push_point(&mut charts.write_p50_ms, cluster.stats.write_p50_ms);
+        if let Some(commit) = leader_commit {
+            let rate = match charts.last_commit {
+                Some((t0, c0)) if t > t0 && commit >= c0 => (commit - c0) as f64 * 1000.0 / (t - t0),
+                _ => 0.0,
+            };
+            push_point(&mut charts.commits_per_s, rate);
+            charts.last_commit = Some((t, commit));
+        }
+        self.versions.charts += 1;
+    }
+
+    fn event(&mut self, observed: &Observed, t: f64) {
+        let id = observed.node;
+        let scale = self.time_scale.max(0.01);
+        let quorum = self.nodes.len() as u32 / 2 + 1;
+        match &observed.event {
+            Event::RoleChanged { role, term, leader, .. } => {
+                let n = self.node(id);
+                n.role = Some(*role);
+                n.term = *term;
+                n.leader = *leader;
+                n.reachable = true;
+                n.votes = match role {
+                    Role::PreCandidate | Role::Candidate => vec![(id, true)],
+                    _ => Vec::new(),
+                };
+                n.votes_needed = if n.votes.is_empty() { 0 } else { quorum };
+                if *role == Role::Leader {
+                    n.timer = None;
+                }
+                self.versions.nodes += 1;
+            }
+            Event::VoteCounted { voter, granted, needed, .. } => {
+                let n = self.node(id);
+                if !n.votes.iter().any(|(v, _)| v == voter) {
+                    n.votes.push((*voter, *granted));
+                }
+                n.votes_needed = *needed;
+                self.versions.nodes += 1;
+            }
+            Event::ElectionTimerReset { deadline, timeout } => {
+                let n = self.node(id);
+                if n.role != Some(Role::Leader) {
+                    let remaining = deadline.saturating_sub(observed.at) as f64;
+                    let span = *timeout as f64;
+                    n.timer = Some(Timer {
+                        deadline: t + remaining * scale,
+                        span: span * scale,
+                        frozen: n.clock_stopped.then(|| remaining / span.max(1.0)),
+                    });
+                }
+            }
+            Event::ClockStopped => {
+                self.node(id).stop_clock(t);
+                self.flights.sender_moving(t, id, false);
+                self.versions.nodes += 1;
+            }
+            Event::ClockStarted => {
+                let n = self.node(id);
+                n.start_clock(t);
+                let moving = n.moving();
+                self.flights.sender_moving(t, id, moving);
+                self.versions.nodes += 1;
+            }
+            Event::MessageSent { id: message_id, to, term, message, delay } => {
+                self.message_times.push_back(t);
+                while self.message_times.len() > 20_000
+                    || self.message_times.front().is_some_and(|m| t - m > 1_000.0)
+                {
+                    self.message_times.pop_front();
+                }
+                let moving = self.nodes.get(&id).is_none_or(NodeModel::moving);
+                let sent = Sent {
+                    from: id,
+                    id: *message_id,
+                    to: *to,
+                    term: *term,
+                    message: *message,
+                    delay: *delay,
+                };
+                self.flights.sent(t, sent, scale, moving);
+            }
+            Event::MessageLost { from, id: message_id, reason, .. } => {
+                self.flights.lost(t, *from, *message_id, *reason);
+            }
+            Event::MessageStepped { id: message_id, travel_ms, .. } => {
+                self.flights.stepped(t, id, *message_id, *travel_ms);
+            }
+            Event::EntriesAppended { .. } | Event::LogTruncated { .. } => {
+                let n = self.node(id);
+                n.log.apply(&observed.event);
+                n.last_index = n.log.last_index();
+                self.versions.logs += 1;
+            }
+            Event::SnapshotTaken { .. } | Event::SnapshotInstalled { .. } => {
+                self.node(id).log.apply(&observed.event);
+                self.versions.logs += 1;
+            }
+            Event::CommitAdvanced { to, .. } => {
+                let n = self.node(id);
+                n.commit = n.commit.max(*to);
+                self.versions.logs += 1;
+            }
+            Event::Applied { index } => {
+                let n = self.node(id);
+                n.applied = n.applied.max(*index);
+                self.versions.logs += 1;
+            }
+            Event::Alarm { alarm } => {
+                if !self.alarms.contains(alarm) {
+                    self.alarms.push(alarm.clone());
+                }
+                self.versions.nodes += 1;
+            }
+            _ => {}
+        }
+        self.remember(observed, t);
+    }
+
+    /// Adds the event to the timeline if it is worth a line there.
+    fn remember(&mut self, observed: &Observed, t: f64) {
+        let line = !matches!(
+            observed.event,
+            Event::ElectionTimerReset { .. }
+                | Event::MessageSent { .. }
+                | Event::MessageLost { .. }
+                | Event::MessageStepped { .. }
+                | Event::Applied { .. }
+        );
+        if line {
+            self.timeline.push_front(TimelineItem { t, node: observed.node, event: observed.event.clone() });
+            self.timeline.truncate(TIMELINE_LEN);
+            self.versions.timeline += 1;
+        }
+    }
+
+    /// Messages sent per second, over the last second.
+    pub fn message_rate(&self) -> usize {
+        self.message_times.iter().filter(|t| self.now - **t <= 1_000.0).count()
+    }
+
+    /// Called every animation frame: drops messages that arrived or faded.
+    pub fn advance_to(&mut self, now: f64) {
+        self.now = self.now.max(now);
+        let paused: BTreeSet<NodeId> =
+            self.nodes.values().filter(|n| n.process == Some(ProcessState::Paused)).map(|n| n.id).collect();
+        self.flights.expire(now, |node| paused.contains(&node));
+    }
+}
+
+fn push_point(series: &mut VecDeque<f64>, value: f64) {
+    series.push_back(if value.is_finite() { value } else { 0.0 });
+    while series.len() > CHART_POINTS {
+        series.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::event::{MessageSummary, RoleReason};
+
+    fn observed(node: NodeId, event: Event) -> ProxyFrame {
+        ProxyFrame::Events { events: vec![Observed { node, at: 0, event }] }
+    }
+
+    fn three_nodes() -> Model {
+        let mut m = Model { time_scale: 10.0, ..Model::default() };
+        for id in 1..=3 {
+            m.node(id).reachable = true;
+        }
+        m
+    }
+
+    #[test]
+    fn a_candidate_collects_its_votes_one_by_one() {
+        let mut m = three_nodes();
+        let became = Event::RoleChanged {
+            role: Role::Candidate,
+            term: 2,
+            leader: None,
+            reason: RoleReason::PreVoteWon,
+        };
+        m.apply(&observed(1, became), 0.0);
+        assert_eq!((m.nodes[&1].votes_granted(), m.nodes[&1].votes_needed), (1, 2));
+        let counted = |voter, granted| Event::VoteCounted {
+            voter,
+            term: 2,
+            pre_vote: false,
+            granted,
+            granted_total: 1 + granted as u32,
+            needed: 2,
+        };
+        m.apply(&observed(1, counted(3, false)), 10.0);
+        assert_eq!(m.nodes[&1].votes_granted(), 1);
+        m.apply(&observed(1, counted(2, true)), 20.0);
+        assert_eq!(m.nodes[&1].votes_granted(), 2);
+        let won = Event::RoleChanged {
+            role: Role::Leader,
+            term: 2,
+            leader: Some(1),
+            reason: RoleReason::ElectionWon { votes: 2 },
+        };
+        m.apply(&observed(1, won), 30.0);
+        assert!(m.nodes[&1].votes.is_empty());
+    }
+
+    #[test]
+    fn a_stopped_clock_freezes_the_timer_ring_and_holds_the_servers_messages() {
+        let mut m = three_nodes();
+        m.apply(&observed(2, Event::ElectionTimerReset { deadline: 200, timeout: 200 }), 0.0);
+        let message = MessageSummary::TimeoutNow;
+        m.apply(&observed(2, Event::MessageSent { id: 5, to: 1, term: 1, message, delay: 20 }), 900.0);
+        m.apply(&observed(2, Event::ClockStopped), 1_000.0);
+        let left = m.nodes[&2].timer.unwrap().left(1_000.0);
+        assert!((left - 0.5).abs() < 1e-9, "half of the 2 s timer left at ×10");
+        assert_eq!(m.nodes[&2].timer.unwrap().left(60_000.0), left, "the ring stands still");
+        assert_eq!(m.flights.held_count(), 1);
+        m.advance_to(60_000.0);
+        assert_eq!(m.flights.list.len(), 1, "a held message is not delivered");
+        m.apply(&observed(2, Event::ClockStarted), 60_000.0);
+        assert!((m.nodes[&2].timer.unwrap().left(60_500.0) - 0.25).abs() < 1e-9);
+        assert_eq!(m.flights.held_count(), 0);
+    }
+
+    #[test]
+    fn the_sides_of_a_partition_and_one_way_blocks() {
+        let mut m = three_nodes();
+        assert_eq!(m.sides(), vec![vec![1, 2, 3]]);
+        m.node(3).faults.blocked_to = vec![1, 2];
+        m.node(3).faults.blocked_from = vec![1, 2];
+        m.node(1).faults.blocked_to = vec![3];
+        m.node(2).faults.blocked_to = vec![3];
+        assert_eq!(m.sides(), vec![vec![1, 2], vec![3]]);
+        let mut m = three_nodes();
+        m.node(1).faults.blocked_to = vec![2];
+        assert!(m.blocked(1, 2) && !m.blocked(2, 1));
+    }
+
+    #[test]
+    fn a_late_page_sees_the_recent_events_in_its_timeline() {
+        let mut m = three_nodes();
+        let picture = shared::protocol::Picture {
+            cluster: ClusterStatus {
+                nodes: Vec::new(),
+                leader: None,
+                term: 1,
+                time_scale: 1.0,
+                proxies: Vec::new(),
+                supervised: true,
+                time: TimeStatus::default(),
+                alarms: Vec::new(),
+                lesson: None,
+                bugs: Vec::new(),
+                stats: RequestStats::default(),
+                messages_per_s: 0.0,
+            },
+            logs: Vec::new(),
+            recent: vec![Observed {
+                node: 2,
+                at: 0,
+                event: Event::RoleChanged {
+                    role: Role::Leader,
+                    term: 1,
+                    leader: Some(2),
+                    reason: RoleReason::ElectionWon { votes: 2 },
+                },
+            }],
+        };
+        let welcome = ProxyFrame::Welcome {
+            version: 1,
+            admin: false,
+            proxies: Vec::new(),
+            nodes: Vec::new(),
+            picture: Some(Box::new(picture)),
+        };
+        m.apply(&welcome, 0.0);
+        assert_eq!(m.timeline.len(), 1);
+    }
+}
