@@ -121,6 +121,32 @@ impl Browser {
         (leaders.len() == 1).then(|| leaders[0].clone())
     }
 
+    /// Runs a script in the page and returns what it returns.
+    pub async fn js(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Presses a key on whatever has the focus (WebDriver key codes: "\u{E004}" is Tab,
+    /// "\u{E007}" Enter, "\u{E014}" the right arrow).
+    pub async fn key(&self, key: &str) {
+        let active = self.client.active_element().await.expect("something has the focus");
+        active.send_keys(key).await.expect("the key is sent");
+    }
+
+    /// Makes the page's viewport exactly `width` × `height` CSS pixels.
+    pub async fn viewport(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.expect("window resized");
+        let inner = self.js("return [window.innerWidth, window.innerHeight]").await;
+        let (iw, ih) = (inner[0].as_u64().unwrap_or(0) as u32, inner[1].as_u64().unwrap_or(0) as u32);
+        if (iw, ih) != (width, height) {
+            let (w, h) = (width + width.saturating_sub(iw), height + height.saturating_sub(ih));
+            self.client.set_window_size(w, h).await.expect("window resized");
+        }
+    }
+
     pub async fn node_attr(&self, node: &str, attr: &str) -> Option<String> {
         self.attr_all(&format!(r#"[data-node-id="{node}"]"#), attr).await.into_iter().next()
     }

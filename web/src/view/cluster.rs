@@ -132,10 +132,10 @@ pub fn ClusterView(props: &Props) -> Html {
                 </div>
             </div>
             <p class="rate" data-message-rate={rate.to_string()}>
-                <span class="sample">{ format!("{rate} {}", t(lang, T::MessagesPerSecond)) }</span>
-                { if drawn + 2 < rate || model.flights.list.len() >= MAX_FLIGHTS { html! { <span class="sample">{ format!(" · {}", t(lang, T::ShowingSample)) }</span> } } else { html! {} } }
+                <span class="sample">{ format!("{rate} {} · ", t(lang, T::MessagesPerSecond)) }</span>
+                { if drawn + 2 < rate || model.flights.list.len() >= MAX_FLIGHTS { html! { <span class="sample">{ format!("{} · ", t(lang, T::ShowingSample)) }</span> } } else { html! {} } }
                 { speed_note(model, lang) }
-                <span class="click">{ format!(" · {}", t(lang, T::ClickAMessage)) }</span>
+                <span class="click">{ format!(" {}", t(lang, T::ClickAMessage)) }</span>
             </p>
         </div>
     }
@@ -148,7 +148,7 @@ fn speed_note(model: &Model, lang: Lang) -> Html {
     }
     let true_speed = model.flights.true_to_time();
     let (class, key) = if true_speed { ("true", T::TrueSpeed) } else { ("impression", T::NotToScale) };
-    html! { <span class={classes!("speed-note", class)} data-true-speed={true_speed.to_string()}>{ format!(" · {}", t(lang, key)) }</span> }
+    html! { <span class={classes!("speed-note", class)} data-true-speed={true_speed.to_string()}>{ t(lang, key) }</span> }
 }
 
 /// A line between every two servers: cut both ways (a partition) dashed, cut one way with an
