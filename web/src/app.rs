@@ -316,18 +316,20 @@ pub fn App() -> Html {
                 { perf_meter(&s) }
                 <div class="screen">
                     <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
-                        version={model.versions.nodes} frozen={s.frozen.as_ref().map(|(t, _)| *t)}
+                        leader={model.shown_leader()} term={model.term} deposed={model.deposed_leaders()}
+                        frozen={s.frozen.as_ref().map(|(t, _)| *t)}
                         live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
-                    <Banners lang={lang} admin={s.admin} version={model.versions.nodes} />
+                    <Banners lang={lang} admin={s.admin} alarms={model.alarms.clone()} bugs={model.bugs.clone()}
+                        lesson={model.lesson.clone()} />
                     <section class="stage" aria-label="cluster">
-                        <TimeBar lang={lang} admin={s.admin} frozen={frozen} version={model.versions.nodes} now={*now} />
+                        <TimeBar lang={lang} admin={s.admin} frozen={frozen} time={model.time.clone()} scale={model.time_scale} />
                         <ClusterView lang={lang} now={*now} version={model.versions.nodes} presentation={ui.presentation}
                             selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}
                             message={ui.message} admin={s.admin} dispatch={dispatch.clone()} />
                     </section>
                     <aside class={classes!("side", ui.message.is_some().then_some("inspecting"))}>
                         <Inspector lang={lang} admin={s.admin} message={ui.message} now={*now} dispatch={dispatch.clone()} />
-                        <LessonPanel lang={lang} admin={s.admin} version={model.versions.nodes} />
+                        <LessonPanel lang={lang} admin={s.admin} lesson={model.lesson.clone()} />
                         <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} version={model.versions.nodes}
                             partition={ui.partition.clone()} supervised={model.supervised} frozen={frozen}
                             dispatch={dispatch.clone()} />

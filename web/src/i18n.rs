@@ -529,5 +529,6 @@ pub fn error(lang: Lang, kind: ErrorKind, detail: &str) -> String {
             }
         }
     };
-    format!("{plain} ({detail})")
+    // The proxy's detail is English: shown in English pages; Spanish pages keep to Spanish.
+    if es { plain.to_string() } else { format!("{plain} ({detail})") }
 }

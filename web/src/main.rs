@@ -3,11 +3,14 @@
 //! # Layout
 //!
 //! - `connection`: the WebSocket to a proxy, with reconnection and failover.
-//! - `store`: the cluster as the page knows it, built from the proxy's frames, with the recent
-//!   history for freezing and scrubbing back.
-//! - `app`: the root component: the store, the UI state reducer, the animation loop, layout.
-//! - `view/`: one small component per area — cluster drawing, logs, key-value table, event
-//!   timeline, numbers, client and admin panels.
+//! - `store/`: the cluster as the page knows it, built from the proxy's frames (`model`), the
+//!   messages on their way in the cluster's time (`flights`), the recent history for freezing
+//!   and scrubbing back, and how smoothly the page draws (`perf`). Plain Rust, tested natively.
+//! - `app`: the root component: the store, the UI state reducer, the animation loop, keyboard
+//!   shortcuts, layout.
+//! - `view/`: one small component per area — cluster drawing and its messages, time bar,
+//!   message inspector, lessons and captions, alarms, logs, key-value table, event timeline,
+//!   numbers, client and admin panels, legend, help.
 //! - `i18n`: English and Spanish.
 
 mod app;

@@ -1,8 +1,10 @@
 //! What must be read from the back row: the live invariant monitor's alarms (red), the
 //! deliberate defects the cluster runs with, and the caption of the lesson in progress, big.
 
-use shared::lesson::{LessonAction, Text};
+use shared::event::Alarm;
+use shared::lesson::{LessonAction, LessonStatus, Text};
 use shared::protocol::AdminCommand;
+use shared::raft::Bug;
 use yew::prelude::*;
 
 use crate::app::Shared;
@@ -12,7 +14,21 @@ use crate::i18n::{Lang, T, t};
 pub struct Props {
     pub lang: Lang,
     pub admin: bool,
-    pub version: u64,
+    pub alarms: Vec<Alarm>,
+    pub bugs: Vec<Bug>,
+    pub lesson: Option<LessonStatus>,
+}
+
+/// An alarm in the page's language, from its parts (the monitor's own words are English).
+fn alarm_text(lang: Lang, a: &Alarm) -> String {
+    let nodes = a.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+    let index = a.index.map_or(String::new(), |i| i.to_string());
+    match (lang, a.index.is_some()) {
+        (Lang::Es, true) => format!("nodos {nodes}, término {}, índice {index}", a.term),
+        (Lang::Es, false) => format!("nodos {nodes}, término {}", a.term),
+        (Lang::En, true) => format!("nodes {nodes}, term {}, index {index}", a.term),
+        (Lang::En, false) => format!("nodes {nodes}, term {}", a.term),
+    }
 }
 
 pub fn text(lang: Lang, text: &Text) -> String {
@@ -23,20 +39,15 @@ pub fn text(lang: Lang, text: &Text) -> String {
 pub fn Banners(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     let lang = props.lang;
-    let (alarms, bugs, lesson) = {
-        let store = shared.store.borrow();
-        let m = store.view();
-        (m.alarms.clone(), m.bugs.clone(), m.lesson.clone())
-    };
+    let (alarms, bugs, lesson) = (&props.alarms, &props.bugs, props.lesson.clone());
     let alarm_lines = alarms.iter().map(|a| {
         let name = if lang == Lang::Es { a.property.name_es() } else { a.property.name() };
-        let nodes = a.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
-        let index = a.index.map_or(String::new(), |i| format!(" · {} {i}", if lang == Lang::Es { "índice" } else { "index" }));
+        let broken = if lang == Lang::Es { "se ha roto" } else { "is broken" };
         html! {
-            <div class="alarm" role="alert" data-alarm={a.property.key()}>
-                <strong>{ format!("{} — {name}", t(lang, T::Alarm)) }</strong>
-                <span>{ format!(" · {} {nodes} · {} {}{index}: ", t(lang, T::Node), t(lang, T::Term), a.term) }</span>
-                <span class="detail">{ &a.detail }</span>
+            <div class="alarm" role="alert" data-alarm={a.property.key()} title={a.detail.clone()}>
+                <strong>{ format!("{} — {name} {broken}", t(lang, T::Alarm)) }</strong>
+                <span>{ format!(": {}", alarm_text(lang, a)) }</span>
+                { if lang == Lang::En { html! { <span class="detail">{ format!(" — {}", a.detail) }</span> } } else { html! {} } }
             </div>
         }
     });

@@ -166,7 +166,13 @@ pub fn ClientPanel(props: &Props) -> Html {
             <ul class="results">
                 { for store.requests.iter().map(|r| {
                     let (text, class) = describe_outcome(lang, r);
-                    html! { <li class={class} data-request={r.id.to_string()}><code>{ request(lang, &r.frame) }</code>{ " → " }{ text }</li> }
+                    // The proxy's own words (English) stay available on hover.
+                    let detail = match &r.outcome {
+                        Some(ProxyFrame::AdminDone { message, .. }) => message.clone(),
+                        Some(ProxyFrame::Error { error, .. }) => error.to_string(),
+                        _ => String::new(),
+                    };
+                    html! { <li class={class} data-request={r.id.to_string()} title={detail}><code>{ request(lang, &r.frame) }</code>{ " → " }{ text }</li> }
                 }) }
             </ul>
         </div>

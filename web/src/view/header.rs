@@ -1,6 +1,7 @@
 //! The top bar: connection, leader and term at a glance (and any deposed leader that does not
 //! know it yet), freeze and scrub, language, presentation mode, help.
 
+use shared::raft::{NodeId, Term};
 use yew::prelude::*;
 
 use crate::app::{Shared, UiAction};
@@ -13,7 +14,10 @@ pub struct Props {
     pub presentation: bool,
     pub link: Link,
     pub admin: bool,
-    pub version: u64,
+    pub leader: Option<NodeId>,
+    pub term: Term,
+    /// Servers that still believe they lead an older term.
+    pub deposed: Vec<(NodeId, Term)>,
     pub frozen: Option<f64>,
     pub live_now: f64,
     pub earliest: f64,
@@ -31,11 +35,7 @@ pub fn Header(props: &Props) -> Html {
             (format!("{} ({attempt})", t(lang, T::Reconnecting)), "reconnecting")
         }
     };
-    let (leader, term, deposed) = {
-        let store = shared.store.borrow();
-        let model = store.view();
-        (model.shown_leader(), model.term, model.deposed_leaders())
-    };
+    let (leader, term, deposed) = (props.leader, props.term, &props.deposed);
     let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
         format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
     });

@@ -1,7 +1,7 @@
 //! The Lessons panel: pick one, start it, go on with Next; the caption itself shows big above
 //! the cluster (see `banners`). Viewers see which lesson runs, not the controls.
 
-use shared::lesson::{CATALOG, LessonAction};
+use shared::lesson::{CATALOG, LessonAction, LessonStatus};
 use shared::protocol::AdminCommand;
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
@@ -13,7 +13,7 @@ use crate::i18n::{Lang, T, t};
 pub struct Props {
     pub lang: Lang,
     pub admin: bool,
-    pub version: u64,
+    pub lesson: Option<LessonStatus>,
 }
 
 #[function_component]
@@ -21,7 +21,7 @@ pub fn LessonPanel(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     let pick = use_state(|| CATALOG[0].name.to_string());
     let lang = props.lang;
-    let lesson = shared.store.borrow().view().lesson.clone();
+    let lesson = &props.lesson;
     if !props.admin {
         return html! {
             <div class="lessons viewer">

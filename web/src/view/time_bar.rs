@@ -2,7 +2,7 @@
 //! timer (→), slow it down, and set the network's latency. These act on the real processes;
 //! viewers see the state only.
 
-use shared::protocol::AdminCommand;
+use shared::protocol::{AdminCommand, TimeStatus};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -14,9 +14,8 @@ pub struct Props {
     pub lang: Lang,
     pub admin: bool,
     pub frozen: bool,
-    pub version: u64,
-    /// Page time, so that the "true speed" note follows the messages on screen.
-    pub now: f64,
+    pub time: TimeStatus,
+    pub scale: f64,
 }
 
 /// The time scale slider is logarithmic: 0 → ×1, 100 → ×100.
@@ -32,11 +31,7 @@ fn slider_of(scale: f64) -> f64 {
 pub fn TimeBar(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     let lang = props.lang;
-    let (time, scale) = {
-        let store = shared.store.borrow();
-        let m = store.view();
-        (m.time.clone(), m.time_scale)
-    };
+    let (time, scale) = (&props.time, props.scale);
     let send = |command: AdminCommand| {
         let shared = shared.clone();
         Callback::from(move |_: MouseEvent| shared.admin(command.clone()))
