@@ -655,6 +655,9 @@ pub struct ClockStatus {
     /// Messages queued, and the oldest of them (at most `HELD_LISTED`).
     pub held_count: u64,
     pub held: Vec<HeldMessage>,
+    /// Messages sent since the server started (observers get only a sample at real speed).
+    #[serde(default)]
+    pub messages_sent: u64,
 }
 
 // ---------------------------------------------------------------- proxy ↔ supervisor

@@ -337,7 +337,7 @@ pub fn App() -> Html {
                         <Legend lang={lang} />
                     </aside>
                     <section class="logs-area">
-                        <LogsView lang={lang} version={logs_version} />
+                        <LogsView lang={lang} version={logs_version} presentation={ui.presentation} />
                     </section>
                 </div>
                 <main class="more">

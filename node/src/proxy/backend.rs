@@ -41,6 +41,9 @@ struct BackendState {
     log: LogMirror,
     /// The number of the last event frame received (0: none since the log).
     events_seq: u64,
+    /// Messages the server had sent at its last status, and its rate since the one before.
+    sent: Option<(u64, Instant)>,
+    message_rate: f64,
     /// Faults this proxy asked for; applied again when the server comes back.
     desired_faults: Option<FaultSettings>,
 }
@@ -83,6 +86,15 @@ impl Backend {
 
     pub fn is_connected(&self) -> bool {
         self.state().connected
+    }
+
+    /// Raft messages this server sends per second (all of them, not the sample observers get).
+    pub fn message_rate(&self) -> f64 {
+        let state = self.state();
+        match &state.status {
+            Some((_, at)) if state.connected && at.elapsed() < STALE_AFTER => state.message_rate,
+            _ => 0.0,
+        }
     }
 
     /// Sends a request; the receiver yields the reply, or an error if the link drops first (at
@@ -130,6 +142,8 @@ impl Backend {
         state.status = None;
         state.log = LogMirror::default();
         state.events_seq = 0;
+        state.sent = None;
+        state.message_rate = 0.0;
     }
 
     /// The faults to build on when changing this server's settings.
@@ -259,7 +273,20 @@ fn handle(hub: &Hub, backend: &Backend, frame: ServerOutbound) {
         }
         ServerOutbound::Status { status } => {
             let stopped = status.clock.stopped;
-            backend.state().status = Some((*status, Instant::now()));
+            {
+                let mut state = backend.state();
+                let (sent, now) = (status.clock.messages_sent, Instant::now());
+                if let Some((before, at)) = state.sent {
+                    let dt = now.duration_since(at).as_secs_f64();
+                    if dt > 0.05 {
+                        state.message_rate = sent.saturating_sub(before) as f64 / dt;
+                        state.sent = Some((sent, now));
+                    }
+                } else {
+                    state.sent = Some((sent, now));
+                }
+                state.status = Some((*status, now));
+            }
             hub.time.set_stopped(
                 stopped || hub.backends.values().any(|b| b.fresh(|s| s.clock.stopped).unwrap_or(false)),
             );

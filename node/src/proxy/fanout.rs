@@ -2,12 +2,13 @@
 //! traffic sampled.
 //!
 //! A 7-server cluster sends thousands of heartbeats and acknowledgements a second; a page can
-//! draw a few dozen messages at once and a person can follow fewer. So pages get every event
-//! that changes something (roles, votes, entries, commits, snapshots, reads, faults) and, per
-//! link and kind of message, at most one routine message (heartbeat, append, acknowledgement)
-//! every `ROUTINE_EVERY` — plus the true message rate in the status. In slow motion nothing is
-//! dropped: messages are rarer than the limit. A message's later events (lost, stepped) follow
-//! it only if the page got the message itself.
+//! draw a few dozen messages at once and a person can follow fewer. Servers already report
+//! routine traffic only as a sample at real speed (the true rate is in their statuses); here
+//! pages get every event that changes something (roles, votes, entries, commits, snapshots,
+//! reads, faults) and, per link and kind of message, at most one routine message (heartbeat,
+//! append, acknowledgement) every `ROUTINE_EVERY` — the servers' samples, merged. In slow
+//! motion nothing is dropped: messages are rarer than the limit. A message's later events
+//! (lost, stepped) follow it only if the page got the message itself.
 //!
 //! The fanout also keeps the recent events worth a line in the timeline, so that a page that
 //! opens late sees the election that happened before it came.
@@ -23,8 +24,6 @@ use shared::raft::{MessageId, MessageKind, NodeId};
 const ROUTINE_EVERY: Duration = Duration::from_millis(150);
 /// Election timer resets per server shown at most this often (the status corrects the rest).
 const TIMER_EVERY: Duration = Duration::from_millis(100);
-/// The window over which the message rate is counted.
-const RATE_WINDOW: Duration = Duration::from_secs(2);
 /// Messages whose later events are forwarded: the newest this many that pages got.
 const FOLLOWED: usize = 8_192;
 /// Timeline events kept for pages that open later.
@@ -40,8 +39,6 @@ struct State {
     pending: Vec<Observed>,
     last_message: HashMap<(NodeId, NodeId, MessageKind), Instant>,
     last_timer: HashMap<NodeId, Instant>,
-    /// Every message sent, counted per 100 ms slot over the rate window.
-    counts: Vec<(Instant, u64)>,
     /// Messages pages got, so that their loss or step follows them.
     followed: HashSet<(NodeId, MessageId)>,
     followed_order: VecDeque<(NodeId, MessageId)>,
@@ -85,15 +82,13 @@ fn routine(kind: MessageKind) -> bool {
 }
 
 impl Fanout {
-    /// Takes a server's events: keeps what pages should see, counts every message.
+    /// Takes a server's events: keeps what pages should see.
     pub fn offer(&self, events: &[Observed]) {
         let now = Instant::now();
         let mut s = self.state.lock().expect("fanout lock");
-        let mut messages = 0;
         for observed in events {
             let keep = match &observed.event {
                 Event::MessageSent { id, to, message, .. } => {
-                    messages += 1;
                     let kind = message.kind();
                     let keep = !routine(kind)
                         || due(&mut s.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY);
@@ -114,11 +109,6 @@ impl Fanout {
                 s.pending.push(observed.clone());
             }
         }
-        match s.counts.last_mut() {
-            Some((slot, n)) if now.duration_since(*slot) < Duration::from_millis(100) => *n += messages,
-            _ => s.counts.push((now, messages)),
-        }
-        s.counts.retain(|(slot, _)| now.duration_since(*slot) <= RATE_WINDOW);
     }
 
     /// An event every page must get (an alarm), unsampled.
@@ -144,19 +134,6 @@ impl Fanout {
     /// The events gathered since the last call.
     pub fn take(&self) -> Vec<Observed> {
         std::mem::take(&mut self.state.lock().expect("fanout lock").pending)
-    }
-
-    /// Messages sent per second across the cluster, all of them (not just those shown).
-    pub fn message_rate(&self) -> f64 {
-        let s = self.state.lock().expect("fanout lock");
-        let now = Instant::now();
-        let total: u64 = s
-            .counts
-            .iter()
-            .filter(|(slot, _)| now.duration_since(*slot) <= RATE_WINDOW)
-            .map(|(_, n)| n)
-            .sum();
-        total as f64 / RATE_WINDOW.as_secs_f64()
     }
 }
 
@@ -224,7 +201,6 @@ mod tests {
             .count();
         assert_eq!((heartbeats, votes), (2, 2), "one heartbeat per link; every vote request");
         assert!(f.take().is_empty());
-        assert!(f.message_rate() >= 53.0 / 2.0 - 0.01);
     }
 
     #[test]

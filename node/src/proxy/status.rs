@@ -69,7 +69,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         proxies: hub.proxies.clone(),
         supervised: hub.supervisor.as_ref().is_some_and(|s| s.is_connected()),
         stats: hub.stats.summary(),
-        messages_per_s: hub.fanout.message_rate(),
+        messages_per_s: hub.backends.values().map(|b| b.message_rate()).sum(),
         time: time_status(hub, &nodes),
         alarms: hub.monitor().alarms().to_vec(),
         lesson: hub.lessons.status(),

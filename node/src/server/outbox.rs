@@ -5,15 +5,20 @@
 //! While the clock is stopped nothing comes due: messages are *held*. A step releases one to
 //! travel for a short, visible while in real time (`STEP_TRAVEL_*`), so that a page draws it
 //! arriving when it does arrive.
+//!
+//! Observers are told about every message in slow motion or with time stopped; at real speed,
+//! thousands of heartbeats and appends a second are more than anyone can watch or a proxy
+//! should parse, so routine traffic is reported at most once per link and kind every
+//! `ROUTINE_EVERY`, and the true count travels in the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::event::{Event, LossReason};
 use shared::protocol::{HELD_LISTED, HeldMessage};
-use shared::raft::{Message, MessageId, Millis, NodeId};
+use shared::raft::{Message, MessageId, MessageKind, Millis, NodeId};
 use shared::transit::{InTransit, NetworkPolicy, Transit};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -23,6 +28,12 @@ use super::clock::Clock;
 const STEP_TRAVEL_MIN: Duration = Duration::from_millis(300);
 /// …and at most this long, so that steps stay brisk.
 const STEP_TRAVEL_MAX: Duration = Duration::from_millis(900);
+/// At real speed, routine messages per link and kind reported at most this often.
+const ROUTINE_EVERY: Duration = Duration::from_millis(100);
+/// Slower than this, every message is reported.
+const REPORT_ALL_FROM_SCALE: f64 = 2.0;
+/// Reported messages remembered, so that their loss or step is reported too.
+const REPORTED_KEPT: usize = 8_192;
 
 /// One outgoing link as the Raft thread sees it.
 pub struct Link {
@@ -37,11 +48,65 @@ pub struct Outbox {
     links: BTreeMap<NodeId, Link>,
     /// Released by a step: due at a real instant, whatever the clock says.
     travelling: Vec<(Instant, InTransit)>,
+    reporting: Reporting,
+}
+
+/// Which message events go to observers (see the module documentation).
+#[derive(Default)]
+struct Reporting {
+    last: HashMap<(NodeId, MessageKind), Instant>,
+    reported: HashSet<MessageId>,
+    order: VecDeque<MessageId>,
+    /// Every message sent, reported or not.
+    sent: u64,
+}
+
+fn routine(kind: MessageKind) -> bool {
+    matches!(kind, MessageKind::Heartbeat | MessageKind::AppendEntries | MessageKind::AppendResponse)
+}
+
+impl Reporting {
+    fn keep(&mut self, event: &Event, every: bool) -> bool {
+        match event {
+            Event::MessageSent { id, to, message, .. } => {
+                self.sent += 1;
+                let kind = message.kind();
+                let now = Instant::now();
+                let due =
+                    self.last.get(&(*to, kind)).is_none_or(|at| now.duration_since(*at) >= ROUTINE_EVERY);
+                let keep = every || !routine(kind) || due;
+                if keep {
+                    self.last.insert((*to, kind), now);
+                    if self.reported.insert(*id) {
+                        self.order.push_back(*id);
+                        if self.order.len() > REPORTED_KEPT {
+                            let old = self.order.pop_front().expect("not empty");
+                            self.reported.remove(&old);
+                        }
+                    }
+                }
+                keep
+            }
+            Event::MessageLost { id, .. } | Event::MessageStepped { id, .. } => self.reported.contains(id),
+            _ => true,
+        }
+    }
 }
 
 impl Outbox {
     pub fn new(seed: u64, policy: NetworkPolicy, links: BTreeMap<NodeId, Link>) -> Outbox {
-        Outbox { transit: Transit::new(seed), policy, links, travelling: Vec::new() }
+        Outbox {
+            transit: Transit::new(seed),
+            policy,
+            links,
+            travelling: Vec::new(),
+            reporting: Reporting::default(),
+        }
+    }
+
+    /// Messages sent since the start, reported to observers or not.
+    pub fn sent(&self) -> u64 {
+        self.reporting.sent
     }
 
     /// Takes messages from the core and sends at once those already due (zero latency).
@@ -86,8 +151,8 @@ impl Outbox {
         if !link.up.load(Ordering::Relaxed) {
             return self.transit.lost(&msg, LossReason::Unreachable);
         }
-        if link.queue.send(msg.clone()).is_err() {
-            self.transit.lost(&msg, LossReason::Unreachable);
+        if let Err(unsent) = link.queue.send(msg) {
+            self.transit.lost(&unsent.0, LossReason::Unreachable);
         }
     }
 
@@ -139,8 +204,12 @@ impl Outbox {
         self.transit.queued().into_iter().take(HELD_LISTED).map(held_message).collect()
     }
 
-    pub fn take_events(&mut self) -> Vec<Event> {
-        self.transit.take_events()
+    /// The events observers should get (every message while the clock is stopped or slow).
+    pub fn take_events(&mut self, clock: &Clock) -> Vec<Event> {
+        let every = clock.is_stopped() || clock.scale() >= REPORT_ALL_FROM_SCALE;
+        let mut events = self.transit.take_events();
+        events.retain(|e| self.reporting.keep(e, every));
+        events
     }
 }
 

@@ -261,7 +261,7 @@ impl Server {
         }
         // The core's events first (a role change), then the messages it caused.
         self.events.extend(done.events);
-        self.events.extend(self.outbox.take_events());
+        self.events.extend(self.outbox.take_events(&self.clock));
         Ok(())
     }
 
@@ -289,7 +289,7 @@ impl Server {
     }
 
     fn publish_events(&mut self) {
-        self.events.extend(self.outbox.take_events());
+        self.events.extend(self.outbox.take_events(&self.clock));
         if self.events.is_empty() {
             return;
         }
@@ -320,6 +320,7 @@ impl Server {
                 jitter_ms: policy.jitter,
                 held_count: self.outbox.held_count() as u64,
                 held: self.outbox.held(),
+                messages_sent: self.outbox.sent(),
             },
             bugs: replica.raft().config().bugs.iter().collect(),
         }

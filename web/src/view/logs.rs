@@ -7,6 +7,7 @@
 
 use shared::raft::{NodeId, Role};
 use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 use yew::prelude::*;
 
 use crate::app::Shared;
@@ -31,6 +32,8 @@ fn cells_that_fit(area: &web_sys::Element) -> Option<u64> {
 pub struct Props {
     pub lang: Lang,
     pub version: u64,
+    /// The mode changes cell sizes: measure again.
+    pub presentation: bool,
 }
 
 #[function_component]
@@ -41,13 +44,24 @@ pub fn LogsView(props: &Props) -> Html {
     let area = use_node_ref();
     let fit = use_state(|| WINDOW);
     {
-        // After each drawing, measure how many cells fit; redraw only if that changed.
+        // Measure how many cells fit once drawn, and again whenever the window changes size or
+        // the mode changes (measuring forces a layout: not at every redraw).
         let (area, fit) = (area.clone(), fit.clone());
-        use_effect(move || {
-            if let Some(n) = area.cast::<web_sys::Element>().and_then(|a| cells_that_fit(&a)) {
-                if n != *fit {
+        // The ruler has cells to measure once any log has an entry.
+        let drawn = shared.store.borrow().view().nodes.values().any(|n| n.log.last_index() > 0);
+        use_effect_with((props.presentation, drawn), move |_| {
+            let measure = move || {
+                if let Some(n) = area.cast::<web_sys::Element>().and_then(|a| cells_that_fit(&a)) {
                     fit.set(n);
                 }
+            };
+            measure();
+            let on_resize = Closure::<dyn Fn()>::new(measure);
+            let window = web_sys::window().expect("a window");
+            let _ = window.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+            move || {
+                let _ =
+                    window.remove_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
             }
         });
     }
