@@ -66,7 +66,7 @@ enum Op {
     Pause { node: NodeId },
     /// Thaw a paused server (SIGCONT)
     Resume { node: NodeId },
-    /// Split the servers into groups, e.g. 1,2/3
+    /// Split the servers into groups, e.g. 1,2/3 (one group, e.g. 3, is cut off from the rest)
     Partition { groups: String },
     /// Lose every message from one server to another (one-way partition)
     Block { from: NodeId, to: NodeId },

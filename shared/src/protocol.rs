@@ -742,7 +742,9 @@ pub fn encode<T: Serialize>(frame: &T) -> String {
     serde_json::to_string(frame).expect("protocol frames always serialize")
 }
 
-/// Parses `A,B/C` (groups separated by `/`, members by `,`) into groups of node ids.
+/// Parses `A,B/C` (groups separated by `/`, members by `,`) into groups of node ids. One group
+/// alone (`3`) is cut off from all the others, as the `partition` command does with unlisted
+/// servers.
 pub fn parse_partition(spec: &str) -> Result<Vec<Vec<NodeId>>, String> {
     let groups: Result<Vec<Vec<NodeId>>, String> = spec
         .split('/')
@@ -755,11 +757,7 @@ pub fn parse_partition(spec: &str) -> Result<Vec<Vec<NodeId>>, String> {
                 .collect()
         })
         .collect();
-    let groups = groups?;
-    if groups.len() < 2 {
-        return Err(format!("'{spec}' has one group; separate groups with '/', e.g. 1,2/3"));
-    }
-    Ok(groups)
+    groups
 }
 
 #[cfg(test)]
@@ -796,7 +794,7 @@ mod tests {
     #[test]
     fn partition_specs() {
         assert_eq!(parse_partition("1,2/3"), Ok(vec![vec![1, 2], vec![3]]));
-        assert!(parse_partition("1,2").is_err());
+        assert_eq!(parse_partition("3"), Ok(vec![vec![3]]));
         assert!(parse_partition("1,x/3").is_err());
     }
 }

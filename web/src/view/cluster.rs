@@ -82,10 +82,12 @@ pub fn ClusterView(props: &Props) -> Html {
             { for places.iter().filter_map(|(id, x, y)| {
                 let side = side_of(*id)?;
                 let letter = (b'A' + side as u8) as char;
+                // The side is named once, at its first server.
+                let first = sides[side].first() == Some(id);
                 Some(html! {
                     <g class={format!("halo halo-{side}")} transform={format!("translate({x:.1},{y:.1})")} data-side={letter.to_string()}>
                         <circle r={(NODE_R + 30.0).to_string()} />
-                        <text y={(-NODE_R - 36.0).to_string()} x={(NODE_R + 14.0).to_string()}>{ format!("{} {letter}", t(lang, T::Side)) }</text>
+                        { if first { html! { <text y={(-NODE_R - 36.0).to_string()} x={(NODE_R + 14.0).to_string()}>{ format!("{} {letter}", t(lang, T::Side)) }</text> } } else { html! {} } }
                     </g>
                 })
             }) }
