@@ -28,6 +28,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame accepted, in bytes. Snapshots of the demo store fit well within it.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
 
+/// Longest injected delay, latency or jitter, in ms of cluster time.
+pub const MAX_DELAY_MS: u64 = 10_000;
+
 // ---------------------------------------------------------------- client ↔ proxy
 
 /// A write's identity for exactly-once application: retries carry the same one.
@@ -401,6 +404,13 @@ pub struct HeldMessage {
     pub due: Millis,
     /// Wall-clock milliseconds at sending, for ordering messages of different senders.
     pub stamp: u64,
+}
+
+impl HeldMessage {
+    /// Sorts held messages of every server in the order they were sent.
+    pub fn send_order(&self) -> (u64, NodeId, MessageId) {
+        (self.stamp, self.from, self.id)
+    }
 }
 
 /// Client requests completed by one proxy over the last few seconds.

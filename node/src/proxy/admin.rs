@@ -5,15 +5,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use shared::protocol::{
-    AdminCommand, ApiError, ErrorKind, FaultSettings, ProcessAction, ProxyFrame, ServerInbound,
+    AdminCommand, ApiError, ErrorKind, FaultSettings, MAX_DELAY_MS, ProcessAction, ProxyFrame, ServerInbound,
 };
 use shared::raft::NodeId;
 
 use super::status::{cluster_status, time_scale};
 use super::{Hub, lessons, time};
-
-/// Longest injected delay or latency, in ms of cluster time.
-const MAX_DELAY_MS: u64 = 10_000;
 
 /// An admin command from a client or page.
 pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFrame {

@@ -77,10 +77,6 @@ fn worth_a_line(event: &Event) -> bool {
     )
 }
 
-fn routine(kind: MessageKind) -> bool {
-    matches!(kind, MessageKind::Heartbeat | MessageKind::AppendEntries | MessageKind::AppendResponse)
-}
-
 impl Fanout {
     /// Takes a server's events: keeps what pages should see.
     pub fn offer(&self, events: &[Observed]) {
@@ -90,7 +86,7 @@ impl Fanout {
             let keep = match &observed.event {
                 Event::MessageSent { id, to, message, .. } => {
                     let kind = message.kind();
-                    let keep = !routine(kind)
+                    let keep = !kind.is_routine()
                         || due(&mut s.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY);
                     if keep {
                         s.follow((observed.node, *id));

@@ -85,7 +85,7 @@ fn time_status(hub: &Hub, nodes: &[NodeView]) -> TimeStatus {
         .iter()
         .flat_map(|s| s.clock.held.iter().filter(|m| !hub.time.was_released(m.id)).cloned())
         .collect();
-    messages.sort_by_key(|m| (m.stamp, m.from, m.id));
+    messages.sort_by_key(HeldMessage::send_order);
     messages.truncate(HELD_LISTED);
     let first = reports.first();
     TimeStatus {

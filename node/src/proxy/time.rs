@@ -98,7 +98,7 @@ pub async fn ask_all(hub: &Hub, command: TimeCommand) -> Vec<TimeReport> {
 /// Every held message, oldest first (by the senders' wall clocks, then sender and id).
 fn held_in(reports: &[TimeReport]) -> Vec<HeldMessage> {
     let mut held: Vec<HeldMessage> = reports.iter().flat_map(|r| r.held.iter().cloned()).collect();
-    held.sort_by_key(|m| (m.stamp, m.from, m.id));
+    held.sort_by_key(HeldMessage::send_order);
     held
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use shared::protocol::FaultSettings;
+use shared::protocol::{FaultSettings, MAX_DELAY_MS};
 use shared::raft::Millis;
 use shared::transit::NetworkPolicy;
 
@@ -51,6 +51,3 @@ pub fn sanitize(mut f: FaultSettings) -> FaultSettings {
     f.time_scale = super::clock::sanitize(f.time_scale);
     f
 }
-
-/// Longest injected delay, latency or jitter, in ms of cluster time.
-pub const MAX_DELAY_MS: u64 = 10_000;

@@ -61,10 +61,6 @@ struct Reporting {
     sent: u64,
 }
 
-fn routine(kind: MessageKind) -> bool {
-    matches!(kind, MessageKind::Heartbeat | MessageKind::AppendEntries | MessageKind::AppendResponse)
-}
-
 impl Reporting {
     fn keep(&mut self, event: &Event, every: bool) -> bool {
         match event {
@@ -74,7 +70,7 @@ impl Reporting {
                 let now = Instant::now();
                 let due =
                     self.last.get(&(*to, kind)).is_none_or(|at| now.duration_since(*at) >= ROUTINE_EVERY);
-                let keep = every || !routine(kind) || due;
+                let keep = every || !kind.is_routine() || due;
                 if keep {
                     self.last.insert((*to, kind), now);
                     if self.reported.insert(*id) {

@@ -2,17 +2,13 @@
 
 use super::{
     Driver, Failure, Text, deliver_all, drop_all, fresh_cluster, is_vote, leader, live, role_of, say,
-    term_of, wait_for,
+    term_of, view, wait_for,
 };
-use crate::protocol::{AdminCommand, ClusterStatus, NodeView};
+use crate::protocol::{AdminCommand, ClusterStatus};
 use crate::raft::{NodeId, Role, Term};
 
 /// Steps taken at most while an election is shown move by move.
 const ELECTION_STEPS: usize = 120;
-
-fn view(status: &ClusterStatus, node: NodeId) -> Option<&NodeView> {
-    status.nodes.iter().find(|n| n.id == node)
-}
 
 /// How far each live server's clock is from its next timer (ms of its own clock).
 pub(super) fn time_to_timers(status: &ClusterStatus) -> Vec<(NodeId, u64)> {

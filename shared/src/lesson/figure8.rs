@@ -12,22 +12,14 @@
 
 use super::elections::fire_all_timers;
 use super::{
-    Driver, Failure, Text, deliver_all, drop_all, fresh_cluster, held, is_vote, leader, live, role_of, say,
-    wait_for,
+    Driver, Failure, Text, deliver_all, drop_all, fresh_cluster, held, is_vote, last_index, leader, live,
+    role_of, say, view, wait_for,
 };
-use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage, NodeView, ProcessState};
+use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage, ProcessState};
 use crate::raft::{Index, MessageKind, NodeId, Role, Term};
 
 /// Rounds of "fire the timer, deliver the votes" before giving up on an election.
 const CAMPAIGNS: usize = 6;
-
-fn view(status: &ClusterStatus, node: NodeId) -> Option<&NodeView> {
-    status.nodes.iter().find(|n| n.id == node)
-}
-
-fn last_index(status: &ClusterStatus, node: NodeId) -> Option<Index> {
-    view(status, node)?.last_log_index
-}
 
 /// The leader's view of how far `follower` matches its log.
 fn matched(status: &ClusterStatus, leader: NodeId, follower: NodeId) -> Option<Index> {

@@ -2,18 +2,12 @@
 //! logs, snapshots (§7), and reads (§6.4).
 
 use super::elections::a_follower;
-use super::{Driver, Failure, Text, agreed_value, deliver_all, fresh_cluster, live, say, wait_for};
+use super::{
+    Driver, Failure, Text, agreed_value, deliver_all, fresh_cluster, last_index, live, say, view, wait_for,
+};
 use crate::event::Consistency;
-use crate::protocol::{AdminCommand, ClusterStatus, NodeView};
-use crate::raft::{Index, MessageKind, NodeId};
-
-fn view(status: &ClusterStatus, node: NodeId) -> Option<&NodeView> {
-    status.nodes.iter().find(|n| n.id == node)
-}
-
-fn last_index(status: &ClusterStatus, node: NodeId) -> Option<Index> {
-    view(status, node)?.last_log_index
-}
+use crate::protocol::{AdminCommand, ClusterStatus};
+use crate::raft::{Index, MessageKind};
 
 /// Every live server has committed and applied at least `index`.
 fn all_applied(status: &ClusterStatus, index: Index) -> bool {

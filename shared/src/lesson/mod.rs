@@ -22,7 +22,7 @@ mod logs;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Consistency, LogMirror};
-use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage, ProcessState};
+use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage, NodeView, ProcessState};
 use crate::raft::{Index, MessageKind, NodeId, Role, Term};
 
 /// A sentence in both of the page's languages.
@@ -273,6 +273,15 @@ pub fn live(status: &ClusterStatus) -> Vec<NodeId> {
     status.nodes.iter().filter(|n| n.state == ProcessState::Up && n.role.is_some()).map(|n| n.id).collect()
 }
 
+/// One server as the status shows it.
+pub fn view(status: &ClusterStatus, node: NodeId) -> Option<&NodeView> {
+    status.nodes.iter().find(|n| n.id == node)
+}
+
+pub fn last_index(status: &ClusterStatus, node: NodeId) -> Option<Index> {
+    view(status, node)?.last_log_index
+}
+
 pub fn role_of(status: &ClusterStatus, node: NodeId) -> Option<Role> {
     status.nodes.iter().find(|n| n.id == node)?.role
 }
@@ -376,12 +385,6 @@ pub fn is_vote(m: &HeldMessage) -> bool {
             | MessageKind::RequestVote
             | MessageKind::VoteResponse
     )
-}
-
-/// Waits until the status shows no message held (answers of a step have reached a queue).
-pub async fn settle<D: Driver>(d: &mut D) -> Result<(), Failure> {
-    d.sleep(300).await;
-    Ok(())
 }
 
 /// The one value every reachable server's store shows for `key` (None if they differ or lack it).

@@ -159,6 +159,12 @@ impl MessageKind {
         MessageKind::ReadIndexResponse,
     ];
 
+    /// Replication traffic that flows all the time (heartbeats, appends, their answers): at real
+    /// speed observers see only a sample of it.
+    pub fn is_routine(self) -> bool {
+        matches!(self, MessageKind::Heartbeat | MessageKind::AppendEntries | MessageKind::AppendResponse)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             MessageKind::PreVote => "PreVote",
