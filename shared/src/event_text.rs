@@ -149,10 +149,12 @@ impl Event {
                 } else {
                     String::new()
                 };
+                // The simulator does not number messages (id 0).
+                let tag = if *id == 0 { String::new() } else { format!(" #{id}") };
                 if es {
-                    format!("envía {} #{id} al nodo {to}, término {term}{extra}{after}", kind.name())
+                    format!("envía {}{tag} al nodo {to}, término {term}{extra}{after}", kind.name())
                 } else {
-                    format!("sends {} #{id} to node {to} in term {term}{extra}{after}", kind.name())
+                    format!("sends {}{tag} to node {to} in term {term}{extra}{after}", kind.name())
                 }
             }
             Event::MessageLost { from, id, to, reason } => {

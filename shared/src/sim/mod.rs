@@ -475,6 +475,10 @@ impl Simulation {
     fn send_messages(&mut self, messages: impl Iterator<Item = crate::raft::Message>) {
         for msg in messages {
             let msg = wire_round_trip(msg);
+            if self.cfg.trace {
+                let line = format!("n{} {}", msg.from, crate::event::message_sent(&msg, 0).describe());
+                self.note(line);
+            }
             for delay in self.network.route(&mut self.rng, Some((msg.from, msg.to))) {
                 self.schedule(self.now + delay, SimEvent::DeliverToNode(msg.to, Input::Raft(msg.clone())));
             }
