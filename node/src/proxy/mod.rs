@@ -209,12 +209,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Sends the events gathered for pages, one frame per display frame (~60 per second).
+/// Sends the events gathered for pages, one frame per display frame (~60 per second) — or, in
+/// slow motion or with time stopped, within a few milliseconds, so that a page draws each
+/// message leaving when it leaves (events are few then).
 async fn flush_events(hub: Arc<Hub>) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(16));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    const FRAME: Duration = Duration::from_millis(16);
+    const PROMPT: Duration = Duration::from_millis(3);
     loop {
-        ticker.tick().await;
+        let slow = hub.time.is_stopped() || status::time_scale(&hub) >= 2.0;
+        tokio::time::sleep(if slow { PROMPT } else { FRAME }).await;
         let events = hub.fanout.take();
         if !events.is_empty() {
             hub.publish(ProxyFrame::Events { events });

@@ -8,16 +8,25 @@
 //! travel time its `MessageStepped` event gives. A `MessageLost` event shows it lost, where it
 //! was lost and why. A reply never leaves before the request it answers has arrived on screen.
 //!
-//! At real speed messages take microseconds; they are then drawn for `MIN_VISIBLE_MS` as an
-//! impression (and say so), since nobody could see them otherwise.
+//! At real speed messages take microseconds; a journey shorter than `TRUE_SPEED_FROM_MS` is
+//! drawn for `IMPRESSION_MS` instead, as an impression (and the page says so), since nobody
+//! could see it otherwise. From ×7 slow motion on, the automatic latency (a tenth of the
+//! election timeout) is long enough to be drawn at its true speed.
 
 use std::collections::VecDeque;
 
 use shared::event::{LossReason, MessageSummary};
 use shared::raft::{MessageId, MessageKind, Millis, NodeId, Term};
 
-/// The shortest journey drawn; faster ones are drawn this long, marked as not to scale.
-pub const MIN_VISIBLE_MS: f64 = 450.0;
+/// The shortest journey drawn at its true speed (six frames)…
+pub const TRUE_SPEED_FROM_MS: f64 = 100.0;
+/// …shorter ones are drawn this long, marked as not to scale.
+pub const IMPRESSION_MS: f64 = 450.0;
+
+/// How long a journey of `real` ms is drawn, and whether that is its true length.
+fn drawn_for(real: f64) -> (f64, bool) {
+    if real >= TRUE_SPEED_FROM_MS { (real, true) } else { (IMPRESSION_MS, false) }
+}
 /// How long a lost message stays on screen, fading, with its reason.
 pub const LOST_SHOWN_MS: f64 = 1_800.0;
 /// Messages drawn at once; beyond this the page shows a sample and the rate.
@@ -142,7 +151,7 @@ impl Flights {
             return;
         }
         let real = sent.delay as f64 * scale.max(0.01);
-        let true_time = real >= MIN_VISIBLE_MS;
+        let (duration, true_time) = drawn_for(real);
         let kind = sent.message.kind();
         // A reply leaves once what it answers has arrived on screen.
         let answered = |f: &Flight| {
@@ -161,7 +170,7 @@ impl Flights {
             message: sent.message,
             progress: 0.0,
             since: leaves,
-            duration: real.max(MIN_VISIBLE_MS),
+            duration,
             true_time,
             moving,
             journey: Journey::Flying,
@@ -175,7 +184,7 @@ impl Flights {
     pub fn held_by_servers(&mut self, t: f64, held: &[(Sent, f64)], scale: f64, complete: bool) {
         for (sent, progress) in held {
             if self.find(sent.from, sent.id).is_none() && self.list.len() < MAX_FLIGHTS {
-                let real = sent.delay as f64 * scale.max(0.01);
+                let (duration, true_time) = drawn_for(sent.delay as f64 * scale.max(0.01));
                 self.list.push_back(Flight {
                     from: sent.from,
                     to: sent.to,
@@ -185,8 +194,8 @@ impl Flights {
                     message: sent.message,
                     progress: progress.clamp(0.0, 0.99),
                     since: t,
-                    duration: real.max(MIN_VISIBLE_MS),
-                    true_time: real >= MIN_VISIBLE_MS,
+                    duration,
+                    true_time,
                     moving: false,
                     journey: Journey::Flying,
                     born: t,
@@ -245,9 +254,9 @@ impl Flights {
         }
         for f in self.list.iter_mut().filter(|f| f.journey == Journey::Flying) {
             f.freeze(t);
-            let real = f.duration * new / old;
-            f.true_time = f.true_time && real >= MIN_VISIBLE_MS;
-            f.duration = real.max(MIN_VISIBLE_MS);
+            if f.true_time {
+                (f.duration, f.true_time) = drawn_for(f.duration * new / old);
+            }
         }
     }
 
@@ -322,11 +331,20 @@ mod tests {
     }
 
     #[test]
+    fn at_ten_times_slower_the_automatic_latency_is_drawn_at_its_true_speed() {
+        let mut f = Flights::default();
+        // Election timeout 150 ms: automatic latency 15 ms, 150 ms on screen at ×10.
+        f.sent(0.0, vote(1, 2, 1, 15), 10.0, true);
+        assert!(f.true_to_time());
+        assert_eq!(f.list[0].duration, 150.0);
+    }
+
+    #[test]
     fn at_real_speed_a_message_is_drawn_long_enough_to_be_seen_and_says_so() {
         let mut f = Flights::default();
         f.sent(0.0, vote(1, 2, 1, 0), 1.0, true);
         assert!(!f.true_to_time());
-        assert_eq!(f.list[0].duration, MIN_VISIBLE_MS);
+        assert_eq!(f.list[0].duration, IMPRESSION_MS);
     }
 
     #[test]
