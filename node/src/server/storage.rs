@@ -19,6 +19,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -50,15 +51,22 @@ pub struct Recovery {
 impl Storage {
     /// Opens (creating if needed) the data directory and recovers what it holds.
     pub fn open(dir: &Path) -> anyhow::Result<(Storage, Persisted, Recovery)> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        crate::secret::private_dir(dir)?;
         let snapshot = read_snapshot(&dir.join("snapshot.json"))?;
         let wal_path = dir.join("wal.log");
+        let created = !wal_path.exists();
         let mut wal = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&wal_path)
             .with_context(|| format!("cannot open {}", wal_path.display()))?;
+        fs::set_permissions(&wal_path, fs::Permissions::from_mode(0o600))?;
+        if created {
+            // The new file's name must survive a crash too, not only its contents.
+            File::open(dir)?.sync_all()?;
+        }
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", wal_path.display()))?;
         let (records, valid_len) = scan(&bytes, &wal_path)?;
@@ -137,7 +145,13 @@ impl Storage {
     fn replace_file(&self, name: &str, content: &[u8]) -> anyhow::Result<()> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let target = self.dir.join(name);
-        let mut file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         file.write_all(content)?;
         if self.fsync {
             file.sync_all()?;
@@ -177,8 +191,28 @@ fn record_at(bytes: &[u8], offset: usize) -> Option<(u8, &[u8], usize)> {
 /// A record found in the log: its kind, its payload and the offset where it starts.
 type Record<'a> = (u8, &'a [u8], usize);
 
-/// Splits the log into records. Returns them and the length of the valid prefix; fails if a bad
-/// record is followed by a valid one (corruption rather than a torn tail).
+/// Whether what follows `offset` can be the unfinished last write of a crash: a header cut
+/// short, a whole header promising more payload than there is, or bytes never written (zeros).
+/// A complete record with a wrong checksum cannot: that is damage.
+fn torn_tail(bytes: &[u8], offset: usize) -> bool {
+    let rest = &bytes[offset..];
+    if rest.len() < HEADER || rest.iter().all(|b| *b == 0) {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    let kind = rest[8];
+    let plausible = len <= MAX_RECORD && (kind == KIND_HARD_STATE || kind == KIND_ENTRY);
+    plausible && rest.len() < HEADER + len
+}
+
+/// What an operator reads when a data directory is damaged.
+const DAMAGED: &str = "acknowledged data is damaged; refusing to start. Keep the directory for inspection. \
+    Do not empty it or copy another server's into it: either could make this server forget a vote or an \
+    entry it promised to keep. The safe way out is to replace this server with a new member of the cluster \
+    (a membership change)";
+
+/// Splits the log into records. Returns them and the length of the valid prefix. Only a torn
+/// tail (see `torn_tail`) is cut; any other bad record is corruption, and fails.
 fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Record<'a>>, usize)> {
     let mut records = Vec::new();
     let mut offset = 0;
@@ -192,8 +226,14 @@ fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Record<'a>>, us
                 if let Some(next) = (offset + 1..bytes.len()).find(|o| record_at(bytes, *o).is_some()) {
                     bail!(
                         "{}: corrupted record at offset {offset} (checksum or header mismatch) followed by a valid \
-                         record at offset {next}: acknowledged data is damaged; refusing to start. \
-                         Restore the data directory from a healthy replica (or delete it to rejoin empty).",
+                         record at offset {next}: {DAMAGED}.",
+                        path.display()
+                    );
+                }
+                if !torn_tail(bytes, offset) {
+                    bail!(
+                        "{}: the last record, at offset {offset}, is complete but its checksum or header does not \
+                         match (not an unfinished write): {DAMAGED}.",
                         path.display()
                     );
                 }
@@ -280,11 +320,7 @@ fn read_snapshot(path: &Path) -> anyhow::Result<Option<Snapshot>> {
         bail!("{}: unrecognised snapshot header '{header}'", path.display())
     };
     if body.len() != len || crc32c::crc32c(body) != crc {
-        bail!(
-            "{}: snapshot is damaged (length or checksum mismatch); refusing to start. \
-             Restore the data directory from a healthy replica.",
-            path.display()
-        );
+        bail!("{}: snapshot is damaged (length or checksum mismatch): {DAMAGED}.", path.display());
     }
     let snapshot =
         serde_json::from_slice(body).with_context(|| format!("{}: unreadable snapshot", path.display()))?;
@@ -360,18 +396,47 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_last_record_is_a_torn_write_too() {
+    fn a_complete_last_record_with_a_bad_checksum_is_damage_not_a_torn_write() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
-        s.persist(&persist(None, vec![entry(1, 1), entry(2, 1)])).unwrap();
+        s.persist(&persist(Some(HardState { term: 2, voted_for: Some(3) }), vec![entry(1, 1)])).unwrap();
         drop(s);
         let wal = dir.path().join("wal.log");
         let mut bytes = fs::read(&wal).unwrap();
         let last = bytes.len() - 2;
         bytes[last] ^= 0xff;
         fs::write(&wal, &bytes).unwrap();
-        let (_, p, _) = Storage::open(dir.path()).unwrap();
-        assert_eq!(p.entries, vec![entry(1, 1)]);
+        let error = Storage::open(dir.path()).err().expect("refuses").to_string();
+        assert!(error.contains("complete") && error.contains("refusing to start"), "{error}");
+        assert!(error.contains("new member"), "the way out is named: {error}");
+    }
+
+    #[test]
+    fn zeros_never_written_after_the_last_record_are_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        s.persist(&persist(None, vec![entry(1, 1)])).unwrap();
+        drop(s);
+        let wal = dir.path().join("wal.log");
+        let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+        f.write_all(&[0; 40]).unwrap();
+        drop(f);
+        let (_, p, recovery) = Storage::open(dir.path()).unwrap();
+        assert_eq!((p.entries.len(), recovery.torn_bytes), (1, 40));
+    }
+
+    #[test]
+    fn the_data_directory_and_its_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("node-1");
+        let (mut s, _) = open(&data);
+        s.persist(&persist(None, vec![entry(1, 1)])).unwrap();
+        s.compact(&snapshot(1, 1), &[]).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("wal.log")), 0o600);
+        assert_eq!(mode(&data.join("snapshot.json")), 0o600);
     }
 
     #[test]
