@@ -2,9 +2,17 @@
 //!
 //! Every replica applies the same committed commands in the same order, so every replica's
 //! store is the same function of the log. Writes carry a session `(client, seq)` (Raft
-//! dissertation §6.3): the store remembers, per client, the highest sequence number applied and
-//! its result, so a write retried after a timeout or a leader change — possibly appended to the
-//! log twice — takes effect once and answers the same both times.
+//! dissertation §6.3): the store remembers, per client, the result of every write the client
+//! may not have seen answered yet, so a write retried after a timeout or a leader change —
+//! possibly appended to the log twice — takes effect once and answers the same both times, and
+//! a client may have many writes in flight at once, applied in any order. Each write also says
+//! below which sequence number the client knows every outcome (`answered_below`): those
+//! results are forgotten, and a retry of one of them is refused, never applied again. A retry
+//! with the same number but another write is refused too (`SessionConflict`), and so is a write
+//! of a client whose session was forgotten (`SessionExpired`).
+//!
+//! The store's size is limited: a put that would take it past its limit changes nothing and
+//! answers `StoreFull`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +27,11 @@ pub type ClientId = u64;
 /// Sessions kept before the least recently active one is forgotten. Eviction is decided by log
 /// index, so every replica forgets the same sessions at the same point of the log.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Results a session keeps for writes not known to be answered; beyond this the oldest go (and
+/// a retry of them is refused).
+pub const MAX_RESULTS_PER_SESSION: usize = 256;
+/// The store's size limit when none is configured, in bytes of keys and values.
+pub const DEFAULT_STORE_LIMIT: u64 = 256 << 20;
 
 /// A write as it travels in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +39,11 @@ pub struct Command {
     pub client: ClientId,
     pub seq: u64,
     pub op: WriteOp,
+    /// The client knows the outcome of every write it numbered below this: their results may
+    /// be forgotten and a copy of one still in the log is refused. A write that timed out is
+    /// not known, so it holds this down (0: the client says nothing).
+    #[serde(default)]
+    pub answered_below: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,7 +64,40 @@ pub enum WriteOp {
     },
 }
 
+impl Command {
+    /// What the store needs to recognise this write again without its payload.
+    pub fn key(&self) -> WriteKey {
+        WriteKey {
+            client: self.client,
+            seq: self.seq,
+            answered_below: self.answered_below,
+            fingerprint: fingerprint(&self.op),
+        }
+    }
+}
+
+/// A write's session identity and fingerprint: enough to find its result, kept by a leader
+/// while the write is in flight instead of the (possibly large) command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteKey {
+    pub client: ClientId,
+    pub seq: u64,
+    pub answered_below: u64,
+    pub fingerprint: u64,
+}
+
 impl WriteOp {
+    /// The bytes the operation carries (keys and values; JSON escaping may add more).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            WriteOp::Put { key, value } => key.len() + value.len(),
+            WriteOp::Delete { key } => key.len(),
+            WriteOp::Cas { key, expected, new } => {
+                key.len() + expected.as_ref().map_or(0, String::len) + new.len()
+            }
+        }
+    }
+
     pub fn key(&self) -> &str {
         match self {
             WriteOp::Put { key, .. } | WriteOp::Delete { key } | WriteOp::Cas { key, .. } => key,
@@ -76,9 +127,15 @@ pub enum WriteResult {
     Delete { existed: bool },
     /// A compare-and-swap: whether it swapped, and the value it found.
     Cas { swapped: bool, current: Option<String> },
-    /// The client's sequence number is older than the last one applied for it: the original
-    /// result is gone, so the write must not be applied again and cannot be answered.
+    /// The write was answered before and its result forgotten (its number is below the
+    /// client's `answered_below`): it must not be applied again and cannot be answered again.
     StaleSequence { last_applied: u64 },
+    /// This session already has a write with this number, and it was another write.
+    SessionConflict,
+    /// The client's session was forgotten (too many clients since): its retry is refused.
+    SessionExpired,
+    /// The store is at its size limit: nothing changed.
+    StoreFull { limit: u64 },
 }
 
 /// What applying one committed command did, for the caller and the checkers.
@@ -89,17 +146,65 @@ pub struct Applied {
     pub duplicate: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
-    seq: u64,
-    result: WriteResult,
+    /// Results of writes the client may not have seen answered: (sequence number, fingerprint
+    /// of the write, result). A list, as sessions are (see `KvStore::sessions`).
+    results: Vec<(u64, u64, WriteResult)>,
+    /// Writes numbered below this were answered: forgotten, and refused if retried.
+    floor: u64,
     /// Log index of the session's last write; the eviction order.
     last_index: Index,
+}
+
+impl Session {
+    fn find(&self, seq: u64) -> Option<&(u64, u64, WriteResult)> {
+        self.results.iter().find(|(s, _, _)| *s == seq)
+    }
+
+    /// What a write with this number and fingerprint gets without being applied: the earlier
+    /// answer, a conflict, or a refusal. `None`: apply it.
+    fn known(&self, seq: u64, fingerprint: u64) -> Option<WriteResult> {
+        if seq < self.floor {
+            return Some(WriteResult::StaleSequence { last_applied: self.floor.saturating_sub(1) });
+        }
+        self.find(seq).map(
+            |(_, f, result)| {
+                if *f == fingerprint { result.clone() } else { WriteResult::SessionConflict }
+            },
+        )
+    }
+
+    fn raise_floor(&mut self, answered_below: u64) {
+        if answered_below > self.floor {
+            self.floor = answered_below;
+            self.results.retain(|(s, _, _)| *s >= answered_below);
+        }
+    }
+
+    fn remember(&mut self, seq: u64, fingerprint: u64, result: WriteResult, index: Index) {
+        self.results.push((seq, fingerprint, result));
+        self.last_index = index;
+        if self.results.len() > MAX_RESULTS_PER_SESSION {
+            let (oldest, _) =
+                self.results.iter().enumerate().min_by_key(|(_, (s, _, _))| *s).expect("not empty");
+            let (seq, _, _) = self.results.remove(oldest);
+            self.floor = self.floor.max(seq + 1);
+        }
+    }
+}
+
+/// A stable fingerprint of a write (FNV-1a over its JSON): the same on every replica, build
+/// and version, since it is kept in snapshots.
+fn fingerprint(op: &WriteOp) -> u64 {
+    let text = serde_json::to_string(op).expect("writes serialize");
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The store. Also the snapshot format: it serializes as the whole state, sessions included,
 /// because a follower restored from a snapshot must deduplicate exactly as the leader does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredKv")]
 pub struct KvStore {
     data: BTreeMap<String, String>,
     /// A list on the wire: JSON object keys are strings, and integer keys inside the
@@ -108,9 +213,37 @@ pub struct KvStore {
     sessions: BTreeMap<ClientId, Session>,
     /// Index of the last log entry applied (including no-ops), for snapshots and catch-up.
     applied: Index,
+    /// Bytes of keys and values, against `limit`.
+    #[serde(skip)]
+    bytes: u64,
+    /// The size limit, the same on every replica (from the servers' configuration).
+    #[serde(skip)]
+    limit: Option<u64>,
     /// Deliberate defect for the simulator: forget sessions, applying every retry again.
     #[serde(skip)]
     ignore_sessions: bool,
+}
+
+/// The serialized part of a store; reading one back recounts its size.
+#[derive(Deserialize)]
+struct StoredKv {
+    data: BTreeMap<String, String>,
+    #[serde(with = "sessions_as_list")]
+    sessions: BTreeMap<ClientId, Session>,
+    applied: Index,
+}
+
+impl From<StoredKv> for KvStore {
+    fn from(stored: StoredKv) -> KvStore {
+        let bytes = stored.data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        KvStore {
+            data: stored.data,
+            sessions: stored.sessions,
+            applied: stored.applied,
+            bytes,
+            ..KvStore::default()
+        }
+    }
 }
 
 impl KvStore {
@@ -121,6 +254,20 @@ impl KvStore {
     /// Switch on the `no-dedup` defect (see `raft::Bugs`).
     pub fn set_ignore_sessions(&mut self, on: bool) {
         self.ignore_sessions = on;
+    }
+
+    /// Limits the bytes of keys and values the store holds. Every replica must use the same.
+    pub fn set_limit(&mut self, bytes: u64) {
+        self.limit = Some(bytes);
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit.unwrap_or(DEFAULT_STORE_LIMIT)
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn get(&self, key: &str) -> Option<&String> {
@@ -143,6 +290,11 @@ impl KvStore {
         self.data.iter()
     }
 
+    /// About how many bytes the store takes in a snapshot.
+    pub fn approx_bytes(&self) -> usize {
+        self.data.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>() + self.sessions.len() * 96
+    }
+
     /// Marks a non-command entry (no-op, configuration) as applied.
     pub fn skip(&mut self, index: Index) {
         assert!(index > self.applied, "entries are applied once, in order: {index} after {}", self.applied);
@@ -152,48 +304,88 @@ impl KvStore {
     /// Applies the committed command at `index`. Commands must arrive in log order.
     pub fn apply(&mut self, index: Index, command: &Command) -> Applied {
         self.skip(index);
-        if !self.ignore_sessions {
-            if let Some(session) = self.sessions.get(&command.client) {
-                if command.seq == session.seq {
-                    return Applied { result: session.result.clone(), duplicate: true };
-                }
-                if command.seq < session.seq {
-                    let result = WriteResult::StaleSequence { last_applied: session.seq };
-                    return Applied { result, duplicate: true };
-                }
-            }
+        if self.ignore_sessions {
+            return Applied { result: self.execute(&command.op), duplicate: false };
+        }
+        let key = command.key();
+        if let Some(session) = self.sessions.get_mut(&command.client) {
+            session.raise_floor(command.answered_below);
+        }
+        if let Some(result) = self.known(&key) {
+            return Applied { result, duplicate: true };
         }
         let result = self.execute(&command.op);
-        let session = Session { seq: command.seq, result: result.clone(), last_index: index };
-        self.sessions.insert(command.client, session);
+        let session = self.sessions.entry(command.client).or_default();
+        session.raise_floor(command.answered_below);
+        session.remember(command.seq, key.fingerprint, result.clone(), index);
         if self.sessions.len() > MAX_SESSIONS {
             self.evict_oldest_session();
         }
         Applied { result, duplicate: false }
     }
 
-    /// If `client` already has `seq` applied, its result: lets a leader answer a retry at once.
-    pub fn cached_result(&self, client: ClientId, seq: u64) -> Option<WriteResult> {
-        let session = self.sessions.get(&client)?;
-        (session.seq == seq && !self.ignore_sessions).then(|| session.result.clone())
+    /// What a write gets without being applied, if anything: its earlier result (a retry), a
+    /// conflict, or a refusal. Lets a leader answer a retry at once.
+    pub fn cached_result(&self, write: &WriteKey) -> Option<WriteResult> {
+        if self.ignore_sessions {
+            return None;
+        }
+        self.known(write)
+    }
+
+    fn known(&self, write: &WriteKey) -> Option<WriteResult> {
+        match self.sessions.get(&write.client) {
+            Some(session) => session.known(write.seq, write.fingerprint),
+            // A client that has had answers had a session: it was forgotten.
+            None if write.answered_below > 1 => Some(WriteResult::SessionExpired),
+            None => None,
+        }
     }
 
     fn execute(&mut self, op: &WriteOp) -> WriteResult {
         match op {
             WriteOp::Put { key, value } => {
-                WriteResult::Put { previous: self.data.insert(key.clone(), value.clone()) }
+                if !self.fits(key, value) {
+                    return WriteResult::StoreFull { limit: self.limit() };
+                }
+                let previous = self.insert(key, value);
+                WriteResult::Put { previous }
             }
-            WriteOp::Delete { key } => WriteResult::Delete { existed: self.data.remove(key).is_some() },
+            WriteOp::Delete { key } => {
+                let removed = self.data.remove(key);
+                if let Some(v) = &removed {
+                    self.bytes -= (key.len() + v.len()) as u64;
+                }
+                WriteResult::Delete { existed: removed.is_some() }
+            }
             WriteOp::Cas { key, expected, new } => {
                 let current = self.data.get(key).cloned();
-                if current == *expected {
-                    self.data.insert(key.clone(), new.clone());
-                    WriteResult::Cas { swapped: true, current }
-                } else {
-                    WriteResult::Cas { swapped: false, current }
+                if current != *expected {
+                    return WriteResult::Cas { swapped: false, current };
                 }
+                if !self.fits(key, new) {
+                    return WriteResult::StoreFull { limit: self.limit() };
+                }
+                self.insert(key, new);
+                WriteResult::Cas { swapped: true, current }
             }
         }
+    }
+
+    /// Whether setting `key` to `value` keeps the store within its limit (shrinking always does).
+    fn fits(&self, key: &str, value: &str) -> bool {
+        let old = self.data.get(key).map_or(0, |v| (key.len() + v.len()) as u64);
+        let new = (key.len() + value.len()) as u64;
+        new <= old || self.bytes - old + new <= self.limit()
+    }
+
+    fn insert(&mut self, key: &str, value: &str) -> Option<String> {
+        let previous = self.data.insert(key.to_string(), value.to_string());
+        self.bytes += (key.len() + value.len()) as u64;
+        if let Some(p) = &previous {
+            self.bytes -= (key.len() + p.len()) as u64;
+        }
+        previous
     }
 
     fn evict_oldest_session(&mut self) {
@@ -211,11 +403,13 @@ impl KvStore {
         copy
     }
 
-    /// Replaces the whole state with a snapshot's, keeping this store's defect switch.
+    /// Replaces the whole state with a snapshot's, keeping this store's defect switch and limit.
     pub fn restore(&mut self, snapshot: &KvStore) {
-        let ignore = self.ignore_sessions;
+        let (ignore, limit) = (self.ignore_sessions, self.limit);
         *self = snapshot.clone();
         self.ignore_sessions = ignore;
+        self.limit = limit;
+        self.bytes = self.data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     }
 
     /// Applied index set by a restored snapshot.
@@ -245,7 +439,16 @@ mod tests {
     use super::*;
 
     fn put(client: ClientId, seq: u64, key: &str, value: &str) -> Command {
-        Command { client, seq, op: WriteOp::Put { key: key.into(), value: value.into() } }
+        Command { client, seq, op: WriteOp::Put { key: key.into(), value: value.into() }, answered_below: 0 }
+    }
+
+    fn put_key(client: ClientId, seq: u64, key: &str, value: &str) -> WriteKey {
+        put(client, seq, key, value).key()
+    }
+
+    fn answered(mut command: Command, below: u64) -> Command {
+        command.answered_below = below;
+        command
     }
 
     #[test]
@@ -253,21 +456,24 @@ mod tests {
         let mut kv = KvStore::new();
         kv.apply(1, &put(1, 1, "a", "x"));
         assert_eq!(kv.get("a").map(String::as_str), Some("x"));
-        let cas = Command {
+        let cas = |seq, expected: &str| Command {
             client: 1,
-            seq: 2,
-            op: WriteOp::Cas { key: "a".into(), expected: Some("y".into()), new: "z".into() },
+            seq,
+            op: WriteOp::Cas { key: "a".into(), expected: Some(expected.into()), new: "z".into() },
+            answered_below: 0,
         };
-        assert_eq!(kv.apply(2, &cas).result, WriteResult::Cas { swapped: false, current: Some("x".into()) });
-        let cas = Command {
-            client: 1,
-            seq: 3,
-            op: WriteOp::Cas { key: "a".into(), expected: Some("x".into()), new: "z".into() },
-        };
-        assert_eq!(kv.apply(3, &cas).result, WriteResult::Cas { swapped: true, current: Some("x".into()) });
-        let del = Command { client: 1, seq: 4, op: WriteOp::Delete { key: "a".into() } };
+        assert_eq!(
+            kv.apply(2, &cas(2, "y")).result,
+            WriteResult::Cas { swapped: false, current: Some("x".into()) }
+        );
+        assert_eq!(
+            kv.apply(3, &cas(3, "x")).result,
+            WriteResult::Cas { swapped: true, current: Some("x".into()) }
+        );
+        let del = Command { client: 1, seq: 4, op: WriteOp::Delete { key: "a".into() }, answered_below: 0 };
         assert_eq!(kv.apply(4, &del).result, WriteResult::Delete { existed: true });
         assert_eq!(kv.get("a"), None);
+        assert_eq!(kv.bytes(), 0);
     }
 
     #[test]
@@ -286,6 +492,60 @@ mod tests {
     }
 
     #[test]
+    fn many_writes_of_one_session_in_flight_apply_in_any_order_each_once() {
+        let mut kv = KvStore::new();
+        let order = [3, 1, 2, 5, 4];
+        for (i, seq) in order.iter().enumerate() {
+            let r = kv.apply(i as u64 + 1, &put(7, *seq, &format!("k{seq}"), "v"));
+            assert!(!r.duplicate, "write {seq} applied");
+        }
+        for (i, seq) in order.iter().enumerate() {
+            assert!(
+                kv.apply(10 + i as u64, &put(7, *seq, &format!("k{seq}"), "v")).duplicate,
+                "retry of {seq}"
+            );
+        }
+        assert_eq!(kv.len(), 5);
+    }
+
+    #[test]
+    fn a_retry_of_an_answered_and_forgotten_write_is_refused_not_applied() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &put(7, 1, "k", "v1"));
+        // The client saw the answer to 1 and says so with its next write.
+        kv.apply(2, &answered(put(7, 2, "k", "v2"), 2));
+        let late = kv.apply(3, &put(7, 1, "k", "v1"));
+        assert_eq!(late.result, WriteResult::StaleSequence { last_applied: 1 });
+        assert_eq!(kv.get("k").map(String::as_str), Some("v2"));
+    }
+
+    #[test]
+    fn the_same_number_with_another_write_is_a_conflict() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &put(7, 1, "k", "v1"));
+        let other = kv.apply(2, &put(7, 1, "k", "something else"));
+        assert_eq!(other.result, WriteResult::SessionConflict);
+        assert_eq!(kv.get("k").map(String::as_str), Some("v1"));
+        assert_eq!(
+            kv.cached_result(&put_key(7, 1, "k", "something else")),
+            Some(WriteResult::SessionConflict)
+        );
+    }
+
+    #[test]
+    fn a_forgotten_session_refuses_its_retries() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &put(0, 1, "k", "v"));
+        for i in 1..=MAX_SESSIONS as u64 {
+            kv.apply(i + 1, &put(i, 1, "k", "v"));
+        }
+        assert!(!kv.sessions.contains_key(&0), "the oldest session was evicted");
+        let retry = kv.apply(MAX_SESSIONS as u64 + 5, &answered(put(0, 2, "k", "late"), 2));
+        assert_eq!(retry.result, WriteResult::SessionExpired);
+        assert_eq!(kv.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
     fn without_sessions_a_retry_applies_twice() {
         let mut kv = KvStore::new();
         kv.set_ignore_sessions(true);
@@ -296,20 +556,27 @@ mod tests {
     }
 
     #[test]
-    fn older_sequence_is_refused() {
+    fn a_full_store_refuses_what_would_grow_it_and_takes_what_shrinks_it() {
         let mut kv = KvStore::new();
-        kv.apply(1, &put(7, 2, "k", "v"));
-        let late = kv.apply(2, &put(7, 1, "k", "old"));
-        assert_eq!(late.result, WriteResult::StaleSequence { last_applied: 2 });
-        assert_eq!(kv.get("k").map(String::as_str), Some("v"));
+        kv.set_limit(10);
+        assert!(matches!(kv.apply(1, &put(1, 1, "a", "12345")).result, WriteResult::Put { .. }));
+        assert_eq!(kv.apply(2, &put(1, 2, "b", "12345")).result, WriteResult::StoreFull { limit: 10 });
+        assert_eq!(kv.get("b"), None);
+        assert!(matches!(kv.apply(3, &put(1, 3, "a", "1")).result, WriteResult::Put { .. }));
+        assert!(matches!(kv.apply(4, &put(1, 4, "b", "1234")).result, WriteResult::Put { .. }));
+        assert_eq!(kv.bytes(), 2 + 5);
+        let mut restored = KvStore::new();
+        restored.restore(&kv.snapshot());
+        assert_eq!(restored.bytes(), kv.bytes(), "size is recounted from a snapshot");
     }
 
     #[test]
-    fn sessions_survive_snapshot_and_restore() {
+    fn sessions_survive_snapshot_and_restore_through_json() {
         let mut kv = KvStore::new();
         kv.apply(1, &put(7, 1, "k", "v"));
+        let json = serde_json::to_string(&kv.snapshot()).unwrap();
         let mut other = KvStore::new();
-        other.restore(&kv.snapshot());
+        other.restore(&serde_json::from_str(&json).unwrap());
         assert!(other.apply(2, &put(7, 1, "k", "v")).duplicate);
     }
 
@@ -320,7 +587,17 @@ mod tests {
             kv.apply(i + 1, &put(i, 1, "k", "v"));
         }
         assert_eq!(kv.sessions.len(), MAX_SESSIONS);
-        assert!(kv.cached_result(0, 1).is_none());
-        assert!(kv.cached_result(MAX_SESSIONS as u64 + 4, 1).is_some());
+        assert!(kv.cached_result(&put_key(0, 1, "k", "v")).is_none());
+        assert!(kv.cached_result(&put_key(MAX_SESSIONS as u64 + 4, 1, "k", "v")).is_some());
+    }
+
+    #[test]
+    fn a_session_keeps_a_bounded_number_of_results() {
+        let mut kv = KvStore::new();
+        for seq in 1..=(MAX_RESULTS_PER_SESSION as u64 + 10) {
+            kv.apply(seq, &put(7, seq, "k", "v"));
+        }
+        assert_eq!(kv.sessions[&7].results.len(), MAX_RESULTS_PER_SESSION);
+        assert!(matches!(kv.apply(1_000, &put(7, 1, "k", "v")).result, WriteResult::StaleSequence { .. }));
     }
 }

@@ -28,5 +28,6 @@ pub mod protocol;
 pub mod raft;
 pub mod replica;
 pub mod rng;
+pub mod session;
 pub mod sim;
 pub mod transit;

@@ -28,6 +28,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame accepted, in bytes. Snapshots of the demo store fit well within it.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
 
+/// Largest write (its command as JSON): it must fit in one frame between nodes with room for
+/// the message around it.
+pub const MAX_WRITE_BYTES: usize = MAX_FRAME_BYTES - (64 << 10);
+
 /// Longest injected delay, latency or jitter, in ms of cluster time.
 pub const MAX_DELAY_MS: u64 = 10_000;
 
@@ -38,6 +42,11 @@ pub const MAX_DELAY_MS: u64 = 10_000;
 pub struct Session {
     pub client: ClientId,
     pub seq: u64,
+    /// The client knows the outcome of each of its writes numbered below this (answered
+    /// `done` or refused; a `timeout` is not an outcome). Lets the cluster forget their results
+    /// and refuse late copies. Absent: the cluster keeps the last 256 results of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_below: Option<u64>,
 }
 
 /// Frames a client or page sends to a proxy.
@@ -144,6 +153,8 @@ pub enum AdminCommand {
     Reset,
     /// Start, advance or stop a lesson (see `consenso scenario list`).
     Lesson { action: LessonAction },
+    /// Let clients without the token write (students), or only admins again. Per proxy.
+    OpenWrites { open: bool },
 }
 
 impl AdminCommand {
@@ -190,6 +201,8 @@ impl AdminCommand {
             AdminCommand::Snapshot { node: None } => "snapshot every node".to_string(),
             AdminCommand::Reset => "reset the cluster".to_string(),
             AdminCommand::Lesson { action } => action.describe(),
+            AdminCommand::OpenWrites { open: true } => "let everyone write".to_string(),
+            AdminCommand::OpenWrites { open: false } => "writes need the token again".to_string(),
         }
     }
 }
@@ -310,11 +323,27 @@ pub enum ErrorKind {
     Unavailable,
     /// The command needs something this deployment lacks (e.g. restart without a supervisor).
     NotSupported,
-    /// The write's session sequence is older than one already applied for that client.
+    /// The write's sequence number is below what the session has said it knows (or older than
+    /// the 256 results a session keeps): it was not applied now, and its result is forgotten.
     StaleSession,
+    /// The session already has a write with this sequence number, and it was another write.
+    SessionConflict,
+    /// The session was forgotten (too many clients since): a retry is refused rather than
+    /// risk applying it twice. Start a new session.
+    SessionExpired,
+    /// The store is at its configured size limit: the write changed nothing.
+    StoreFull,
+    /// The write cannot fit in one frame between nodes.
+    TooLarge,
 }
 
 impl ErrorKind {
+    /// Whether a write answered with this error certainly did not take effect, so the client
+    /// knows its outcome. After a `timeout` (or a lost proxy) it may still be applied.
+    pub fn outcome_is_known(self) -> bool {
+        !matches!(self, ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::NoLeader)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad_request",
@@ -326,6 +355,10 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotSupported => "not_supported",
             ErrorKind::StaleSession => "stale_session",
+            ErrorKind::SessionConflict => "session_conflict",
+            ErrorKind::SessionExpired => "session_expired",
+            ErrorKind::StoreFull => "store_full",
+            ErrorKind::TooLarge => "too_large",
         }
     }
 }
@@ -359,6 +392,9 @@ pub struct ClusterStatus {
     /// Deliberate defects the servers run with (`cluster --bug`); empty in a correct cluster.
     #[serde(default)]
     pub bugs: Vec<Bug>,
+    /// Whether this proxy takes writes from clients without the token.
+    #[serde(default)]
+    pub open_writes: bool,
     /// Requests this proxy completed recently.
     #[serde(default)]
     pub stats: RequestStats,
@@ -818,7 +854,15 @@ mod snapshot_frame_tests {
     #[test]
     fn a_snapshot_with_sessions_crosses_the_wire() {
         let mut kv = KvStore::new();
-        kv.apply(1, &Command { client: 7, seq: 1, op: WriteOp::Put { key: "k".into(), value: "v".into() } });
+        kv.apply(
+            1,
+            &Command {
+                client: 7,
+                seq: 1,
+                op: WriteOp::Put { key: "k".into(), value: "v".into() },
+                answered_below: 0,
+            },
+        );
         let snapshot = Snapshot {
             meta: SnapshotMeta { index: 1, term: 1, config: Configuration::new([1, 2, 3]) },
             data: kv,

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Consistency, Event};
-use crate::kv::{ClientId, Command, KvStore, WriteResult};
+use crate::kv::{Command, KvStore, WriteKey, WriteResult};
 use crate::raft::{
     Bug, Config, Entry, HardState, Index, Message, Millis, NodeId, Payload, Persisted, ProposeError, Raft,
     ReadError, ReadId, ReadOutcome, Role, Snapshot, Status, Term,
@@ -137,8 +137,7 @@ pub struct AppliedEntry {
 struct PendingWrite {
     request: RequestId,
     term: Term,
-    client: ClientId,
-    seq: u64,
+    write: WriteKey,
 }
 
 #[derive(Debug)]
@@ -240,15 +239,15 @@ impl Replica {
     fn write(&mut self, now: Millis, id: RequestId, command: Command) {
         if self.raft.role() == Role::Leader {
             // A retry of a write that is already applied gets its answer without a new entry.
-            if let Some(result) = self.kv.cached_result(command.client, command.seq) {
+            if let Some(result) = self.kv.cached_result(&command.key()) {
                 let index = self.kv.applied();
                 return self.replies.push((id, Reply::Written { result, index }));
             }
         }
-        let (client, seq) = (command.client, command.seq);
+        let write = command.key();
         match self.raft.propose(now, command) {
             Ok((index, term)) => {
-                self.writes.insert(index, PendingWrite { request: id, term, client, seq });
+                self.writes.insert(index, PendingWrite { request: id, term, write });
             }
             Err(ProposeError::NotLeader { leader }) => {
                 let error =
@@ -409,7 +408,7 @@ impl Replica {
         let covered: Vec<Index> = self.writes.range(..=index).map(|(i, _)| *i).collect();
         for i in covered {
             let pending = self.writes.remove(&i).expect("listed above");
-            let reply = match self.kv.cached_result(pending.client, pending.seq) {
+            let reply = match self.kv.cached_result(&pending.write) {
                 Some(result) => Reply::Written { result, index: i },
                 None => Reply::Error { error: ReplyError::LeadershipLost },
             };
@@ -422,6 +421,12 @@ impl Replica {
     pub fn compact_now(&mut self) -> Option<Snapshot> {
         let applied = self.kv.applied();
         self.raft.compact(applied, self.kv.snapshot())
+    }
+
+    /// Limits the store's bytes of keys and values. Every replica of a cluster must use the
+    /// same limit: it decides what a committed write does.
+    pub fn set_store_limit(&mut self, bytes: u64) {
+        self.kv.set_limit(bytes);
     }
 
     /// Changes the AppendEntries batch limit at run time (see `Raft::set_max_entries_per_message`).

@@ -18,6 +18,7 @@ fn a_thousand_seeds_with_faults_violate_nothing() {
     assert_eq!(summary.runs, 1_000);
     assert!(summary.steps >= 1_000 * 1_000, "at least 1,000 steps per seed, got {}", summary.steps);
     assert!(summary.failing.is_empty(), "violations: {:?}", summary.failing);
+    assert!(summary.undecided.is_empty(), "linearizability undecided for seeds {:?}", summary.undecided);
 }
 
 #[test]
@@ -25,6 +26,7 @@ fn every_cluster_size_stays_safe() {
     for nodes in [3, 5, 7] {
         let summary = batch(Bugs::none(), 100, Some(nodes));
         assert!(summary.failing.is_empty(), "{nodes} nodes: {:?}", summary.failing);
+        assert!(summary.undecided.is_empty(), "{nodes} nodes, undecided: {:?}", summary.undecided);
     }
 }
 

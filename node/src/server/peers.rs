@@ -16,8 +16,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::Shared;
 use crate::ws;
 
-/// Messages per frame at most, so that one frame stays well under the size limit.
+/// Messages per frame at most…
 const BATCH: usize = 256;
+/// …and about this many bytes: a frame must stay under the protocol's limit. A single message
+/// larger than this (an entry with a big value) travels alone.
+const BATCH_BYTES: usize = 1 << 20;
 
 pub async fn run(
     shared: Arc<Shared>,
@@ -94,13 +97,25 @@ async fn pump(
                 _ => anyhow::bail!("connection closed"),
             },
         };
+        let mut bytes = first.approx_bytes();
         let mut batch = vec![first];
-        while batch.len() < BATCH {
+        let mut next = None;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match queue.try_recv() {
-                Ok(m) => batch.push(m),
+                Ok(m) if bytes + m.approx_bytes() > BATCH_BYTES => {
+                    next = Some(m);
+                    break;
+                }
+                Ok(m) => {
+                    bytes += m.approx_bytes();
+                    batch.push(m);
+                }
                 Err(_) => break,
             }
         }
         ws::send(stream, &ServerInbound::Raft { messages: batch }).await?;
+        if let Some(m) = next {
+            ws::send(stream, &ServerInbound::Raft { messages: vec![m] }).await?;
+        }
     }
 }

@@ -21,45 +21,135 @@ const BUDGET_PER_KEY: u64 = 5_000_000;
 pub struct LinearizabilityReport {
     pub operations: usize,
     pub keys: usize,
-    /// The first key with no linearization, and its operations in invocation order.
-    pub violation: Option<(String, Vec<Operation>)>,
+    /// The first key found with no linearization.
+    pub violation: Option<KeyViolation>,
     /// Keys whose search ran out of budget (neither proven nor refuted).
     pub inconclusive: Vec<String>,
 }
 
+/// Why one key's operations have no linearization, and the operations that show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyViolation {
+    pub key: String,
+    pub reason: String,
+    /// The operations around the point where every order failed, in invocation order.
+    pub near: Vec<Operation>,
+    /// How many operations the key has in all.
+    pub operations: usize,
+}
+
+/// What a check concluded. A search that ran out of budget proves nothing either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    Unknown,
+}
+
 impl LinearizabilityReport {
+    pub fn verdict(&self) -> Verdict {
+        if self.violation.is_some() {
+            Verdict::NotLinearizable
+        } else if !self.inconclusive.is_empty() {
+            Verdict::Unknown
+        } else {
+            Verdict::Linearizable
+        }
+    }
+
+    /// Proven linearizable: no violation and no key left undecided.
     pub fn is_linearizable(&self) -> bool {
-        self.violation.is_none()
+        self.verdict() == Verdict::Linearizable
     }
 }
 
 /// Checks a whole history, one key at a time.
 pub fn check_history(ops: &[Operation]) -> LinearizabilityReport {
+    check_with_budget(ops, BUDGET_PER_KEY)
+}
+
+fn check_with_budget(ops: &[Operation], budget: u64) -> LinearizabilityReport {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in ops {
         by_key.entry(op.input.key()).or_default().push(op);
     }
     let mut report =
         LinearizabilityReport { operations: ops.len(), keys: by_key.len(), ..Default::default() };
-    for (key, ops) in by_key {
-        match check_key(&ops) {
-            KeyResult::Linearizable => {}
-            KeyResult::Inconclusive => report.inconclusive.push(key.to_string()),
-            KeyResult::Violation => {
-                let mut ops: Vec<Operation> = ops.into_iter().cloned().collect();
-                ops.sort_by_key(|o| o.invoke);
-                report.violation = Some((key.to_string(), ops));
-                break;
-            }
+    for (key, mut ops) in by_key {
+        ops.sort_by_key(|o| o.invoke);
+        let failure = match impossible_read(&ops) {
+            Some(failure) => Some(failure),
+            None => match check_key(&ops, budget) {
+                KeyResult::Linearizable => None,
+                KeyResult::Inconclusive => {
+                    report.inconclusive.push(key.to_string());
+                    None
+                }
+                KeyResult::Violation { stuck } => {
+                    let reason = format!(
+                        "no order of its operations is legal: every one fails by the return of {}",
+                        ops[stuck]
+                    );
+                    Some((reason, stuck))
+                }
+            },
+        };
+        if let Some((reason, at)) = failure {
+            let near = near(&ops, at).into_iter().cloned().collect();
+            report.violation =
+                Some(KeyViolation { key: key.to_string(), reason, near, operations: ops.len() });
+            break;
         }
     }
     report
 }
 
+/// A read of a value that no write on the key could have written by the time the read
+/// returned: a violation however the operations are ordered, found without searching (and a
+/// search among many writes of unknown outcome could run out of budget first).
+fn impossible_read(ops: &[&Operation]) -> Option<(String, usize)> {
+    for (i, op) in ops.iter().enumerate() {
+        let Output::Value { value: Some(value) } = &op.output else { continue };
+        let returned = op.complete.unwrap_or(u64::MAX);
+        let writers = ops.iter().filter(|w| match &w.input {
+            Input::Put { value: v, .. } | Input::Cas { new: v, .. } => v == value,
+            _ => false,
+        });
+        if !writers.clone().any(|w| w.invoke <= returned) {
+            let reason = if writers.count() == 0 {
+                format!("{op} read a value that no operation ever wrote")
+            } else {
+                format!("{op} read a value whose only writes began after it returned")
+            };
+            return Some((reason, i));
+        }
+    }
+    None
+}
+
+/// The operations to show around `at` (sorted by invocation): those overlapping it in time,
+/// and the few that completed just before it began (they set the state it saw).
+fn near<'a>(ops: &[&'a Operation], at: usize) -> Vec<&'a Operation> {
+    const BEFORE: usize = 6;
+    const MOST: usize = 40;
+    let (start, end) = (ops[at].invoke, ops[at].complete.unwrap_or(u64::MAX));
+    let overlaps = |o: &Operation| o.invoke <= end && o.complete.is_none_or(|c| c >= start);
+    let before: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].complete.is_some_and(|c| c < start)).collect();
+    let mut chosen: Vec<usize> = before.iter().rev().take(BEFORE).copied().collect();
+    chosen.extend((0..ops.len()).filter(|&i| overlaps(ops[i])).take(MOST));
+    chosen.sort_unstable();
+    chosen.dedup();
+    chosen.into_iter().map(|i| ops[i]).collect()
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum KeyResult {
     Linearizable,
-    Violation,
+    /// No order works; `stuck` is the operation whose return the deepest attempt could not
+    /// get past.
+    Violation {
+        stuck: usize,
+    },
     Inconclusive,
 }
 
@@ -84,7 +174,7 @@ fn step(state: &State, input: &Input, output: &Output) -> Option<State> {
     }
 }
 
-fn check_key(ops: &[&Operation]) -> KeyResult {
+fn check_key(ops: &[&Operation], budget: u64) -> KeyResult {
     let n = ops.len();
     // Events: (time, is_return, op). Calls sort before returns at the same time, which treats
     // touching operations as concurrent (the permissive reading).
@@ -128,7 +218,9 @@ fn check_key(ops: &[&Operation]) -> KeyResult {
     let mut calls: Vec<(usize, State)> = Vec::new();
     let mut state: State = None;
     let mut entry = next[head];
-    let mut budget = BUDGET_PER_KEY;
+    let mut budget = budget;
+    // The deepest attempt and where it failed, to show the user where to look.
+    let (mut deepest, mut stuck) = (0, 0);
     while next[head] != tail {
         budget -= 1;
         if budget == 0 {
@@ -150,7 +242,10 @@ fn check_key(ops: &[&Operation]) -> KeyResult {
             entry = next[entry];
         } else {
             // This operation returned before any order of the pending calls worked: backtrack.
-            let Some((call, previous)) = calls.pop() else { return KeyResult::Violation };
+            if calls.len() >= deepest {
+                (deepest, stuck) = (calls.len(), op);
+            }
+            let Some((call, previous)) = calls.pop() else { return KeyResult::Violation { stuck } };
             let op = events[call].2;
             state = previous;
             linearized[op / 64] &= !(1 << (op % 64));
@@ -200,7 +295,7 @@ mod tests {
         ];
         let report = check_history(&h);
         assert!(!report.is_linearizable());
-        assert_eq!(report.violation.unwrap().0, "k");
+        assert_eq!(report.violation.unwrap().key, "k");
     }
 
     #[test]
@@ -282,6 +377,49 @@ mod tests {
         let report = check_history(&h);
         assert!(report.is_linearizable());
         assert_eq!(report.keys, 2);
+    }
+
+    /// Twenty puts that timed out, then a read: each put may or may not have happened.
+    fn twenty_unknown_puts_then(read: Option<&str>) -> Vec<Operation> {
+        let mut h: Vec<Operation> =
+            (0..20).map(|i| op(i + 1, put(&format!("v{i}")), i, None, Output::Unknown)).collect();
+        h.push(op(99, get(), 1000, Some(1001), val(read)));
+        h
+    }
+
+    #[test]
+    fn a_read_of_a_value_nobody_wrote_is_refuted_among_unknown_writes() {
+        let report = check_history(&twenty_unknown_puts_then(Some("phantom")));
+        assert_eq!(report.verdict(), Verdict::NotLinearizable);
+        let violation = report.violation.unwrap();
+        assert!(violation.reason.contains("no operation ever wrote"), "{}", violation.reason);
+        assert!(violation.near.iter().any(|o| o.client == 99), "the read is shown");
+        assert_eq!(check_history(&twenty_unknown_puts_then(Some("v19"))).verdict(), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_search_out_of_budget_is_unknown_never_linearizable() {
+        // v1, then v0, then v1 again: each unknown put happens at most once, so no order
+        // works, but proving it means trying every subset of the twenty puts.
+        let mut h = twenty_unknown_puts_then(Some("v1"));
+        h.push(op(99, get(), 1002, Some(1003), val(Some("v0"))));
+        h.push(op(99, get(), 1004, Some(1005), val(Some("v1"))));
+        let small = check_with_budget(&h, 1_000);
+        assert_eq!(small.verdict(), Verdict::Unknown);
+        assert!(!small.is_linearizable());
+        assert_eq!(small.inconclusive, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn a_violation_names_the_operation_no_order_gets_past() {
+        let h = [
+            op(1, put("a"), 0, Some(1), Output::Ok),
+            op(1, put("b"), 2, Some(3), Output::Ok),
+            op(2, get(), 4, Some(5), val(Some("a"))),
+        ];
+        let violation = check_history(&h).violation.unwrap();
+        assert!(violation.reason.contains("get(k)"), "{}", violation.reason);
+        assert_eq!(violation.near.len(), 3);
     }
 
     #[test]

@@ -16,6 +16,6 @@ mod monitor;
 mod safety;
 
 pub use history::{Input, Operation, Output};
-pub use linearizability::{LinearizabilityReport, check_history};
+pub use linearizability::{KeyViolation, LinearizabilityReport, Verdict, check_history};
 pub use monitor::Monitor;
 pub use safety::{Property, SafetyChecker, Violation};

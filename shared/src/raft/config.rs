@@ -16,6 +16,8 @@ pub struct Config {
     pub heartbeat_interval: Millis,
     /// Most entries in one AppendEntries.
     pub max_entries_per_message: usize,
+    /// Most bytes (about) in one AppendEntries; an entry larger than this travels alone.
+    pub max_bytes_per_message: usize,
     /// Most AppendEntries in flight to one follower before waiting for acknowledgements.
     pub max_inflight_messages: usize,
     /// Ask for pre-votes before raising the term (dissertation §9.6).
@@ -34,6 +36,7 @@ impl Config {
             election_timeout: 150,
             heartbeat_interval: 50,
             max_entries_per_message: 256,
+            max_bytes_per_message: 1 << 20,
             max_inflight_messages: 64,
             pre_vote: true,
             check_quorum: true,
@@ -51,7 +54,9 @@ impl Config {
             "heartbeat interval must be positive and below the election timeout"
         );
         assert!(
-            self.max_entries_per_message > 0 && self.max_inflight_messages > 0,
+            self.max_entries_per_message > 0
+                && self.max_inflight_messages > 0
+                && self.max_bytes_per_message > 0,
             "batch limits must be positive"
         );
     }

@@ -74,13 +74,28 @@ impl RaftLog {
 
     /// Up to `max` entries starting at `from` (which must be in the log).
     pub fn slice(&self, from: Index, max: usize) -> Vec<Entry> {
+        self.slice_within(from, max, usize::MAX)
+    }
+
+    /// Up to `max` entries starting at `from`, and no more than about `max_bytes` of them —
+    /// but always at least one, however large.
+    pub fn slice_within(&self, from: Index, max: usize, max_bytes: usize) -> Vec<Entry> {
         if from > self.last_index() {
             return Vec::new();
         }
         assert!(from > self.snapshot.index, "slice from {from} reaches into the snapshot");
         let start = (from - self.snapshot.index - 1) as usize;
         let end = start.saturating_add(max).min(self.entries.len());
-        self.entries[start..end].to_vec()
+        let mut bytes = 0;
+        let taken = self.entries[start..end]
+            .iter()
+            .take_while(|e| {
+                let first = bytes == 0;
+                bytes += e.payload.approx_bytes();
+                first || bytes <= max_bytes
+            })
+            .count();
+        self.entries[start..start + taken].to_vec()
     }
 
     /// §5.4.1: a candidate's log is at least as up-to-date as this one if its last term is

@@ -105,6 +105,19 @@ pub enum VoteRefusal {
     LeaderActive { leader: NodeId },
 }
 
+impl Message {
+    /// About how many bytes the message takes on the wire (to batch messages by size).
+    pub fn approx_bytes(&self) -> usize {
+        const OVERHEAD: usize = 160;
+        OVERHEAD
+            + match &self.body {
+                Body::AppendEntries { entries, .. } => entries.iter().map(|e| e.payload.approx_bytes()).sum(),
+                Body::InstallSnapshot { snapshot } => snapshot.data.approx_bytes(),
+                _ => 0,
+            }
+    }
+}
+
 impl Body {
     /// A short name for logs, the trace and the page's message legend.
     pub fn kind(&self) -> MessageKind {

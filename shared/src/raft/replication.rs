@@ -363,7 +363,7 @@ impl Raft {
         let Some(prev_term) = self.log.term_at(prev) else {
             return self.send_snapshot(peer);
         };
-        let entries = self.log.slice(pr.next, max);
+        let entries = self.log.slice_within(pr.next, max, self.cfg.max_bytes_per_message);
         let count = entries.len() as Index;
         let told = self.commit.min(prev + count);
         let body = Body::AppendEntries {

@@ -8,7 +8,12 @@ use super::*;
 use crate::kv::{Command, WriteOp};
 
 fn put(key: &str, value: &str) -> Command {
-    Command { client: 1, seq: 0, op: WriteOp::Put { key: key.into(), value: value.into() } }
+    Command {
+        client: 1,
+        seq: 0,
+        op: WriteOp::Put { key: key.into(), value: value.into() },
+        answered_below: 0,
+    }
 }
 
 /// What one Ready carried: its hard state, the messages sent before and after persisting.

@@ -39,6 +39,17 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// About how many bytes the payload takes on the wire: enough to keep messages under the
+    /// frame limit without encoding them twice.
+    pub fn approx_bytes(&self) -> usize {
+        const OVERHEAD: usize = 96;
+        match self {
+            Payload::Noop => OVERHEAD,
+            Payload::Command(c) => OVERHEAD + c.op.approx_bytes(),
+            Payload::Config(c) => OVERHEAD + 24 * c.voters.len(),
+        }
+    }
+
     /// A short description for logs and the page ("put x=1", "no-op").
     pub fn describe(&self) -> String {
         match self {

@@ -13,6 +13,7 @@ use crate::kv::{ClientId, Command, WriteOp, WriteResult};
 use crate::raft::{Millis, NodeId};
 use crate::replica::{Reply, ReplyError, Request};
 use crate::rng::Rng;
+use crate::session::ClientSession;
 
 /// After this many attempts a client gives up on an operation: a write's outcome becomes
 /// unknown, a read is forgotten (it changed nothing).
@@ -21,7 +22,6 @@ pub(super) const MAX_ATTEMPTS: u32 = 12;
 #[derive(Debug)]
 pub(super) struct SimClient {
     pub id: ClientId,
-    pub seq: u64,
     pub ops_started: u64,
     pub current: Option<PendingOp>,
     pub leader_hint: Option<NodeId>,
@@ -29,6 +29,8 @@ pub(super) struct SimClient {
     pub generation: u64,
     /// The last value this client saw per key, for plausible compare-and-swaps.
     known: BTreeMap<String, Option<String>>,
+    /// Numbers the writes; outcomes given up on hold `answered_below` down.
+    session: ClientSession,
 }
 
 #[derive(Debug)]
@@ -51,11 +53,11 @@ impl SimClient {
     pub fn new(id: ClientId) -> SimClient {
         SimClient {
             id,
-            seq: 0,
             ops_started: 0,
             current: None,
             leader_hint: None,
             generation: 0,
+            session: ClientSession::new(id),
             known: BTreeMap::new(),
         }
     }
@@ -82,8 +84,18 @@ impl SimClient {
             let input = Input::Cas { key: key.clone(), expected: expected.clone(), new: value.clone() };
             (input, WriteOp::Cas { key, expected, new: value })
         };
-        self.seq += 1;
-        (input, Request::Write { command: Command { client: self.id, seq: self.seq, op } })
+        let numbered = self.session.number();
+        (
+            input,
+            Request::Write {
+                command: Command {
+                    client: self.id,
+                    seq: numbered.seq,
+                    op,
+                    answered_below: numbered.answered_below,
+                },
+            },
+        )
     }
 
     /// Remembers what a completed operation revealed about its key.
@@ -102,7 +114,17 @@ impl SimClient {
         match reply {
             Reply::Written { result, .. } => Verdict::Done(match (input, result) {
                 (Input::Cas { .. }, WriteResult::Cas { swapped, .. }) => Output::Cas { swapped },
-                (_, WriteResult::StaleSequence { .. }) => Output::Unknown,
+                (_, WriteResult::SessionConflict) => {
+                    panic!("client {} reused a sequence number for another write", self.id)
+                }
+                // Refused here, but a copy of the write elsewhere in the log might still
+                // apply: the checker must allow both, at any time after the call.
+                (
+                    _,
+                    WriteResult::StaleSequence { .. }
+                    | WriteResult::SessionExpired
+                    | WriteResult::StoreFull { .. },
+                ) => Output::Unknown,
                 _ => Output::Ok,
             }),
             Reply::Value { value, .. } => Verdict::Done(Output::Value { value }),
@@ -199,8 +221,13 @@ impl super::Simulation {
             Verdict::Done(output) => {
                 let pending = self.clients[client].current.take().expect("checked");
                 self.clients[client].learn(&input, &output);
+                if let Request::Write { command } = &pending.request {
+                    self.clients[client].session.settled(command.seq);
+                }
                 let entry = &mut self.history[pending.history];
-                entry.complete = Some(self.step);
+                if output != Output::Unknown {
+                    entry.complete = Some(self.step);
+                }
                 entry.output = output;
                 let think = self.rng.range(0, 20);
                 self.wake_client(client, think);

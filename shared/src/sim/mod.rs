@@ -67,6 +67,8 @@ pub struct SimReport {
     pub violation: Option<Violation>,
     pub operations_completed: usize,
     pub operations_unknown: usize,
+    /// Keys whose linearizability search ran out of budget: the run proves nothing about them.
+    pub linearizability_unknown: Vec<String>,
     pub elections_won: u64,
     pub crashes: u64,
     pub partitions: u64,
@@ -201,6 +203,7 @@ impl Simulation {
             violation: None,
             operations_completed: 0,
             operations_unknown: 0,
+            linearizability_unknown: Vec::new(),
             elections_won: 0,
             crashes: 0,
             partitions: 0,
@@ -302,11 +305,12 @@ impl Simulation {
         self.report.operations_unknown = history.iter().filter(|o| o.output == Output::Unknown).count();
         if self.report.violation.is_none() {
             let lin = check_history(&history);
-            if let Some((key, ops)) = lin.violation {
-                let detail = format!("no linearization of the {} operations on key {key}", ops.len());
+            self.report.linearizability_unknown = lin.inconclusive.clone();
+            if let Some(v) = lin.violation {
+                let detail = format!("key {} ({} operations): {}", v.key, v.operations, v.reason);
                 if self.cfg.trace {
-                    self.trace.push(format!("VIOLATION: Linearizability: {detail}:"));
-                    self.trace.extend(ops.iter().map(|o| format!("    {o}")));
+                    self.trace.push(format!("VIOLATION: Linearizability: {detail}; around it:"));
+                    self.trace.extend(v.near.iter().map(|o| format!("    {o}")));
                 }
                 self.report.violation =
                     Some(Violation { property: Property::Linearizability, step: self.step, detail });
@@ -538,6 +542,8 @@ pub struct BatchSummary {
     pub steps: u64,
     pub violations: u64,
     pub failing: Vec<(u64, Property, u64)>,
+    /// Seeds whose linearizability search ran out of budget: not violations, not passes.
+    pub undecided: Vec<u64>,
 }
 
 /// Runs seeds `start..start+count` with otherwise equal settings.
@@ -555,6 +561,8 @@ pub fn run_batch(
         if let Some(v) = &report.violation {
             summary.violations += 1;
             summary.failing.push((seed, v.property, v.step));
+        } else if !report.linearizability_unknown.is_empty() {
+            summary.undecided.push(seed);
         }
         on_report(&report);
     }
