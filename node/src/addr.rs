@@ -10,9 +10,24 @@ pub struct ProxyArgs {
     /// Proxies to try, in order: host:port or ws://host:port, comma-separated
     #[arg(long, env = "CONSENSO_PROXY", default_value = "127.0.0.1:8080")]
     pub proxy: String,
-    /// Admin token (for crash, restart, pause, partition, … and --kill-leader-every)
+    /// The cluster's token: needed to write and for admin commands (crash, restart, pause,
+    /// partition, …, --kill-leader-every); without it, only reads
     #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where to find the token when none is given: `consenso cluster` writes it, readable only
+    /// by its owner, into its data directory
+    #[arg(long, default_value = "consenso-data/token")]
+    pub token_file: std::path::PathBuf,
+}
+
+impl ProxyArgs {
+    /// The token given, else the one in the token file, if readable.
+    pub fn token(&self) -> Option<String> {
+        self.token.clone().filter(|t| !t.is_empty()).or_else(|| {
+            let text = std::fs::read_to_string(&self.token_file).ok()?;
+            Some(text.trim().to_string()).filter(|t| !t.is_empty())
+        })
+    }
 }
 
 /// A WebSocket URL for an address given as `host:port` or `ws://host:port[/path]`.

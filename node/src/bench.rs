@@ -15,6 +15,7 @@ use shared::event::Consistency;
 use shared::protocol::{AdminCommand, ClientFrame, OpResult, PROTOCOL_VERSION, ProxyFrame, Session};
 use shared::raft::NodeId;
 use shared::rng::Rng;
+use shared::session::ClientSession;
 
 use crate::ws;
 
@@ -106,7 +107,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     {
         bail!("--clients, --duration and --keys must be positive and --reads between 0 and 1");
     }
-    if args.kill_leader_every.is_some() && args.cluster.token.is_none() {
+    if args.kill_leader_every.is_some() && args.cluster.token().is_none() {
         bail!("--kill-leader-every needs the admin token (--token or CONSENSO_TOKEN)");
     }
     let proxies: Vec<String> = args
@@ -146,13 +147,14 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
             record: args.history.is_some(),
             start,
             end: start + duration,
+            token: args.cluster.token(),
         };
         tasks.push(tokio::spawn(async move { client(config, proxies, totals).await }));
     }
     let kills = Arc::new(Mutex::new(Vec::new()));
     let killer = args.kill_leader_every.map(|every| {
         let (proxies, token, kills) =
-            (proxies.clone(), args.cluster.token.clone().unwrap_or_default(), kills.clone());
+            (proxies.clone(), args.cluster.token().unwrap_or_default(), kills.clone());
         tokio::spawn(async move {
             kill_leaders(proxies, token, Duration::from_secs_f64(every), start, duration, kills).await
         })
@@ -307,13 +309,16 @@ struct ClientConfig {
     record: bool,
     start: Instant,
     end: Instant,
+    /// Writes need the cluster's token.
+    token: Option<String>,
 }
 
-async fn connect(proxies: &[String], first: usize) -> Option<(ws::Stream, usize)> {
+async fn connect(proxies: &[String], first: usize, token: &Option<String>) -> Option<(ws::Stream, usize)> {
     for i in 0..proxies.len() {
         let which = (first + i) % proxies.len();
         if let Ok(mut stream) = ws::connect(&proxies[which], Duration::from_secs(2)).await {
-            let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: None, subscribe: false };
+            let hello =
+                ClientFrame::Hello { version: PROTOCOL_VERSION, token: token.clone(), subscribe: false };
             if ws::send(&mut stream, &hello).await.is_ok() {
                 if let Ok(Some(Ok(ProxyFrame::Welcome { .. }))) = ws::recv::<ProxyFrame>(&mut stream).await {
                     return Some((stream, which));
@@ -334,7 +339,7 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
     let mut error_kinds = std::collections::BTreeMap::new();
     let mut acks = Vec::new();
     let mut history = Vec::new();
-    let mut seq = 0u64;
+    let mut numbers = ClientSession::new(client_id);
     let mut proxy = cfg.index as usize % proxies.len();
     let mut stream = None;
     let mut next_id = 1u64;
@@ -344,13 +349,14 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
         let (op, input) = if is_read {
             (BenchOp::Get { key: key.clone() }, Input::Get { key })
         } else {
-            seq += 1;
+            let numbered = numbers.number();
+            let seq = numbered.seq;
             let mut value = format!("{client_id:x}-{seq}-");
             while value.len() < cfg.value_size {
                 value.push((b'a' + rng.below(26) as u8) as char);
             }
             value.truncate(cfg.value_size.max(1));
-            let session = Session { client: client_id, seq };
+            let session = Session { client: client_id, seq, answered_below: Some(numbered.answered_below) };
             (BenchOp::Put { key: key.clone(), value: value.clone(), session }, Input::Put { key, value })
         };
         let invoked = Instant::now();
@@ -358,7 +364,7 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
         let mut outcome = None;
         while outcome.is_none() && Instant::now() < op_deadline {
             if stream.is_none() {
-                match connect(&proxies, proxy).await {
+                match connect(&proxies, proxy, &cfg.token).await {
                     Some((s, which)) => {
                         stream = Some(s);
                         proxy = which;
@@ -395,6 +401,16 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
                     stream = None;
                     proxy = (proxy + 1) % proxies.len();
                 }
+            }
+        }
+        if let BenchOp::Put { session, .. } = &op {
+            let known = match &outcome {
+                Some(Ok(_)) => true,
+                Some(Err(error)) => error.kind.outcome_is_known(),
+                None => false,
+            };
+            if known {
+                numbers.settled(session.seq);
             }
         }
         let done = Instant::now();

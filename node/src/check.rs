@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shared::check::{Operation, check_history};
+use shared::check::{Operation, Verdict, check_history};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,24 +18,32 @@ pub fn main(args: Args) -> ExitCode {
         Ok(ops) => ops,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(3);
         }
     };
     let report = check_history(&ops);
-    for key in &report.inconclusive {
-        println!("key {key}: search budget exhausted, inconclusive");
-    }
-    match &report.violation {
-        None => {
-            println!("linearizable: {} operations on {} keys", report.operations, report.keys);
-            ExitCode::SUCCESS
-        }
-        Some((key, ops)) => {
-            println!("NOT linearizable: no valid order for the {} operations on key {key}:", ops.len());
-            for op in ops.iter().take(50) {
+    match (report.verdict(), &report.violation) {
+        (Verdict::NotLinearizable, Some(v)) => {
+            println!("NOT linearizable: key {} ({} operations): {}", v.key, v.operations, v.reason);
+            println!("operations around it (client [invoke, return] call → output):");
+            for op in &v.near {
                 println!("  {op}");
             }
             ExitCode::FAILURE
+        }
+        (Verdict::Unknown, _) => {
+            println!(
+                "unknown: the search ran out of budget on {} of {} keys ({}); no violation was found, \
+                 but none was ruled out",
+                report.inconclusive.len(),
+                report.keys,
+                report.inconclusive.join(", ")
+            );
+            ExitCode::from(2)
+        }
+        _ => {
+            println!("linearizable: {} operations on {} keys", report.operations, report.keys);
+            ExitCode::SUCCESS
         }
     }
 }

@@ -125,6 +125,14 @@ enum Op {
     },
     /// Restart the whole cluster on empty disks (needs `consenso cluster`)
     Reset,
+    /// Let clients without the token write (`on`), or not (`off`), through this proxy
+    OpenWrites { state: OnOff },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -188,6 +196,7 @@ fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
         }),
         Op::Snapshot { node } => admin(AdminCommand::Snapshot { node: *node }),
         Op::Reset => admin(AdminCommand::Reset),
+        Op::OpenWrites { state } => admin(AdminCommand::OpenWrites { open: matches!(state, OnOff::On) }),
     }
 }
 
@@ -217,7 +226,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in &proxies {
         crate::addr::ws_url(p)?;
     }
-    let session = Session { client: crate::secret::random_u64(), seq: 1 };
+    // A new session per command: its only write is number 1, and nothing comes before it.
+    let session = Session { client: crate::secret::random_u64(), seq: 1, answered_below: Some(1) };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let mut last_error = anyhow::anyhow!("no proxy given");
     // Through every proxy in turn until one answers; the same frame (and session) each time.
@@ -247,7 +257,7 @@ async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<P
     let url = crate::addr::ws_url(proxy)?;
     let mut stream = ws::connect(&url, Duration::from_secs(3)).await?;
     let hello =
-        ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.cluster.token.clone(), subscribe: false };
+        ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.cluster.token(), subscribe: false };
     ws::send(&mut stream, &hello).await?;
     let id = 1;
     let mut sent = false;

@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -30,6 +32,7 @@ use shared::raft::{Bug, NodeId};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::listener::{Gate, origin_allowed};
 use crate::ws::{accept_frame, answer};
 
 #[derive(clap::Args)]
@@ -64,6 +67,9 @@ pub struct Args {
     /// Snapshot every N applied entries
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Most bytes of keys and values the store may hold (writes past it answer store_full)
+    #[arg(long, default_value_t = shared::kv::DEFAULT_STORE_LIMIT)]
+    max_store_bytes: u64,
     /// Directory with the built page (passed to the proxies)
     #[arg(long)]
     web_dir: Option<PathBuf>,
@@ -74,6 +80,12 @@ pub struct Args {
     /// Up to this many more ms per message (default: half the latency)
     #[arg(long)]
     jitter: Option<u64>,
+    /// Let clients without the token write (students); by default only reads are open
+    #[arg(long)]
+    open_writes: bool,
+    /// Another origin whose pages may connect to the proxies (repeatable)
+    #[arg(long = "allow-origin")]
+    allow_origins: Vec<String>,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
     /// forget-vote, stale-read, no-dedup
@@ -115,11 +127,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         );
     }
     let exe = std::env::current_exe().context("cannot find my own executable")?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    crate::secret::private_dir(&args.data_dir)?;
     let data_dir = args.data_dir.canonicalize()?;
     let logs = data_dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
+    crate::secret::private_dir(&logs)?;
+    crate::secret::write_token_file(&data_dir.join("token"), &token)?;
 
     let host = &args.host;
     let servers: Vec<(NodeId, String)> =
@@ -142,6 +154,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             format!("--heartbeat={}", args.heartbeat),
             format!("--time-scale={}", args.time_scale),
             format!("--snapshot-every={}", args.snapshot_every),
+            format!("--max-store-bytes={}", args.max_store_bytes),
         ];
         list.extend(args.bugs.iter().map(|b| format!("--bug={b}")));
         server_args.insert(*id, list);
@@ -176,7 +189,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             )
         })?;
         let app = axum::Router::new().route("/ws", get(upgrade)).with_state(supervisor.clone());
-        tokio::spawn(async move { axum::serve(crate::ws::no_delay(listener), app).await });
+        tokio::spawn(crate::listener::serve(listener, app, std::future::pending()));
 
         for (id, _) in &servers {
             supervisor.start(*id, None)?;
@@ -193,6 +206,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             if let Some(dir) = &args.web_dir {
                 command.arg(format!("--web-dir={}", dir.display()));
             }
+            if args.open_writes {
+                command.arg("--open-writes");
+            }
+            command.args(args.allow_origins.iter().map(|o| format!("--allow-origin={o}")));
             let log = log_file(&logs, &format!("proxy-{}", address.rsplit(':').next().unwrap_or("0")))?;
             let child = command
                 .env("CONSENSO_TOKEN", &token)
@@ -231,12 +248,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
-    let path = dir.join(format!("{name}.log"));
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))
+    crate::secret::private_file(&dir.join(format!("{name}.log")), true)
 }
 
 fn print_banner(
@@ -270,9 +282,19 @@ fn print_banner(
     println!();
     // As the user started us (e.g. target/release/consenso), so the lines can be pasted.
     let me = std::env::args().next().unwrap_or_else(|| "consenso".into());
-    println!("  try:  {me} client --proxy {first} put greeting hello");
+    // The CLI finds the token in ./consenso-data/token; elsewhere it must be told where.
+    let default_file = std::path::Path::new("consenso-data/token").canonicalize().ok();
+    let token_file = data_dir.join("token");
+    let find = if default_file.as_deref() == Some(token_file.as_path()) {
+        String::new()
+    } else {
+        format!(" --token-file {}", token_file.display())
+    };
+    println!("  token file:        {} (the CLI reads it: writes and admin commands)", token_file.display());
+    println!();
+    println!("  try:  {me} client --proxy {first}{find} put greeting hello");
     println!("        {me} client --proxy {first} get greeting");
-    println!("        {me} client --proxy {first} --token {token} crash 1");
+    println!("        {me} client --proxy {first}{find} crash 1");
     println!();
     println!("Ctrl-C stops everything.");
 }
@@ -453,12 +475,21 @@ impl Supervisor {
     }
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(supervisor): State<Arc<Supervisor>>) -> Response {
-    ws.on_upgrade(move |s| proxy_link(s, supervisor))
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    Extension(gate): Extension<Arc<Gate>>,
+    State(supervisor): State<Arc<Supervisor>>,
+) -> Response {
+    // Only proxies talk to the supervisor, never browsers.
+    if !origin_allowed(&headers, &[]) {
+        return (StatusCode::FORBIDDEN, "no browser may talk to the supervisor\n").into_response();
+    }
+    ws.on_upgrade(move |s| proxy_link(s, supervisor, gate))
 }
 
 /// A proxy's link: process commands in, results and process states out.
-async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
+async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>, gate: Arc<Gate>) {
     let hello =
         match tokio::time::timeout(Duration::from_secs(5), accept_frame::<SupervisorInbound>(&mut socket))
             .await
@@ -488,6 +519,7 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>) {
             return;
         }
     }
+    gate.open();
     if !answer(&mut socket, &SupervisorOutbound::Welcome { version: PROTOCOL_VERSION }).await {
         return;
     }

@@ -11,6 +11,8 @@
 //! - `client`, `bench`: headless use, one operation or a load.
 //! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
+//! - `listener`: every listening socket — connection cap, header deadline, a byte budget until
+//!   `hello`, browsers held to their origin.
 //! - `ws`, `addr`, `secret`: WebSocket plumbing, address parsing, tokens and random ids.
 
 mod addr;
@@ -18,6 +20,7 @@ mod bench;
 mod check;
 mod client;
 mod cluster;
+mod listener;
 mod proxy;
 mod scenario;
 mod secret;
@@ -53,9 +56,15 @@ enum Command {
     Client(client::Args),
     /// Measure throughput and latency through a proxy, optionally killing leaders
     Bench(bench::Args),
-    /// Run the deterministic simulator over many seeds and check every safety property
+    /// Run the deterministic simulator over many seeds and check every safety property.
+    ///
+    /// Exit status: 0 all safe, 1 a violation, 2 no violation but some run's linearizability
+    /// could not be decided.
     Sim(sim::Args),
-    /// Check a recorded history (JSON lines) for linearizability
+    /// Check a recorded history (JSON lines) for linearizability.
+    ///
+    /// Exit status: 0 linearizable, 1 not (the operations around the violation are shown),
+    /// 2 unknown (the search ran out of budget: nothing proven either way), 3 unreadable file.
     Check(check::Args),
     /// The built-in lessons: list them, or run one headless against a live cluster
     Scenario(scenario::Args),

@@ -76,8 +76,7 @@ async fn run(
     let proxy = cluster.proxy.split(',').next().unwrap_or_default().trim().to_string();
     let url = crate::addr::ws_url(&proxy)?;
     let mut stream = ws::connect(&url, Duration::from_secs(5)).await?;
-    let hello =
-        ClientFrame::Hello { version: PROTOCOL_VERSION, token: cluster.token.clone(), subscribe: false };
+    let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: cluster.token(), subscribe: false };
     ws::send(&mut stream, &hello).await?;
     match next(&mut stream).await? {
         ProxyFrame::Welcome { admin: true, .. } => {}

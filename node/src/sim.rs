@@ -88,8 +88,19 @@ pub fn main(args: Args) -> ExitCode {
             report.operations_completed,
             report.operations_unknown
         );
-        println!("sim: 1 runs, {} steps, {violations} violations", report.steps);
-        return if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        let undecided = &report.linearizability_unknown;
+        if !undecided.is_empty() {
+            println!(
+                "seed {seed}: linearizability unknown (search budget ran out) for keys {}",
+                undecided.join(", ")
+            );
+        }
+        println!(
+            "sim: 1 runs, {} steps, {violations} violations, {} undecided",
+            report.steps,
+            u64::from(!undecided.is_empty())
+        );
+        return exit(violations, u64::from(!undecided.is_empty()));
     }
     let started = Instant::now();
     let (mut ops, mut elections, mut crashes) = (0, 0, 0);
@@ -99,6 +110,8 @@ pub fn main(args: Args) -> ExitCode {
         crashes += report.crashes;
         if let Some(v) = &report.violation {
             println!("seed {}: {} at step {}: {}", report.seed, v.property, v.step, v.detail);
+        } else if !report.linearizability_unknown.is_empty() {
+            println!("seed {}: linearizability unknown (search budget ran out)", report.seed);
         }
     });
     let secs = started.elapsed().as_secs_f64();
@@ -112,6 +125,22 @@ pub fn main(args: Args) -> ExitCode {
             format!("; bugs on: {}", args.bug.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "))
         }
     );
-    println!("sim: {} runs, {} steps, {} violations", summary.runs, summary.steps, summary.violations);
-    if summary.violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    println!(
+        "sim: {} runs, {} steps, {} violations, {} undecided",
+        summary.runs,
+        summary.steps,
+        summary.violations,
+        summary.undecided.len()
+    );
+    exit(summary.violations, summary.undecided.len() as u64)
+}
+
+/// 1 for a violation; 2 when nothing was violated but some run could not be decided (a pass
+/// would claim more than was checked); 0 otherwise.
+fn exit(violations: u64, undecided: u64) -> ExitCode {
+    match (violations, undecided) {
+        (0, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
 }

@@ -104,14 +104,3 @@ pub async fn accept_frame<T: DeserializeOwned>(
 pub async fn answer<T: Serialize>(socket: &mut axum::extract::ws::WebSocket, frame: &T) -> bool {
     socket.send(axum::extract::ws::Message::text(encode(frame))).await.is_ok()
 }
-
-/// Accepted connections with Nagle's algorithm off: our frames are small request/response
-/// messages, and Nagle plus delayed acknowledgements would add ~40 ms to each.
-pub fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
-}

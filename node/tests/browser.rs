@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::Locator;
+use shared::protocol::{AdminCommand, ProxyFrame};
 use support::browser::Browser;
 use support::{Cluster, TOKEN, serial};
 
@@ -187,10 +188,26 @@ fn without_the_token_the_page_is_a_read_only_viewer() {
         b.wait(SOON, "the view-only menu", || async { (b.count(".menu").await == 1).then_some(()) }).await;
         assert_eq!(b.count(r#".menu button"#).await, 0);
         b.screenshot("viewer").await;
-        // Reads and writes still work for viewers.
+        // Reads work for viewers; writes wait for the lecturer.
+        assert_eq!(b.count(r#"[data-writes="closed"]"#).await, 1, "the page says writing is closed");
+        assert_eq!(b.count(r#"button[data-op="put"]:disabled"#).await, 1);
+        b.click(r#"button[data-op="get"]"#).await;
+        b.wait(SOON, "the viewer's read to succeed", || async {
+            (b.count(".results li.ok").await >= 1).then_some(())
+        })
+        .await;
+        // The lecturer opens writes: the viewer's page follows without a reload.
+        assert!(matches!(
+            cluster.admin(AdminCommand::OpenWrites { open: true }),
+            ProxyFrame::AdminDone { .. }
+        ));
+        b.wait(SOON, "the put button to open", || async {
+            (b.count(r#"button[data-op="put"]:disabled"#).await == 0).then_some(())
+        })
+        .await;
         b.click(r#"button[data-op="put"]"#).await;
         b.wait(SOON, "the viewer's write to succeed", || async {
-            (b.count(".results li.ok").await >= 1).then_some(())
+            (b.count(".results li.ok").await >= 2).then_some(())
         })
         .await;
         b.close().await;

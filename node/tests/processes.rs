@@ -58,19 +58,26 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_
     let old = cluster.wait_for_leader(Duration::from_secs(30));
     let old_pid = cluster.status().unwrap().nodes.iter().find(|n| n.id == old).unwrap().pid.unwrap();
     block_on(async {
-        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
         // One key written in sequence: each put must find exactly the previous value. A write
         // applied twice (a retry re-applied after a later write) would break the chain.
         for i in 1..=120u64 {
             if i == 40 {
                 signal(old_pid, Signal::SIGKILL);
             }
-            let previous =
-                previous_of(c.request(put("chain", &i.to_string(), Session { client: 77, seq: i })).await);
+            let previous = previous_of(
+                c.request(put("chain", &i.to_string(), Session { client: 77, seq: i, answered_below: None }))
+                    .await,
+            );
             let expected = (i > 1).then(|| (i - 1).to_string());
             assert_eq!(previous, expected, "write {i} found {previous:?}");
             let previous = previous_of(
-                c.request(put(&format!("k{i}"), &i.to_string(), Session { client: 78, seq: i })).await,
+                c.request(put(
+                    &format!("k{i}"),
+                    &i.to_string(),
+                    Session { client: 78, seq: i, answered_below: None },
+                ))
+                .await,
             );
             assert_eq!(previous, None, "k{i} was written once");
         }
@@ -98,18 +105,23 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     let old_term = cluster.status().unwrap().term;
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
-        previous_of(c.request(put("p", "before", Session { client: 9, seq: 1 })).await);
+        previous_of(c.request(put("p", "before", Session { client: 9, seq: 1, answered_below: None })).await);
         let paused =
             c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Pause { node: old } }).await;
         assert!(matches!(paused, Some(ProxyFrame::AdminDone { .. })), "{paused:?}");
         // The proxy first tries the frozen leader, times out, finds the new one, and retries
         // with the same session: the write is applied once.
         assert_eq!(
-            previous_of(c.request(put("p", "during", Session { client: 9, seq: 2 })).await),
+            previous_of(
+                c.request(put("p", "during", Session { client: 9, seq: 2, answered_below: None })).await
+            ),
             Some("before".into())
         );
         for i in 3..=20 {
-            previous_of(c.request(put("p", &format!("v{i}"), Session { client: 9, seq: i })).await);
+            previous_of(
+                c.request(put("p", &format!("v{i}"), Session { client: 9, seq: i, answered_below: None }))
+                    .await,
+            );
         }
     });
     let s = cluster.status().unwrap();
@@ -122,12 +134,14 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
         (n.role == Some(Role::Follower) && n.term? > old_term).then_some(())
     });
     block_on(async {
-        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
         // Whatever the old leader appended while it believed it led was never acknowledged:
         // the value is the last acknowledged write, and the chain continues from it.
         assert_eq!(value_of(c.request(get("p")).await), Some("v20".into()));
         assert_eq!(
-            previous_of(c.request(put("p", "after", Session { client: 9, seq: 21 })).await),
+            previous_of(
+                c.request(put("p", "after", Session { client: 9, seq: 21, answered_below: None })).await
+            ),
             Some("v20".into())
         );
     });
@@ -140,16 +154,16 @@ fn a_client_fails_over_to_another_proxy_and_its_write_applies_once() {
     let (a, b) = (format!("127.0.0.1:{}", m.base), format!("127.0.0.1:{}", m.base + 1));
     let leader = wait_for(Duration::from_secs(30), "a leader", || {
         block_on(async {
-            let mut c = Client::connect(&a, None).await.ok()?;
+            let mut c = Client::connect(&a, Some(TOKEN)).await.ok()?;
             match c.request(ClientFrame::Status { id: 0 }).await? {
                 ProxyFrame::Status { cluster, .. } => cluster.leader,
                 _ => None,
             }
         })
     });
-    let session = |seq| Session { client: 4242, seq };
+    let session = |seq| Session { client: 4242, seq, answered_below: None };
     block_on(async {
-        let mut via_a = Client::connect(&a, None).await.unwrap();
+        let mut via_a = Client::connect(&a, Some(TOKEN)).await.unwrap();
         previous_of(via_a.request(put("x", "a", session(1))).await);
         // Freeze the leader so the next write hangs inside proxy A, then kill proxy A.
         signal_child(&m.servers[leader as usize - 1], Signal::SIGSTOP).unwrap();
@@ -158,8 +172,8 @@ fn a_client_fails_over_to_another_proxy_and_its_write_applies_once() {
         signal_child(&m.proxies[0], Signal::SIGKILL).unwrap();
         signal_child(&m.servers[leader as usize - 1], Signal::SIGCONT).unwrap();
         // The client fails over to proxy B and sends the same write, same session.
-        assert!(Client::connect(&a, None).await.is_err(), "proxy A is gone");
-        let mut via_b = Client::connect(&b, None).await.unwrap();
+        assert!(Client::connect(&a, Some(TOKEN)).await.is_err(), "proxy A is gone");
+        let mut via_b = Client::connect(&b, Some(TOKEN)).await.unwrap();
         let previous = previous_of(via_b.request(put("x", "b", session(2))).await);
         assert_eq!(previous, Some("a".into()), "the answer is the first (and only) application's");
         assert_eq!(previous_of(via_b.request(put("x", "c", session(3))).await), Some("b".into()));
@@ -177,9 +191,12 @@ fn a_torn_log_tail_is_cut_off_and_the_server_recovers_and_catches_up() {
     let _turn = serial();
     let cluster = Cluster::start(3, 1);
     block_on(async {
-        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
         for i in 1..=20 {
-            previous_of(c.request(put(&format!("t{i}"), "v", Session { client: 3, seq: i })).await);
+            previous_of(
+                c.request(put(&format!("t{i}"), "v", Session { client: 3, seq: i, answered_below: None }))
+                    .await,
+            );
         }
     });
     let victim = (1..=3).find(|n| Some(*n) != cluster.leader()).unwrap();
@@ -199,9 +216,12 @@ fn a_corrupted_record_makes_the_server_refuse_to_start_and_say_where() {
     let _turn = serial();
     let cluster = Cluster::start(3, 1);
     block_on(async {
-        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
         for i in 1..=10 {
-            previous_of(c.request(put(&format!("c{i}"), "v", Session { client: 5, seq: i })).await);
+            previous_of(
+                c.request(put(&format!("c{i}"), "v", Session { client: 5, seq: i, answered_below: None }))
+                    .await,
+            );
         }
     });
     let victim = (1..=3).find(|n| Some(*n) != cluster.leader()).unwrap();
@@ -228,7 +248,7 @@ fn a_corrupted_record_makes_the_server_refuse_to_start_and_say_where() {
     );
     // The rest of the cluster keeps serving.
     block_on(async {
-        let mut c = Client::connect(&cluster.proxy(0), None).await.unwrap();
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
         assert_eq!(value_of(c.request(get("c10")).await), Some("v".into()));
     });
 }
@@ -258,8 +278,12 @@ fn bad_frames_and_wrong_tokens_get_typed_errors_and_every_process_keeps_serving(
         assert_eq!(error_kind(c.next_frame().await), ErrorKind::FrameTooLarge);
         let refused = c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Crash { node: 1 } }).await;
         assert_eq!(error_kind(refused), ErrorKind::Unauthorized);
+        // Without the token a write is refused, not lost in a timeout.
+        let refused =
+            c.request(put("alive", "yes", Session { client: 1, seq: 1, answered_below: None })).await;
+        assert_eq!(error_kind(refused), ErrorKind::Unauthorized);
         // Same connection, still served.
-        previous_of(c.request(put("alive", "yes", Session { client: 1, seq: 1 })).await);
+        value_of(c.request(get("alive")).await);
 
         let mut wrong = Client::connect(&cluster.proxy(0), Some("not-the-token")).await.unwrap();
         assert!(!wrong.admin);

@@ -256,6 +256,14 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             Ok("asked for a snapshot at the applied index".to_string())
         }
         AdminCommand::Reset => reset(hub, id, scale).await,
+        AdminCommand::OpenWrites { open } => {
+            hub.open_writes.store(open, std::sync::atomic::Ordering::Relaxed);
+            Ok(if open {
+                "clients without the token may write now (on this proxy)".to_string()
+            } else {
+                "writes need the token again (on this proxy)".to_string()
+            })
+        }
         AdminCommand::Lesson { .. } => {
             Err(ApiError::new(ErrorKind::BadRequest, "a lesson cannot start or control another lesson"))
         }

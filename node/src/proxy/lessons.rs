@@ -144,6 +144,9 @@ impl ProxyDriver {
             client: self.client,
             seq: self.seq,
             op: WriteOp::Put { key: key.to_string(), value: value.to_string() },
+            // The lesson waits for each write: it knows every earlier outcome it cares about,
+            // and an unknown one only needs to be refused if it turns up late.
+            answered_below: self.seq,
         }
     }
 }

@@ -12,6 +12,7 @@ mod admin;
 mod backend;
 mod fanout;
 mod lessons;
+mod pages;
 mod routing;
 mod session;
 mod status;
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::sync::{Mutex, MutexGuard};
@@ -56,6 +57,12 @@ pub struct Args {
     /// Directory with the built page (default: ./dist, or dist/ of the source tree)
     #[arg(long)]
     web_dir: Option<PathBuf>,
+    /// Let clients without the token write (by default only reads are open to everyone)
+    #[arg(long)]
+    open_writes: bool,
+    /// Another origin whose pages may open the WebSocket (repeatable), e.g. https://class.example.edu
+    #[arg(long = "allow-origin")]
+    allow_origins: Vec<String>,
 }
 
 /// Everything a proxy's tasks share.
@@ -71,6 +78,10 @@ pub struct Hub {
     pub fanout: fanout::Fanout,
     pub time: time::TimeGate,
     pub lessons: lessons::Lessons,
+    /// Whether clients without the token may write (the lecturer can open writes to a class).
+    pub open_writes: AtomicBool,
+    /// Origins besides the proxy's own whose pages may connect.
+    pub allowed_origins: Vec<String>,
     monitor: Mutex<Monitor>,
     next_id: AtomicU64,
     read_turn: AtomicUsize,
@@ -173,6 +184,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             fanout: fanout::Fanout::default(),
             time: time::TimeGate::default(),
             lessons: lessons::Lessons::default(),
+            open_writes: AtomicBool::new(args.open_writes),
+            allowed_origins: args.allow_origins.clone(),
             monitor: Mutex::new(Monitor::new()),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
@@ -194,16 +207,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .route("/health", get(|| async { "ok\n" }))
             .with_state(hub.clone());
         let app = match web_dir {
-            Some(dir) => app.fallback_service(
-                tower_http::services::ServeDir::new(&dir)
-                    .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
-            ),
-            None => app.fallback(|| async { axum::response::Html(NOT_BUILT) }),
+            Some(dir) => app.merge(pages::routes(&dir)),
+            None => app.route("/", get(|| async { axum::response::Html(NOT_BUILT) })),
         };
         tracing::info!("proxy listening on http://{own}/ (nodes: {})", args.nodes);
-        axum::serve(crate::ws::no_delay(listener), app)
-            .with_graceful_shutdown(crate::shutdown_signal())
-            .await?;
+        crate::listener::serve(listener, app, crate::shutdown_signal()).await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
     })

@@ -223,7 +223,31 @@ fn result_of(op: &WriteOp, result: WriteResult) -> Result<OpResult, ApiError> {
         (_, WriteResult::StaleSequence { last_applied }) => {
             return Err(ApiError::new(
                 ErrorKind::StaleSession,
-                format!("this session already applied sequence {last_applied}; use a higher sequence number"),
+                format!(
+                    "not applied: this session has forgotten the results of sequence numbers up to \
+                     {last_applied} (below its answered_below, or more than 256 ago); use a higher one"
+                ),
+            ));
+        }
+        (_, WriteResult::SessionConflict) => {
+            return Err(ApiError::new(
+                ErrorKind::SessionConflict,
+                "not applied: this session already used this sequence number for another write",
+            ));
+        }
+        (_, WriteResult::SessionExpired) => {
+            return Err(ApiError::new(
+                ErrorKind::SessionExpired,
+                "not applied: the cluster has forgotten this session (too many clients since); \
+                 start a new session (another client id) — if this was a retry, its earlier outcome is unknown",
+            ));
+        }
+        (_, WriteResult::StoreFull { limit }) => {
+            return Err(ApiError::new(
+                ErrorKind::StoreFull,
+                format!(
+                    "not applied: the store is at its limit of {limit} bytes of keys and values; delete something"
+                ),
             ));
         }
         (_, WriteResult::Put { previous }) => OpResult::Put { previous },

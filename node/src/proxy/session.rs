@@ -1,34 +1,52 @@
 //! One client or page connection to the proxy.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use shared::kv::{Command, WriteOp};
 use shared::protocol::{
-    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, Session, encode, parse,
+    ApiError, ClientFrame, ErrorKind, MAX_WRITE_BYTES, PROTOCOL_VERSION, Picture, ProxyFrame, Session,
+    encode, parse,
 };
+use shared::session::ClientSession;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{Hub, admin, routing, status};
+use crate::listener::{Gate, origin_allowed};
 use crate::ws::TRANSPORT_LIMIT;
 
 /// Requests one connection may have in flight; more wait (a flood cannot exhaust the proxy).
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
-    ws.max_message_size(TRANSPORT_LIMIT).max_frame_size(TRANSPORT_LIMIT).on_upgrade(move |s| serve(s, hub))
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    Extension(gate): Extension<Arc<Gate>>,
+    State(hub): State<Arc<Hub>>,
+) -> Response {
+    if !origin_allowed(&headers, &hub.allowed_origins) {
+        let origin = headers.get("origin").and_then(|o| o.to_str().ok()).unwrap_or_default();
+        tracing::warn!("refused a WebSocket from a page of another origin: {origin}");
+        let message = format!("pages from {origin} may not connect (see the proxy's --allow-origin)\n");
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
+    ws.max_message_size(TRANSPORT_LIMIT)
+        .max_frame_size(TRANSPORT_LIMIT)
+        .on_upgrade(move |s| serve(s, hub, gate))
 }
 
 fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyFrame {
     ProxyFrame::Error { id, error: ApiError::new(kind, message) }
 }
 
-async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
+async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     let hello = match tokio::time::timeout(
         Duration::from_secs(10),
         crate::ws::accept_frame::<ClientFrame>(&mut socket),
@@ -60,6 +78,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
             return;
         }
     };
+    gate.open();
     let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
     // Subscribe before taking the picture, so that no event falls between the two.
     let mut observers = subscribe.then(|| hub.observers.subscribe());
@@ -101,7 +120,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>) {
         }
     });
 
-    let connection = Arc::new(Connection { client: crate::secret::random_u64(), seq: AtomicU64::new(0) });
+    let connection = Arc::new(Connection::new());
     let limit = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     while let Some(message) = stream.next().await {
         let text = match message {
@@ -137,36 +156,94 @@ fn frame_id(text: &str) -> Option<u64> {
 }
 
 /// Sessions for writes that come without one (pages, simple clients): one client id per
-/// connection. Clients that may fail over between proxies send their own.
+/// connection, and many writes may be in flight on it. Clients that may fail over between
+/// proxies send their own.
 struct Connection {
     client: u64,
-    seq: AtomicU64,
+    numbers: Mutex<ClientSession>,
 }
 
 impl Connection {
-    fn session(&self, given: Option<Session>) -> Session {
-        given.unwrap_or_else(|| Session {
-            client: self.client,
-            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-        })
+    fn new() -> Connection {
+        let client = crate::secret::random_u64();
+        Connection { client, numbers: Mutex::new(ClientSession::new(client)) }
+    }
+
+    /// The write's session: the client's own, or the next number of this connection's.
+    fn begin(&self, given: Option<Session>) -> Session {
+        if let Some(session) = given {
+            return session;
+        }
+        let numbered = self.numbers.lock().expect("not poisoned").number();
+        Session { client: self.client, seq: numbered.seq, answered_below: Some(numbered.answered_below) }
+    }
+
+    /// Records what the client was told about a write of this connection's session.
+    fn settle(&self, session: Session, reply: &ProxyFrame) {
+        if session.client != self.client {
+            return;
+        }
+        let known = match reply {
+            ProxyFrame::Done { .. } => true,
+            ProxyFrame::Error { error, .. } => error.kind.outcome_is_known(),
+            _ => true,
+        };
+        if known {
+            self.numbers.lock().expect("not poisoned").settled(session.seq);
+        }
     }
 }
 
-async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
-    let write = |session: Option<Session>, op: WriteOp| {
-        let s = connection.session(session);
-        Command { client: s.client, seq: s.seq, op }
+async fn write(
+    hub: &Hub,
+    connection: &Connection,
+    id: u64,
+    session: Option<Session>,
+    op: WriteOp,
+) -> ProxyFrame {
+    let session = connection.begin(session);
+    let command = Command {
+        client: session.client,
+        seq: session.seq,
+        op,
+        answered_below: session.answered_below.unwrap_or(0),
     };
+    let size = encode(&command).len();
+    let reply = if size > MAX_WRITE_BYTES {
+        let message = format!(
+            "the write takes {size} bytes; one write may take at most {MAX_WRITE_BYTES} (it must fit in one \
+             frame between nodes)"
+        );
+        error(Some(id), ErrorKind::TooLarge, &message)
+    } else {
+        routing::write(hub, id, command).await
+    };
+    connection.settle(session, &reply);
+    reply
+}
+
+async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
+    let writes_open = admin || hub.open_writes.load(Ordering::Relaxed);
     match frame {
         ClientFrame::Hello { .. } => error(None, ErrorKind::BadRequest, "hello was already received"),
+        ClientFrame::Put { id, .. } | ClientFrame::Delete { id, .. } | ClientFrame::Cas { id, .. }
+            if !writes_open =>
+        {
+            error(
+                Some(id),
+                ErrorKind::Unauthorized,
+                "writes need the cluster's token (the lecturer can open them to everyone: \
+                 `cluster --open-writes`, or 'students may write' in the page)",
+            )
+        }
         ClientFrame::Put { id, key, value, session } => {
-            routing::write(hub, id, write(session, WriteOp::Put { key, value })).await
+            write(hub, connection, id, session, WriteOp::Put { key, value }).await
         }
         ClientFrame::Delete { id, key, session } => {
-            routing::write(hub, id, write(session, WriteOp::Delete { key })).await
+            write(hub, connection, id, session, WriteOp::Delete { key }).await
         }
         ClientFrame::Cas { id, key, expected, new, session } => {
-            routing::write(hub, id, write(session, WriteOp::Cas { key, expected, new })).await
+            write(hub, connection, id, session, WriteOp::Cas { key, expected, new }).await
         }
         ClientFrame::Get { id, key, consistency } => routing::read(hub, id, key, consistency).await,
         ClientFrame::Status { id } => {

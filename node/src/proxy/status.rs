@@ -74,6 +74,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         alarms: hub.monitor().alarms().to_vec(),
         lesson: hub.lessons.status(),
         bugs,
+        open_writes: hub.open_writes.load(std::sync::atomic::Ordering::Relaxed),
         nodes,
     }
 }

@@ -59,6 +59,10 @@ pub struct Args {
     /// Take a snapshot and compact the log every N applied entries
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Most bytes of keys and values the store may hold; a write past it answers store_full.
+    /// Every server of a cluster must use the same (the supervisor sees to it)
+    #[arg(long, default_value_t = shared::kv::DEFAULT_STORE_LIMIT)]
+    max_store_bytes: u64,
     /// Most entries in one AppendEntries
     #[arg(long, default_value_t = 512)]
     max_batch: usize,
@@ -175,6 +179,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         persisted,
         seed,
         snapshot_every: args.snapshot_every,
+        max_store_bytes: args.max_store_bytes,
         max_batch: args.max_batch,
         links,
         inputs: input_rx,

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use shared::protocol::{
@@ -19,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{Input, Shared};
+use crate::listener::{Gate, origin_allowed};
 use crate::ws::{TRANSPORT_LIMIT, accept_frame, answer};
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
@@ -26,18 +29,27 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/ws", get(upgrade))
         .route("/health", get(|| async { "ok\n" }))
         .with_state(shared);
-    if let Err(e) = axum::serve(crate::ws::no_delay(listener), app).await {
+    if let Err(e) = crate::listener::serve(listener, app, std::future::pending()).await {
         tracing::error!("server endpoint failed: {e}");
     }
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    Extension(gate): Extension<Arc<Gate>>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    // Servers talk to proxies and peers, never to browsers.
+    if !origin_allowed(&headers, &[]) {
+        return (StatusCode::FORBIDDEN, "no browser may talk to a server\n").into_response();
+    }
     ws.max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
-        .on_upgrade(move |s| connection(s, shared))
+        .on_upgrade(move |s| connection(s, shared, gate))
 }
 
-async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
+async fn connection(mut socket: WebSocket, shared: Arc<Shared>, gate: Arc<Gate>) {
     let hello = match tokio::time::timeout(Duration::from_secs(5), accept_frame::<ServerInbound>(&mut socket))
         .await
     {
@@ -71,6 +83,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
             return;
         }
     };
+    gate.open();
     if !answer(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await {
         return;
     }

@@ -25,8 +25,10 @@ use super::storage::Storage;
 
 /// How often subscribers get a status report.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
-/// Keys of the store included in a status report.
-const STATUS_KEYS: usize = 200;
+/// Keys of the store included in a status report, and how much of each value: a status goes
+/// to every page four times a second and must stay small whatever the store holds.
+const STATUS_KEYS: usize = 50;
+const STATUS_VALUE_BYTES: usize = 48;
 /// Inputs taken in one turn at most, so that a flood cannot starve the timers.
 const INPUTS_PER_TURN: usize = 8192;
 
@@ -60,6 +62,7 @@ pub struct Options {
     pub persisted: Persisted,
     pub seed: u64,
     pub snapshot_every: u64,
+    pub max_store_bytes: u64,
     /// The server's own AppendEntries batch limit, when no admin overrides it.
     pub max_batch: usize,
     pub links: BTreeMap<NodeId, Link>,
@@ -67,7 +70,17 @@ pub struct Options {
 }
 
 pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
-    let Options { cfg, mut storage, persisted, seed, snapshot_every, max_batch, links, inputs } = options;
+    let Options {
+        cfg,
+        mut storage,
+        persisted,
+        seed,
+        snapshot_every,
+        max_store_bytes,
+        max_batch,
+        links,
+        inputs,
+    } = options;
     let faults = shared.faults.get();
     let clock = Clock::new(faults.time_scale);
     let recovered = Event::Recovered {
@@ -83,6 +96,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
     let election_timeout = cfg.election_timeout;
     let outbox = Outbox::new(seed.rotate_left(17), policy(&faults, election_timeout), links);
     let mut replica = Replica::new(cfg, persisted, seed, clock.now(), snapshot_every);
+    replica.set_store_limit(max_store_bytes);
     let mut server = Server {
         shared,
         pending: BTreeMap::new(),
@@ -310,8 +324,12 @@ impl Server {
             address: self.shared.address.clone(),
             now: self.clock.now(),
             faults: self.shared.faults.get(),
-            kv: kv.iter().take(STATUS_KEYS).map(|(k, v)| (k.clone(), v.clone())).collect(),
-            kv_truncated: kv.len() > STATUS_KEYS,
+            kv: kv.iter().take(STATUS_KEYS).map(|(k, v)| (clip(k), clip(v))).collect(),
+            kv_truncated: kv.len() > STATUS_KEYS
+                || kv
+                    .iter()
+                    .take(STATUS_KEYS)
+                    .any(|(k, v)| k.len() > STATUS_VALUE_BYTES || v.len() > STATUS_VALUE_BYTES),
             rss_bytes: resident_memory(),
             clock: ClockStatus {
                 stopped: self.clock.is_stopped(),
@@ -351,6 +369,18 @@ fn store_snapshot(replica: &Replica, storage: &mut Storage, snapshot: &Snapshot)
     let after: Vec<_> =
         (snapshot.meta.index + 1..=raft.last_index()).filter_map(|i| raft.entry(i).cloned()).collect();
     storage.compact(snapshot, &after).context("cannot store a snapshot")
+}
+
+/// The start of a key or value, for a status report (`…` marks what was cut).
+fn clip(text: &str) -> String {
+    if text.len() <= STATUS_VALUE_BYTES {
+        return text.to_string();
+    }
+    let mut cut = STATUS_VALUE_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.

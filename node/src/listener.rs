@@ -1,0 +1,176 @@
+//! Every listening socket of every process goes through here: TCP connections are accepted with
+//! Nagle off, their number is capped, a connection that does not finish its HTTP request in
+//! time is closed, and until a connection has said a valid `hello` it may send only a little:
+//! nobody without the token (or before the protocol's first frame) can make a process buffer
+//! megabytes or hold sockets open forever.
+//!
+//! Browsers are also held to their origin: a WebSocket opened by a page must come from the page
+//! the proxy itself serves (or an origin the operator allowed), so that a web page the lecturer
+//! happens to visit cannot talk to the cluster through their browser.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Connections open at once per listener; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 1_024;
+/// A connection must send its whole HTTP request head within this time.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+/// Bytes a connection may send before its `hello` is accepted: the HTTP request (or a few of
+/// them, for a browser loading the page) and the hello frame.
+pub const BEFORE_HELLO_BYTES: usize = 256 << 10;
+
+/// Whether a connection has authenticated, and how much it sent before.
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: AtomicBool,
+    read: AtomicUsize,
+}
+
+impl Gate {
+    /// The connection said a valid hello: from now on only the protocol's frame limits apply.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::Relaxed);
+    }
+
+    fn admit(&self, bytes: usize) -> bool {
+        self.open.load(Ordering::Relaxed)
+            || self.read.fetch_add(bytes, Ordering::Relaxed) + bytes <= BEFORE_HELLO_BYTES
+    }
+}
+
+/// A TCP stream that fails reading once it exceeds its budget before authenticating.
+struct Budgeted {
+    tcp: TcpStream,
+    gate: Arc<Gate>,
+}
+
+impl AsyncRead for Budgeted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            if !self.gate.admit(buf.filled().len() - before) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "too many bytes before a valid hello",
+                )));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Budgeted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Serves `app` on `listener` until `stop` resolves. Handlers find their connection's `Gate`
+/// as an `Extension<Arc<Gate>>`.
+pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => return Ok(()),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closing at once is the cheapest answer to a flood.
+            continue;
+        };
+        // Our frames are small request/response messages; Nagle plus delayed acknowledgements
+        // would add ~40 ms to each.
+        let _ = tcp.set_nodelay(true);
+        let gate = Arc::new(Gate::default());
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(gate.clone())));
+        let io = TokioIo::new(Budgeted { tcp, gate });
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_DEADLINE)
+                .serve_connection(io, service)
+                .with_upgrades();
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+}
+
+/// Whether a WebSocket request may proceed: without an `Origin` header it comes from a program
+/// (the CLI, a proxy, a peer), which the token guards; a browser's must be the page's own origin
+/// (the `Host` it asked) or one in `allowed`.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|o| o.to_str().ok()) else { return true };
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let own = [format!("http://{host}"), format!("https://{host}")];
+    own.iter().any(|o| o.eq_ignore_ascii_case(origin))
+        || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_pages_own_origin_or_an_allowed_one_may_open_a_websocket() {
+        let host = ("host", "127.0.0.1:8080");
+        assert!(origin_allowed(&headers(&[host]), &[]), "programs send no Origin");
+        assert!(origin_allowed(&headers(&[host, ("origin", "http://127.0.0.1:8080")]), &[]));
+        assert!(!origin_allowed(&headers(&[host, ("origin", "http://evil.example")]), &[]));
+        assert!(!origin_allowed(&headers(&[host, ("origin", "http://127.0.0.1:9999")]), &[]));
+        let allowed = vec!["https://class.example.edu/".to_string()];
+        assert!(origin_allowed(&headers(&[host, ("origin", "https://class.example.edu")]), &allowed));
+    }
+
+    #[test]
+    fn a_gate_admits_a_little_until_it_opens() {
+        let gate = Gate::default();
+        assert!(gate.admit(BEFORE_HELLO_BYTES - 10));
+        assert!(!gate.admit(11));
+        gate.open();
+        assert!(gate.admit(1 << 30));
+    }
+}
