@@ -30,17 +30,27 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
-/// The token: from the URL the cluster printed (`?token=…`), else remembered from before.
+/// The token: only from this page's URL (`?token=…`, the admin link the cluster printed). It is
+/// never remembered elsewhere, so the view-only link stays view-only in the lecturer's own
+/// browser too.
 fn initial_token() -> Option<String> {
-    let search = web_sys::window()?.location().search().ok()?;
-    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
-    if let Some(token) = params.get("token").filter(|t| !t.is_empty()) {
-        if let Some(s) = local_storage() {
-            let _ = s.set_item("consenso-token", &token);
-        }
-        return Some(token);
+    query("token").filter(|t| !t.is_empty())
+}
+
+/// Puts the token in the page's URL (or takes it out), so that a reload keeps what was typed.
+fn token_in_url(token: Option<&str>) {
+    let Some(window) = web_sys::window() else { return };
+    let (Ok(search), Ok(path)) = (window.location().search(), window.location().pathname()) else { return };
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else { return };
+    match token {
+        Some(t) => params.set("token", t),
+        None => params.delete("token"),
     }
-    local_storage()?.get_item("consenso-token").ok()?.filter(|t| !t.is_empty())
+    let query: String = params.to_string().into();
+    let url = if query.is_empty() { path } else { format!("{path}?{query}") };
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
 }
 
 /// A query parameter of the page's URL (`?lang=es&present`).
@@ -181,16 +191,7 @@ impl Shared {
     }
 
     pub fn set_token(&self, token: Option<String>) {
-        if let Some(s) = local_storage() {
-            match &token {
-                Some(t) => {
-                    let _ = s.set_item("consenso-token", t);
-                }
-                None => {
-                    let _ = s.remove_item("consenso-token");
-                }
-            }
-        }
+        token_in_url(token.as_deref());
         self.store.borrow_mut().admin = false;
         if let Some(c) = self.connection.borrow().as_ref() {
             c.set_token(token);
@@ -333,7 +334,8 @@ pub fn App() -> Html {
                         <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} version={model.versions.nodes}
                             partition={ui.partition.clone()} supervised={model.supervised} frozen={frozen}
                             dispatch={dispatch.clone()} />
-                        <ClientPanel lang={lang} version={s.requests_version} />
+                        <ClientPanel lang={lang} version={s.requests_version}
+                            may_write={s.admin || s.live.open_writes} />
                         <Legend lang={lang} />
                     </aside>
                     <section class="logs-area">

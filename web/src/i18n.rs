@@ -155,6 +155,8 @@ pub enum T {
     Done,
     Reset,
     Snapshot2,
+    StudentsMayWrite,
+    WritesClosed,
 }
 
 pub fn t(lang: Lang, key: T) -> &'static str {
@@ -345,6 +347,11 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::Done => w!("done", "hecho"),
         T::Reset => w!("Reset cluster", "Reiniciar clúster"),
         T::Snapshot2 => w!("Snapshot now", "Instantánea ya"),
+        T::StudentsMayWrite => w!("students may write", "los alumnos pueden escribir"),
+        T::WritesClosed => w!(
+            "Reading is open to all; writing needs the lecturer to open it.",
+            "Leer está abierto a todos; para escribir, el profesor debe abrirlo."
+        ),
     }
 }
 
@@ -423,6 +430,8 @@ pub fn command(lang: Lang, command: &AdminCommand) -> String {
         }
         AdminCommand::Lesson { action: LessonAction::Next } => "siguiente paso de la lección".to_string(),
         AdminCommand::Lesson { action: LessonAction::Stop } => "detener la lección".to_string(),
+        AdminCommand::OpenWrites { open: true } => "dejar escribir a todos".to_string(),
+        AdminCommand::OpenWrites { open: false } => "escribir vuelve a necesitar el token".to_string(),
     }
 }
 
@@ -523,9 +532,37 @@ pub fn error(lang: Lang, kind: ErrorKind, detail: &str) -> String {
         }
         ErrorKind::StaleSession => {
             if es {
-                "La sesión ya aplicó una escritura posterior."
+                "No se aplicó: la sesión ya olvidó ese número de secuencia."
             } else {
-                "The session already applied a later write."
+                "Not applied: the session has already moved past that sequence number."
+            }
+        }
+        ErrorKind::SessionConflict => {
+            if es {
+                "No se aplicó: la sesión ya usó ese número para otra escritura."
+            } else {
+                "Not applied: the session already used that number for another write."
+            }
+        }
+        ErrorKind::SessionExpired => {
+            if es {
+                "No se aplicó: el clúster olvidó esta sesión. Recarga la página."
+            } else {
+                "Not applied: the cluster forgot this session. Reload the page."
+            }
+        }
+        ErrorKind::StoreFull => {
+            if es {
+                "No se aplicó: el almacén está lleno. Borra alguna clave."
+            } else {
+                "Not applied: the store is full. Delete some keys."
+            }
+        }
+        ErrorKind::TooLarge => {
+            if es {
+                "No se aplicó: el valor es demasiado grande para replicarlo."
+            } else {
+                "Not applied: the value is too large to replicate."
             }
         }
     };

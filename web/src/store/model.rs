@@ -130,6 +130,8 @@ pub struct Model {
     pub alarms: Vec<Alarm>,
     pub lesson: Option<LessonStatus>,
     pub bugs: Vec<Bug>,
+    /// Whether the proxy takes writes from pages without the token.
+    pub open_writes: bool,
     pub flights: Flights,
     /// When recent messages were sent (page time), for the rate.
     pub message_times: VecDeque<f64>,
@@ -252,6 +254,7 @@ impl Model {
         self.alarms = cluster.alarms.clone();
         self.lesson = cluster.lesson.clone();
         self.bugs = cluster.bugs.clone();
+        self.open_writes = cluster.open_writes;
         self.flights.rescale(t, old_scale, cluster.time_scale);
         let scale = cluster.time_scale.max(0.01);
         for view in &cluster.nodes {
@@ -600,6 +603,7 @@ mod tests {
                 alarms: Vec::new(),
                 lesson: None,
                 bugs: Vec::new(),
+                open_writes: false,
                 stats: RequestStats::default(),
                 messages_per_s: 0.0,
             },

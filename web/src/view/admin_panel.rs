@@ -63,6 +63,10 @@ pub fn AdminPanel(props: &Props) -> Html {
         let shared = shared.clone();
         Callback::from(move |_: MouseEvent| shared.admin(command.clone()))
     };
+    let toggle_writes = {
+        let (shared, open) = (shared.clone(), model.open_writes);
+        Callback::from(move |_: Event| shared.admin(AdminCommand::OpenWrites { open: !open }))
+    };
     let selected = props.selected.and_then(|id| model.nodes.get(&id));
     let node_actions = match selected {
         Some(n) => {
@@ -160,6 +164,11 @@ pub fn AdminPanel(props: &Props) -> Html {
                 <button data-action="snapshot" onclick={send(AdminCommand::Snapshot { node: None })}>{ t(lang, T::Snapshot2) }</button>
                 <button data-action="reset" disabled={!props.supervised} onclick={send(AdminCommand::Reset)}>{ t(lang, T::Reset) }</button>
             </div>
+            <label class="open-writes">
+                <input type="checkbox" data-control="open-writes" checked={model.open_writes}
+                    onchange={toggle_writes} />
+                { t(lang, T::StudentsMayWrite) }
+            </label>
             <button class="forget" onclick={{
                 let shared = shared.clone();
                 Callback::from(move |_: MouseEvent| shared.set_token(None))

@@ -14,6 +14,8 @@ use crate::store::RequestRecord;
 pub struct Props {
     pub lang: Lang,
     pub version: u64,
+    /// Admin, or the lecturer opened writes to everyone.
+    pub may_write: bool,
 }
 
 fn describe_outcome(lang: Lang, r: &RequestRecord) -> (String, &'static str) {
@@ -152,11 +154,14 @@ pub fn ClientPanel(props: &Props) -> Html {
                 <input name="expected" placeholder={t(lang, T::Expected)} title={t(lang, T::ExpectedAbsent)} value={f.expected.clone()}
                     oninput={edit(|f, v| f.expected = v)} aria-label={t(lang, T::Expected)} />
                 <div class="buttons">
-                    <button data-op="put" onclick={op("put")}>{ t(lang, T::Put) }</button>
+                    <button data-op="put" onclick={op("put")} disabled={!props.may_write}>{ t(lang, T::Put) }</button>
                     <button data-op="get" onclick={op("get")}>{ t(lang, T::Get) }</button>
-                    <button data-op="delete" onclick={op("delete")}>{ t(lang, T::Delete) }</button>
-                    <button data-op="cas" onclick={op("cas")}>{ t(lang, T::Cas) }</button>
+                    <button data-op="delete" onclick={op("delete")} disabled={!props.may_write}>{ t(lang, T::Delete) }</button>
+                    <button data-op="cas" onclick={op("cas")} disabled={!props.may_write}>{ t(lang, T::Cas) }</button>
                 </div>
+                if !props.may_write {
+                    <p class="writes-closed" data-writes="closed">{ t(lang, T::WritesClosed) }</p>
+                }
                 <select name="consistency" onchange={on_consistency} aria-label="consistency">
                     <option value="linearizable" selected={f.consistency == Consistency::Linearizable}>{ t(lang, T::Linearizable) }</option>
                     <option value="stale" selected={f.consistency == Consistency::Stale}>{ t(lang, T::Stale) }</option>
