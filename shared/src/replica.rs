@@ -71,6 +71,9 @@ pub enum ReplyError {
     LeadershipLost,
     /// The leader is handing over to `to`.
     TransferInProgress { to: NodeId },
+    /// This server had a read index but did not apply up to it in time (it is cut off or far
+    /// behind): another server may answer sooner.
+    Behind,
 }
 
 impl std::fmt::Display for ReplyError {
@@ -81,6 +84,7 @@ impl std::fmt::Display for ReplyError {
             ReplyError::NoLeader => write!(f, "no leader is known yet"),
             ReplyError::LeadershipLost => write!(f, "leadership was lost before the request completed"),
             ReplyError::TransferInProgress { to } => write!(f, "leadership is moving to node {to}"),
+            ReplyError::Behind => write!(f, "this server did not catch up with the read's index in time"),
         }
     }
 }
@@ -144,6 +148,9 @@ struct PendingWrite {
 struct PendingRead {
     request: RequestId,
     key: String,
+    /// When waiting for the store to reach the read's index stops (a server cut off after
+    /// learning the index might never get there).
+    deadline: Millis,
 }
 
 /// A server's state at a glance.
@@ -187,7 +194,9 @@ impl Replica {
             writes: BTreeMap::new(),
             reads_awaiting_index: BTreeMap::new(),
             reads_awaiting_apply: BTreeMap::new(),
-            next_read_id: 1,
+            // Read ids differ from one life of the server to the next, so that an answer
+            // meant for a read before a restart cannot complete a read after it.
+            next_read_id: (seed & 0xFFFF_FFFF) << 32 | 1,
             snapshot_every,
             replies: Vec::new(),
             events: Vec::new(),
@@ -213,11 +222,22 @@ impl Replica {
     }
 
     pub fn next_deadline(&self) -> Millis {
-        self.raft.next_deadline()
+        let reads = self.reads_awaiting_apply.values().map(|r| r.deadline).min();
+        reads.map_or(self.raft.next_deadline(), |r| r.min(self.raft.next_deadline()))
     }
 
     pub fn tick(&mut self, now: Millis) {
         self.raft.tick(now);
+        self.expire_reads_awaiting_apply(now);
+    }
+
+    fn expire_reads_awaiting_apply(&mut self, now: Millis) {
+        let late: Vec<(Index, ReadId)> =
+            self.reads_awaiting_apply.iter().filter(|(_, r)| r.deadline <= now).map(|(k, _)| *k).collect();
+        for key in late {
+            let read = self.reads_awaiting_apply.remove(&key).expect("listed above");
+            self.replies.push((read.request, Reply::Error { error: ReplyError::Behind }));
+        }
     }
 
     pub fn step(&mut self, now: Millis, msg: Message) {
@@ -273,8 +293,9 @@ impl Replica {
             }
             Consistency::Linearizable | Consistency::Leader => {
                 let read_id = self.next_read_id;
-                self.next_read_id += 1;
-                self.reads_awaiting_index.insert(read_id, PendingRead { request: id, key });
+                self.next_read_id = self.next_read_id.wrapping_add(1);
+                let deadline = now + 2 * self.raft.config().election_timeout;
+                self.reads_awaiting_index.insert(read_id, PendingRead { request: id, key, deadline });
                 self.raft.read_index(now, read_id);
             }
         }

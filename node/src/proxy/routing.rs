@@ -166,7 +166,8 @@ async fn route(
                     }
                     ReplyError::NotLeader { leader: None }
                     | ReplyError::NoLeader
-                    | ReplyError::LeadershipLost => {
+                    | ReplyError::LeadershipLost
+                    | ReplyError::Behind => {
                         avoid.add(node, AVOID_AFTER_ERROR);
                         tokio::time::sleep(Duration::from_millis(25)).await;
                     }

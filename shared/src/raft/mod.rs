@@ -200,6 +200,11 @@ impl Raft {
 
     /// The next time `tick` has something to do.
     pub fn next_deadline(&self) -> Millis {
+        let timers = self.next_timer();
+        self.next_read_deadline().map_or(timers, |reads| reads.min(timers))
+    }
+
+    fn next_timer(&self) -> Millis {
         if self.role == Role::Leader {
             let mut next = self.heartbeat_deadline;
             if self.cfg.check_quorum {
@@ -236,7 +241,7 @@ impl Raft {
             Body::TimeoutNow => self.on_timeout_now(msg.from),
             Body::ReadIndexRequest { read_id } => self.on_read_index_request(msg.from, read_id),
             Body::ReadIndexResponse { read_id, index } => {
-                self.on_read_index_response(msg.from, read_id, index)
+                self.on_read_index_response(msg.from, msg.term, read_id, index)
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{Body, Bug, Index, Millis, NodeId, Raft, ReadError, ReadId, ReadOutcome, Role};
+use super::{Body, Bug, Index, Millis, NodeId, Raft, ReadError, ReadId, ReadOutcome, Role, Term};
 use crate::event::Event;
 
 #[derive(Debug, Default)]
@@ -22,9 +22,17 @@ pub(crate) struct ReadState {
     /// Reads that arrived before this leader committed an entry of its term: until then it does
     /// not know the commit index. With the time they give up.
     waiting_for_commit: Vec<(ReadId, NodeId, Millis)>,
-    /// On a follower: reads it asked the leader about, and when it stops waiting (a request or
-    /// answer lost on the way would otherwise be waited for forever).
-    forwarded: BTreeMap<ReadId, Millis>,
+    /// On a follower: reads it asked a leader about, whom and in which term it asked (only
+    /// that leader's answer in that term may complete the read), and when it stops waiting (a
+    /// request or answer lost on the way would otherwise be waited for forever).
+    forwarded: BTreeMap<ReadId, Forwarded>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Forwarded {
+    leader: NodeId,
+    term: Term,
+    deadline: Millis,
 }
 
 #[derive(Debug)]
@@ -71,8 +79,8 @@ impl Raft {
         match (self.role, self.leader) {
             (Role::Leader, _) => self.leader_read(id, self.id),
             (_, Some(leader)) => {
-                let deadline = self.read_deadline();
-                self.reads.forwarded.insert(id, deadline);
+                let asked = Forwarded { leader, term: self.term, deadline: self.read_deadline() };
+                assert!(self.reads.forwarded.insert(id, asked).is_none(), "read id {id} is already in use");
                 self.send(leader, Body::ReadIndexRequest { read_id: id });
             }
             (_, None) => self.read_failed(id, ReadError::NoLeader),
@@ -134,10 +142,20 @@ impl Raft {
         }
     }
 
-    pub(super) fn on_read_index_response(&mut self, _from: NodeId, id: ReadId, index: Option<Index>) {
-        if self.reads.forwarded.remove(&id).is_none() {
-            return;
+    /// An answer counts only from the leader asked, in the term it was asked: any other (a
+    /// reply meant for an earlier read with the same id, say) could carry a stale index.
+    pub(super) fn on_read_index_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        id: ReadId,
+        index: Option<Index>,
+    ) {
+        match self.reads.forwarded.get(&id) {
+            Some(asked) if asked.leader == from && asked.term == term => {}
+            _ => return,
         }
+        self.reads.forwarded.remove(&id);
         match index {
             Some(index) => self.read_ready(id, index),
             None => self.read_failed(id, ReadError::LeadershipLost),
@@ -169,7 +187,7 @@ impl Raft {
     pub(super) fn expire_reads(&mut self) {
         let now = self.now;
         let expired: Vec<ReadId> =
-            self.reads.forwarded.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+            self.reads.forwarded.iter().filter(|(_, f)| f.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             self.reads.forwarded.remove(&id);
             self.read_failed(id, ReadError::Unconfirmed);
@@ -185,6 +203,14 @@ impl Raft {
         {
             self.refuse_read(id, requester, ReadError::Unconfirmed);
         }
+    }
+
+    /// The earliest time a read gives up, if any read is waiting: a deadline for the driver.
+    pub(super) fn next_read_deadline(&self) -> Option<Millis> {
+        let forwarded = self.reads.forwarded.values().map(|f| f.deadline);
+        let pending = self.reads.pending.iter().map(|r| r.deadline);
+        let waiting = self.reads.waiting_for_commit.iter().map(|(_, _, d)| *d);
+        forwarded.chain(pending).chain(waiting).min()
     }
 
     /// A follower whose leader changed will never hear back about reads it forwarded.

@@ -132,7 +132,7 @@ impl SimClient {
                 let hint = match error {
                     ReplyError::NotLeader { leader } => leader,
                     ReplyError::TransferInProgress { to } => Some(to),
-                    ReplyError::NoLeader | ReplyError::LeadershipLost => None,
+                    ReplyError::NoLeader | ReplyError::LeadershipLost | ReplyError::Behind => None,
                 };
                 self.leader_hint = hint;
                 Verdict::Retry(hint)
