@@ -213,6 +213,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             let log = log_file(&logs, &format!("proxy-{}", address.rsplit(':').next().unwrap_or("0")))?;
             let child = command
                 .env("CONSENSO_TOKEN", &token)
+                .env(crate::SUPERVISOR_PID_ENV, std::process::id().to_string())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .kill_on_drop(true)
@@ -320,6 +321,7 @@ impl Supervisor {
             .args(&self.server_args[&id])
             .arg(format!("--faults={}", encode(&faults)))
             .env("CONSENSO_TOKEN", &self.token)
+            .env(crate::SUPERVISOR_PID_ENV, std::process::id().to_string())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -73,6 +73,12 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if matches!(cli.command, Command::Server(_) | Command::Proxy(_)) {
+        if let Err(e) = die_with_supervisor() {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Server(args) => server::main(args),
         Command::Proxy(args) => proxy::main(args),
@@ -90,6 +96,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The supervisor (`consenso cluster`) names itself in this variable for its children.
+pub const SUPERVISOR_PID_ENV: &str = "CONSENSO_SUPERVISOR_PID";
+
+/// A server or proxy started by a supervisor is killed when the supervisor dies, even while
+/// paused (SIGSTOP), so that killing `consenso cluster` never leaves orphans holding ports and
+/// data directories. The kernel sends the signal when the thread that spawned this process
+/// exits; the supervisor spawns from its runtime's long-lived threads.
+fn die_with_supervisor() -> anyhow::Result<()> {
+    let Ok(expected) = std::env::var(SUPERVISOR_PID_ENV) else { return Ok(()) };
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // The supervisor may have died before the line above: then nobody would send the signal.
+    if std::os::unix::process::parent_id().to_string() != expected {
+        anyhow::bail!("the supervisor (pid {expected}) is gone");
+    }
+    Ok(())
 }
 
 fn init_tracing() {

@@ -64,11 +64,23 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             // A restarted server starts with the faults in force (a partition, a stopped clock).
             let faults =
                 (action == ProcessAction::Restart).then(|| hub.backends[&node].current_faults(scale));
+            let self_crash = || {
+                hub.backends[&node].send(ServerInbound::Crash);
+            };
             match &hub.supervisor {
+                // A supervisor that cannot be reached is no reason to refuse a crash: the
+                // server can kill itself, as it does without a supervisor.
+                Some(supervisor) if action == ProcessAction::Crash && !supervisor.is_connected() => {
+                    self_crash();
+                    Ok(format!(
+                        "asked node {node} to crash itself (the supervisor is not reachable, so it cannot be \
+                         restarted until the supervisor is back)"
+                    ))
+                }
                 Some(supervisor) => supervisor.act(id, node, action, faults).await,
                 None if action == ProcessAction::Crash => {
                     // No supervisor: ask the server to kill itself.
-                    hub.backends[&node].send(ServerInbound::Crash);
+                    self_crash();
                     Ok(format!(
                         "asked node {node} to crash (it is not supervised, so it cannot be restarted from here)"
                     ))

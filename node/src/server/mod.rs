@@ -184,17 +184,33 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         links,
         inputs: input_rx,
     };
-    let raft = std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || raft_loop::run(loop_shared, options))?;
+    // The Raft thread is the server: if it ends (a disk error, a failed invariant) the process
+    // must end too, with an error, rather than keep its sockets open and look healthy.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let raft = std::thread::Builder::new().name("raft".into()).spawn(move || {
+        // Dropped when the thread ends, by returning or by a panic unwinding through it.
+        let _ended = ended_tx;
+        raft_loop::run(loop_shared, options)
+    })?;
 
-    runtime.block_on(async {
-        crate::shutdown_signal().await;
+    let stopped_by_signal = runtime.block_on(async {
+        tokio::select! {
+            () = crate::shutdown_signal() => true,
+            _ = ended_rx => false,
+        }
     });
-    tracing::info!("node {} shutting down", args.id);
-    let _ = shared.inputs.send(Input::Shutdown);
-    match raft.join() {
-        Ok(result) => result,
-        Err(_) => anyhow::bail!("the Raft thread panicked"),
+    if stopped_by_signal {
+        tracing::info!("node {} shutting down", args.id);
+        let _ = shared.inputs.send(Input::Shutdown);
     }
+    let outcome = match raft.join() {
+        Ok(Ok(())) if stopped_by_signal => Ok(()),
+        Ok(Ok(())) => Err(anyhow::anyhow!("the Raft thread stopped unexpectedly")),
+        Ok(Err(e)) => Err(e.context("the Raft thread failed")),
+        Err(_) => Err(anyhow::anyhow!("the Raft thread panicked")),
+    };
+    if let Err(e) = &outcome {
+        tracing::error!("node {} stops: {e:#}", args.id);
+    }
+    outcome
 }

@@ -259,6 +259,11 @@ pub struct HandStarted {
 
 impl HandStarted {
     pub fn start() -> HandStarted {
+        HandStarted::start_with(&[])
+    }
+
+    /// With `proxy_args` added to each proxy's command line.
+    pub fn start_with(proxy_args: &[&str]) -> HandStarted {
         let dir = tempfile::tempdir().unwrap();
         let base = free_ports();
         let peers = (1..=3).map(|i| format!("{i}=127.0.0.1:{}", base + 10 + i)).collect::<Vec<_>>().join(",");
@@ -286,6 +291,7 @@ impl HandStarted {
                         "--proxies",
                         &proxies_list,
                     ])
+                    .args(proxy_args)
                     .env("CONSENSO_TOKEN", TOKEN)
                     .stderr(Stdio::null())
                     .spawn()

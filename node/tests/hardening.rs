@@ -1,0 +1,166 @@
+//! Hardening, tried from outside with real processes: processes are honest about failure,
+//! sessions are exact, and what a client without the token can do is bounded.
+
+mod support;
+
+use std::time::Duration;
+
+use shared::protocol::{AdminCommand, ClientFrame, ErrorKind, OpResult, ProcessState, ProxyFrame, Session};
+use support::{BIN, Client, Cluster, HandStarted, TOKEN, block_on, serial, wait_for};
+
+fn put(key: &str, value: &str, session: Option<Session>) -> ClientFrame {
+    ClientFrame::Put { id: 0, key: key.into(), value: value.into(), session }
+}
+
+fn error_kind(frame: Option<ProxyFrame>) -> ErrorKind {
+    match frame {
+        Some(ProxyFrame::Error { error, .. }) => error.kind,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet, which runs nothing).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_server_whose_raft_thread_fails_exits_and_the_supervisor_shows_it_crashed() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let victim = if leader == 2 { 3 } else { 2 };
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        assert!(matches!(c.request(put("k", "v", None)).await, Some(ProxyFrame::Done { .. })));
+    });
+    // Storing a snapshot writes a temporary file first: a directory in its way makes the
+    // write fail inside the Raft thread.
+    let dir = cluster.dir.path().join(format!("data/node-{victim}"));
+    std::fs::create_dir(dir.join("snapshot.json.tmp")).unwrap();
+    cluster.admin(AdminCommand::Snapshot { node: Some(victim) });
+    wait_for(Duration::from_secs(20), "the supervisor to show the server crashed", || {
+        let s = cluster.status()?;
+        (s.nodes.iter().find(|n| n.id == victim)?.state == ProcessState::Crashed).then_some(())
+    });
+    let log = cluster.log_of(&format!("node-{victim}"));
+    assert!(log.contains("the Raft thread failed"), "the log says why: {log}");
+    // The rest of the cluster serves on.
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        assert!(matches!(c.request(put("k", "after", None)).await, Some(ProxyFrame::Done { .. })));
+    });
+}
+
+#[test]
+fn killing_the_supervisor_takes_its_servers_and_proxies_with_it_even_paused_ones() {
+    let _turn = serial();
+    let mut cluster = Cluster::start(3, 2);
+    let status = cluster.status().unwrap();
+    let pids: Vec<u32> = status.nodes.iter().filter_map(|n| n.pid).collect();
+    assert_eq!(pids.len(), 3);
+    let paused = status.nodes[0].id;
+    assert!(matches!(cluster.admin(AdminCommand::Pause { node: paused }), ProxyFrame::AdminDone { .. }));
+    let proxy_pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline);
+            text.contains("proxy") && text.contains(&format!("127.0.0.1:{}", cluster.port))
+        })
+        .collect();
+    assert!(!proxy_pids.is_empty(), "the proxies are found");
+    cluster.child.kill().unwrap();
+    cluster.child.wait().unwrap();
+    wait_for(Duration::from_secs(10), "every child of the supervisor to die", || {
+        pids.iter().chain(&proxy_pids).all(|p| is_dead(*p)).then_some(())
+    });
+}
+
+#[test]
+fn crash_works_without_a_reachable_supervisor_because_the_server_kills_itself() {
+    let _turn = serial();
+    // Proxies told of a supervisor that is not there (it died, or was never started).
+    let mut cluster = HandStarted::start_with(&["--supervisor=127.0.0.1:9"]);
+    let proxy = format!("127.0.0.1:{}", cluster.base);
+    wait_for(Duration::from_secs(30), "a leader", || {
+        block_on(async {
+            let mut c = Client::connect(&proxy, Some(TOKEN)).await.ok()?;
+            match c.request(ClientFrame::Status { id: 0 }).await? {
+                ProxyFrame::Status { cluster, .. } => cluster.leader,
+                _ => None,
+            }
+        })
+    });
+    let output = std::process::Command::new(BIN)
+        .args(["client", "--proxy", &proxy, "--token", TOKEN, "crash", "2"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let server = &mut cluster.servers[1];
+    wait_for(Duration::from_secs(10), "node 2 to be gone", || server.try_wait().unwrap().map(|_| ()));
+}
+
+#[test]
+fn twenty_pipelined_writes_on_one_session_all_apply_and_a_reused_number_is_refused() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let session = |seq| Some(Session { client: 31337, seq, answered_below: Some(1) });
+        for seq in 1..=20u64 {
+            let frame = ClientFrame::Put {
+                id: 1000 + seq,
+                key: format!("pipe-{seq}"),
+                value: seq.to_string(),
+                session: session(seq),
+            };
+            c.send_text(shared::protocol::encode(&frame)).await.unwrap();
+        }
+        let mut done = 0;
+        for _ in 0..20 {
+            match c.next_frame().await {
+                Some(ProxyFrame::Done { result: OpResult::Put { .. }, .. }) => done += 1,
+                other => panic!("a pipelined write failed: {other:?}"),
+            }
+        }
+        assert_eq!(done, 20);
+        // The same number again with the same write: the same answer, applied once.
+        let again = c.request(put("pipe-3", "3", session(3))).await;
+        assert!(
+            matches!(again, Some(ProxyFrame::Done { result: OpResult::Put { previous: None }, .. })),
+            "{again:?}"
+        );
+        // The same number with another write: refused.
+        assert_eq!(
+            error_kind(c.request(put("pipe-3", "other", session(3))).await),
+            ErrorKind::SessionConflict
+        );
+        // Once the client says it knows every outcome below 21, a late copy of 5 is refused.
+        let moved_on = Some(Session { client: 31337, seq: 21, answered_below: Some(21) });
+        assert!(matches!(c.request(put("pipe-21", "21", moved_on)).await, Some(ProxyFrame::Done { .. })));
+        assert_eq!(error_kind(c.request(put("pipe-5", "5", session(5))).await), ErrorKind::StaleSession);
+    });
+}
+
+#[test]
+fn the_store_limit_and_the_frame_limit_give_clear_errors_and_change_nothing() {
+    let _turn = serial();
+    let cluster = Cluster::start_with(3, 1, &["--max-store-bytes=100000"]);
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let big = "x".repeat(60_000);
+        assert!(matches!(c.request(put("a", &big, None)).await, Some(ProxyFrame::Done { .. })));
+        assert_eq!(error_kind(c.request(put("b", &big, None)).await), ErrorKind::StoreFull);
+        // Shrinking is always allowed; then there is room again.
+        assert!(matches!(c.request(put("a", "small", None)).await, Some(ProxyFrame::Done { .. })));
+        assert!(matches!(c.request(put("b", &big, None)).await, Some(ProxyFrame::Done { .. })));
+        // A write that could not travel between nodes in one frame.
+        let huge = "y".repeat(shared::protocol::MAX_WRITE_BYTES);
+        assert_eq!(error_kind(c.request(put("c", &huge, None)).await), ErrorKind::TooLarge);
+    });
+}
