@@ -164,3 +164,35 @@ fn the_store_limit_and_the_frame_limit_give_clear_errors_and_change_nothing() {
         assert_eq!(error_kind(c.request(put("c", &huge, None)).await), ErrorKind::TooLarge);
     });
 }
+
+#[test]
+fn a_snapshot_larger_than_a_frame_still_catches_a_restarted_follower_up() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let behind = if leader == 3 { 2 } else { 3 };
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: behind }), ProxyFrame::AdminDone { .. }));
+    // 12 MiB of values: more than one frame (8 MiB) can carry.
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        for i in 0..3 {
+            let value = char::from(b'a' + i).to_string().repeat(4 << 20);
+            let answer = c.request(put(&format!("big-{i}"), &value, None)).await;
+            assert!(matches!(answer, Some(ProxyFrame::Done { .. })), "{answer:?}");
+        }
+    });
+    // Compact the log so that the entries the follower misses exist only in the snapshot.
+    assert!(matches!(cluster.admin(AdminCommand::Snapshot { node: None }), ProxyFrame::AdminDone { .. }));
+    let compacted = wait_for(Duration::from_secs(10), "the leader's snapshot", || {
+        let s = cluster.status()?;
+        s.nodes.iter().find(|n| n.id == leader)?.snapshot_index.filter(|i| *i > 0)
+    });
+    assert!(matches!(cluster.admin(AdminCommand::Restart { node: behind }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(60), "the restarted follower to catch up through the snapshot", || {
+        let s = cluster.status()?;
+        let leader_commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
+        let node = s.nodes.iter().find(|n| n.id == behind)?;
+        // Its log starts at the leader's snapshot: it was installed, not replayed.
+        (node.commit? == leader_commit && node.snapshot_index? >= compacted).then_some(())
+    });
+}

@@ -148,9 +148,20 @@ pub enum MessageSummary {
     InstallSnapshot {
         index: Index,
         term: Term,
+        /// Where this chunk starts and how many bytes it carries.
+        #[serde(default)]
+        offset: u64,
+        #[serde(default)]
+        bytes: u64,
+        #[serde(default = "yes")]
+        done: bool,
     },
     SnapshotResponse {
         index: Index,
+        #[serde(default)]
+        received: u64,
+        #[serde(default = "yes")]
+        done: bool,
     },
     TimeoutNow,
     ReadIndexRequest {
@@ -193,10 +204,16 @@ impl MessageSummary {
                     last_log_index: *last_log_index,
                 }
             }
-            Body::InstallSnapshot { snapshot } => {
-                MessageSummary::InstallSnapshot { index: snapshot.meta.index, term: snapshot.meta.term }
+            Body::InstallSnapshot { meta, offset, data, done } => MessageSummary::InstallSnapshot {
+                index: meta.index,
+                term: meta.term,
+                offset: *offset,
+                bytes: data.len() as u64,
+                done: *done,
+            },
+            Body::SnapshotResponse { index, received, done } => {
+                MessageSummary::SnapshotResponse { index: *index, received: *received, done: *done }
             }
-            Body::SnapshotResponse { index } => MessageSummary::SnapshotResponse { index: *index },
             Body::TimeoutNow => MessageSummary::TimeoutNow,
             Body::ReadIndexRequest { read_id } => MessageSummary::ReadIndexRequest { read_id: *read_id },
             Body::ReadIndexResponse { read_id, index } => {
@@ -434,6 +451,11 @@ impl LogMirror {
             _ => {}
         }
     }
+}
+
+/// Summaries recorded before snapshots travelled in chunks are read as whole ones.
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -135,6 +135,14 @@ impl Event {
                             format!(" (entries {first}–{last})")
                         }
                     }
+                    MessageSummary::InstallSnapshot { offset, bytes, done, .. } => {
+                        let (end, last) = (offset + bytes, if *done { "; last" } else { "" });
+                        if es {
+                            format!(" (bytes {offset}–{end}{})", if *done { "; último" } else { "" })
+                        } else {
+                            format!(" (bytes {offset}–{end}{last})")
+                        }
+                    }
                     MessageSummary::AppendResponse { .. } | MessageSummary::VoteResponse { .. } => {
                         match (message.ok(), es) {
                             (true, false) => " (yes)".to_string(),

@@ -849,7 +849,7 @@ mod tests {
 mod snapshot_frame_tests {
     use super::*;
     use crate::kv::{Command, KvStore, WriteOp};
-    use crate::raft::{Body, Configuration, Snapshot, SnapshotMeta};
+    use crate::raft::{Body, Configuration, SnapshotMeta};
 
     #[test]
     fn a_snapshot_with_sessions_crosses_the_wire() {
@@ -863,20 +863,21 @@ mod snapshot_frame_tests {
                 answered_below: 0,
             },
         );
-        let snapshot = Snapshot {
-            meta: SnapshotMeta { index: 1, term: 1, config: Configuration::new([1, 2, 3]) },
-            data: kv,
-        };
+        let meta = SnapshotMeta { index: 1, term: 1, config: Configuration::new([1, 2, 3]) };
+        let data = serde_json::to_string(&kv).unwrap();
         let frame = ServerInbound::Raft {
             messages: vec![Message {
                 id: 0,
                 from: 1,
                 to: 2,
                 term: 1,
-                body: Body::InstallSnapshot { snapshot },
+                body: Body::InstallSnapshot { meta, offset: 0, data: data.clone(), done: true },
             }],
         };
         let text = encode(&frame);
         assert_eq!(parse::<ServerInbound>(&text), Ok(frame), "{text}");
+        // The chunks put together give back the store, sessions included.
+        let back: KvStore = serde_json::from_str(&data).unwrap();
+        assert_eq!(back, kv);
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Entry, Index, NodeId, Snapshot, Term};
+use super::types::{Entry, Index, NodeId, SnapshotMeta, Term};
 
 /// Identifies a linearizable read request on the server that asked for it.
 pub type ReadId = u64;
@@ -62,24 +62,20 @@ pub enum Body {
         last_log_index: Index,
         read_round: u64,
     },
-    /// InstallSnapshot (§7), in one piece: snapshots of the demo store are small.
-    InstallSnapshot {
-        snapshot: Snapshot,
-    },
-    SnapshotResponse {
-        index: Index,
-    },
+    /// InstallSnapshot (§7, Figure 13), in chunks: `data` is the part of the snapshot's JSON
+    /// that starts at byte `offset`, so that a store larger than a frame still reaches a
+    /// follower. `done` marks the last chunk.
+    InstallSnapshot { meta: SnapshotMeta, offset: u64, data: String, done: bool },
+    /// The follower has `received` bytes of the snapshot ending at `index` (send from there;
+    /// 0: start over), or, when `done`, has its state up to `index` (installed, or already
+    /// committed).
+    SnapshotResponse { index: Index, received: u64, done: bool },
     /// Leadership transfer (dissertation §3.10): start an election now.
     TimeoutNow,
     /// A follower asks the leader for a read index on behalf of its own client (§6.4).
-    ReadIndexRequest {
-        read_id: ReadId,
-    },
+    ReadIndexRequest { read_id: ReadId },
     /// The leader's answer: the index the follower must apply before answering, or why not.
-    ReadIndexResponse {
-        read_id: ReadId,
-        index: Option<Index>,
-    },
+    ReadIndexResponse { read_id: ReadId, index: Option<Index> },
 }
 
 /// Where the follower's log diverges: if it has an entry at `prev_log_index`, `term` is that
@@ -112,7 +108,7 @@ impl Message {
         OVERHEAD
             + match &self.body {
                 Body::AppendEntries { entries, .. } => entries.iter().map(|e| e.payload.approx_bytes()).sum(),
-                Body::InstallSnapshot { snapshot } => snapshot.data.approx_bytes(),
+                Body::InstallSnapshot { data, .. } => data.len(),
                 _ => 0,
             }
     }

@@ -81,6 +81,10 @@ pub struct Raft {
     applied: Index,
     /// The latest snapshot (taken here or installed), kept to send to followers that need it.
     snapshot: Option<Snapshot>,
+    /// That snapshot as JSON, made when a follower first needs it and cut into chunks.
+    snapshot_text: Option<(Index, String)>,
+    /// On a follower: the chunks of a snapshot received so far.
+    incoming_snapshot: Option<(SnapshotMeta, String)>,
 
     // Timers, as absolute deadlines.
     election_timeout: Millis,
@@ -140,6 +144,8 @@ impl Raft {
             commit,
             applied: commit,
             snapshot: persisted.snapshot,
+            snapshot_text: None,
+            incoming_snapshot: None,
             election_timeout: cfg.election_timeout,
             election_deadline: now,
             heartbeat_deadline: now,
@@ -236,8 +242,12 @@ impl Raft {
             Body::VoteResponse { .. } => self.on_vote_response(msg),
             Body::AppendEntries { .. } => self.on_append_entries(msg),
             Body::AppendResponse { .. } => self.on_append_response(msg),
-            Body::InstallSnapshot { snapshot } => self.on_install_snapshot(msg.from, snapshot),
-            Body::SnapshotResponse { index } => self.on_snapshot_response(msg.from, index),
+            Body::InstallSnapshot { meta, offset, data, done } => {
+                self.on_install_snapshot(msg.from, meta, offset, data, done)
+            }
+            Body::SnapshotResponse { index, received, done } => {
+                self.on_snapshot_response(msg.from, index, received, done)
+            }
             Body::TimeoutNow => self.on_timeout_now(msg.from),
             Body::ReadIndexRequest { read_id } => self.on_read_index_request(msg.from, read_id),
             Body::ReadIndexResponse { read_id, index } => {

@@ -29,8 +29,12 @@ pub(crate) struct Progress {
     pub probe_sent: bool,
     /// In `Replicate`: the last index of each AppendEntries in flight, oldest first.
     pub inflight: VecDeque<Index>,
-    /// In `Snapshot`: when it was sent, to resend if it is lost.
+    /// In `Snapshot`: when the last chunk was sent, to resend if it is lost.
     pub snapshot_sent_at: Millis,
+    /// The snapshot being sent (its index) and how many of its bytes the follower has: a
+    /// transfer interrupted by a lost chunk resumes there.
+    pub snapshot_index: Index,
+    pub snapshot_offset: u64,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
     /// Highest read round this follower acknowledged (§6.4).
@@ -52,6 +56,8 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             snapshot_sent_at: 0,
+            snapshot_index: 0,
+            snapshot_offset: 0,
             recent_active: true,
             read_round_acked: 0,
             matched_at_heartbeat: 0,

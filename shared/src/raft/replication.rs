@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Body, Bug, ConflictHint, Entry, Index, Message, NodeId, ProgressState, Raft, Role, Snapshot, summarize,
+    Body, Bug, ConflictHint, Entry, Index, Message, NodeId, ProgressState, Raft, Role, Snapshot,
+    SnapshotMeta, summarize,
 };
 use crate::event::{Event, RoleReason};
 
@@ -183,31 +184,75 @@ impl Raft {
         }
     }
 
-    pub(super) fn on_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+    /// A chunk of a snapshot. Chunks are taken only in order; anything else is answered with
+    /// how much this follower has, so the leader resends from there.
+    pub(super) fn on_install_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: String,
+        done: bool,
+    ) {
         if !self.accept_leader(from) {
             return;
         }
-        let (index, term) = (snapshot.meta.index, snapshot.meta.term);
+        let index = meta.index;
         if index <= self.commit {
+            self.incoming_snapshot = None;
             let commit = self.commit;
-            return self.send(from, Body::SnapshotResponse { index: commit });
+            return self.send(from, Body::SnapshotResponse { index: commit, received: 0, done: true });
         }
+        if offset == 0 && self.incoming_snapshot.as_ref().is_none_or(|(m, _)| *m != meta) {
+            self.incoming_snapshot = Some((meta.clone(), String::new()));
+        }
+        let received = match &mut self.incoming_snapshot {
+            Some((m, text)) if *m == meta && text.len() as u64 == offset => {
+                text.push_str(&data);
+                text.len() as u64
+            }
+            // Not the next chunk (lost, duplicated or reordered): say where to resume.
+            Some((m, text)) if *m == meta => text.len() as u64,
+            _ => 0,
+        };
+        if received != offset + data.len() as u64 || !done {
+            return self.send(from, Body::SnapshotResponse { index, received, done: false });
+        }
+        let (meta, text) = self.incoming_snapshot.take().expect("the chunks were just gathered");
+        let data = match serde_json::from_str(&text) {
+            Ok(data) => data,
+            // A leader's snapshot always parses; a damaged one is asked for again from the start.
+            Err(_) => return self.send(from, Body::SnapshotResponse { index, received: 0, done: false }),
+        };
+        let snapshot = Snapshot { meta, data };
+        let term = snapshot.meta.term;
         self.log.install(snapshot.meta.clone());
         self.emit(Event::CommitAdvanced { from: self.commit, to: index, term: self.term });
         self.commit = index;
         self.applied = index;
         self.snapshot = Some(snapshot.clone());
+        self.snapshot_text = Some((index, text));
         self.out.snapshot = Some(snapshot);
         self.emit(Event::SnapshotInstalled { index, term, leader: from });
-        self.send(from, Body::SnapshotResponse { index });
+        self.send(from, Body::SnapshotResponse { index, received, done: true });
     }
 
-    pub(super) fn on_snapshot_response(&mut self, from: NodeId, index: Index) {
+    pub(super) fn on_snapshot_response(&mut self, from: NodeId, index: Index, received: u64, done: bool) {
         if self.role != Role::Leader {
             return;
         }
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
+        if !done {
+            // Progress on the snapshot being sent, or a request to start over (0). An older
+            // acknowledgement (a smaller nonzero count) changes nothing.
+            let current = pr.state == ProgressState::Snapshot && pr.snapshot_index == index;
+            if current && (received > pr.snapshot_offset || received == 0) {
+                pr.snapshot_offset = received;
+                self.send_snapshot_chunk(from);
+            }
+            return;
+        }
         let moved = pr.acknowledge(index);
         pr.become_probe();
         if moved {
@@ -277,6 +322,7 @@ impl Raft {
                     }
                 }
                 ProgressState::Snapshot => {
+                    // A lost chunk: probe again; the transfer resumes where it stopped.
                     if now >= pr.snapshot_sent_at + resend_snapshot_after {
                         pr.next = pr.matched + 1;
                         pr.become_probe();
@@ -388,13 +434,45 @@ impl Raft {
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
-        let snapshot = self.snapshot.clone().expect("entries before the log's start are in a snapshot");
-        let index = snapshot.meta.index;
+        let index =
+            self.snapshot.as_ref().expect("entries before the log's start are in a snapshot").meta.index;
         let pr = self.progress.get_mut(&peer).expect("peer has progress");
         pr.state = ProgressState::Snapshot;
         pr.inflight.clear();
+        if pr.snapshot_index != index {
+            pr.snapshot_index = index;
+            pr.snapshot_offset = 0;
+        }
+        if pr.snapshot_offset == 0 {
+            self.emit(Event::SnapshotSent { to: peer, index });
+        }
+        self.send_snapshot_chunk(peer);
+    }
+
+    /// Sends the chunk of the current snapshot that starts at what `peer` has received.
+    fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        let snapshot = self.snapshot.as_ref().expect("a snapshot is being sent");
+        let index = snapshot.meta.index;
+        if self.snapshot_text.as_ref().is_none_or(|(i, _)| *i != index) {
+            let text = serde_json::to_string(&snapshot.data).expect("the store serializes");
+            self.snapshot_text = Some((index, text));
+        }
+        let meta = snapshot.meta.clone();
+        let (_, text) = self.snapshot_text.as_ref().expect("made above");
+        let pr = self.progress.get_mut(&peer).expect("peer has progress");
+        let start = (pr.snapshot_offset as usize).min(text.len());
+        assert!(text.is_char_boundary(start), "chunks end on character boundaries");
+        let mut end = (start + self.cfg.max_bytes_per_message.max(1)).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == start && end < text.len() {
+            // A limit smaller than one character still makes progress.
+            end =
+                (start + 1..=text.len()).find(|i| text.is_char_boundary(*i)).expect("the end is a boundary");
+        }
+        let (data, done) = (text[start..end].to_string(), end == text.len());
         pr.snapshot_sent_at = self.now;
-        self.emit(Event::SnapshotSent { to: peer, index });
-        self.send(peer, Body::InstallSnapshot { snapshot });
+        self.send(peer, Body::InstallSnapshot { meta, offset: start as u64, data, done });
     }
 }

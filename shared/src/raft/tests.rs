@@ -789,6 +789,55 @@ fn s7_a_follower_behind_the_compacted_log_receives_a_snapshot() {
     assert_eq!(h.disks[&3].snapshot.as_ref().map(|s| s.meta.index), Some(applied));
 }
 
+#[test]
+fn s7_a_snapshot_larger_than_a_message_travels_in_chunks_and_resumes_after_a_lost_one() {
+    let mut h = Harness::new(3, |c| {
+        c.pre_vote = false;
+        c.check_quorum = false;
+        c.max_bytes_per_message = 40;
+    });
+    h.elect(1);
+    h.crash(3);
+    for i in 0..6 {
+        h.propose(1, &format!("value-{i}"));
+    }
+    h.deliver();
+    let applied = h.raft(1).applied;
+    let mut store = crate::kv::KvStore::new();
+    for i in 1..=applied {
+        store.apply(i, &put(&format!("k{i}"), "some value that takes room"));
+    }
+    h.raft_mut(1).compact(applied, store.clone()).expect("compacts");
+    h.drain(1);
+    h.start(3);
+    // Let the first chunk through, lose the second, then let everything flow.
+    let mut chunks_seen = 0;
+    let mut lost = false;
+    for _ in 0..200 {
+        h.clock += 10;
+        let now = h.clock;
+        h.raft_mut(1).tick(now);
+        h.drain(1);
+        for msg in h.take_in_flight() {
+            if let Body::InstallSnapshot { offset, .. } = &msg.body {
+                chunks_seen += 1;
+                if *offset > 0 && !lost {
+                    lost = true;
+                    continue;
+                }
+            }
+            h.deliver_one(msg);
+        }
+        if h.events_of(3).iter().any(|e| matches!(e, Event::SnapshotInstalled { .. })) {
+            break;
+        }
+    }
+    assert!(lost, "a chunk after the first was lost");
+    assert!(chunks_seen > 3, "the snapshot took several messages: {chunks_seen}");
+    assert!(h.events_of(3).iter().any(|e| matches!(e, Event::SnapshotInstalled { .. })));
+    assert_eq!(h.disks[&3].snapshot.as_ref().map(|s| &s.data), Some(&store), "the same store, byte for byte");
+}
+
 // ------------------------------------------------------------------ pre-vote, check-quorum, transfer
 
 #[test]

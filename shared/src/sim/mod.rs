@@ -100,6 +100,8 @@ struct Params {
     disk_max: Millis,
     fault_interval: Millis,
     client_timeout: Millis,
+    /// Bytes per message: small values cut snapshots into many chunks.
+    max_bytes: usize,
 }
 
 impl Params {
@@ -119,6 +121,7 @@ impl Params {
             disk_max: *rng.pick(&[0, 2, 5, 20]),
             fault_interval: rng.range(80, 500),
             client_timeout: rng.range(200, 500),
+            max_bytes: *rng.pick(&[1 << 20, 1 << 20, 1 << 20, 64, 300]),
         }
     }
 }
@@ -392,6 +395,7 @@ impl Simulation {
         cfg.election_timeout = p.election_timeout;
         cfg.heartbeat_interval = p.heartbeat;
         cfg.max_entries_per_message = p.max_entries;
+        cfg.max_bytes_per_message = p.max_bytes;
         cfg.max_inflight_messages = p.max_inflight;
         cfg.pre_vote = p.pre_vote;
         cfg.check_quorum = p.check_quorum;

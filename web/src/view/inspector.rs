@@ -70,11 +70,18 @@ pub fn fields(term: u64, m: &MessageSummary) -> Vec<(&'static str, String)> {
             }
             out.push(("lastLogIndex", last_log_index.to_string()));
         }
-        MessageSummary::InstallSnapshot { index, term } => {
+        MessageSummary::InstallSnapshot { index, term, offset, bytes, done } => {
             out.push(("lastIncludedIndex", index.to_string()));
             out.push(("lastIncludedTerm", term.to_string()));
+            out.push(("offset", offset.to_string()));
+            out.push(("data", format!("{bytes} bytes")));
+            out.push(("done", yes(*done)));
         }
-        MessageSummary::SnapshotResponse { index } => out.push(("index", index.to_string())),
+        MessageSummary::SnapshotResponse { index, received, done } => {
+            out.push(("index", index.to_string()));
+            out.push(("received", format!("{received} bytes")));
+            out.push(("done", yes(*done)));
+        }
         MessageSummary::TimeoutNow => {}
         MessageSummary::ReadIndexRequest { read_id } => out.push(("readId", read_id.to_string())),
         MessageSummary::ReadIndexResponse { read_id, index } => {
