@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p consenso --bench cluster` starts `consenso cluster` (release build), measures
 //! the disk's own fsync rate for reference, then runs `consenso bench` with 1 and 64 clients and
-//! with the leader killed every 2 seconds, and reads the servers' memory at idle.
+//! with the leader killed every 2 seconds, reads the servers' memory at idle, and follows the
+//! leader's memory while one follower is stopped (SIGSTOP) for 60 s under load.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use shared::protocol::{AdminCommand, ProxyFrame};
 use support::{BIN, Cluster, TOKEN};
 
 fn bench(cluster: &Cluster, args: &[&str]) -> serde_json::Value {
@@ -53,6 +55,7 @@ fn main() {
     let one = bench(&cluster, &["--clients", "1", "--duration", "10"]);
     let many = bench(&cluster, &["--clients", "64", "--duration", "10"]);
     let kills = bench(&cluster, &["--clients", "16", "--duration", "30", "--kill-leader-every", "2"]);
+    let (stopped, rss_while_stopped, stopped_run) = leader_memory_with_a_stopped_follower(&cluster);
     let f = |v: &serde_json::Value, path: &[&str]| {
         path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(f64::NAN)
     };
@@ -85,4 +88,39 @@ fn main() {
         f(&kills, &["writes_per_s"]),
         kills["errors"]
     );
+    let mb = |b: &u64| format!("{:.1}", *b as f64 / 1e6);
+    println!(
+        "  follower {stopped} stopped 60 s under 16 clients (4 KiB values): leader RSS every 5 s (MB) {} — max {} MB; {:.0} writes/s",
+        rss_while_stopped.iter().map(mb).collect::<Vec<_>>().join(", "),
+        rss_while_stopped.iter().max().map(mb).unwrap_or_default(),
+        f(&stopped_run, &["writes_per_s"]),
+    );
+}
+
+/// Stops a follower, loads the cluster for 60 s, and samples the leader's resident memory:
+/// what the leader keeps for a peer that takes nothing must stay bounded.
+fn leader_memory_with_a_stopped_follower(cluster: &Cluster) -> (u64, Vec<u64>, serde_json::Value) {
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (1..=cluster.nodes).find(|n| *n != leader).expect("3 nodes");
+    assert!(matches!(cluster.admin(AdminCommand::Pause { node: follower }), ProxyFrame::AdminDone { .. }));
+    let proxy = cluster.proxy(0);
+    let load = std::thread::spawn(move || {
+        let out = Command::new(BIN)
+            .args(["bench", "--proxy", &proxy, "--token", TOKEN, "--json", "--value-size", "4096"])
+            .args(["--clients", "16", "--duration", "60"])
+            .output()
+            .expect("consenso bench runs");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    });
+    let mut samples = Vec::new();
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_secs(5));
+        let rss = cluster.status().and_then(|s| {
+            s.nodes.iter().find(|n| n.id == leader).and_then(|n| n.status.as_ref()).and_then(|s| s.rss_bytes)
+        });
+        samples.extend(rss);
+    }
+    let result = load.join().expect("load thread");
+    assert!(matches!(cluster.admin(AdminCommand::Resume { node: follower }), ProxyFrame::AdminDone { .. }));
+    (follower, samples, result)
 }

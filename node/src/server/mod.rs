@@ -19,7 +19,7 @@ mod storage;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::Context;
@@ -145,10 +145,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let mut links = BTreeMap::new();
     let mut peer_receivers = Vec::new();
     for (id, addr) in nodes.iter().filter(|(id, _)| *id != args.id) {
-        let (queue, rx) = tmpsc::unbounded_channel();
-        let up = Arc::new(AtomicBool::new(false));
-        links.insert(*id, outbox::Link { queue, up: up.clone() });
-        peer_receivers.push((*id, addr.clone(), up, rx));
+        let (sender, receiver) = peers::link();
+        links.insert(*id, sender);
+        peer_receivers.push((*id, addr.clone(), receiver));
     }
     let shared = Arc::new(Shared {
         id: args.id,
@@ -166,8 +165,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!("node {} listening on {listen} (peers: {})", args.id, args.peers);
-    for (id, addr, up, rx) in peer_receivers {
-        runtime.spawn(peers::run(shared.clone(), id, addr, up, rx));
+    for (id, addr, receiver) in peer_receivers {
+        runtime.spawn(peers::run(shared.clone(), id, addr, receiver));
     }
     runtime.spawn(net::serve(shared.clone(), listener));
 

@@ -129,6 +129,9 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
     tracing::debug!("peer {node} disconnected");
 }
 
+/// A frame to a proxy not sent by then means the proxy stopped reading.
+const PROXY_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A proxy: client requests in, replies and (once subscribed) events and status out.
 async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -155,12 +158,24 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
                     Err(_) => break,
                 },
             };
-            if sink.send(Message::text(frame.as_ref())).await.is_err() {
-                break;
+            // A proxy that stops reading (SIGSTOP) is let go rather than waited for.
+            match tokio::time::timeout(PROXY_SEND_TIMEOUT, sink.send(Message::text(frame.as_ref()))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "a proxy took no data for {} s: closing its connection",
+                        PROXY_SEND_TIMEOUT.as_secs()
+                    );
+                    break;
+                }
             }
         }
     });
     while let Some(message) = stream.next().await {
+        if writer.is_finished() {
+            break;
+        }
         let text = match message {
             Ok(Message::Text(text)) => text,
             Ok(Message::Close(_)) | Err(_) => break,

@@ -12,15 +12,12 @@
 //! `ROUTINE_EVERY`, and the true count travels in the status.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::event::{Event, LossReason};
 use shared::protocol::{HELD_LISTED, HeldMessage};
 use shared::raft::{Message, MessageId, MessageKind, Millis, NodeId};
 use shared::transit::{InTransit, NetworkPolicy, Transit};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::clock::Clock;
 
@@ -36,11 +33,7 @@ const REPORT_ALL_FROM_SCALE: f64 = 2.0;
 const REPORTED_KEPT: usize = 8_192;
 
 /// One outgoing link as the Raft thread sees it.
-pub struct Link {
-    pub queue: UnboundedSender<Message>,
-    /// Whether the connection to the peer is up (set by its link task).
-    pub up: Arc<AtomicBool>,
-}
+pub use super::peers::LinkSender as Link;
 
 pub struct Outbox {
     transit: Transit,
@@ -144,11 +137,8 @@ impl Outbox {
         if self.policy.blocked_to.contains(&msg.to) {
             return self.transit.lost(&msg, LossReason::Partition);
         }
-        if !link.up.load(Ordering::Relaxed) {
-            return self.transit.lost(&msg, LossReason::Unreachable);
-        }
-        if let Err(unsent) = link.queue.send(msg) {
-            self.transit.lost(&unsent.0, LossReason::Unreachable);
+        if let Err((unsent, reason)) = link.send(msg) {
+            self.transit.lost(&unsent, reason);
         }
     }
 

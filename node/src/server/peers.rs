@@ -3,15 +3,20 @@
 //! injected faults); messages that arrive while the peer is unreachable are dropped — Raft
 //! retransmits what matters, and a backlog of stale heartbeats would only delay fresh ones. The
 //! link's state is shared with the outbox, which reports messages to a dead peer as lost.
+//!
+//! A peer that stops reading (SIGSTOP keeps its TCP connection open) must not make this server
+//! hoard messages: the queue is bounded by bytes — beyond it messages are lost, and Raft
+//! retransmits — and a frame that cannot be sent within `SEND_TIMEOUT` drops the connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use shared::event::LossReason;
 use shared::protocol::{Caller, PROTOCOL_VERSION, ServerInbound, ServerOutbound};
 use shared::raft::{Message, NodeId};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::Shared;
 use crate::ws;
@@ -22,13 +27,82 @@ const BATCH: usize = 256;
 /// larger than this (an entry with a big value) travels alone.
 const BATCH_BYTES: usize = 1 << 20;
 
-pub async fn run(
-    shared: Arc<Shared>,
-    peer: NodeId,
-    address: String,
+/// Bytes of messages waiting for one peer at most (a few full AppendEntries batches).
+const QUEUE_BYTES: usize = 8 << 20;
+/// A frame not sent by then means the peer stopped reading: the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The Raft thread's end of a peer's link.
+pub struct LinkSender {
+    queue: UnboundedSender<Message>,
+    queued: Arc<AtomicUsize>,
+    /// Whether the connection to the peer is up (set by its link task).
+    pub up: Arc<AtomicBool>,
+}
+
+/// The link task's end.
+pub struct LinkReceiver {
+    queue: UnboundedReceiver<Message>,
+    queued: Arc<AtomicUsize>,
     up: Arc<AtomicBool>,
-    mut queue: UnboundedReceiver<Message>,
-) {
+}
+
+pub fn link() -> (LinkSender, LinkReceiver) {
+    let (tx, rx) = unbounded_channel();
+    let (queued, up) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    (LinkSender { queue: tx, queued: queued.clone(), up: up.clone() }, LinkReceiver { queue: rx, queued, up })
+}
+
+impl LinkSender {
+    /// Queues `msg` for the peer, or says why it is lost.
+    pub fn send(&self, msg: Message) -> Result<(), (Message, LossReason)> {
+        if !self.up.load(Ordering::Relaxed) {
+            return Err((msg, LossReason::Unreachable));
+        }
+        let bytes = msg.approx_bytes();
+        // One message always fits: a single large entry must be able to travel.
+        let before = self.queued.fetch_add(bytes, Ordering::Relaxed);
+        if before > 0 && before + bytes > QUEUE_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            return Err((msg, LossReason::Overflow));
+        }
+        self.queue.send(msg).map_err(|unsent| {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            (unsent.0, LossReason::Unreachable)
+        })
+    }
+
+    /// Bytes waiting for the peer.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl LinkReceiver {
+    fn took(&self, msg: &Message) {
+        self.queued.fetch_sub(msg.approx_bytes(), Ordering::Relaxed);
+    }
+
+    async fn recv(&mut self) -> Option<Message> {
+        let msg = self.queue.recv().await?;
+        self.took(&msg);
+        Some(msg)
+    }
+
+    fn try_recv(&mut self) -> Option<Message> {
+        let msg = self.queue.try_recv().ok()?;
+        self.took(&msg);
+        Some(msg)
+    }
+
+    fn discard_all(&mut self) {
+        while self.try_recv().is_some() {}
+    }
+}
+
+pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: LinkReceiver) {
+    let up = queue.up.clone();
     let url = match crate::addr::ws_url(&address) {
         Ok(url) => url,
         Err(e) => return tracing::error!("peer {peer}: {e}"),
@@ -55,12 +129,12 @@ pub async fn run(
                 }
             }
         }
-        while queue.try_recv().is_ok() {}
+        queue.discard_all();
         tokio::select! {
             _ = backoff.wait() => {}
             _ = wake.notified() => backoff.reset(),
         }
-        while queue.try_recv().is_ok() {}
+        queue.discard_all();
     }
 }
 
@@ -79,11 +153,7 @@ async fn connect(shared: &Shared, url: &str) -> anyhow::Result<ws::Stream> {
     }
 }
 
-async fn pump(
-    peer: NodeId,
-    stream: &mut ws::Stream,
-    queue: &mut UnboundedReceiver<Message>,
-) -> anyhow::Result<()> {
+async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -> anyhow::Result<()> {
     loop {
         let first = tokio::select! {
             msg = queue.recv() => match msg { Some(m) => m, None => return Ok(()) },
@@ -102,20 +172,66 @@ async fn pump(
         let mut next = None;
         while batch.len() < BATCH && bytes < BATCH_BYTES {
             match queue.try_recv() {
-                Ok(m) if bytes + m.approx_bytes() > BATCH_BYTES => {
+                Some(m) if bytes + m.approx_bytes() > BATCH_BYTES => {
                     next = Some(m);
                     break;
                 }
-                Ok(m) => {
+                Some(m) => {
                     bytes += m.approx_bytes();
                     batch.push(m);
                 }
-                Err(_) => break,
+                None => break,
             }
         }
-        ws::send(stream, &ServerInbound::Raft { messages: batch }).await?;
+        send(stream, batch).await?;
         if let Some(m) = next {
-            ws::send(stream, &ServerInbound::Raft { messages: vec![m] }).await?;
+            send(stream, vec![m]).await?;
         }
+    }
+}
+
+async fn send(stream: &mut ws::Stream, messages: Vec<Message>) -> anyhow::Result<()> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws::send(stream, &ServerInbound::Raft { messages })).await {
+        Ok(sent) => sent,
+        Err(_) => anyhow::bail!("the peer took no data for {} s (stopped?)", SEND_TIMEOUT.as_secs()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::raft::Body;
+
+    use super::*;
+
+    fn heartbeat() -> Message {
+        let body = Body::AppendEntries {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: Vec::new(),
+            leader_commit: 0,
+            read_round: 0,
+        };
+        Message { id: 0, from: 1, to: 2, term: 1, body }
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_gets_a_bounded_queue_and_the_rest_is_reported_lost() {
+        let (sender, mut receiver) = link();
+        assert!(matches!(sender.send(heartbeat()), Err((_, LossReason::Unreachable))), "not connected yet");
+        sender.up.store(true, Ordering::Relaxed);
+        let per_message = heartbeat().approx_bytes();
+        let mut overflowed = 0;
+        for _ in 0..2 * QUEUE_BYTES / per_message {
+            if let Err((_, reason)) = sender.send(heartbeat()) {
+                assert_eq!(reason, LossReason::Overflow);
+                overflowed += 1;
+            }
+        }
+        assert!(overflowed > 0);
+        assert!(sender.queued() <= QUEUE_BYTES, "{} bytes queued", sender.queued());
+        // Taking messages makes room again.
+        receiver.discard_all();
+        assert_eq!(sender.queued(), 0);
+        assert!(sender.send(heartbeat()).is_ok());
     }
 }
