@@ -393,6 +393,18 @@ impl LogMirror {
         mirror
     }
 
+    /// The same log with only its newest `n` summaries (the rest counted as skipped): what a
+    /// page that opens late gets first, so that a class opening the page is not sent megabytes.
+    pub fn tail(&self, n: usize) -> LogMirror {
+        let excess = self.entries.len().saturating_sub(n);
+        LogMirror {
+            snapshot_index: self.snapshot_index,
+            snapshot_term: self.snapshot_term,
+            skipped: self.skipped + excess as Index,
+            entries: self.entries[excess..].to_vec(),
+        }
+    }
+
     fn trim(&mut self) {
         if self.entries.len() > OBSERVED_LOG_WINDOW {
             let excess = self.entries.len() - OBSERVED_LOG_WINDOW;
@@ -484,6 +496,15 @@ mod tests {
         assert_eq!((log.snapshot_index, log.entries.len()), (2, 1));
         log.apply(&Event::SnapshotInstalled { index: 9, term: 4, leader: 1 });
         assert_eq!((log.snapshot_index, log.entries.len()), (9, 0));
+    }
+
+    #[test]
+    fn the_tail_of_a_log_keeps_its_indices_and_counts_the_rest_as_skipped() {
+        let log = LogMirror::window(10, 2, (11..=20).map(|i| summary(i, 3)).collect());
+        let tail = log.tail(4);
+        assert_eq!((tail.first_kept(), tail.last_index(), tail.skipped), (17, 20, 6));
+        assert_eq!(tail.get(18), log.get(18));
+        assert_eq!(log.tail(100), log);
     }
 
     #[test]

@@ -676,8 +676,10 @@ pub struct ServerStatus {
     /// The server's clock (scaled milliseconds), against which deadlines are given.
     pub now: u64,
     pub faults: FaultSettings,
-    /// Up to a few hundred keys of the store, for the page's table.
-    pub kv: Vec<(String, String)>,
+    /// The first 50 keys of the store with values clipped to 48 bytes, for the page's table.
+    /// `null` in the statuses a proxy broadcasts every 250 ms when it has not changed since the
+    /// previous one (keep the last); always present in the answer to `status` and in `picture`.
+    pub kv: Option<Vec<(String, String)>>,
     pub kv_truncated: bool,
     /// Resident memory, if the OS tells.
     pub rss_bytes: Option<u64>,

@@ -22,6 +22,11 @@ use super::{Hub, admin, routing, status};
 use crate::listener::{Gate, origin_allowed};
 use crate::ws::TRANSPORT_LIMIT;
 
+/// Log entries in a new page's first picture, across all servers, and per server: enough to
+/// fill the widest logs view and scroll back a while, and a first frame of a few hundred KB.
+const PICTURE_LOG_ENTRIES: usize = 2_400;
+const PICTURE_LOG_ENTRIES_PER_NODE: usize = 1_000;
+
 /// Requests one connection may have in flight; more wait (a flood cannot exhaust the proxy).
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
@@ -83,7 +88,8 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     // Subscribe before taking the picture, so that no event falls between the two.
     let mut observers = subscribe.then(|| hub.observers.subscribe());
     let picture = subscribe.then(|| {
-        let logs = hub.backends.iter().map(|(node, backend)| (*node, backend.log())).collect();
+        let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
+        let logs = hub.backends.iter().map(|(node, backend)| (*node, backend.log().tail(per_node))).collect();
         Box::new(Picture { cluster: status::cluster_status(&hub), logs, recent: hub.fanout.recent() })
     });
     let welcome = ProxyFrame::Welcome {

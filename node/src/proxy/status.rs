@@ -1,6 +1,6 @@
 //! The cluster as one proxy sees it, for `status` requests and the pages' periodic update.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,24 @@ const EVERY: Duration = Duration::from_millis(250);
 pub async fn publish_periodically(hub: Arc<Hub>) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The store samples sent last, per server: most of a status's bytes, and they rarely
+    // change, so a class of idle viewers is not sent them four times a second.
+    let mut sent_kv: HashMap<NodeId, Vec<(String, String)>> = HashMap::new();
     loop {
         ticker.tick().await;
         let alarms = hub.monitor().check_logs();
         hub.raise(alarms);
         if hub.observers.receiver_count() > 0 {
-            hub.publish(ProxyFrame::Status { id: None, cluster: Box::new(cluster_status(&hub)) });
+            let mut cluster = cluster_status(&hub);
+            for node in &mut cluster.nodes {
+                let Some(status) = &mut node.status else { continue };
+                if status.kv.is_some() && sent_kv.get(&node.id) == status.kv.as_ref() {
+                    status.kv = None;
+                } else if let Some(kv) = &status.kv {
+                    sent_kv.insert(node.id, kv.clone());
+                }
+            }
+            hub.publish(ProxyFrame::Status { id: None, cluster: Box::new(cluster) });
         }
     }
 }

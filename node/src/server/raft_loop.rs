@@ -324,7 +324,7 @@ impl Server {
             address: self.shared.address.clone(),
             now: self.clock.now(),
             faults: self.shared.faults.get(),
-            kv: kv.iter().take(STATUS_KEYS).map(|(k, v)| (clip(k), clip(v))).collect(),
+            kv: Some(kv.iter().take(STATUS_KEYS).map(|(k, v)| (clip(k), clip(v))).collect()),
             kv_truncated: kv.len() > STATUS_KEYS
                 || kv
                     .iter()

@@ -393,7 +393,7 @@ pub fn agreed_value(status: &ClusterStatus, key: &str) -> Option<String> {
         .nodes
         .iter()
         .filter_map(|n| n.status.as_ref())
-        .map(|s| s.kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()));
+        .map(|s| s.kv.iter().flatten().find(|(k, _)| k == key).map(|(_, v)| v.clone()));
     let first = values.next()??;
     values.all(|v| v.as_deref() == Some(first.as_str())).then_some(first)
 }

@@ -278,7 +278,10 @@ impl Model {
                     n.votes = r.votes.clone();
                     n.votes_needed = r.votes_needed;
                     n.progress = r.progress.clone();
-                    n.kv = s.kv.clone();
+                    // Absent when unchanged since the last status: keep what is shown.
+                    if let Some(kv) = &s.kv {
+                        n.kv = kv.clone();
+                    }
                     n.kv_truncated = s.kv_truncated;
                     n.faults = s.faults.clone();
                     n.rss_bytes = s.rss_bytes;
