@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use shared::check::{Input, Operation, Output};
 use shared::event::Consistency;
-use shared::protocol::{AdminCommand, ClientFrame, OpResult, PROTOCOL_VERSION, ProxyFrame, Session};
+use shared::protocol::{AdminCommand, ClientFrame, OpResult, ProxyFrame, Session};
 use shared::raft::NodeId;
 use shared::rng::Rng;
 use shared::session::ClientSession;
@@ -316,14 +316,8 @@ struct ClientConfig {
 async fn connect(proxies: &[String], first: usize, token: &Option<String>) -> Option<(ws::Stream, usize)> {
     for i in 0..proxies.len() {
         let which = (first + i) % proxies.len();
-        if let Ok(mut stream) = ws::connect(&proxies[which], Duration::from_secs(2)).await {
-            let hello =
-                ClientFrame::Hello { version: PROTOCOL_VERSION, token: token.clone(), subscribe: false };
-            if ws::send(&mut stream, &hello).await.is_ok() {
-                if let Ok(Some(Ok(ProxyFrame::Welcome { .. }))) = ws::recv::<ProxyFrame>(&mut stream).await {
-                    return Some((stream, which));
-                }
-            }
+        if let Ok((stream, _)) = ws::open_client(&proxies[which], token.clone()).await {
+            return Some((stream, which));
         }
     }
     None
@@ -500,13 +494,8 @@ async fn kill_leaders(
 
 async fn admin_session(proxies: &[String], token: &str) -> Option<ws::Stream> {
     for proxy in proxies {
-        if let Ok(mut s) = ws::connect(proxy, Duration::from_secs(2)).await {
-            let hello = ClientFrame::Hello {
-                version: PROTOCOL_VERSION,
-                token: Some(token.to_string()),
-                subscribe: false,
-            };
-            if ws::send(&mut s, &hello).await.is_ok() {
+        if let Ok((s, welcome)) = ws::open_client(proxy, Some(token.to_string())).await {
+            if welcome.admin {
                 return Some(s);
             }
         }

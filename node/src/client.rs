@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shared::event::Consistency;
 use shared::protocol::{
-    AdminCommand, ClientFrame, ClusterStatus, ErrorKind, OpResult, PROTOCOL_VERSION, ProxyFrame, Session,
-    parse_partition,
+    AdminCommand, ClientFrame, ClusterStatus, ErrorKind, OpResult, ProxyFrame, Session, parse_partition,
 };
 use shared::raft::{MessageId, NodeId};
 
@@ -254,13 +253,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// One try through one proxy. Errors mean "try another proxy"; answers (even errors from the
 /// cluster) are returned.
 async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<ProxyFrame> {
-    let url = crate::addr::ws_url(proxy)?;
-    let mut stream = ws::connect(&url, Duration::from_secs(3)).await?;
-    let hello =
-        ClientFrame::Hello { version: PROTOCOL_VERSION, token: args.cluster.token(), subscribe: false };
-    ws::send(&mut stream, &hello).await?;
+    let (mut stream, _) = ws::open_client(proxy, args.cluster.token()).await?;
     let id = 1;
-    let mut sent = false;
+    ws::send(&mut stream, &request(&args.op, id, session)).await?;
     loop {
         let frame = match ws::recv::<ProxyFrame>(&mut stream).await? {
             None => bail!("{proxy} closed the connection"),
@@ -268,10 +263,6 @@ async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<P
             Some(Err(e)) => bail!("{proxy} sent something unreadable: {e}"),
         };
         match frame {
-            ProxyFrame::Welcome { .. } if !sent => {
-                ws::send(&mut stream, &request(&args.op, id, session)).await?;
-                sent = true;
-            }
             ProxyFrame::Error { id: None, error } if error.kind == ErrorKind::Unauthorized => {
                 eprintln!("warning: {}", error.message);
             }

@@ -492,34 +492,15 @@ async fn upgrade(
 
 /// A proxy's link: process commands in, results and process states out.
 async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>, gate: Arc<Gate>) {
-    let hello =
-        match tokio::time::timeout(Duration::from_secs(5), accept_frame::<SupervisorInbound>(&mut socket))
-            .await
-        {
-            Ok(Some(frame)) => frame,
-            _ => return,
-        };
-    match hello {
-        Ok(SupervisorInbound::Hello { version, token }) if version == PROTOCOL_VERSION => {
-            if !crate::secret::same_token(&token, &supervisor.token) {
-                let error = ApiError::new(ErrorKind::Unauthorized, "wrong token");
-                answer(&mut socket, &SupervisorOutbound::Error { error }).await;
-                return;
-            }
+    let check = |hello: SupervisorInbound| match hello {
+        SupervisorInbound::Hello { version, token } => {
+            crate::ws::check_version(version, "supervisor")?;
+            crate::ws::check_token(&token, &supervisor.token)
         }
-        Ok(SupervisorInbound::Hello { version, .. }) => {
-            let error = ApiError::new(
-                ErrorKind::VersionMismatch,
-                format!("version {version} is not {PROTOCOL_VERSION}"),
-            );
-            answer(&mut socket, &SupervisorOutbound::Error { error }).await;
-            return;
-        }
-        Ok(_) => return,
-        Err(error) => {
-            answer(&mut socket, &SupervisorOutbound::Error { error }).await;
-            return;
-        }
+        _ => Err(ApiError::new(ErrorKind::BadRequest, "the first frame must be a hello")),
+    };
+    if crate::ws::handshake(&mut socket, check, |error| SupervisorOutbound::Error { error }).await.is_none() {
+        return;
     }
     gate.open();
     if !answer(&mut socket, &SupervisorOutbound::Welcome { version: PROTOCOL_VERSION }).await {

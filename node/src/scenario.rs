@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shared::lesson::{CATALOG, LessonAction, LessonStatus};
-use shared::protocol::{AdminCommand, ClientFrame, PROTOCOL_VERSION, ProxyFrame};
+use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 
 use crate::ws;
 
@@ -74,14 +74,9 @@ async fn run(
         bail!("there is no lesson '{name}' (lessons: {})", names.join(", "));
     }
     let proxy = cluster.proxy.split(',').next().unwrap_or_default().trim().to_string();
-    let url = crate::addr::ws_url(&proxy)?;
-    let mut stream = ws::connect(&url, Duration::from_secs(5)).await?;
-    let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token: cluster.token(), subscribe: false };
-    ws::send(&mut stream, &hello).await?;
-    match next(&mut stream).await? {
-        ProxyFrame::Welcome { admin: true, .. } => {}
-        ProxyFrame::Welcome { .. } => bail!("lessons need the cluster's token (--token)"),
-        other => bail!("unexpected first answer: {other:?}"),
+    let (mut stream, welcome) = ws::open_client(&proxy, cluster.token()).await?;
+    if !welcome.admin {
+        bail!("lessons need the cluster's token (--token, or the token file of `consenso cluster`)");
     }
     let start = AdminCommand::Lesson { action: LessonAction::Start { name: name.to_string(), auto: true } };
     ws::send(&mut stream, &ClientFrame::Admin { id: 1, command: start }).await?;

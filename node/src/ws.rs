@@ -1,4 +1,12 @@
-//! WebSocket plumbing shared by every process: limits, connecting, and JSON frames.
+//! The connection layer every process shares: limits, JSON frames, the hello handshake on
+//! both sides, typed connection errors, and reconnect backoff.
+//!
+//! Every conversation (client → proxy, peer or proxy → server, proxy → supervisor) starts the
+//! same way: the caller's first frame is a `hello` with the protocol version (and the token);
+//! the callee answers `welcome` or an error. Accepting, [`handshake`] gives the hello at most
+//! `HELLO_DEADLINE`, and a refusal is an error frame followed by a Close frame — never a
+//! silent drop. Connecting, [`open`] returns the stream and the welcome, or a [`ConnectError`]
+//! a caller can match on (a wrong token is not worth retrying; an unreachable host is).
 
 use std::time::Duration;
 
@@ -6,13 +14,166 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::protocol::{ApiError, ErrorKind, MAX_FRAME_BYTES, encode, parse};
+use shared::protocol::{
+    ApiError, ClientFrame, ErrorKind, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProxyFrame, encode, parse,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long an accepted connection may take to say hello.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a connecting side waits for the connection and for the welcome, each.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// Nothing answered (refused, timed out, not a WebSocket): maybe later.
+    Unreachable(String),
+    /// The other side answered the hello with an error: a wrong token or version. Retrying
+    /// the same hello will not help.
+    Refused(ApiError),
+    /// It answered something that is not a welcome, or closed.
+    Unexpected(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            ConnectError::Refused(error) => write!(f, "refused: {error}"),
+            ConnectError::Unexpected(what) => write!(f, "no welcome: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Opens a connection to `url`, says `hello`, and waits for the first frame, which `welcome`
+/// reads: `Ok` for a welcome, `Err(Some(error))` for a refusal, `Err(None)` for anything else.
+pub async fn open<Out, In, W>(
+    url: &str,
+    hello: &Out,
+    welcome: impl FnOnce(In) -> Result<W, Option<ApiError>>,
+) -> Result<(Stream, W), ConnectError>
+where
+    Out: Serialize,
+    In: DeserializeOwned + std::fmt::Debug,
+{
+    let mut stream =
+        connect(url, CONNECT_TIMEOUT).await.map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
+    send(&mut stream, hello).await.map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, recv::<In>(&mut stream)).await {
+        Err(_) => return Err(ConnectError::Unexpected(format!("no answer to hello from {url}"))),
+        Ok(Err(e)) => return Err(ConnectError::Unreachable(format!("{e:#}"))),
+        Ok(Ok(None)) => return Err(ConnectError::Unexpected(format!("{url} closed the connection"))),
+        Ok(Ok(Some(Err(e)))) => return Err(ConnectError::Unexpected(format!("unreadable answer: {e}"))),
+        Ok(Ok(Some(Ok(frame)))) => frame,
+    };
+    let shown = format!("{first:?}");
+    match welcome(first) {
+        Ok(w) => Ok((stream, w)),
+        Err(Some(error)) => Err(ConnectError::Refused(error)),
+        Err(None) => Err(ConnectError::Unexpected(shown.chars().take(200).collect())),
+    }
+}
+
+/// What a proxy's welcome says to a client.
+#[derive(Debug, Clone)]
+pub struct ClientWelcome {
+    /// The token was accepted.
+    pub admin: bool,
+}
+
+/// A client's connection to a proxy (`proxy` as host:port or a ws:// URL).
+pub async fn open_client(
+    proxy: &str,
+    token: Option<String>,
+) -> Result<(Stream, ClientWelcome), ConnectError> {
+    let url = crate::addr::ws_url(proxy).map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
+    let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token, subscribe: false };
+    open(&url, &hello, |frame: ProxyFrame| match frame {
+        ProxyFrame::Welcome { admin, .. } => Ok(ClientWelcome { admin }),
+        ProxyFrame::Error { error, .. } => Err(Some(error)),
+        _ => Err(None),
+    })
+    .await
+}
+
+/// Accepts a connection's hello: waits for it at most `HELLO_DEADLINE`, and lets `check`
+/// judge it. A refusal (`check`'s error, an unreadable frame, no hello in time) is answered
+/// with the error as `error_frame` makes it and a Close frame; `None` then means "done here".
+pub async fn handshake<In, Out, T>(
+    socket: &mut axum::extract::ws::WebSocket,
+    check: impl FnOnce(In) -> Result<T, ApiError>,
+    error_frame: impl Fn(ApiError) -> Out,
+) -> Option<T>
+where
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    let refusal = match tokio::time::timeout(HELLO_DEADLINE, accept_frame::<In>(socket)).await {
+        Err(_) => {
+            ApiError::new(ErrorKind::BadRequest, format!("no hello within {} s", HELLO_DEADLINE.as_secs()))
+        }
+        Ok(None) => return None,
+        Ok(Some(Err(error))) => error,
+        Ok(Some(Ok(hello))) => match check(hello) {
+            Ok(accepted) => return Some(accepted),
+            Err(error) => error,
+        },
+    };
+    let code = match refusal.kind {
+        ErrorKind::FrameTooLarge => CLOSE_TOO_BIG,
+        ErrorKind::Unauthorized | ErrorKind::VersionMismatch => CLOSE_POLICY,
+        _ => CLOSE_PROTOCOL,
+    };
+    answer(socket, &error_frame(refusal.clone())).await;
+    close(socket, code, &refusal.message).await;
+    None
+}
+
+/// The version check every endpoint makes.
+pub fn check_version(version: u32, who: &str) -> Result<(), ApiError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::VersionMismatch,
+            format!("protocol version {version} is not supported; this {who} speaks {PROTOCOL_VERSION}"),
+        ))
+    }
+}
+
+/// The token check for endpoints that need it (servers and the supervisor).
+pub fn check_token(given: &str, expected: &str) -> Result<(), ApiError> {
+    if crate::secret::same_token(given, expected) {
+        Ok(())
+    } else {
+        tracing::warn!("refused a connection with a wrong token");
+        Err(ApiError::new(ErrorKind::Unauthorized, "wrong token"))
+    }
+}
+
+/// Close codes (RFC 6455 §7.4.1).
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Ends an accepted connection with a Close frame saying why (the reason is cut to what a
+/// Close frame may carry).
+pub async fn close(socket: &mut axum::extract::ws::WebSocket, code: u16, reason: &str) {
+    let mut cut = reason.len().min(120);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let frame = axum::extract::ws::CloseFrame { code, reason: reason[..cut].to_string().into() };
+    let _ = socket.send(axum::extract::ws::Message::Close(Some(frame))).await;
+}
 
 /// The transport accepts frames up to twice the protocol limit, so that an oversized frame can
 /// still be read and answered with a typed `frame_too_large` error instead of a dropped
@@ -24,7 +185,7 @@ pub fn client_config() -> WebSocketConfig {
 }
 
 /// Opens a WebSocket to `url`, giving up after `timeout`.
-pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Stream> {
+async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Stream> {
     let attempt = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true);
     let (stream, _) = tokio::time::timeout(timeout, attempt)
         .await

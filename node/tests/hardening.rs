@@ -196,3 +196,35 @@ fn a_snapshot_larger_than_a_frame_still_catches_a_restarted_follower_up() {
         (node.commit? == leader_commit && node.snapshot_index? >= compacted).then_some(())
     });
 }
+
+#[test]
+fn a_refused_hello_gets_an_error_then_a_close_frame_on_every_endpoint() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let endpoints = [
+        (cluster.port, r#"{"type":"hello","version":999}"#.to_string()),
+        (
+            cluster.port + 11,
+            r#"{"type":"hello","version":1,"token":"wrong","caller":{"role":"proxy"}}"#.to_string(),
+        ),
+        (cluster.port + 9, r#"{"type":"hello","version":1,"token":"wrong"}"#.to_string()),
+        (cluster.port, r#"{"type":"get","id":1,"key":"k"}"#.to_string()),
+    ];
+    block_on(async {
+        for (port, hello) in endpoints {
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws")).await.unwrap();
+            ws.send(Message::text(hello.clone())).await.unwrap();
+            let error = ws.next().await.unwrap().unwrap();
+            assert!(error.to_text().unwrap().contains(r#""type":"error""#), "{port} {hello}: {error:?}");
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    assert!(!frame.reason.is_empty(), "the close frame says why");
+                }
+                other => panic!("{port} {hello}: expected a Close frame, got {other:?}"),
+            }
+        }
+    });
+}

@@ -212,15 +212,14 @@ pub async fn run(hub: Arc<Hub>, backend: Arc<Backend>, mut outbox: mpsc::Unbound
 }
 
 async fn connect_server(token: &str, url: &str) -> anyhow::Result<ws::Stream> {
-    let mut stream = ws::connect(url, Duration::from_secs(2)).await?;
     let hello =
         ServerInbound::Hello { version: PROTOCOL_VERSION, token: token.to_string(), caller: Caller::Proxy };
-    ws::send(&mut stream, &hello).await?;
-    match tokio::time::timeout(Duration::from_secs(2), ws::recv::<ServerOutbound>(&mut stream)).await {
-        Ok(Ok(Some(Ok(ServerOutbound::Welcome { .. })))) => {}
-        Ok(Ok(Some(Ok(ServerOutbound::Error { error })))) => anyhow::bail!("refused: {error}"),
-        other => anyhow::bail!("no welcome: {other:?}"),
-    }
+    let welcome = |frame: ServerOutbound| match frame {
+        ServerOutbound::Welcome { .. } => Ok(()),
+        ServerOutbound::Error { error } => Err(Some(error)),
+        _ => Err(None),
+    };
+    let (mut stream, ()) = ws::open(url, &hello, welcome).await?;
     ws::send(&mut stream, &ServerInbound::Subscribe).await?;
     Ok(stream)
 }
@@ -392,51 +391,58 @@ pub async fn run_supervisor(
     };
     let mut backoff = ws::Backoff::new(Duration::from_secs(1));
     loop {
-        if let Ok(mut stream) = ws::connect(&url, Duration::from_secs(2)).await {
-            let hello = SupervisorInbound::Hello { version: PROTOCOL_VERSION, token: token.clone() };
-            if ws::send(&mut stream, &hello).await.is_ok() {
-                backoff.reset();
-                *supervisor.connected.lock().expect("connected lock") = true;
-                let result: anyhow::Result<()> = async {
-                    loop {
-                        tokio::select! {
-                            frame = outbox.recv() => match frame {
-                                Some(frame) => ws::send(&mut stream, &frame).await?,
-                                None => return Ok(()),
-                            },
-                            incoming = ws::recv::<SupervisorOutbound>(&mut stream) => match incoming? {
-                                None => anyhow::bail!("closed"),
-                                Some(Ok(SupervisorOutbound::Processes { processes, epoch })) => {
-                                    {
-                                        let mut map = supervisor.processes.lock().expect("processes lock");
-                                        map.clear();
-                                        map.extend(processes.into_iter().map(|p| (p.node, p)));
-                                    }
-                                    let before = supervisor.epoch.lock().expect("epoch lock").replace(epoch);
-                                    if before.is_some_and(|b| b != epoch) {
-                                        // Reset by us or by another proxy: what we knew is void.
-                                        hub.forget_cluster();
-                                    }
+        let hello = SupervisorInbound::Hello { version: PROTOCOL_VERSION, token: token.clone() };
+        let welcome = |frame: SupervisorOutbound| match frame {
+            SupervisorOutbound::Welcome { .. } => Ok(()),
+            SupervisorOutbound::Error { error } => Err(Some(error)),
+            _ => Err(None),
+        };
+        let opened = ws::open(&url, &hello, welcome).await;
+        if let Err(ws::ConnectError::Refused(error)) = &opened {
+            tracing::error!("the supervisor refused this proxy: {error}");
+        }
+        if let Ok((mut stream, ())) = opened {
+            backoff.reset();
+            *supervisor.connected.lock().expect("connected lock") = true;
+            let result: anyhow::Result<()> = async {
+                loop {
+                    tokio::select! {
+                        frame = outbox.recv() => match frame {
+                            Some(frame) => ws::send(&mut stream, &frame).await?,
+                            None => return Ok(()),
+                        },
+                        incoming = ws::recv::<SupervisorOutbound>(&mut stream) => match incoming? {
+                            None => anyhow::bail!("closed"),
+                            Some(Ok(SupervisorOutbound::Processes { processes, epoch })) => {
+                                {
+                                    let mut map = supervisor.processes.lock().expect("processes lock");
+                                    map.clear();
+                                    map.extend(processes.into_iter().map(|p| (p.node, p)));
                                 }
-                                Some(Ok(SupervisorOutbound::Done { id, result })) => {
-                                    if let Some(tx) = supervisor.pending.lock().expect("pending lock").remove(&id) {
-                                        let _ = tx.send(result);
-                                    }
+                                let before = supervisor.epoch.lock().expect("epoch lock").replace(epoch);
+                                if before.is_some_and(|b| b != epoch) {
+                                    // Reset by us or by another proxy: what we knew is void.
+                                    hub.forget_cluster();
                                 }
-                                Some(Ok(SupervisorOutbound::Error { error })) => anyhow::bail!("supervisor: {error}"),
-                                Some(Ok(SupervisorOutbound::Welcome { .. })) => {}
-                                Some(Err(e)) => tracing::warn!("supervisor sent an unreadable frame: {e}"),
-                            },
-                        }
+                            }
+                            Some(Ok(SupervisorOutbound::Done { id, result })) => {
+                                if let Some(tx) = supervisor.pending.lock().expect("pending lock").remove(&id) {
+                                    let _ = tx.send(result);
+                                }
+                            }
+                            Some(Ok(SupervisorOutbound::Error { error })) => anyhow::bail!("supervisor: {error}"),
+                            Some(Ok(SupervisorOutbound::Welcome { .. })) => {}
+                            Some(Err(e)) => tracing::warn!("supervisor sent an unreadable frame: {e}"),
+                        },
                     }
                 }
-                .await;
-                if let Err(e) = result {
-                    tracing::info!("lost the supervisor: {e:#}");
-                }
-                *supervisor.connected.lock().expect("connected lock") = false;
-                supervisor.pending.lock().expect("pending lock").clear();
             }
+            .await;
+            if let Err(e) = result {
+                tracing::info!("lost the supervisor: {e:#}");
+            }
+            *supervisor.connected.lock().expect("connected lock") = false;
+            supervisor.pending.lock().expect("pending lock").clear();
         }
         backoff.wait().await;
     }

@@ -123,8 +123,8 @@ fn any_node(hub: &Hub, avoid: &Avoid) -> Option<NodeId> {
 enum Routed {
     /// A server answered (not with an error worth retrying).
     Answered { reply: Reply, node: NodeId, retries: u32 },
-    /// Out of time; the last problem seen.
-    GaveUp { problem: String, after: Duration },
+    /// Out of time; the last problem seen, and whether it was that no leader is known.
+    GaveUp { problem: String, no_leader: bool, after: Duration },
 }
 
 /// Sends `request` to the server `pick` chooses (given the servers to avoid and the last
@@ -141,6 +141,7 @@ async fn route(
     let mut avoid = Avoid::default();
     let mut retries = 0;
     let mut problem = "no server answered".to_string();
+    let mut no_leader = false;
     while hub.time.running_since(start) < overall {
         let Some(node) = pick(&avoid, hint.take()).or_else(|| any_node(hub, &avoid)) else {
             // Every server was tried: start over (one may have come back).
@@ -152,6 +153,7 @@ async fn route(
         match ask(hub, node, request.clone(), attempt.min(left)).await {
             Outcome::Reply(Reply::Error { error }) => {
                 problem = format!("node {node}: {error}");
+                no_leader = matches!(error, ReplyError::NoLeader | ReplyError::NotLeader { leader: None });
                 retries += 1;
                 match error {
                     ReplyError::NotLeader { leader: Some(l) } | ReplyError::TransferInProgress { to: l } => {
@@ -176,12 +178,13 @@ async fn route(
             Outcome::Reply(reply) => return Routed::Answered { reply, node, retries },
             Outcome::NoAnswer => {
                 problem = format!("node {node} did not answer");
+                no_leader = false;
                 avoid.add(node, attempt);
                 retries += 1;
             }
         }
     }
-    Routed::GaveUp { problem, after: overall }
+    Routed::GaveUp { problem, no_leader, after: overall }
 }
 
 fn unexpected(id: u64, node: NodeId, reply: &Reply) -> ProxyFrame {
@@ -205,7 +208,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
             }
         }
         Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
-        Routed::GaveUp { problem, after } => {
+        Routed::GaveUp { problem, after, .. } => {
             let error = ApiError::new(
                 ErrorKind::Timeout,
                 format!(
@@ -277,8 +280,8 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
             ProxyFrame::Done { id, result: OpResult::Get { value }, served_by: node, index, retries }
         }
         Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
-        Routed::GaveUp { problem, after } => {
-            let kind = if problem.contains("no leader") { ErrorKind::NoLeader } else { ErrorKind::Timeout };
+        Routed::GaveUp { problem, no_leader, after } => {
+            let kind = if no_leader { ErrorKind::NoLeader } else { ErrorKind::Timeout };
             let message = format!("the read did not complete in {:.1} s ({problem})", after.as_secs_f64());
             ProxyFrame::Error { id: Some(id), error: ApiError::new(kind, message) }
         }

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
@@ -52,37 +51,15 @@ fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyF
 }
 
 async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
-    let hello = match tokio::time::timeout(
-        Duration::from_secs(10),
-        crate::ws::accept_frame::<ClientFrame>(&mut socket),
-    )
-    .await
-    {
-        Ok(Some(frame)) => frame,
-        _ => return,
+    let check = |hello: ClientFrame| match hello {
+        ClientFrame::Hello { version, token, subscribe } => {
+            crate::ws::check_version(version, "proxy")?;
+            Ok((token, subscribe))
+        }
+        _ => Err(ApiError::new(ErrorKind::BadRequest, "the first frame must be a hello")),
     };
-    let (token, subscribe) = match hello {
-        Ok(ClientFrame::Hello { version, token, subscribe }) => {
-            if version != PROTOCOL_VERSION {
-                let msg = format!(
-                    "protocol version {version} is not supported; this proxy speaks {PROTOCOL_VERSION}"
-                );
-                let _ =
-                    socket.send(Message::text(encode(&error(None, ErrorKind::VersionMismatch, msg)))).await;
-                return;
-            }
-            (token, subscribe)
-        }
-        Ok(_) => {
-            let frame = error(None, ErrorKind::BadRequest, "the first frame must be a hello");
-            let _ = socket.send(Message::text(encode(&frame))).await;
-            return;
-        }
-        Err(e) => {
-            let _ = socket.send(Message::text(encode(&ProxyFrame::Error { id: None, error: e }))).await;
-            return;
-        }
-    };
+    let refusal = |error| ProxyFrame::Error { id: None, error };
+    let Some((token, subscribe)) = crate::ws::handshake(&mut socket, check, refusal).await else { return };
     gate.open();
     let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
     // Subscribe before taking the picture, so that no event falls between the two.

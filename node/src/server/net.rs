@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
@@ -22,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{Input, Shared};
 use crate::listener::{Gate, origin_allowed};
-use crate::ws::{TRANSPORT_LIMIT, accept_frame, answer};
+use crate::ws::{self, TRANSPORT_LIMIT, accept_frame, answer};
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let app = axum::Router::new()
@@ -50,38 +49,17 @@ async fn upgrade(
 }
 
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>, gate: Arc<Gate>) {
-    let hello = match tokio::time::timeout(Duration::from_secs(5), accept_frame::<ServerInbound>(&mut socket))
-        .await
-    {
-        Ok(Some(frame)) => frame,
-        Ok(None) | Err(_) => return,
+    let check = |hello: ServerInbound| match hello {
+        ServerInbound::Hello { version, token, caller } => {
+            ws::check_version(version, "server")?;
+            ws::check_token(&token, &shared.token)?;
+            Ok(caller)
+        }
+        _ => Err(ApiError::new(ErrorKind::BadRequest, "the first frame must be a hello")),
     };
-    let refuse = |kind, message: String| ServerOutbound::Error { error: ApiError::new(kind, message) };
-    let caller = match hello {
-        Ok(ServerInbound::Hello { version, token, caller }) => {
-            if version != PROTOCOL_VERSION {
-                let msg = format!(
-                    "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
-                );
-                answer(&mut socket, &refuse(ErrorKind::VersionMismatch, msg)).await;
-                return;
-            }
-            if !crate::secret::same_token(&token, &shared.token) {
-                tracing::warn!("refused a connection with a wrong token");
-                answer(&mut socket, &refuse(ErrorKind::Unauthorized, "wrong token".into())).await;
-                return;
-            }
-            caller
-        }
-        Ok(_) => {
-            answer(&mut socket, &refuse(ErrorKind::BadRequest, "the first frame must be a hello".into()))
-                .await;
-            return;
-        }
-        Err(error) => {
-            answer(&mut socket, &ServerOutbound::Error { error }).await;
-            return;
-        }
+    let Some(caller) = ws::handshake(&mut socket, check, |error| ServerOutbound::Error { error }).await
+    else {
+        return;
     };
     gate.open();
     if !answer(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await {

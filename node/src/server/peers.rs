@@ -138,19 +138,18 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
     }
 }
 
-async fn connect(shared: &Shared, url: &str) -> anyhow::Result<ws::Stream> {
-    let mut stream = ws::connect(url, Duration::from_secs(2)).await?;
+async fn connect(shared: &Shared, url: &str) -> Result<ws::Stream, ws::ConnectError> {
     let hello = ServerInbound::Hello {
         version: PROTOCOL_VERSION,
         token: shared.token.clone(),
         caller: Caller::Peer { node: shared.id },
     };
-    ws::send(&mut stream, &hello).await?;
-    match tokio::time::timeout(Duration::from_secs(2), ws::recv::<ServerOutbound>(&mut stream)).await {
-        Ok(Ok(Some(Ok(ServerOutbound::Welcome { .. })))) => Ok(stream),
-        Ok(Ok(Some(Ok(ServerOutbound::Error { error })))) => anyhow::bail!("refused: {error}"),
-        other => anyhow::bail!("no welcome: {other:?}"),
-    }
+    let welcome = |frame: ServerOutbound| match frame {
+        ServerOutbound::Welcome { .. } => Ok(()),
+        ServerOutbound::Error { error } => Err(Some(error)),
+        _ => Err(None),
+    };
+    Ok(ws::open(url, &hello, welcome).await?.0)
 }
 
 async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -> anyhow::Result<()> {
