@@ -41,7 +41,9 @@ pub struct Args {
     /// Kill (SIGKILL) the leader every S seconds, restarting it halfway to the next kill
     #[arg(long)]
     kill_leader_every: Option<f64>,
-    /// Record every operation to this file (JSON lines; see docs/protocol.md)
+    /// Record every operation to this file as it completes (JSON lines for `consenso check`
+    /// or any linearizability checker; see docs/protocol.md). Keys are fresh for each run, so
+    /// every key starts absent
     #[arg(long)]
     history: Option<PathBuf>,
     /// Print the results as JSON
@@ -61,12 +63,13 @@ struct Totals {
     unknown: u64,
     /// Microseconds since the start at which each write was acknowledged.
     acks: Vec<u64>,
-    history: Vec<Operation>,
 }
 
 #[derive(Serialize)]
 struct Report {
     clients: u32,
+    /// This run's keys are `{key_prefix}0` … (fresh, so every key starts absent).
+    key_prefix: String,
     duration_s: f64,
     value_size: usize,
     read_fraction: f64,
@@ -135,6 +138,16 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
         indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise}/{duration_precise} {msg}")
             .expect("valid template"),
     );
+    let key_prefix: Arc<str> = format!("bench-{:08x}-", crate::secret::random_u64() as u32).into();
+    let (history, writer) = match &args.history {
+        Some(path) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let file =
+                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            (Some(tx), Some(tokio::task::spawn_blocking(move || write_history(file, rx))))
+        }
+        None => (None, None),
+    };
     let mut tasks = Vec::new();
     for c in 0..args.clients {
         let proxies = proxies.clone();
@@ -144,7 +157,8 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
             value_size: args.value_size,
             reads: args.reads,
             keys: args.keys,
-            record: args.history.is_some(),
+            key_prefix: key_prefix.clone(),
+            history: history.clone(),
             start,
             end: start + duration,
             token: args.cluster.token(),
@@ -174,15 +188,9 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     }
     let elapsed = duration.as_secs_f64();
     let mut totals = std::mem::take(&mut *totals.lock().expect("totals lock"));
-    if let Some(path) = &args.history {
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        );
-        totals.history.sort_by_key(|o| o.invoke);
-        for op in &totals.history {
-            writeln!(file, "{}", serde_json::to_string(op)?)?;
-        }
-        file.flush()?;
+    drop(history);
+    if let Some(writer) = writer {
+        writer.await?.context("cannot write the history")?;
     }
     totals.acks.sort_unstable();
     let kills: Vec<Kill> = kills
@@ -199,6 +207,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     let count = |h: &Option<Histogram<u64>>| h.as_ref().map_or(0, |h| h.len());
     Ok(Report {
         clients: args.clients,
+        key_prefix: key_prefix.to_string(),
         duration_s: elapsed,
         value_size: args.value_size,
         read_fraction: args.reads,
@@ -261,7 +270,7 @@ fn print_report(r: &Report) {
     }
     let kinds: Vec<String> = r.error_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
-    println!("  errors {}{kinds}   unknown outcome (timed out) {}", r.errors, r.unknown);
+    println!("  refused {}   unknown outcome {}{kinds}", r.errors, r.unknown);
     if !r.kills.is_empty() {
         let gaps: Vec<String> = r
             .kills
@@ -301,12 +310,32 @@ impl BenchOp {
     }
 }
 
+/// Writes operations as they complete, a line each, flushed often: a run that is killed
+/// still leaves a usable history up to that point.
+fn write_history(
+    file: std::fs::File,
+    mut ops: tokio::sync::mpsc::UnboundedReceiver<Operation>,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(file);
+    let mut last_flush = Instant::now();
+    while let Some(op) = ops.blocking_recv() {
+        writeln!(out, "{}", serde_json::to_string(&op)?)?;
+        if last_flush.elapsed() > Duration::from_millis(200) {
+            out.flush()?;
+            last_flush = Instant::now();
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 struct ClientConfig {
     index: u32,
     value_size: usize,
     reads: f64,
     keys: u64,
-    record: bool,
+    key_prefix: Arc<str>,
+    history: Option<tokio::sync::mpsc::UnboundedSender<Operation>>,
     start: Instant,
     end: Instant,
     /// Writes need the cluster's token.
@@ -332,24 +361,26 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
     let (mut errors, mut unknown) = (0, 0);
     let mut error_kinds = std::collections::BTreeMap::new();
     let mut acks = Vec::new();
-    let mut history = Vec::new();
     let mut numbers = ClientSession::new(client_id);
+    // In the history, clients are numbered from 1: small numbers every JSON tool reads exactly.
+    let history_client = u64::from(cfg.index) + 1;
     let mut proxy = cfg.index as usize % proxies.len();
     let mut stream = None;
     let mut next_id = 1u64;
     while Instant::now() < cfg.end {
-        let key = format!("bench-{}", rng.below(cfg.keys));
+        let key = format!("{}{}", cfg.key_prefix, rng.below(cfg.keys));
         let is_read = cfg.reads > 0.0 && (rng.below(1_000_000) as f64) < cfg.reads * 1_000_000.0;
         let (op, input) = if is_read {
             (BenchOp::Get { key: key.clone() }, Input::Get { key })
         } else {
             let numbered = numbers.number();
             let seq = numbered.seq;
-            let mut value = format!("{client_id:x}-{seq}-");
+            // Unique in the run (a read then says which write it saw): client and number,
+            // padded to the size asked for but never cut below that.
+            let mut value = format!("{history_client}.{seq}.");
             while value.len() < cfg.value_size {
                 value.push((b'a' + rng.below(26) as u8) as char);
             }
-            value.truncate(cfg.value_size.max(1));
             let session = Session { client: client_id, seq, answered_below: Some(numbered.answered_below) };
             (BenchOp::Put { key: key.clone(), value: value.clone(), session }, Input::Put { key, value })
         };
@@ -411,37 +442,50 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
         let since = |t: Instant| t.duration_since(cfg.start).as_micros() as u64;
         let latency = done.duration_since(invoked).as_micros() as u64;
         // What the history records: an answer, "unknown" (the write may or may not have
-        // happened), or nothing (a definite failure, or a read that did not complete).
-        let recorded = match outcome {
-            Some(Ok(OpResult::Get { value })) => {
-                reads.record(latency.max(1))?;
-                Some((Some(since(done)), Output::Value { value }))
+        // happened: no answer, or an error that does not rule it out), or a refusal.
+        let is_read = matches!(input, Input::Get { .. });
+        let (complete, output) = match outcome {
+            Some(Ok(result)) => {
+                if is_read {
+                    reads.record(latency.max(1))?;
+                } else {
+                    writes.record(latency.max(1))?;
+                    acks.push(since(done));
+                }
+                let output = match result {
+                    OpResult::Get { value } => Output::Value { value },
+                    OpResult::Put { previous } => Output::Put { previous },
+                    OpResult::Delete { existed } => Output::Delete { existed },
+                    OpResult::Cas { swapped, current } => Output::Cas { swapped, current: Some(current) },
+                };
+                (Some(since(done)), output)
             }
-            Some(Ok(_)) => {
-                writes.record(latency.max(1))?;
-                acks.push(since(done));
-                Some((Some(since(done)), Output::Ok))
-            }
-            Some(Err(error)) => {
+            Some(Err(error)) if is_read || error.kind.had_no_effect() => {
                 errors += 1;
                 *error_kinds.entry(error.kind.as_str().to_string()).or_insert(0) += 1;
-                (error.kind == shared::protocol::ErrorKind::Timeout).then_some((None, Output::Unknown))
+                (Some(since(done)), Output::Failed { error: error.kind.as_str().to_string() })
+            }
+            Some(Err(error)) => {
+                unknown += 1;
+                *error_kinds.entry(error.kind.as_str().to_string()).or_insert(0) += 1;
+                (None, Output::Unknown)
             }
             None => {
                 unknown += 1;
-                Some((None, Output::Unknown))
+                (None, Output::Unknown)
             }
         };
-        if let (true, Some((complete, output))) = (cfg.record, recorded) {
-            if !(matches!(input, Input::Get { .. }) && output == Output::Unknown) {
-                history.push(Operation {
-                    client: client_id,
-                    input,
-                    invoke: since(invoked),
-                    complete,
-                    output,
-                });
-            }
+        if let Some(history) = &cfg.history {
+            let consistency = is_read.then_some(Consistency::Linearizable);
+            let op = Operation {
+                client: history_client,
+                input,
+                consistency,
+                invoke: since(invoked),
+                complete,
+                output,
+            };
+            let _ = history.send(op);
         }
     }
     let mut t = totals.lock().expect("totals lock");
@@ -453,7 +497,6 @@ async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Total
     }
     t.unknown += unknown;
     t.acks.extend(acks);
-    t.history.extend(history);
     Ok(())
 }
 

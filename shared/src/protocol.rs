@@ -344,6 +344,23 @@ impl ErrorKind {
         !matches!(self, ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::NoLeader)
     }
 
+    /// Whether a write answered with this error certainly had no effect, ever: it never
+    /// reached the log, or was applied as a no-op. (`stale_session` and `session_expired`
+    /// refuse a copy, but an earlier copy may have been applied.)
+    pub fn had_no_effect(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::BadRequest
+                | ErrorKind::FrameTooLarge
+                | ErrorKind::Unauthorized
+                | ErrorKind::VersionMismatch
+                | ErrorKind::NotSupported
+                | ErrorKind::SessionConflict
+                | ErrorKind::StoreFull
+                | ErrorKind::TooLarge
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad_request",

@@ -70,7 +70,7 @@ pub fn check_history(ops: &[Operation]) -> LinearizabilityReport {
 
 fn check_with_budget(ops: &[Operation], budget: u64) -> LinearizabilityReport {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
-    for op in ops {
+    for op in ops.iter().filter(|op| op.is_checked()) {
         by_key.entry(op.input.key()).or_default().push(op);
     }
     let mut report =
@@ -159,14 +159,20 @@ type State = Option<String>;
 /// output it had, or `None` if it may not.
 fn step(state: &State, input: &Input, output: &Output) -> Option<State> {
     match (input, output) {
+        // What a write found must be what the state held (when the record says).
+        (Input::Put { value, .. }, Output::Put { previous }) => {
+            (state == previous).then(|| Some(value.clone()))
+        }
         (Input::Put { value, .. }, _) => Some(Some(value.clone())),
+        (Input::Delete { .. }, Output::Delete { existed }) => (state.is_some() == *existed).then_some(None),
         (Input::Delete { .. }, _) => Some(None),
         (Input::Get { .. }, Output::Value { value }) => (state == value).then(|| state.clone()),
         (Input::Get { .. }, _) => Some(state.clone()),
         (Input::Cas { expected, new, .. }, output) => {
             let matches = state == expected;
             match output {
-                Output::Cas { swapped } if *swapped != matches => None,
+                Output::Cas { swapped, .. } if *swapped != matches => None,
+                Output::Cas { current: Some(current), .. } if current != state => None,
                 _ if matches => Some(Some(new.clone())),
                 _ => Some(state.clone()),
             }
@@ -262,7 +268,7 @@ mod tests {
     use super::*;
 
     fn op(client: u64, input: Input, invoke: u64, complete: Option<u64>, output: Output) -> Operation {
-        Operation { client, input, invoke, complete, output }
+        Operation { client, input, consistency: None, invoke, complete, output }
     }
     fn put(v: &str) -> Input {
         Input::Put { key: "k".into(), value: v.into() }
@@ -339,7 +345,7 @@ mod tests {
         // must have swapped, which the reported failure contradicts.
         let cas = Input::Cas { key: "k".into(), expected: None, new: "a".into() };
         let h = [
-            op(1, cas, 0, Some(5), Output::Cas { swapped: false }),
+            op(1, cas, 0, Some(5), Output::Cas { swapped: false, current: None }),
             op(2, get(), 6, Some(7), val(Some("a"))),
         ];
         assert!(!check_history(&h).is_linearizable());
@@ -354,14 +360,14 @@ mod tests {
         };
         let h = [
             op(1, put("a"), 0, Some(1), Output::Ok),
-            op(1, cas(Some("a"), "b"), 2, Some(3), Output::Cas { swapped: true }),
-            op(1, cas(Some("a"), "c"), 4, Some(5), Output::Cas { swapped: false }),
+            op(1, cas(Some("a"), "b"), 2, Some(3), Output::Cas { swapped: true, current: None }),
+            op(1, cas(Some("a"), "c"), 4, Some(5), Output::Cas { swapped: false, current: None }),
             op(2, get(), 6, Some(7), val(Some("b"))),
         ];
         assert!(check_history(&h).is_linearizable());
         let wrong = [
             op(1, put("a"), 0, Some(1), Output::Ok),
-            op(1, cas(Some("a"), "b"), 2, Some(3), Output::Cas { swapped: false }),
+            op(1, cas(Some("a"), "b"), 2, Some(3), Output::Cas { swapped: false, current: None }),
         ];
         assert!(!check_history(&wrong).is_linearizable());
     }
@@ -420,6 +426,79 @@ mod tests {
         let violation = check_history(&h).violation.unwrap();
         assert!(violation.reason.contains("get(k)"), "{}", violation.reason);
         assert_eq!(violation.near.len(), 3);
+    }
+
+    #[test]
+    fn what_a_write_found_must_fit_the_order() {
+        // Two puts one after the other: the second must have found the first's value.
+        let found = |previous: Option<&str>| {
+            [
+                op(1, put("a"), 0, Some(1), Output::Put { previous: None }),
+                op(2, put("b"), 2, Some(3), Output::Put { previous: previous.map(String::from) }),
+            ]
+        };
+        assert!(check_history(&found(Some("a"))).is_linearizable());
+        assert!(!check_history(&found(None)).is_linearizable(), "b was written after a, so it found a");
+        let delete = [
+            op(1, put("a"), 0, Some(1), Output::Ok),
+            op(2, Input::Delete { key: "k".into() }, 2, Some(3), Output::Delete { existed: false }),
+        ];
+        assert!(!check_history(&delete).is_linearizable());
+        let cas = Input::Cas { key: "k".into(), expected: Some("z".into()), new: "c".into() };
+        let seen = |current: &str| {
+            [
+                op(1, put("a"), 0, Some(1), Output::Ok),
+                op(
+                    2,
+                    cas.clone(),
+                    2,
+                    Some(3),
+                    Output::Cas { swapped: false, current: Some(Some(current.into())) },
+                ),
+            ]
+        };
+        assert!(check_history(&seen("a")).is_linearizable());
+        assert!(!check_history(&seen("q")).is_linearizable());
+    }
+
+    #[test]
+    fn refused_operations_and_stale_reads_are_not_held_to_linearizability() {
+        let mut stale = op(2, get(), 4, Some(5), val(None));
+        stale.consistency = Some(crate::event::Consistency::Stale);
+        let h = [
+            op(1, put("a"), 0, Some(1), Output::Ok),
+            op(3, put("b"), 2, Some(3), Output::Failed { error: "store_full".into() }),
+            stale,
+            op(2, get(), 6, Some(7), val(Some("a"))),
+        ];
+        assert!(check_history(&h).is_linearizable());
+    }
+
+    #[test]
+    fn the_history_format_reads_back_what_it_writes() {
+        let h = [
+            op(1, put("a"), 0, Some(1), Output::Put { previous: None }),
+            op(1, put("b"), 0, None, Output::Unknown),
+            op(1, put("c"), 0, Some(1), Output::Failed { error: "unauthorized".into() }),
+            op(
+                2,
+                Input::Cas { key: "k".into(), expected: None, new: "x".into() },
+                2,
+                Some(3),
+                Output::Cas { swapped: false, current: Some(None) },
+            ),
+            op(
+                2,
+                Input::Cas { key: "k".into(), expected: None, new: "x".into() },
+                2,
+                Some(3),
+                Output::Cas { swapped: true, current: None },
+            ),
+        ];
+        for o in h {
+            let line = serde_json::to_string(&o).unwrap();
+            assert_eq!(serde_json::from_str::<Operation>(&line).unwrap(), o, "{line}");
+        }
     }
 
     #[test]

@@ -101,10 +101,10 @@ impl SimClient {
     /// Remembers what a completed operation revealed about its key.
     pub fn learn(&mut self, input: &Input, output: &Output) {
         let seen = match (input, output) {
-            (Input::Put { value, .. }, Output::Ok) => Some(value.clone()),
-            (Input::Delete { .. }, Output::Ok) => None,
+            (Input::Put { value, .. }, Output::Ok | Output::Put { .. }) => Some(value.clone()),
+            (Input::Delete { .. }, Output::Ok | Output::Delete { .. }) => None,
             (Input::Get { .. }, Output::Value { value }) => value.clone(),
-            (Input::Cas { new, .. }, Output::Cas { swapped: true }) => Some(new.clone()),
+            (Input::Cas { new, .. }, Output::Cas { swapped: true, .. }) => Some(new.clone()),
             _ => return,
         };
         self.known.insert(input.key().to_string(), seen);
@@ -113,7 +113,13 @@ impl SimClient {
     pub fn judge(&mut self, input: &Input, reply: Reply) -> Verdict {
         match reply {
             Reply::Written { result, .. } => Verdict::Done(match (input, result) {
-                (Input::Cas { .. }, WriteResult::Cas { swapped, .. }) => Output::Cas { swapped },
+                // What each write found goes into the history: the checker holds it to the
+                // order it picks.
+                (Input::Cas { .. }, WriteResult::Cas { swapped, current }) => {
+                    Output::Cas { swapped, current: Some(current) }
+                }
+                (Input::Put { .. }, WriteResult::Put { previous }) => Output::Put { previous },
+                (Input::Delete { .. }, WriteResult::Delete { existed }) => Output::Delete { existed },
                 (_, WriteResult::SessionConflict) => {
                     panic!("client {} reused a sequence number for another write", self.id)
                 }
@@ -180,9 +186,14 @@ impl super::Simulation {
         let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys);
         let op = self.clients[client].ops_started;
         let id = self.clients[client].id;
+        let consistency = match &request {
+            Request::Read { consistency, .. } => Some(*consistency),
+            Request::Write { .. } => None,
+        };
         self.history.push(Operation {
             client: id,
             input: input.clone(),
+            consistency,
             invoke: self.step,
             complete: None,
             output: Output::Unknown,
