@@ -14,12 +14,15 @@
 //! - `listener`: every listening socket — connection cap, header deadline, a byte budget until
 //!   `hello`, browsers held to their origin.
 //! - `ws`, `addr`, `secret`: WebSocket plumbing, address parsing, tokens and random ids.
+//! - `fuzz` (tests only): every decoder of frames, logs and snapshots under mutated inputs.
 
 mod addr;
 mod bench;
 mod check;
 mod client;
 mod cluster;
+#[cfg(test)]
+mod fuzz;
 mod listener;
 mod proxy;
 mod scenario;

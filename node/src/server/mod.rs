@@ -14,7 +14,8 @@ mod net;
 mod outbox;
 mod peers;
 mod raft_loop;
-mod storage;
+/// Visible to the crate so that the fuzzer (`crate::fuzz`) can decode log and snapshot bytes.
+pub(crate) mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -26,9 +26,9 @@ use anyhow::{Context, bail};
 use shared::raft::{Entry, HardState, Index, Persisted, Snapshot};
 use shared::replica::Persist;
 
-const HEADER: usize = 9;
-const KIND_HARD_STATE: u8 = 1;
-const KIND_ENTRY: u8 = 2;
+pub(crate) const HEADER: usize = 9;
+pub(crate) const KIND_HARD_STATE: u8 = 1;
+pub(crate) const KIND_ENTRY: u8 = 2;
 /// A record longer than this is certainly a garbled length field.
 const MAX_RECORD: usize = 64 << 20;
 const SNAPSHOT_MAGIC: &str = "consenso-snapshot v1";
@@ -69,22 +69,24 @@ impl Storage {
         }
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", wal_path.display()))?;
-        let (records, valid_len) = scan(&bytes, &wal_path)?;
-        let mut recovery =
-            Recovery { torn_bytes: (bytes.len() - valid_len) as u64, records: records.len() as u64 };
+        let log = decode_wal(&bytes, snapshot.as_ref(), &wal_path)?;
+        let recovery = Recovery {
+            torn_bytes: (bytes.len() - log.valid_len) as u64,
+            records: log.records.max(log.entries.len() as u64),
+        };
         if recovery.torn_bytes > 0 {
             tracing::warn!(
-                "{}: cutting off a torn record of {} bytes at offset {valid_len} (an unfinished write)",
+                "{}: cutting off a torn record of {} bytes at offset {} (an unfinished write)",
                 wal_path.display(),
-                recovery.torn_bytes
+                recovery.torn_bytes,
+                log.valid_len
             );
-            wal.set_len(valid_len as u64)?;
+            wal.set_len(log.valid_len as u64)?;
             wal.sync_all()?;
         }
-        let (hard_state, entries) = replay(records, snapshot.as_ref(), &wal_path)?;
-        recovery.records = recovery.records.max(entries.len() as u64);
+        let hard_state = log.hard_state;
         let storage = Storage { dir: dir.to_path_buf(), wal, hard_state, fsync: true };
-        Ok((storage, Persisted { hard_state, snapshot, entries }, recovery))
+        Ok((storage, Persisted { hard_state, snapshot, entries: log.entries }, recovery))
     }
 
     /// Makes a round's state durable before anything that depends on it is sent.
@@ -123,10 +125,7 @@ impl Storage {
 
     fn write_snapshot(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
         let body = serde_json::to_vec(snapshot)?;
-        let header = format!("{SNAPSHOT_MAGIC} len={} crc={:08x}\n", body.len(), crc32c::crc32c(&body));
-        let mut content = header.into_bytes();
-        content.extend_from_slice(&body);
-        self.replace_file("snapshot.json", &content)
+        self.replace_file("snapshot.json", &snapshot_file(&body))
     }
 
     fn rewrite_wal(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
@@ -164,14 +163,20 @@ impl Storage {
     }
 }
 
-fn encode_record<T: serde::Serialize>(buffer: &mut Vec<u8>, kind: u8, value: &T) {
+pub(crate) fn encode_record<T: serde::Serialize>(buffer: &mut Vec<u8>, kind: u8, value: &T) {
     let payload = serde_json::to_vec(value).expect("log records serialize");
+    frame_record(buffer, kind, &payload);
+}
+
+/// Appends one record around a payload, whatever the payload holds (the fuzzer frames
+/// garbled JSON with a correct checksum, so that it reaches the JSON decoder).
+pub(crate) fn frame_record(buffer: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     let mut crc = crc32c::crc32c(&[kind]);
-    crc = crc32c::crc32c_append(crc, &payload);
+    crc = crc32c::crc32c_append(crc, payload);
     buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     buffer.extend_from_slice(&crc.to_le_bytes());
     buffer.push(kind);
-    buffer.extend_from_slice(&payload);
+    buffer.extend_from_slice(payload);
 }
 
 /// A well-formed record at `offset`: (kind, payload, end).
@@ -244,6 +249,32 @@ fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Record<'a>>, us
     Ok((records, offset))
 }
 
+/// What the log's bytes hold, decoded without touching the disk.
+#[derive(Debug)]
+pub(crate) struct DecodedWal {
+    pub hard_state: HardState,
+    /// Log entries after the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+    /// Well-formed records read.
+    pub records: u64,
+    /// Length of the valid prefix; what follows is a torn tail, to be cut off.
+    pub valid_len: usize,
+}
+
+/// Decodes a whole log (as `open` reads it) against the snapshot it follows: the records up
+/// to a torn tail, replayed. Corruption and a log that contradicts itself are errors naming
+/// `path`.
+pub(crate) fn decode_wal(
+    bytes: &[u8],
+    snapshot: Option<&Snapshot>,
+    path: &Path,
+) -> anyhow::Result<DecodedWal> {
+    let (records, valid_len) = scan(bytes, path)?;
+    let count = records.len() as u64;
+    let (hard_state, entries) = replay(records, snapshot, path)?;
+    Ok(DecodedWal { hard_state, entries, records: count, valid_len })
+}
+
 fn replay(
     records: Vec<Record<'_>>,
     snapshot: Option<&Snapshot>,
@@ -298,6 +329,19 @@ fn read_snapshot(path: &Path) -> anyhow::Result<Option<Snapshot>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    decode_snapshot(&bytes, path).map(Some)
+}
+
+/// A snapshot file's content: the header line (magic, length, checksum), then the JSON body.
+pub(crate) fn snapshot_file(body: &[u8]) -> Vec<u8> {
+    let header = format!("{SNAPSHOT_MAGIC} len={} crc={:08x}\n", body.len(), crc32c::crc32c(body));
+    let mut content = header.into_bytes();
+    content.extend_from_slice(body);
+    content
+}
+
+/// Decodes a snapshot file's bytes; a damaged or unreadable one is an error naming `path`.
+pub(crate) fn decode_snapshot(bytes: &[u8], path: &Path) -> anyhow::Result<Snapshot> {
     let newline =
         bytes.iter().position(|b| *b == b'\n').with_context(|| format!("{}: no header", path.display()))?;
     let header = std::str::from_utf8(&bytes[..newline]).unwrap_or("");
@@ -322,9 +366,7 @@ fn read_snapshot(path: &Path) -> anyhow::Result<Option<Snapshot>> {
     if body.len() != len || crc32c::crc32c(body) != crc {
         bail!("{}: snapshot is damaged (length or checksum mismatch): {DAMAGED}.", path.display());
     }
-    let snapshot =
-        serde_json::from_slice(body).with_context(|| format!("{}: unreadable snapshot", path.display()))?;
-    Ok(Some(snapshot))
+    serde_json::from_slice(body).with_context(|| format!("{}: unreadable snapshot", path.display()))
 }
 
 #[cfg(test)]
