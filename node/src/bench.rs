@@ -17,6 +17,7 @@ use shared::raft::NodeId;
 use shared::rng::Rng;
 use shared::session::ClientSession;
 
+use crate::output::outln;
 use crate::ws;
 
 #[derive(clap::Args)]
@@ -122,7 +123,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     let report = runtime.block_on(run(&args, proxies))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -251,7 +252,7 @@ fn percentiles(h: &Option<Histogram<u64>>) -> Percentiles {
 }
 
 fn print_report(r: &Report) {
-    println!(
+    outln!(
         "bench: {} clients for {:.1} s, values of {} B, {:.0}% reads",
         r.clients,
         r.duration_s,
@@ -259,9 +260,12 @@ fn print_report(r: &Report) {
         r.read_fraction * 100.0
     );
     let line = |name: &str, n: u64, rate: f64, p: &Percentiles| {
-        println!(
+        outln!(
             "  {name:<6} {n:>8} ok  {rate:>9.1}/s   latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            p.p50, p.p90, p.p99, p.max
+            p.p50,
+            p.p90,
+            p.p99,
+            p.max
         );
     };
     line("writes", r.writes, r.writes_per_s, &r.write_latency_ms);
@@ -270,7 +274,7 @@ fn print_report(r: &Report) {
     }
     let kinds: Vec<String> = r.error_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
-    println!("  refused {}   unknown outcome {}{kinds}", r.errors, r.unknown);
+    outln!("  refused {}   unknown outcome {}{kinds}", r.errors, r.unknown);
     if !r.kills.is_empty() {
         let gaps: Vec<String> = r
             .kills
@@ -284,9 +288,9 @@ fn print_report(r: &Report) {
                 )
             })
             .collect();
-        println!("  leader kills: {}", gaps.join("; "));
+        outln!("  leader kills: {}", gaps.join("; "));
         if let Some(m) = r.median_gap_ms {
-            println!("  median write gap after a leader kill: {m:.0} ms");
+            outln!("  median write gap after a leader kill: {m:.0} ms");
         }
     }
 }

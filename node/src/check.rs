@@ -5,6 +5,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::output::outln;
 use shared::check::{Operation, Verdict, check_history};
 
 #[derive(clap::Args)]
@@ -24,15 +25,15 @@ pub fn main(args: Args) -> ExitCode {
     let report = check_history(&ops);
     match (report.verdict(), &report.violation) {
         (Verdict::NotLinearizable, Some(v)) => {
-            println!("NOT linearizable: key {} ({} operations): {}", v.key, v.operations, v.reason);
-            println!("operations around it (client [invoke, return] call → output):");
+            outln!("NOT linearizable: key {} ({} operations): {}", v.key, v.operations, v.reason);
+            outln!("operations around it (client [invoke, return] call → output):");
             for op in &v.near {
-                println!("  {op}");
+                outln!("  {op}");
             }
             ExitCode::FAILURE
         }
         (Verdict::Unknown, _) => {
-            println!(
+            outln!(
                 "unknown: the search ran out of budget on {} of {} keys ({}); no violation was found, \
                  but none was ruled out",
                 report.inconclusive.len(),
@@ -42,7 +43,7 @@ pub fn main(args: Args) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            println!("linearizable: {} operations on {} keys", report.operations, report.keys);
+            outln!("linearizable: {} operations on {} keys", report.operations, report.keys);
             ExitCode::SUCCESS
         }
     }

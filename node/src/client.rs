@@ -14,6 +14,7 @@ use shared::protocol::{
 };
 use shared::raft::{MessageId, NodeId};
 
+use crate::output::outln;
 use crate::ws;
 
 #[derive(clap::Args)]
@@ -286,27 +287,27 @@ fn report(args: &Args, frame: ProxyFrame) -> anyhow::Result<ExitCode> {
                 eprintln!("answered by node {served_by} at log index {index}{retried}");
             }
             match result {
-                OpResult::Put { .. } => println!("OK"),
-                OpResult::Get { value: Some(v) } => println!("{v}"),
-                OpResult::Get { value: None } => println!("(nil)"),
-                OpResult::Delete { existed: true } => println!("deleted"),
-                OpResult::Delete { existed: false } => println!("not found"),
-                OpResult::Cas { swapped: true, .. } => println!("swapped"),
+                OpResult::Put { .. } => outln!("OK"),
+                OpResult::Get { value: Some(v) } => outln!("{v}"),
+                OpResult::Get { value: None } => outln!("(nil)"),
+                OpResult::Delete { existed: true } => outln!("deleted"),
+                OpResult::Delete { existed: false } => outln!("not found"),
+                OpResult::Cas { swapped: true, .. } => outln!("swapped"),
                 OpResult::Cas { swapped: false, current } => {
-                    println!("not swapped: the value is {}", current.as_deref().unwrap_or("(nil)"));
+                    outln!("not swapped: the value is {}", current.as_deref().unwrap_or("(nil)"));
                     return Ok(ExitCode::from(3));
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         ProxyFrame::AdminDone { message, .. } => {
-            println!("{message}");
+            outln!("{message}");
             Ok(ExitCode::SUCCESS)
         }
         ProxyFrame::Status { cluster, .. } => {
             let json = matches!(args.op, Op::Status { json: true });
             if json {
-                println!("{}", serde_json::to_string_pretty(&cluster).context("status serializes")?);
+                outln!("{}", serde_json::to_string_pretty(&cluster).context("status serializes")?);
             } else {
                 print_status(&cluster);
             }
@@ -322,7 +323,7 @@ fn report(args: &Args, frame: ProxyFrame) -> anyhow::Result<ExitCode> {
 
 fn print_status(cluster: &ClusterStatus) {
     let dash = || "-".to_string();
-    println!(
+    outln!(
         "leader: {}   term: {}   time scale: ×{}   supervised: {}",
         cluster.leader.map_or("none".to_string(), |l| format!("node {l}")),
         cluster.term,
@@ -330,7 +331,7 @@ fn print_status(cluster: &ClusterStatus) {
         if cluster.supervised { "yes" } else { "no" }
     );
     let t = &cluster.time;
-    println!(
+    outln!(
         "time: {}   latency: {} ms (+{} jitter){}   held messages: {}",
         if t.stopped { "STOPPED" } else { "running" },
         t.latency_ms,
@@ -339,22 +340,31 @@ fn print_status(cluster: &ClusterStatus) {
         t.held
     );
     for m in &t.messages {
-        println!("  held #{:<16} {} → {}  {}", m.id, m.from, m.to, m.kind.name());
+        outln!("  held #{:<16} {} → {}  {}", m.id, m.from, m.to, m.kind.name());
     }
     if !cluster.bugs.is_empty() {
         let names: Vec<&str> = cluster.bugs.iter().map(|b| b.name()).collect();
-        println!("deliberate defects: {}", names.join(", "));
+        outln!("deliberate defects: {}", names.join(", "));
     }
     for alarm in &cluster.alarms {
-        println!("ALARM {}: {}", alarm.property.name(), alarm.detail);
+        outln!("ALARM {}: {}", alarm.property.name(), alarm.detail);
     }
-    println!(
+    outln!(
         "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",
-        "node", "address", "pid", "process", "role", "term", "vote", "last", "commit", "applied"
+        "node",
+        "address",
+        "pid",
+        "process",
+        "role",
+        "term",
+        "vote",
+        "last",
+        "commit",
+        "applied"
     );
     for n in &cluster.nodes {
         let role = n.role.map_or(dash(), |r| r.to_string()) + if n.partitioned { " ✂" } else { "" };
-        println!(
+        outln!(
             "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",
             n.id,
             n.address,

@@ -33,6 +33,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::listener::{Gate, origin_allowed};
+use crate::output::outln;
 use crate::ws::{accept_frame, answer};
 
 #[derive(clap::Args)]
@@ -224,13 +225,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         print_banner(&proxies, &servers, &supervisor, &token, &data_dir, &logs);
         if !args.bugs.is_empty() {
             let names: Vec<String> = args.bugs.iter().map(|b| format!("{b} ({})", b.explanation())).collect();
-            println!("  DELIBERATE DEFECTS: {}", names.join("; "));
-            println!("  The page's invariant monitor should raise an alarm when they bite (try the lesson figure-8).");
-            println!();
+            outln!("  DELIBERATE DEFECTS: {}", names.join("; "));
+            outln!("  The page's invariant monitor should raise an alarm when they bite (try the lesson figure-8).");
+            outln!();
         }
 
         crate::shutdown_signal().await;
-        println!("stopping the cluster…");
+        outln!("stopping the cluster…");
         supervisor.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         for child in &proxy_children {
             if let Some(pid) = child.id() {
@@ -243,7 +244,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 let _ = child.kill().await;
             }
         }
-        println!("stopped.");
+        outln!("stopped.");
         Ok(())
     })
 }
@@ -261,26 +262,22 @@ fn print_banner(
     logs: &Path,
 ) {
     let first = &proxies[0];
-    println!();
-    println!(
-        "Consenso: a Raft cluster of {} servers and {} proxies is running.",
-        servers.len(),
-        proxies.len()
-    );
-    println!();
-    println!("  page (admin):      http://{first}/?token={token}");
-    println!("  page (view only):  http://{first}/");
-    println!("  admin token:       {token}");
-    println!("  proxies:           {}", proxies.join(", "));
+    outln!();
+    outln!("Consenso: a Raft cluster of {} servers and {} proxies is running.", servers.len(), proxies.len());
+    outln!();
+    outln!("  page (admin):      http://{first}/?token={token}");
+    outln!("  page (view only):  http://{first}/");
+    outln!("  admin token:       {token}");
+    outln!("  proxies:           {}", proxies.join(", "));
     let processes = supervisor.processes.lock().expect("processes lock");
     for (i, (id, address)) in servers.iter().enumerate() {
         let label = if i == 0 { "  servers:" } else { "" };
         let pid = processes.get(id).and_then(|p| p.pid).map_or(String::new(), |p| format!(" (pid {p})"));
-        println!("{label:<21}node {id} at {address}{pid}");
+        outln!("{label:<21}node {id} at {address}{pid}");
     }
-    println!("  data:              {}", data_dir.display());
-    println!("  logs:              {}", logs.display());
-    println!();
+    outln!("  data:              {}", data_dir.display());
+    outln!("  logs:              {}", logs.display());
+    outln!();
     // As the user started us (e.g. target/release/consenso), so the lines can be pasted.
     let me = std::env::args().next().unwrap_or_else(|| "consenso".into());
     // The CLI finds the token in ./consenso-data/token; elsewhere it must be told where.
@@ -291,13 +288,13 @@ fn print_banner(
     } else {
         format!(" --token-file {}", token_file.display())
     };
-    println!("  token file:        {} (the CLI reads it: writes and admin commands)", token_file.display());
-    println!();
-    println!("  try:  {me} client --proxy {first}{find} put greeting hello");
-    println!("        {me} client --proxy {first} get greeting");
-    println!("        {me} client --proxy {first}{find} crash 1");
-    println!();
-    println!("Ctrl-C stops everything.");
+    outln!("  token file:        {} (the CLI reads it: writes and admin commands)", token_file.display());
+    outln!();
+    outln!("  try:  {me} client --proxy {first}{find} put greeting hello");
+    outln!("        {me} client --proxy {first} get greeting");
+    outln!("        {me} client --proxy {first}{find} crash 1");
+    outln!();
+    outln!("Ctrl-C stops everything.");
 }
 
 impl Supervisor {

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use shared::lesson::{CATALOG, LessonAction, LessonStatus};
 use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 
+use crate::output::outln;
 use crate::ws;
 
 #[derive(clap::Args)]
@@ -46,7 +47,7 @@ pub fn main(args: Args) -> ExitCode {
     match args.op {
         Op::List { es } => {
             for lesson in CATALOG {
-                println!("{} — {}", lesson.name, if es { lesson.title.1 } else { lesson.title.0 });
+                outln!("{} — {}", lesson.name, if es { lesson.title.1 } else { lesson.title.0 });
             }
             ExitCode::SUCCESS
         }
@@ -103,23 +104,23 @@ async fn run(
         if let Some(outcome) = &lesson.outcome {
             let text = if es { &outcome.message.es } else { &outcome.message.en };
             return Ok(if outcome.passed {
-                println!("PASSED: {text}");
+                outln!("PASSED: {text}");
                 ExitCode::SUCCESS
             } else {
-                println!("FAILED: {text}");
+                outln!("FAILED: {text}");
                 ExitCode::FAILURE
             });
         }
     }
     let stop = AdminCommand::Lesson { action: LessonAction::Stop };
     let _ = ws::send(&mut stream, &ClientFrame::Admin { id, command: stop }).await;
-    println!("FAILED: the lesson did not finish within {timeout} s");
+    outln!("FAILED: the lesson did not finish within {timeout} s");
     Ok(ExitCode::FAILURE)
 }
 
 fn print_captions(lesson: &LessonStatus, printed: usize, es: bool) -> usize {
     for (i, caption) in lesson.captions.iter().enumerate().skip(printed) {
-        println!("{}. {}", i + 1, if es { &caption.es } else { &caption.en });
+        outln!("{}. {}", i + 1, if es { &caption.es } else { &caption.en });
     }
     lesson.captions.len().max(printed)
 }

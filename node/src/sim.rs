@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::output::outln;
 use shared::raft::{Bug, Bugs};
 use shared::sim::{SimConfig, run, run_batch};
 
@@ -65,18 +66,21 @@ pub fn main(args: Args) -> ExitCode {
     if let Some(seed) = args.seed {
         let report = run(&SimConfig { seed, ..base });
         for line in &report.trace {
-            println!("{line}");
+            outln!("{line}");
         }
         if args.history {
             for op in &report.history {
-                println!("{}", serde_json::to_string(op).expect("operations serialize"));
+                outln!("{}", serde_json::to_string(op).expect("operations serialize"));
             }
         }
+        // With --history, stdout is the history alone (ready for `consenso check`); the
+        // summary goes to stderr.
+        let summary = |line: String| if args.history { eprintln!("{line}") } else { outln!("{line}") };
         let violations = u64::from(report.violation.is_some());
         if let Some(v) = &report.violation {
-            println!("seed {seed}: {} at step {}: {}", v.property, v.step, v.detail);
+            summary(format!("seed {seed}: {} at step {}: {}", v.property, v.step, v.detail));
         }
-        println!(
+        summary(format!(
             "seed {seed}: {} nodes, {} ms simulated, {} elections, {} crashes, {} partitions, {} snapshots installed, \
              {} operations ({} unknown)",
             report.nodes,
@@ -87,19 +91,19 @@ pub fn main(args: Args) -> ExitCode {
             report.snapshots_installed,
             report.operations_completed,
             report.operations_unknown
-        );
+        ));
         let undecided = &report.linearizability_unknown;
         if !undecided.is_empty() {
-            println!(
+            summary(format!(
                 "seed {seed}: linearizability unknown (search budget ran out) for keys {}",
                 undecided.join(", ")
-            );
+            ));
         }
-        println!(
+        summary(format!(
             "sim: 1 runs, {} steps, {violations} violations, {} undecided",
             report.steps,
             u64::from(!undecided.is_empty())
-        );
+        ));
         return exit(violations, u64::from(!undecided.is_empty()));
     }
     let started = Instant::now();
@@ -109,9 +113,9 @@ pub fn main(args: Args) -> ExitCode {
         elections += report.elections_won;
         crashes += report.crashes;
         if let Some(v) = &report.violation {
-            println!("seed {}: {} at step {}: {}", report.seed, v.property, v.step, v.detail);
+            outln!("seed {}: {} at step {}: {}", report.seed, v.property, v.step, v.detail);
         } else if !report.linearizability_unknown.is_empty() {
-            println!("seed {}: linearizability unknown (search budget ran out)", report.seed);
+            outln!("seed {}: linearizability unknown (search budget ran out)", report.seed);
         }
     });
     let secs = started.elapsed().as_secs_f64();
@@ -125,7 +129,7 @@ pub fn main(args: Args) -> ExitCode {
             format!("; bugs on: {}", args.bug.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "))
         }
     );
-    println!(
+    outln!(
         "sim: {} runs, {} steps, {} violations, {} undecided",
         summary.runs,
         summary.steps,

@@ -228,3 +228,46 @@ fn a_refused_hello_gets_an_error_then_a_close_frame_on_every_endpoint() {
         }
     });
 }
+
+/// Runs `consenso ARGS` with its stdout a pipe nobody reads (closed before the command
+/// starts, so every write fails, as in `consenso check h.jsonl | head -0`).
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(BIN).args(args).stdout(std::process::Stdio::from(writer)).output().unwrap()
+}
+
+#[test]
+fn reports_piped_into_a_reader_that_stopped_end_quietly_with_their_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    let recorded =
+        std::process::Command::new(BIN).args(["sim", "--seed", "7", "--history"]).output().unwrap();
+    assert!(recorded.status.success(), "{}", String::from_utf8_lossy(&recorded.stderr));
+    std::fs::write(&history, &recorded.stdout).unwrap();
+    let history = history.to_str().unwrap();
+
+    for (args, status) in [
+        (vec!["check", history], 0),
+        (vec!["sim", "--seeds", "2"], 0),
+        (vec!["sim", "--seed", "7", "--history"], 0),
+        (vec!["scenario", "list"], 0),
+    ] {
+        let out = run_into_a_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "consenso {args:?} panicked:\n{stderr}");
+        assert_eq!(out.status.code(), Some(status), "consenso {args:?}:\n{stderr}");
+    }
+
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let proxy = cluster.proxy(0);
+    for args in
+        [vec!["client", "--proxy", &proxy, "status", "--json"], vec!["client", "--proxy", &proxy, "status"]]
+    {
+        let out = run_into_a_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "consenso {args:?} panicked:\n{stderr}");
+        assert_eq!(out.status.code(), Some(0), "consenso {args:?}:\n{stderr}");
+    }
+}
