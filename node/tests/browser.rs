@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use shared::protocol::{AdminCommand, ProxyFrame};
+use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 use support::browser::Browser;
 use support::{Cluster, TOKEN, serial};
 
@@ -121,7 +121,7 @@ fn crashing_the_leader_from_the_page_elects_another_and_a_restart_catches_up() {
 
 fn cluster_put(cluster: &Cluster, key: &str) {
     let out = Command::new(support::BIN)
-        .args(["client", "--proxy", &cluster.proxy(0), "put", key, "v"])
+        .args(["client", "--proxy", &cluster.proxy(0), "--token", TOKEN, "put", key, "v"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -197,10 +197,10 @@ fn without_the_token_the_page_is_a_read_only_viewer() {
         })
         .await;
         // The lecturer opens writes: the viewer's page follows without a reload.
-        assert!(matches!(
-            cluster.admin(AdminCommand::OpenWrites { open: true }),
-            ProxyFrame::AdminDone { .. }
-        ));
+        let mut lecturer = support::Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let opened =
+            lecturer.request(ClientFrame::Admin { id: 0, command: AdminCommand::OpenWrites { open: true } });
+        assert!(matches!(opened.await, Some(ProxyFrame::AdminDone { .. })));
         b.wait(SOON, "the put button to open", || async {
             (b.count(r#"button[data-op="put"]:disabled"#).await == 0).then_some(())
         })

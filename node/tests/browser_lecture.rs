@@ -255,10 +255,10 @@ fn one_projector_screen_holds_the_cluster_the_logs_the_caption_and_the_controls(
     // A lesson's caption on screen, and some entries in the logs.
     for i in 0..30 {
         let out = Command::new(BIN)
-            .args(["client", "--proxy", &cluster.proxy(0), "put", &format!("k{i}"), "v"])
+            .args(["client", "--proxy", &cluster.proxy(0), "--token", TOKEN, "put", &format!("k{i}"), "v"])
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     run(async {
         for (present, suffix) in [(false, ""), (true, "&present")] {

@@ -172,7 +172,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         };
         let hub = Arc::new(Hub {
             token: args.token.clone(),
-            proxies,
+            proxies: proxies.clone(),
             nodes: nodes
                 .iter()
                 .map(|(id, address)| NodeAddress { id: *id, address: address.clone() })
@@ -185,7 +185,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             time: time::TimeGate::default(),
             lessons: lessons::Lessons::default(),
             open_writes: AtomicBool::new(args.open_writes),
-            allowed_origins: args.allow_origins.clone(),
+            allowed_origins: [args.allow_origins.clone(), sibling_origins(&proxies)].concat(),
             monitor: Mutex::new(Monitor::new()),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
@@ -256,3 +256,17 @@ const NOT_BUILT: &str = "<!doctype html><html lang=en><meta charset=utf-8><title
 <code>trunk build --release</code> and restart the cluster.</p>\
 <p>The WebSocket endpoint is at <code>/ws</code>; the CLI works meanwhile: \
 <code>consenso client --proxy HOST:PORT status</code>.</p></body></html>";
+
+/// The origins of the pages the other proxies serve: when its proxy dies, a page fails over to
+/// one of them, and its origin is still the first proxy's. A loopback address also answers as
+/// `localhost`, which is how a lecturer usually types it.
+fn sibling_origins(proxies: &[String]) -> Vec<String> {
+    let mut origins = Vec::new();
+    for address in proxies {
+        origins.push(format!("http://{address}"));
+        if let Some(port) = address.strip_prefix("127.0.0.1:") {
+            origins.push(format!("http://localhost:{port}"));
+        }
+    }
+    origins
+}
