@@ -237,3 +237,47 @@ fn when_its_proxy_dies_the_page_reconnects_to_another() {
         page.close().await;
     });
 }
+
+#[test]
+fn the_lecturer_opens_writes_from_the_page_and_the_viewer_link_stays_read_only() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        b.wait(SOON, "the admin page", || async {
+            (b.attr_all("[data-admin]", "data-admin").await == ["true"]).then_some(())
+        })
+        .await;
+        b.click(r#"input[data-control="open-writes"]"#).await;
+        b.wait(SOON, "the cluster to say writes are open", || async {
+            let status = cluster_status_json(&cluster);
+            (status["open_writes"] == true).then_some(())
+        })
+        .await;
+        // The viewer link in the lecturer's own browser: nothing remembered makes it an admin.
+        b.client.goto(&cluster.url()).await.unwrap();
+        b.wait(SOON, "the viewer page", || async {
+            (b.attr_all("[data-admin]", "data-admin").await == ["false"]).then_some(())
+        })
+        .await;
+        assert_eq!(b.count(r#"button[data-action="crash"]"#).await, 0, "no admin controls");
+        b.wait(SOON, "the put button open to the viewer", || async {
+            (b.count(r#"button[data-op="put"]:disabled"#).await == 0).then_some(())
+        })
+        .await;
+        b.click(r#"button[data-op="put"]"#).await;
+        b.wait(SOON, "the viewer's write to succeed", || async {
+            (b.count(".results li.ok").await >= 1).then_some(())
+        })
+        .await;
+        b.close().await;
+    });
+}
+
+fn cluster_status_json(cluster: &Cluster) -> serde_json::Value {
+    let out = Command::new(support::BIN)
+        .args(["client", "--proxy", &cluster.proxy(0), "status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}

@@ -124,6 +124,21 @@ fn a_read_index_counts_only_from_the_leader_asked() {
 }
 
 #[test]
+fn a_read_index_counts_only_in_the_term_it_was_asked() {
+    let mut r = follower(Persisted::default(), 3);
+    r.step(0, append(0, vec![put(1, "old")], 1));
+    drain(&mut r);
+    let id = start_read(&mut r, 1, 5);
+    // The leader's answer, but stamped with an earlier term: from a previous life, ignored.
+    let mut stale = read_answer(LEADER, id, 1);
+    stale.term = 0;
+    r.step(2, stale);
+    assert_eq!(value_of(&drain(&mut r).1, 5), None);
+    r.step(3, read_answer(LEADER, id, 1));
+    assert_eq!(value_of(&drain(&mut r).1, 5), Some(Some("old".into())));
+}
+
+#[test]
 fn a_read_waiting_for_its_index_to_be_applied_gives_up_and_says_this_server_is_behind() {
     let mut r = follower(Persisted::default(), 4);
     r.step(0, append(0, vec![put(1, "old")], 1));

@@ -36,3 +36,50 @@ fn every_example_in_the_protocol_document_parses() {
     }
     assert!(blocks >= 40, "only {blocks} examples found");
 }
+
+#[test]
+fn the_document_names_every_error_kind_and_the_real_limits() {
+    use shared::protocol::{ErrorKind, MAX_FRAME_BYTES, MAX_WRITE_BYTES};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
+    let every_kind = [
+        ErrorKind::BadRequest,
+        ErrorKind::FrameTooLarge,
+        ErrorKind::Unauthorized,
+        ErrorKind::VersionMismatch,
+        ErrorKind::NoLeader,
+        ErrorKind::Timeout,
+        ErrorKind::Unavailable,
+        ErrorKind::NotSupported,
+        ErrorKind::StaleSession,
+        ErrorKind::SessionConflict,
+        ErrorKind::SessionExpired,
+        ErrorKind::StoreFull,
+        ErrorKind::TooLarge,
+    ];
+    for kind in every_kind {
+        // A new kind breaks this match until it is added above, and then the document.
+        match kind {
+            ErrorKind::BadRequest
+            | ErrorKind::FrameTooLarge
+            | ErrorKind::Unauthorized
+            | ErrorKind::VersionMismatch
+            | ErrorKind::NoLeader
+            | ErrorKind::Timeout
+            | ErrorKind::Unavailable
+            | ErrorKind::NotSupported
+            | ErrorKind::StaleSession
+            | ErrorKind::SessionConflict
+            | ErrorKind::SessionExpired
+            | ErrorKind::StoreFull
+            | ErrorKind::TooLarge => {}
+        }
+        assert!(
+            doc.contains(&format!("| `{}` |", kind.as_str())),
+            "docs/protocol.md lacks a row for {kind:?}"
+        );
+    }
+    assert_eq!(MAX_FRAME_BYTES, 8 << 20, "the document says 8 MiB");
+    assert_eq!(MAX_FRAME_BYTES - MAX_WRITE_BYTES, 64 << 10, "the document says 8 MiB − 64 KiB");
+    assert!(doc.contains("frames larger than 8 MiB (`MAX_FRAME_BYTES`)"));
+    assert!(doc.contains("(8 MiB − 64 KiB)"));
+}

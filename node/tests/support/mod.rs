@@ -96,6 +96,11 @@ impl Cluster {
         Cluster { child, port, dir, nodes }
     }
 
+    /// The cluster's data directory (server directories, logs, the token file).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn proxy(&self, i: u16) -> String {
         format!("127.0.0.1:{}", self.port + i)
     }

@@ -231,6 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn a_slice_stops_at_its_byte_budget_but_always_carries_one_entry() {
+        let l = log(&[1; 10]);
+        let per_entry = Payload::Noop.approx_bytes();
+        assert_eq!(l.slice_within(1, 100, 3 * per_entry + 1).len(), 3);
+        assert_eq!(l.slice_within(1, 2, usize::MAX).len(), 2, "the entry count is a limit too");
+        let one = l.slice_within(4, 100, 1);
+        assert_eq!(
+            one.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![4],
+            "an oversized entry still moves"
+        );
+        assert!(l.slice_within(11, 100, usize::MAX).is_empty());
+    }
+
+    #[test]
     fn up_to_date_rule() {
         let l = log(&[1, 2, 2]);
         assert!(l.is_up_to_date(1, 3), "higher last term wins even with a shorter log");
