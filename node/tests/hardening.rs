@@ -499,3 +499,32 @@ fn a_server_whose_last_complete_record_fails_its_checksum_refuses_to_start_and_s
     assert!(stderr.contains("refusing to start") && stderr.contains("new member"), "{stderr}");
     assert_eq!(std::fs::read(data.join("wal.log")).unwrap(), wal, "the damaged log is kept as it was");
 }
+
+#[test]
+fn a_stopped_follower_loses_its_connection_after_the_send_timeout_and_catches_up_when_resumed() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let stopped = if leader == 3 { 2 } else { 3 };
+    assert!(matches!(cluster.admin(AdminCommand::Pause { node: stopped }), ProxyFrame::AdminDone { .. }));
+    // More than the socket buffers hold: the leader's sends to the stopped follower block, and
+    // instead of queueing without bound (the bench measures its memory) it drops the link.
+    block_on(async {
+        let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        for i in 0..24 {
+            let answer =
+                c.request(put(&format!("while-stopped-{}", i % 4), &"s".repeat(1 << 20), None)).await;
+            assert!(matches!(answer, Some(ProxyFrame::Done { .. })), "{answer:?}");
+        }
+    });
+    let log = format!("node-{leader}");
+    wait_for(Duration::from_secs(20), "the leader to give up on the stopped follower's connection", || {
+        cluster.log_of(&log).contains(&format!("lost peer {stopped}: the peer took no data")).then_some(())
+    });
+    assert!(matches!(cluster.admin(AdminCommand::Resume { node: stopped }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(30), "the resumed follower to catch up", || {
+        let s = cluster.status()?;
+        let leader_commit = s.nodes.iter().find(|n| n.id == leader)?.commit?;
+        (s.nodes.iter().find(|n| n.id == stopped)?.commit? == leader_commit).then_some(())
+    });
+}
