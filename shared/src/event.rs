@@ -74,6 +74,9 @@ pub enum Event {
     SnapshotSent { to: NodeId, index: Index },
     /// A follower replaced its state with the leader's snapshot.
     SnapshotInstalled { index: Index, term: Term, leader: NodeId },
+    /// The configuration in force changed (appended at `index`, or an uncommitted one was cut
+    /// off): who votes, and who learns the log without a vote yet.
+    MembershipChanged { voters: Vec<NodeId>, learners: Vec<NodeId>, index: Index },
     /// A linearizable read may be served once the state machine has applied `index`.
     ReadIndexReady { read_id: ReadId, index: Index },
     /// A linearizable read could not get an index (no leader, or leadership was lost).

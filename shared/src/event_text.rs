@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, LossReason, MessageSummary, RoleReason};
-use crate::raft::{Role, VoteRefusal};
+use crate::raft::{NodeId, Role, VoteRefusal};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -325,6 +325,26 @@ impl Event {
                     format!("tomó una instantánea en {index} (término {term}) y compactó su log")
                 } else {
                     format!("took a snapshot at {index} (term {term}) and compacted its log")
+                }
+            }
+            Event::MembershipChanged { voters, learners, index } => {
+                let list =
+                    |ids: &[NodeId]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ");
+                match (es, learners.is_empty()) {
+                    (true, true) => format!("configuración en {index}: votan {}", list(voters)),
+                    (true, false) => format!(
+                        "configuración en {index}: votan {}; aprende sin voto {}",
+                        list(voters),
+                        list(learners)
+                    ),
+                    (false, true) => format!("configuration at {index}: voters {}", list(voters)),
+                    (false, false) => {
+                        format!(
+                            "configuration at {index}: voters {}; learning without a vote {}",
+                            list(voters),
+                            list(learners)
+                        )
+                    }
                 }
             }
             Event::SnapshotSent { to, index } => {

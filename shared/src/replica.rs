@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Consistency, Event};
 use crate::kv::{Command, KvStore, WriteKey, WriteResult};
 use crate::raft::{
-    Bug, Config, Entry, HardState, Index, Message, Millis, NodeId, Payload, Persisted, ProposeError, Raft,
-    ReadError, ReadId, ReadOutcome, Role, Snapshot, Status, Term,
+    Bug, Config, Entry, HardState, Index, MembershipChange, Message, Millis, NodeId, Payload, Persisted,
+    ProposeError, Raft, ReadError, ReadId, ReadOutcome, Role, Snapshot, Status, Term,
 };
 
 /// Identifies a client request on the replica that received it; chosen by the driver.
@@ -35,8 +35,17 @@ pub type RequestId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    Write { command: Command },
-    Read { key: String, consistency: Consistency },
+    Write {
+        command: Command,
+    },
+    Read {
+        key: String,
+        consistency: Consistency,
+    },
+    /// Add or remove a server (on the leader); answered once the change is committed.
+    ChangeMembership {
+        change: MembershipChange,
+    },
 }
 
 /// A server's answer.
@@ -51,6 +60,10 @@ pub enum Reply {
     /// The value of the key as of applied index `index`.
     Value {
         value: Option<String>,
+        index: Index,
+    },
+    /// The membership change is committed: its configuration's entry is at `index`.
+    MembershipChanged {
         index: Index,
     },
     Error {
@@ -74,6 +87,13 @@ pub enum ReplyError {
     /// This server had a read index but did not apply up to it in time (it is cut off or far
     /// behind): another server may answer sooner.
     Behind,
+    /// A membership change cannot start yet (the previous one is not committed, or the new
+    /// leader has not committed an entry of its term): ask again shortly.
+    MembershipBusy { reason: String },
+    /// The membership change does not apply (an unknown server, the last voter…).
+    MembershipRefused { reason: String },
+    /// Removing the leader: it hands leadership to `to` first; ask again there.
+    HandingOver { to: NodeId },
 }
 
 impl std::fmt::Display for ReplyError {
@@ -85,6 +105,11 @@ impl std::fmt::Display for ReplyError {
             ReplyError::LeadershipLost => write!(f, "leadership was lost before the request completed"),
             ReplyError::TransferInProgress { to } => write!(f, "leadership is moving to node {to}"),
             ReplyError::Behind => write!(f, "this server did not catch up with the read's index in time"),
+            ReplyError::MembershipBusy { reason } => write!(f, "membership change must wait: {reason}"),
+            ReplyError::MembershipRefused { reason } => write!(f, "membership change refused: {reason}"),
+            ReplyError::HandingOver { to } => {
+                write!(f, "the leader is handing over to node {to} before it can be removed; ask node {to}")
+            }
         }
     }
 }
@@ -169,6 +194,8 @@ pub struct Replica {
     raft: Raft,
     kv: KvStore,
     writes: BTreeMap<Index, PendingWrite>,
+    /// Membership changes proposed here and the term they were proposed in, by index.
+    membership_changes: BTreeMap<Index, (RequestId, Term)>,
     /// Reads waiting for the Raft core to give them a read index.
     reads_awaiting_index: BTreeMap<ReadId, PendingRead>,
     /// Reads with an index, waiting for the store to apply it; keyed by (index, read id).
@@ -192,6 +219,7 @@ impl Replica {
             raft: Raft::new(cfg, persisted, seed, now),
             kv,
             writes: BTreeMap::new(),
+            membership_changes: BTreeMap::new(),
             reads_awaiting_index: BTreeMap::new(),
             reads_awaiting_apply: BTreeMap::new(),
             // Read ids differ from one life of the server to the next, so that an answer
@@ -253,6 +281,12 @@ impl Replica {
         match request {
             Request::Write { command } => self.write(now, id, command),
             Request::Read { key, consistency } => self.read(now, id, key, consistency),
+            Request::ChangeMembership { change } => match self.raft.change_membership(now, change) {
+                Ok(index) => {
+                    self.membership_changes.insert(index, (id, self.raft.term()));
+                }
+                Err(error) => self.replies.push((id, Reply::Error { error: refusal(error) })),
+            },
         }
     }
 
@@ -269,14 +303,7 @@ impl Replica {
             Ok((index, term)) => {
                 self.writes.insert(index, PendingWrite { request: id, term, write });
             }
-            Err(ProposeError::NotLeader { leader }) => {
-                let error =
-                    if leader.is_some() { ReplyError::NotLeader { leader } } else { ReplyError::NoLeader };
-                self.replies.push((id, Reply::Error { error }));
-            }
-            Err(ProposeError::TransferInProgress { to }) => {
-                self.replies.push((id, Reply::Error { error: ReplyError::TransferInProgress { to } }));
-            }
+            Err(error) => self.replies.push((id, Reply::Error { error: refusal(error) })),
         }
     }
 
@@ -309,7 +336,7 @@ impl Replica {
     }
 
     fn deposed_with_writes(&self) -> bool {
-        self.raft.role() != Role::Leader && !self.writes.is_empty()
+        self.raft.role() != Role::Leader && !(self.writes.is_empty() && self.membership_changes.is_empty())
     }
 
     pub fn take_work(&mut self) -> Work {
@@ -351,6 +378,14 @@ impl Replica {
                     (None, false)
                 }
             };
+            if let Some((request, term)) = self.membership_changes.remove(&entry.index) {
+                let reply = if term == entry.term && matches!(entry.payload, Payload::Config(_)) {
+                    Reply::MembershipChanged { index: entry.index }
+                } else {
+                    Reply::Error { error: ReplyError::LeadershipLost }
+                };
+                self.replies.push((request, reply));
+            }
             if let Some(pending) = self.writes.remove(&entry.index) {
                 let reply = match result.clone() {
                     Some(result) if pending.term == entry.term => {
@@ -423,6 +458,9 @@ impl Replica {
         for (_, pending) in std::mem::take(&mut self.writes) {
             self.replies.push((pending.request, Reply::Error { error: ReplyError::LeadershipLost }));
         }
+        for (_, (request, _)) in std::mem::take(&mut self.membership_changes) {
+            self.replies.push((request, Reply::Error { error: ReplyError::LeadershipLost }));
+        }
     }
 
     fn answer_writes_covered_by_snapshot(&mut self, index: Index) {
@@ -461,5 +499,22 @@ impl Replica {
             return None;
         }
         self.raft.compact(applied, self.kv.snapshot())
+    }
+}
+
+/// What a client hears when the leader would not take its proposal.
+fn refusal(error: ProposeError) -> ReplyError {
+    match error {
+        ProposeError::NotLeader { leader: Some(leader) } => ReplyError::NotLeader { leader: Some(leader) },
+        ProposeError::NotLeader { leader: None } => ReplyError::NoLeader,
+        ProposeError::TransferInProgress { to } => ReplyError::TransferInProgress { to },
+        ProposeError::NotCommittedInTerm => ReplyError::MembershipBusy {
+            reason: "the new leader has not committed an entry of its term yet".into(),
+        },
+        ProposeError::MembershipChangePending { index } => {
+            ReplyError::MembershipBusy { reason: format!("the change at index {index} is not committed yet") }
+        }
+        ProposeError::InvalidChange { reason } => ReplyError::MembershipRefused { reason },
+        ProposeError::LeaderRemovalHandsOver { to } => ReplyError::HandingOver { to },
     }
 }

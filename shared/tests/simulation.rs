@@ -74,6 +74,21 @@ fn applying_retries_twice_is_caught() {
 }
 
 #[test]
+fn changing_membership_before_committing_an_entry_of_the_term_is_caught() {
+    // Two changes from two leaders, each one server away from the configuration both started
+    // from, can together be two servers away: majorities that do not overlap (the 2015 bug).
+    let found = caught(Bug::ChangeBeforeCommit);
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|p| matches!(
+            p,
+            Property::LeaderCompleteness | Property::ElectionSafety | Property::StateMachineSafety
+        )),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let cfg = SimConfig { trace: true, steps: 3_000, ..SimConfig::new(4242) };
     let (a, b) = (run(&cfg), run(&cfg));
@@ -86,6 +101,7 @@ fn a_seed_replays_exactly() {
 fn the_simulator_exercises_what_it_claims_to() {
     let (mut elections, mut crashes, mut partitions, mut snapshots, mut ops, mut unknown) =
         (0, 0, 0, 0, 0, 0);
+    let mut membership_changes = 0;
     let cfg = SimConfig::new(0);
     run_batch(&cfg, 0, 100, |r| {
         elections += r.elections_won;
@@ -94,6 +110,7 @@ fn the_simulator_exercises_what_it_claims_to() {
         snapshots += r.snapshots_installed;
         ops += r.operations_completed;
         unknown += r.operations_unknown;
+        membership_changes += r.membership_changes;
     });
     assert!(elections > 300, "{elections} elections");
     assert!(crashes > 300, "{crashes} crashes");
@@ -101,6 +118,7 @@ fn the_simulator_exercises_what_it_claims_to() {
     assert!(snapshots > 20, "{snapshots} snapshots installed");
     assert!(ops > 5_000, "{ops} operations completed");
     assert!(unknown > 10, "{unknown} operations with unknown outcome");
+    assert!(membership_changes > 200, "{membership_changes} membership changes committed");
 }
 
 #[test]

@@ -151,15 +151,26 @@ async fn route(
         };
         let left = overall.saturating_sub(hub.time.running_since(start));
         match ask(hub, node, request.clone(), attempt.min(left)).await {
+            Outcome::Reply(Reply::Error { error: ReplyError::MembershipRefused { reason } }) => {
+                // Asking again changes nothing: the client hears why.
+                let reply = Reply::Error { error: ReplyError::MembershipRefused { reason } };
+                return Routed::Answered { reply, node, retries };
+            }
             Outcome::Reply(Reply::Error { error }) => {
                 problem = format!("node {node}: {error}");
                 no_leader = matches!(error, ReplyError::NoLeader | ReplyError::NotLeader { leader: None });
                 retries += 1;
                 match error {
-                    ReplyError::NotLeader { leader: Some(l) } | ReplyError::TransferInProgress { to: l } => {
+                    ReplyError::NotLeader { leader: Some(l) }
+                    | ReplyError::TransferInProgress { to: l }
+                    | ReplyError::HandingOver { to: l } => {
                         // A hint at a server that just failed us means the cluster has not
                         // noticed yet: give the election a moment instead of spinning.
-                        if avoid.contains(&l) || matches!(error, ReplyError::TransferInProgress { .. }) {
+                        let moving = matches!(
+                            error,
+                            ReplyError::TransferInProgress { .. } | ReplyError::HandingOver { .. }
+                        );
+                        if avoid.contains(&l) || moving {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         if !avoid.contains(&l) {
@@ -173,6 +184,12 @@ async fn route(
                         avoid.add(node, AVOID_AFTER_ERROR);
                         tokio::time::sleep(Duration::from_millis(25)).await;
                     }
+                    // The leader is right; the moment is not (a change still committing).
+                    ReplyError::MembershipBusy { .. } => {
+                        hint = Some(node);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    ReplyError::MembershipRefused { .. } => unreachable!("answered above"),
                 }
             }
             Outcome::Reply(reply) => return Routed::Answered { reply, node, retries },

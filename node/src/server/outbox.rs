@@ -137,7 +137,8 @@ impl Outbox {
         if self.policy.blocked_to.contains(&msg.to) {
             return self.transit.lost(&msg, LossReason::Partition);
         }
-        if let Err((unsent, reason)) = link.send(msg) {
+        if let Err(lost) = link.send(msg) {
+            let (unsent, reason) = *lost;
             self.transit.lost(&unsent, reason);
         }
     }

@@ -54,21 +54,21 @@ pub fn link() -> (LinkSender, LinkReceiver) {
 }
 
 impl LinkSender {
-    /// Queues `msg` for the peer, or says why it is lost.
-    pub fn send(&self, msg: Message) -> Result<(), (Message, LossReason)> {
+    /// Queues `msg` for the peer, or gives it back with why it is lost.
+    pub fn send(&self, msg: Message) -> Result<(), Box<(Message, LossReason)>> {
         if !self.up.load(Ordering::Relaxed) {
-            return Err((msg, LossReason::Unreachable));
+            return Err(Box::new((msg, LossReason::Unreachable)));
         }
         let bytes = msg.approx_bytes();
         // One message always fits: a single large entry must be able to travel.
         let before = self.queued.fetch_add(bytes, Ordering::Relaxed);
         if before > 0 && before + bytes > QUEUE_BYTES {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
-            return Err((msg, LossReason::Overflow));
+            return Err(Box::new((msg, LossReason::Overflow)));
         }
         self.queue.send(msg).map_err(|unsent| {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
-            (unsent.0, LossReason::Unreachable)
+            Box::new((unsent.0, LossReason::Unreachable))
         })
     }
 
@@ -216,12 +216,16 @@ mod tests {
     #[test]
     fn a_peer_that_takes_nothing_gets_a_bounded_queue_and_the_rest_is_reported_lost() {
         let (sender, mut receiver) = link();
-        assert!(matches!(sender.send(heartbeat()), Err((_, LossReason::Unreachable))), "not connected yet");
+        assert!(
+            matches!(sender.send(heartbeat()).map_err(|lost| lost.1), Err(LossReason::Unreachable)),
+            "not connected yet"
+        );
         sender.up.store(true, Ordering::Relaxed);
         let per_message = heartbeat().approx_bytes();
         let mut overflowed = 0;
         for _ in 0..2 * QUEUE_BYTES / per_message {
-            if let Err((_, reason)) = sender.send(heartbeat()) {
+            if let Err(lost) = sender.send(heartbeat()) {
+                let reason = lost.1;
                 assert_eq!(reason, LossReason::Overflow);
                 overflowed += 1;
             }

@@ -11,7 +11,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::kv::ClientId;
-use crate::raft::{Index, NodeId, Payload, Raft, Role, Term};
+use crate::raft::{Configuration, Index, NodeId, Payload, Raft, Role, Term};
 use crate::replica::{AppliedEntry, Persist};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,16 +88,24 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// A server's persisted log as hash chains: `chains[i]` covers index `base + 1 + i`.
+/// A server's persisted log as hash chains: `chains[i]` covers index `base + 1 + i`, and the
+/// configurations in it (which decide whom the server would ask for votes).
 #[derive(Debug, Default)]
 struct Mirror {
     base: Index,
     base_term: Term,
     base_chain: u64,
     chains: Vec<(Term, u64)>,
+    base_config: Configuration,
+    configs: Vec<(Index, Configuration)>,
 }
 
 impl Mirror {
+    /// The configuration in force for this log: its latest.
+    fn config(&self) -> &Configuration {
+        self.configs.last().map_or(&self.base_config, |(_, c)| c)
+    }
+
     /// The last entry's (index, term), what the up-to-date rule compares.
     fn last(&self) -> (Index, Term) {
         match self.chains.last() {
@@ -153,8 +161,14 @@ fn chain(previous: u64, term: Term, payload: &Payload) -> u64 {
 
 impl SafetyChecker {
     /// A checker for a cluster of these servers.
+    /// Servers added later start with an empty log and no configuration.
     pub fn new(nodes: impl IntoIterator<Item = NodeId>) -> SafetyChecker {
-        let mirrors = nodes.into_iter().map(|id| (id, Mirror::default())).collect();
+        let nodes: Vec<NodeId> = nodes.into_iter().collect();
+        let first = Configuration::new(nodes.iter().copied());
+        let mirrors = nodes
+            .into_iter()
+            .map(|id| (id, Mirror { base_config: first.clone(), ..Mirror::default() }))
+            .collect();
         SafetyChecker { mirrors, ..SafetyChecker::default() }
     }
 
@@ -181,17 +195,24 @@ impl SafetyChecker {
                 .map(|(_, c, _)| *c)
                 .or_else(|| self.chain_of.get(&(index, term)).copied())
                 .unwrap_or(0);
-            self.mirrors
-                .insert(node, Mirror { base: index, base_term: term, base_chain, chains: Vec::new() });
+            let base_config = snapshot.meta.config.clone();
+            self.mirrors.insert(
+                node,
+                Mirror { base: index, base_term: term, base_chain, base_config, ..Mirror::default() },
+            );
         }
         let Some(first) = persist.entries.first().map(|e| e.index) else { return };
         let mirror = self.mirrors.entry(node).or_default();
         assert!(first > mirror.base, "node {node} persisted entry {first} inside its snapshot");
         mirror.chains.truncate((first - mirror.base - 1) as usize);
+        mirror.configs.retain(|(index, _)| *index < first);
         let mut found = Vec::new();
         for entry in &persist.entries {
             let c = chain(mirror.chain_before(entry.index), entry.term, &entry.payload);
             mirror.chains.push((entry.term, c));
+            if let Payload::Config(config) = &entry.payload {
+                mirror.configs.push((entry.index, config.clone()));
+            }
             match self.chain_of.get(&(entry.index, entry.term)) {
                 Some(existing) if *existing != c => found.push((entry.index, entry.term)),
                 Some(_) => {}
@@ -267,34 +288,43 @@ impl SafetyChecker {
     }
 
     /// Leader Completeness, looked at from the other side: once an entry is committed, no server
-    /// lacking it may ever be able to win an election. A server can win if its log is at least
-    /// as up-to-date (§5.4.1) as the logs of a majority, counting every server's durable log —
-    /// crashed ones too, since they come back. If such a server exists, some schedule of
-    /// crashes and messages elects it and loses the entry; this check reports it at once
-    /// instead of waiting for the simulator to stumble on that schedule.
+    /// lacking it may ever be able to win an election. A server can win if it is a voter of the
+    /// configuration in its own log and its log is at least as up-to-date (§5.4.1) as the logs
+    /// of a majority of that configuration, counting every server's durable log — crashed ones
+    /// too, since they come back; a server with no log yet votes for anyone. If such a server
+    /// exists, some schedule of crashes and messages elects it and loses the entry; this check
+    /// reports it at once instead of waiting for the simulator to stumble on that schedule.
     fn check_commit_is_durable(&mut self, step: u64) {
         let Some((&index, &(term, chain, committed_in))) = self.committed.last_key_value() else { return };
-        let logs: Vec<(NodeId, (Index, Term), bool)> =
-            self.mirrors.iter().map(|(id, m)| (*id, m.last(), m.holds(index, term, chain))).collect();
-        let quorum = self.mirrors.len() / 2 + 1;
-        for (candidate, (last_index, last_term), holds) in &logs {
-            if *holds {
+        let mut lost = None;
+        for (candidate, mirror) in &self.mirrors {
+            let config = mirror.config();
+            if mirror.holds(index, term, chain) || !config.voters.contains(candidate) {
                 continue;
             }
-            let voters: Vec<NodeId> = logs
+            let (last_index, last_term) = mirror.last();
+            let voters: Vec<NodeId> = config
+                .voters
                 .iter()
-                .filter(|(_, (i, t), _)| (last_term, last_index) >= (t, i))
-                .map(|(id, _, _)| *id)
+                .copied()
+                .filter(|v| {
+                    self.mirrors.get(v).is_none_or(|m| {
+                        let (i, t) = m.last();
+                        (last_term, last_index) >= (t, i)
+                    })
+                })
                 .collect();
-            if voters.len() >= quorum {
-                let detail = format!(
+            if voters.len() >= config.quorum() {
+                lost = Some(format!(
                     "entry {index} (term {term}), committed in term {committed_in}, can be lost: node {candidate} \
                      lacks it, yet its log (last entry {last_index}, term {last_term}) is at least as \
-                     up-to-date as those of nodes {voters:?}, a majority that would elect it"
-                );
-                self.violation(Property::LeaderCompleteness, step, detail);
-                return;
+                     up-to-date as those of nodes {voters:?}, a majority of its configuration that would elect it"
+                ));
+                break;
             }
+        }
+        if let Some(detail) = lost {
+            self.violation(Property::LeaderCompleteness, step, detail);
         }
     }
 

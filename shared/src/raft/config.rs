@@ -44,10 +44,21 @@ impl Config {
         }
     }
 
+    /// A server that joins a running cluster: it starts with no configuration, as a learner in
+    /// waiting, and learns its cluster from the leader that adds it (dissertation §4.2.1).
+    pub fn joining(id: NodeId) -> Config {
+        Config::new(id, Vec::new())
+    }
+
     /// Panics with a message naming the setting when the configuration cannot work.
     pub fn validate(&self) {
         assert!(self.id > 0, "node ids start at 1");
-        assert!(self.voters.contains(&self.id), "node {} is not among the voters {:?}", self.id, self.voters);
+        assert!(
+            self.voters.is_empty() || self.voters.contains(&self.id),
+            "node {} is not among the voters {:?}",
+            self.id,
+            self.voters
+        );
         assert!(self.election_timeout > 0, "election timeout must be positive");
         assert!(
             self.heartbeat_interval > 0 && self.heartbeat_interval < self.election_timeout,
@@ -76,11 +87,20 @@ pub enum Bug {
     StaleRead,
     /// Ignore client sessions: a retried write is applied again.
     NoDedup,
+    /// Change membership before committing an entry of the leader's own term (the bug found in
+    /// single-server changes after the dissertation).
+    ChangeBeforeCommit,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] =
-        [Bug::CommitOldTerm, Bug::VoteWithoutLogCheck, Bug::ForgetVote, Bug::StaleRead, Bug::NoDedup];
+    pub const ALL: [Bug; 6] = [
+        Bug::CommitOldTerm,
+        Bug::VoteWithoutLogCheck,
+        Bug::ForgetVote,
+        Bug::StaleRead,
+        Bug::NoDedup,
+        Bug::ChangeBeforeCommit,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -89,6 +109,7 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::StaleRead => "stale-read",
             Bug::NoDedup => "no-dedup",
+            Bug::ChangeBeforeCommit => "change-before-commit",
         }
     }
 
@@ -104,6 +125,9 @@ impl Bug {
             Bug::ForgetVote => "a server's vote must be on disk before it is granted (Figure 2)",
             Bug::StaleRead => "a linearizable read must be confirmed by a current leader (§6.4)",
             Bug::NoDedup => "a retried write must be applied exactly once (dissertation §6.3)",
+            Bug::ChangeBeforeCommit => {
+                "a new leader changes membership only after committing an entry of its term (§4.1, 2015 fix)"
+            }
         }
     }
 }

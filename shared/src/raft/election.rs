@@ -190,7 +190,7 @@ impl Raft {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let pre_vote = self.role == Role::PreCandidate;
         let transfer = self.transfer_campaign;
-        for peer in self.peers() {
+        for peer in self.voting_peers() {
             if !self.votes.contains_key(&peer) {
                 self.send(peer, Body::RequestVote { pre_vote, last_log_index, last_log_term, transfer });
             }
@@ -240,7 +240,7 @@ impl Raft {
     }
 
     pub(super) fn on_timeout_now(&mut self, from: super::NodeId) {
-        if self.role == Role::Leader || self.leader != Some(from) {
+        if self.role == Role::Leader || self.leader != Some(from) || !self.log.config().contains(self.id) {
             return;
         }
         self.campaign(RoleReason::TimeoutNow { from }, true);
@@ -252,7 +252,9 @@ impl Raft {
         if !self.cfg.check_quorum {
             return;
         }
-        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        let voters = &self.log.config().voters;
+        let active =
+            1 + self.progress.iter().filter(|(id, p)| voters.contains(id) && p.recent_active).count();
         for p in self.progress.values_mut() {
             p.recent_active = false;
         }

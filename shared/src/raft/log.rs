@@ -152,6 +152,11 @@ impl RaftLog {
         self.configs.last().map_or(&self.snapshot.config, |(_, c)| c)
     }
 
+    /// Index of the entry (or snapshot) that holds the configuration in force.
+    pub fn config_index(&self) -> Index {
+        self.configs.last().map_or(self.snapshot.index, |(i, _)| *i)
+    }
+
     /// The configuration in force as of `index`, for a snapshot taken there.
     pub fn config_at(&self, index: Index) -> Configuration {
         self.configs.iter().rev().find(|(i, _)| *i <= index).map_or(&self.snapshot.config, |(_, c)| c).clone()

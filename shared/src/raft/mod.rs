@@ -6,7 +6,8 @@
 //! - time: [`Raft::tick`] with the current time in milliseconds, at [`Raft::next_deadline`];
 //! - messages from peers: [`Raft::step`];
 //! - client requests: [`Raft::propose`], [`Raft::read_index`];
-//! - admin requests: [`Raft::transfer_leadership`], [`Raft::compact`];
+//! - admin requests: [`Raft::transfer_leadership`], [`Raft::change_membership`],
+//!   [`Raft::compact`];
 //!
 //! and after any batch of those takes a [`Ready`] — messages to send, state and entries to
 //! persist, entries to apply, reads to serve, observation events — handles it in the order the
@@ -22,12 +23,14 @@
 //! - `election`: timeouts, pre-vote, votes (§5.2, §5.4.1, §9.6).
 //! - `replication`: AppendEntries, commit, snapshots (§5.3, §5.4.2, §7).
 //! - `read`: ReadIndex reads on leaders and followers (§6.4).
+//! - `membership`: learners, one-server changes, removing the leader (chapter 4).
 //! - `ready`: the output batch and status.
 //! - `config`: tunables and the deliberate defects (`Bug`).
 
 mod config;
 mod election;
 mod log;
+mod membership;
 mod message;
 mod progress;
 mod read;
@@ -41,6 +44,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use config::{Bug, Bugs, Config};
+pub use membership::MembershipChange;
 pub use message::{Body, ConflictHint, Message, MessageId, MessageKind, ReadId, VoteRefusal};
 pub use progress::{PeerProgress, ProgressState};
 pub use ready::{ProposeError, ReadError, ReadOutcome, Ready, Status};
@@ -85,6 +89,8 @@ pub struct Raft {
     snapshot_text: Option<(Index, String)>,
     /// On a follower: the chunks of a snapshot received so far.
     incoming_snapshot: Option<(SnapshotMeta, String)>,
+    /// The configuration last announced to observers (and, on a leader, replicated to).
+    membership: Configuration,
 
     // Timers, as absolute deadlines.
     election_timeout: Millis,
@@ -131,13 +137,15 @@ impl Raft {
             }
         };
         let commit = meta.index;
+        let log = RaftLog::new(meta, persisted.entries);
+        let membership = log.config().clone();
         let mut raft = Raft {
             id: cfg.id,
             rng: Rng::new(seed),
             now,
             term: persisted.hard_state.term,
             voted_for: persisted.hard_state.voted_for,
-            log: RaftLog::new(meta, persisted.entries),
+            log,
             hard_state_dirty: false,
             role: Role::Follower,
             leader: None,
@@ -146,6 +154,7 @@ impl Raft {
             snapshot: persisted.snapshot,
             snapshot_text: None,
             incoming_snapshot: None,
+            membership,
             election_timeout: cfg.election_timeout,
             election_deadline: now,
             heartbeat_deadline: now,
@@ -277,7 +286,7 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
-        if to == self.id || !self.progress.contains_key(&to) {
+        if to == self.id || !self.progress.contains_key(&to) || !self.log.config().contains(to) {
             return Ok(());
         }
         self.transfer = Some((to, self.now + self.cfg.election_timeout));
@@ -407,6 +416,11 @@ impl Raft {
         self.log.config().voters.iter().copied().collect()
     }
 
+    /// The configuration in force: the latest in the log, committed or not.
+    pub fn membership(&self) -> &Configuration {
+        self.log.config()
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -426,6 +440,7 @@ impl Raft {
             election_deadline: self.election_deadline,
             election_timeout: self.election_timeout,
             voters: self.voters(),
+            learners: self.log.config().learners.iter().copied().collect(),
             progress: self
                 .progress
                 .iter()
@@ -471,7 +486,13 @@ impl Raft {
         self.out.events.push(event);
     }
 
+    /// Every other member, voter or learner: whom a leader replicates to.
     fn peers(&self) -> Vec<NodeId> {
+        self.log.config().members().filter(|id| *id != self.id).collect()
+    }
+
+    /// The other voters: whom a candidate asks for votes.
+    fn voting_peers(&self) -> Vec<NodeId> {
         self.log.config().voters.iter().copied().filter(|id| *id != self.id).collect()
     }
 
@@ -541,7 +562,11 @@ impl Raft {
         let entry = Entry { index: self.log.last_index() + 1, term: self.term, payload };
         let index = entry.index;
         self.emit(Event::EntriesAppended { entries: vec![summarize(&entry)] });
+        let changes_membership = matches!(entry.payload, Payload::Config(_));
         self.log.append(entry);
+        if changes_membership {
+            self.membership_may_have_changed();
+        }
         index
     }
 }

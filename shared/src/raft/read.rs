@@ -116,7 +116,13 @@ impl Raft {
 
     /// Completes every read whose round a majority (the leader included) has acknowledged.
     pub(super) fn confirm_reads(&mut self) {
-        let mut acked: Vec<u64> = self.progress.values().map(|p| p.read_round_acked).collect();
+        let voters = &self.log.config().voters;
+        let mut acked: Vec<u64> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| voters.contains(id))
+            .map(|(_, p)| p.read_round_acked)
+            .collect();
         acked.push(u64::MAX);
         acked.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = acked[self.quorum() - 1];

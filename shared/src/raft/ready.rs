@@ -81,6 +81,21 @@ pub enum ProposeError {
     TransferInProgress {
         to: NodeId,
     },
+    /// A new leader changes membership only once it has committed an entry of its own term
+    /// (moments after its election): ask again.
+    NotCommittedInTerm,
+    /// Membership changes go one at a time: the one at `index` is not committed yet.
+    MembershipChangePending {
+        index: Index,
+    },
+    /// The change does not apply to the current configuration.
+    InvalidChange {
+        reason: String,
+    },
+    /// Removing the leader: leadership is handed to `to` first; ask `to` to remove it.
+    LeaderRemovalHandsOver {
+        to: NodeId,
+    },
 }
 
 /// A server's state at a glance, for status displays.
@@ -99,6 +114,9 @@ pub struct Status {
     pub election_deadline: Millis,
     pub election_timeout: Millis,
     pub voters: Vec<NodeId>,
+    /// Members that receive the log without a vote yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learners: Vec<NodeId>,
     /// On a leader: each follower's next and match index.
     pub progress: Vec<PeerProgress>,
     pub transfer_to: Option<NodeId>,

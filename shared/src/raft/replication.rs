@@ -97,6 +97,7 @@ impl Raft {
         if !appended.is_empty() {
             self.emit(Event::EntriesAppended { entries: appended });
         }
+        self.membership_may_have_changed();
     }
 
     fn refuse_append(
@@ -160,6 +161,7 @@ impl Raft {
                 self.emit(Event::AppendAccepted { follower: msg.from, match_index, next_index });
                 self.maybe_commit();
                 self.maybe_finish_transfer(msg.from);
+                self.maybe_promote_learner();
             }
         } else {
             // `index` is the prev_log_index that was refused; older refusals are stale.
@@ -227,6 +229,7 @@ impl Raft {
         let snapshot = Snapshot { meta, data };
         let term = snapshot.meta.term;
         self.log.install(snapshot.meta.clone());
+        self.membership_may_have_changed();
         self.emit(Event::CommitAdvanced { from: self.commit, to: index, term: self.term });
         self.commit = index;
         self.applied = index;
@@ -259,6 +262,7 @@ impl Raft {
             let (match_index, next_index) = (pr.matched, pr.next);
             self.emit(Event::AppendAccepted { follower: from, match_index, next_index });
             self.maybe_commit();
+            self.maybe_promote_learner();
         }
     }
 
@@ -289,6 +293,8 @@ impl Raft {
             if first_of_term && self.committed_in_term() {
                 self.release_reads_waiting_for_commit();
             }
+            // A committed change lets the next one start.
+            self.maybe_promote_learner();
         }
     }
 

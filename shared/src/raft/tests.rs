@@ -934,3 +934,5 @@ fn no_input_may_arrive_between_ready_and_advance() {
     let _ready = raft.ready();
     raft.tick(1_000);
 }
+
+mod membership;

@@ -1,6 +1,6 @@
 //! The vocabulary of Raft: terms, indices, entries, hard state, configurations, snapshots.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +46,11 @@ impl Payload {
         match self {
             Payload::Noop => OVERHEAD,
             Payload::Command(c) => OVERHEAD + c.op.approx_bytes(),
-            Payload::Config(c) => OVERHEAD + 24 * c.voters.len(),
+            Payload::Config(c) => {
+                OVERHEAD
+                    + 24 * (c.voters.len() + c.learners.len())
+                    + c.addresses.values().map(|a| a.len() + 24).sum::<usize>()
+            }
         }
     }
 
@@ -55,7 +59,8 @@ impl Payload {
         match self {
             Payload::Noop => "no-op".to_string(),
             Payload::Command(c) => c.op.to_string(),
-            Payload::Config(c) => format!("config {:?}", c.voters),
+            Payload::Config(c) if c.learners.is_empty() => format!("config voters {:?}", c.voters),
+            Payload::Config(c) => format!("config voters {:?} learners {:?}", c.voters, c.learners),
         }
     }
 }
@@ -68,15 +73,22 @@ pub struct HardState {
     pub voted_for: Option<NodeId>,
 }
 
-/// The set of servers whose votes and acknowledgements count.
+/// The cluster's members: the voters, whose votes and acknowledgements count, and the
+/// learners, who receive the log without a vote until they are promoted (`membership`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Configuration {
     pub voters: BTreeSet<NodeId>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub learners: BTreeSet<NodeId>,
+    /// Where members added at run time listen, for the drivers that connect to them (the core
+    /// never reads it). Servers of the first configuration are known from the command line.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Configuration {
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Configuration {
-        Configuration { voters: voters.into_iter().collect() }
+        Configuration { voters: voters.into_iter().collect(), ..Configuration::default() }
     }
 
     /// Size of a majority of voters.

@@ -134,11 +134,16 @@ impl SimClient {
                 _ => Output::Ok,
             }),
             Reply::Value { value, .. } => Verdict::Done(Output::Value { value }),
+            Reply::MembershipChanged { .. } => unreachable!("clients do not change membership"),
             Reply::Error { error } => {
                 let hint = match error {
                     ReplyError::NotLeader { leader } => leader,
-                    ReplyError::TransferInProgress { to } => Some(to),
-                    ReplyError::NoLeader | ReplyError::LeadershipLost | ReplyError::Behind => None,
+                    ReplyError::TransferInProgress { to } | ReplyError::HandingOver { to } => Some(to),
+                    ReplyError::NoLeader
+                    | ReplyError::LeadershipLost
+                    | ReplyError::Behind
+                    | ReplyError::MembershipBusy { .. }
+                    | ReplyError::MembershipRefused { .. } => None,
                 };
                 self.leader_hint = hint;
                 Verdict::Retry(hint)
@@ -171,7 +176,7 @@ impl super::Simulation {
         }
         let target = match self.clients[client].leader_hint {
             Some(hint) if self.rng.chance(800_000) => hint,
-            _ => self.rng.range(1, self.params.nodes as u64),
+            _ => self.rng.range(1, self.provisioned as u64),
         };
         self.send_request(client, target);
     }
@@ -188,7 +193,7 @@ impl super::Simulation {
         let id = self.clients[client].id;
         let consistency = match &request {
             Request::Read { consistency, .. } => Some(*consistency),
-            Request::Write { .. } => None,
+            Request::Write { .. } | Request::ChangeMembership { .. } => None,
         };
         self.history.push(Operation {
             client: id,
@@ -205,7 +210,7 @@ impl super::Simulation {
         let target = match self.clients[client].leader_hint {
             // Writes go to the leader; linearizable reads may go anywhere (followers too).
             Some(hint) if !is_read => hint,
-            _ => self.rng.range(1, self.params.nodes as u64),
+            _ => self.rng.range(1, self.provisioned as u64),
         };
         self.send_request(client, target);
     }

@@ -28,6 +28,13 @@ impl Simulation {
             Event::VoteGranted { pre_vote: false, .. } => (100_000, 0),
             Event::RoleChanged { role: Role::Leader, .. } => (100_000, 100_000),
             Event::CommitAdvanced { .. } => (30_000, 50_000),
+            // A membership change left uncommitted by a leader that then fails is where
+            // changing membership goes wrong (the 2015 bug): make it common.
+            Event::EntriesAppended { entries }
+                if is_leader && entries.iter().any(|e| e.text.starts_with("config")) =>
+            {
+                (300_000, 300_000)
+            }
             Event::EntriesAppended { .. } if is_leader => (20_000, 20_000),
             _ => return,
         };
@@ -36,7 +43,7 @@ impl Simulation {
             let after = self.rng.range(0, 15);
             self.schedule(self.now + after, SimEvent::Crash { node: id, incarnation });
         } else if self.rng.chance(isolate) {
-            let others: Vec<NodeId> = (1..=self.params.nodes as NodeId).filter(|n| *n != id).collect();
+            let others: Vec<NodeId> = (1..=self.provisioned as NodeId).filter(|n| *n != id).collect();
             self.network.split(&[id], &others);
             self.report.partitions += 1;
             self.note(format!("PARTITION: n{id} isolated"));
@@ -46,7 +53,7 @@ impl Simulation {
     }
 
     pub(super) fn inject_fault(&mut self) {
-        let n = self.params.nodes as NodeId;
+        let n = self.provisioned as NodeId;
         let roll = self.rng.below(100);
         if roll < 30 {
             let id = self.rng.range(1, n);

@@ -14,10 +14,12 @@
 //! - `node`: a server with its simulated disk; crash and restart.
 //! - `client`: the workload and its retry discipline.
 //! - `faults`: the fault schedule, random and at critical moments.
+//! - `membership`: the operator that adds and removes servers during a run.
 //! - this file: the event loop, the servers' rounds and the report.
 
 mod client;
 mod faults;
+mod membership;
 mod network;
 mod node;
 
@@ -73,6 +75,8 @@ pub struct SimReport {
     pub crashes: u64,
     pub partitions: u64,
     pub snapshots_installed: u64,
+    /// Membership changes the operator asked for that committed (0 in seeds without one).
+    pub membership_changes: u64,
     #[serde(skip)]
     pub trace: Vec<String>,
     #[serde(skip)]
@@ -129,15 +133,34 @@ impl Params {
 #[derive(Debug)]
 enum SimEvent {
     DeliverToNode(NodeId, Input),
-    DeliverToClient { client: usize, op: u64, reply: Reply },
+    DeliverToClient {
+        client: usize,
+        op: u64,
+        reply: Reply,
+    },
     Tick(NodeId),
-    DiskDone { node: NodeId, incarnation: u64 },
-    ClientWake { client: usize, generation: u64 },
+    DiskDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    ClientWake {
+        client: usize,
+        generation: u64,
+    },
     Fault,
-    Crash { node: NodeId, incarnation: u64 },
+    Crash {
+        node: NodeId,
+        incarnation: u64,
+    },
     Restart(NodeId),
     Resume(NodeId),
     Heal,
+    /// The operator's next round of membership changes.
+    Operate,
+    /// One change asked at once, at a critical moment.
+    OperateNow {
+        remove: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -174,6 +197,11 @@ struct Simulation {
     seq: u64,
     nodes: Vec<SimNode>,
     clients: Vec<SimClient>,
+    /// Servers started so far: the first configuration, then those the operator added.
+    provisioned: usize,
+    /// Whether this seed has an operator changing membership, and its own choices.
+    operator: bool,
+    membership_rng: Rng,
     network: Network,
     checker: SafetyChecker,
     history: Vec<Operation>,
@@ -211,11 +239,14 @@ impl Simulation {
             crashes: 0,
             partitions: 0,
             snapshots_installed: 0,
+            membership_changes: 0,
             trace: Vec::new(),
             history: Vec::new(),
         };
         let node_count = params.nodes;
-        let nodes = (0..params.nodes).map(|_| SimNode::new()).collect();
+        let nodes = (0..params.nodes + membership::SPARE_SERVERS).map(|_| SimNode::new()).collect();
+        let mut membership_rng = Rng::new(cfg.seed ^ 0x6d65_6d62_6572_7321);
+        let operator = cfg.faults && membership_rng.chance(800_000);
         let clients = (1..=params.clients as u64).map(SimClient::new).collect();
         Simulation {
             params,
@@ -226,6 +257,9 @@ impl Simulation {
             seq: 0,
             nodes,
             clients,
+            provisioned: node_count,
+            operator,
+            membership_rng,
             network: Network::new(faults),
             checker: SafetyChecker::new(1..=node_count as NodeId),
             history: Vec::new(),
@@ -272,6 +306,10 @@ impl Simulation {
         if self.cfg.faults {
             let at = self.rng.range(100, 100 + self.params.fault_interval);
             self.schedule(at, SimEvent::Fault);
+        }
+        if self.operator {
+            let at = self.membership_rng.range(300, 1_000);
+            self.schedule(at, SimEvent::Operate);
         }
         while self.step < self.cfg.steps && self.report.violation.is_none() {
             let Some(Reverse(next)) = self.queue.pop() else { break };
@@ -384,6 +422,8 @@ impl Simulation {
                     self.note("network healed".to_string());
                 }
             }
+            SimEvent::Operate => self.operate(),
+            SimEvent::OperateNow { remove } => self.ask_for_a_change(remove),
         }
     }
 
@@ -391,7 +431,10 @@ impl Simulation {
 
     fn raft_config(&self, id: NodeId) -> Config {
         let p = &self.params;
-        let mut cfg = Config::new(id, (1..=p.nodes as NodeId).collect());
+        // Servers the operator adds start with no configuration and wait to be added.
+        let first = id as usize <= p.nodes;
+        let mut cfg =
+            if first { Config::new(id, (1..=p.nodes as NodeId).collect()) } else { Config::joining(id) };
         cfg.election_timeout = p.election_timeout;
         cfg.heartbeat_interval = p.heartbeat;
         cfg.max_entries_per_message = p.max_entries;
@@ -444,6 +487,7 @@ impl Simulation {
                     node.requests.insert(rid, (client, op));
                     replica.request(now, rid, request);
                 }
+                Input::Operator(request) => replica.request(now, OPERATOR_REQUEST, request),
             }
             let step = self.step;
             self.checker.after_input(
@@ -516,6 +560,10 @@ impl Simulation {
             node.disk.compact(snapshot);
         }
         for (rid, reply) in done.replies {
+            if rid == OPERATOR_REQUEST {
+                self.operator_heard(id, reply);
+                continue;
+            }
             let Some((client, op)) = self.nodes[id as usize - 1].requests.remove(&rid) else { continue };
             let reply = wire_round_trip_reply(reply);
             for delay in self.network.route(&mut self.rng, None) {
@@ -530,6 +578,7 @@ impl Simulation {
                 self.report.elections_won += 1;
             }
             self.maybe_crash_at_critical_point(id, &event);
+            self.maybe_operate_at_critical_point(&event);
             if self.cfg.trace {
                 let text = format!("n{id} {}", event.describe());
                 self.note(text);
@@ -538,6 +587,9 @@ impl Simulation {
         self.run_node(id);
     }
 }
+
+/// The request id of the operator's membership changes (clients' ids start at 1).
+const OPERATOR_REQUEST: crate::replica::RequestId = 0;
 
 /// Summary of a batch of seeds, for `consenso sim` and the tests.
 #[derive(Debug, Clone, Default, Serialize)]

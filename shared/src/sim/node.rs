@@ -65,7 +65,13 @@ fn through_json<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) ->
 #[derive(Debug)]
 pub(super) enum Input {
     Raft(Message),
-    Request { client: usize, op: u64, request: Request },
+    Request {
+        client: usize,
+        op: u64,
+        request: Request,
+    },
+    /// A membership change from the operator; its answer goes to the trace.
+    Operator(Request),
     Tick,
 }
 

@@ -36,9 +36,10 @@ impl Kind {
 
     fn of(event: &Event) -> Kind {
         match event {
-            Event::RoleChanged { .. } | Event::TransferStarted { .. } | Event::TransferAborted { .. } => {
-                Kind::Roles
-            }
+            Event::RoleChanged { .. }
+            | Event::TransferStarted { .. }
+            | Event::TransferAborted { .. }
+            | Event::MembershipChanged { .. } => Kind::Roles,
             Event::VoteGranted { .. } | Event::VoteRefused { .. } | Event::VoteCounted { .. } => Kind::Votes,
             Event::EntriesAppended { .. }
             | Event::LogTruncated { .. }
