@@ -127,6 +127,17 @@ enum Op {
     Reset,
     /// Let clients without the token write (`on`), or not (`off`), through this proxy
     OpenWrites { state: OnOff },
+    /// Add a server: the supervisor starts it on an empty disk (id ID, or the next free one)
+    /// and it joins as a learner, becoming a voter once it has caught up
+    AddServer {
+        id: Option<NodeId>,
+        /// A server you started yourself with `consenso server --join` (no supervisor)
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Remove server ID from the cluster (a leader hands over first); its process is stopped.
+    /// To replace a server whose disk is lost: remove it, then add a new one
+    RemoveServer { id: NodeId },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -197,6 +208,10 @@ fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
         Op::Snapshot { node } => admin(AdminCommand::Snapshot { node: *node }),
         Op::Reset => admin(AdminCommand::Reset),
         Op::OpenWrites { state } => admin(AdminCommand::OpenWrites { open: matches!(state, OnOff::On) }),
+        Op::AddServer { id, address } => {
+            admin(AdminCommand::AddServer { node: *id, address: address.clone() })
+        }
+        Op::RemoveServer { id } => admin(AdminCommand::RemoveServer { node: *id }),
     }
 }
 
@@ -348,6 +363,17 @@ fn print_status(cluster: &ClusterStatus) {
     }
     for alarm in &cluster.alarms {
         outln!("ALARM {}: {}", alarm.property.name(), alarm.detail);
+    }
+    let list = |ids: &[NodeId]| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let m = &cluster.members;
+    if m.learners.is_empty() {
+        outln!("members: voters {}", list(&m.voters));
+    } else {
+        outln!(
+            "members: voters {}; learners (catching up, no vote yet) {}",
+            list(&m.voters),
+            list(&m.learners)
+        );
     }
     outln!(
         "{:<5} {:<21} {:<8} {:<11} {:<14} {:>5} {:>6} {:>8} {:>8} {:>8}",

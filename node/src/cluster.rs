@@ -94,6 +94,15 @@ pub struct Args {
     bugs: Vec<Bug>,
 }
 
+/// Where a server lives, and how it starts.
+#[derive(Clone)]
+struct ServerPlace {
+    address: String,
+    data_dir: PathBuf,
+    /// Started with --join: it waits to be added instead of bootstrapping.
+    joins: bool,
+}
+
 struct Process {
     pid: Option<u32>,
     state: ProcessState,
@@ -105,8 +114,15 @@ struct Supervisor {
     exe: PathBuf,
     token: String,
     logs: PathBuf,
-    server_args: BTreeMap<NodeId, Vec<String>>,
-    data_dirs: BTreeMap<NodeId, PathBuf>,
+    data_dir: PathBuf,
+    /// Where servers listen: `host:port+10+id`.
+    host: String,
+    port: u16,
+    /// The options every server gets (time, batches, bugs…), besides its own id and place.
+    common_args: Vec<String>,
+    /// The servers of the first configuration; those added later join it.
+    first: Vec<NodeId>,
+    servers: Mutex<BTreeMap<NodeId, ServerPlace>>,
     /// Faults a server starts with when nobody says otherwise (the cluster's own options).
     initial_faults: FaultSettings,
     processes: Mutex<BTreeMap<NodeId, Process>>,
@@ -141,26 +157,25 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let supervisor_address = format!("127.0.0.1:{}", args.port + 9);
     let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
 
-    let mut server_args = BTreeMap::new();
-    let mut data_dirs = BTreeMap::new();
-    for (id, address) in &servers {
-        let dir = data_dir.join(format!("node-{id}"));
-        let mut list = vec![
-            "server".to_string(),
-            format!("--id={id}"),
-            format!("--peers={peers}"),
-            format!("--listen={address}"),
-            format!("--data-dir={}", dir.display()),
-            format!("--election-timeout={}", args.election_timeout),
-            format!("--heartbeat={}", args.heartbeat),
-            format!("--time-scale={}", args.time_scale),
-            format!("--snapshot-every={}", args.snapshot_every),
-            format!("--max-store-bytes={}", args.max_store_bytes),
-        ];
-        list.extend(args.bugs.iter().map(|b| format!("--bug={b}")));
-        server_args.insert(*id, list);
-        data_dirs.insert(*id, dir);
-    }
+    let mut common_args = vec![
+        format!("--election-timeout={}", args.election_timeout),
+        format!("--heartbeat={}", args.heartbeat),
+        format!("--time-scale={}", args.time_scale),
+        format!("--snapshot-every={}", args.snapshot_every),
+        format!("--max-store-bytes={}", args.max_store_bytes),
+    ];
+    common_args.extend(args.bugs.iter().map(|b| format!("--bug={b}")));
+    let places: BTreeMap<NodeId, ServerPlace> = servers
+        .iter()
+        .map(|(id, address)| {
+            let place = ServerPlace {
+                address: address.clone(),
+                data_dir: data_dir.join(format!("node-{id}")),
+                joins: false,
+            };
+            (*id, place)
+        })
+        .collect();
     let initial_faults = FaultSettings {
         time_scale: args.time_scale,
         latency_ms: args.latency,
@@ -172,8 +187,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         exe: exe.clone(),
         token: token.clone(),
         logs: logs.clone(),
-        server_args,
-        data_dirs,
+        data_dir: data_dir.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        common_args,
+        first: servers.iter().map(|(id, _)| *id).collect(),
+        servers: Mutex::new(places),
         initial_faults,
         processes: Mutex::new(BTreeMap::new()),
         updates,
@@ -304,9 +323,38 @@ impl Supervisor {
             .lock()
             .expect("processes lock")
             .iter()
-            .map(|(node, p)| ProcessInfo { node: *node, pid: p.pid, state: p.state })
+            .map(|(node, p)| ProcessInfo {
+                node: *node,
+                pid: p.pid,
+                state: p.state,
+                address: self.place(*node).map(|s| s.address),
+            })
             .collect();
         let _ = self.updates.send((list, self.epoch.load(std::sync::atomic::Ordering::SeqCst)));
+    }
+
+    fn place(&self, id: NodeId) -> Option<ServerPlace> {
+        self.servers.lock().expect("servers lock").get(&id).cloned()
+    }
+
+    /// Server `id`'s command line: every known server as a peer (a joining one reaches the
+    /// others through them), its place, and the cluster's options.
+    fn server_args(&self, id: NodeId) -> anyhow::Result<Vec<String>> {
+        let servers = self.servers.lock().expect("servers lock");
+        let place = servers.get(&id).with_context(|| format!("there is no node {id}"))?;
+        let peers = servers.iter().map(|(id, s)| format!("{id}={}", s.address)).collect::<Vec<_>>().join(",");
+        let mut args = vec![
+            "server".to_string(),
+            format!("--id={id}"),
+            format!("--peers={peers}"),
+            format!("--listen={}", place.address),
+            format!("--data-dir={}", place.data_dir.display()),
+        ];
+        if place.joins {
+            args.push("--join".to_string());
+        }
+        args.extend(self.common_args.iter().cloned());
+        Ok(args)
     }
 
     /// Starts server `id` (again) on its data directory, with `faults` in force from its first
@@ -315,7 +363,7 @@ impl Supervisor {
         let log = log_file(&self.logs, &format!("node-{id}"))?;
         let faults = faults.unwrap_or_else(|| self.initial_faults.clone());
         let mut child: Child = Command::new(&self.exe)
-            .args(&self.server_args[&id])
+            .args(self.server_args(id)?)
             .arg(format!("--faults={}", encode(&faults)))
             .env("CONSENSO_TOKEN", &self.token)
             .env(crate::SUPERVISOR_PID_ENV, std::process::id().to_string())
@@ -413,7 +461,19 @@ impl Supervisor {
     /// Kills every server, empties its data directory and starts it again: a known start for
     /// a lesson.
     async fn reset(self: &Arc<Self>, faults: Option<FaultSettings>) -> Result<String, ApiError> {
-        let ids: Vec<NodeId> = self.server_args.keys().copied().collect();
+        // Servers added since go: the cluster starts over in its first configuration.
+        let added: Vec<NodeId> = self
+            .servers
+            .lock()
+            .expect("servers lock")
+            .keys()
+            .copied()
+            .filter(|id| !self.first.contains(id))
+            .collect();
+        for id in added {
+            self.stop_server(id).await?;
+        }
+        let ids = self.first.clone();
         let unavailable = |e: String| ApiError::new(ErrorKind::Unavailable, e);
         for id in &ids {
             let (pid, state) = self.pid_of(*id)?;
@@ -425,7 +485,7 @@ impl Supervisor {
         }
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for id in &ids {
-            let dir = &self.data_dirs[id];
+            let dir = &self.place(*id).expect("first servers stay").data_dir;
             if dir.exists() {
                 std::fs::remove_dir_all(dir)
                     .map_err(|e| unavailable(format!("cannot empty {}: {e}", dir.display())))?;
@@ -436,6 +496,64 @@ impl Supervisor {
                 .map_err(|e| unavailable(format!("cannot start node {id}: {e:#}")))?;
         }
         Ok(format!("{} servers restarted on empty disks", ids.len()))
+    }
+
+    /// Starts a new server `id` on an empty disk, waiting to be added; returns its address.
+    fn start_server(self: &Arc<Self>, id: NodeId) -> Result<String, ApiError> {
+        let bad = |e: String| ApiError::new(ErrorKind::BadRequest, e);
+        let port = u64::from(self.port) + 10 + id;
+        if id == 0 || port > u64::from(u16::MAX) {
+            return Err(bad(format!("node {id} would listen on port {port}: pick a smaller id")));
+        }
+        let address = format!("{}:{port}", self.host);
+        let data_dir = self.data_dir.join(format!("node-{id}"));
+        {
+            let mut servers = self.servers.lock().expect("servers lock");
+            if servers.contains_key(&id) {
+                return Err(bad(format!("node {id} already exists")));
+            }
+            if data_dir.exists() {
+                // A server that left must not come back with its old state under the same id:
+                // it could vote twice in a term. The operator picks a new id.
+                return Err(bad(format!(
+                    "node {id} was a member before ({} exists): a new server needs a new id",
+                    data_dir.display()
+                )));
+            }
+            servers.insert(id, ServerPlace { address: address.clone(), data_dir, joins: true });
+        }
+        match self.start(id, None) {
+            Ok(pid) => {
+                tracing::info!("supervisor: node {id} started (pid {pid}) at {address}, waiting to join");
+                Ok(address)
+            }
+            Err(e) => {
+                self.servers.lock().expect("servers lock").remove(&id);
+                Err(ApiError::new(ErrorKind::Unavailable, format!("cannot start node {id}: {e:#}")))
+            }
+        }
+    }
+
+    /// Stops server `id` for good (it left the configuration) and forgets it. Its data
+    /// directory stays, for inspection, and keeps its id from being reused.
+    async fn stop_server(&self, id: NodeId) -> Result<String, ApiError> {
+        let (pid, _) = self.pid_of(id)?;
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            for _ in 0..50 {
+                if self.pid_of(id).map(|(_, s)| s == ProcessState::Crashed).unwrap_or(true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            self.wait_for_exit(id).await;
+        }
+        self.processes.lock().expect("processes lock").remove(&id);
+        self.servers.lock().expect("servers lock").remove(&id);
+        self.publish();
+        Ok(format!("node {id} stopped and forgotten"))
     }
 
     fn set_state(&self, node: NodeId, state: ProcessState) {
@@ -525,6 +643,13 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>, gate: Ar
                     Ok(SupervisorInbound::Reset { id, faults }) => {
                         tracing::info!("supervisor: reset every server onto an empty disk");
                         SupervisorOutbound::Done { id, result: supervisor.reset(faults).await }
+                    }
+                    Ok(SupervisorInbound::StartServer { id, node }) => {
+                        SupervisorOutbound::Done { id, result: supervisor.start_server(node) }
+                    }
+                    Ok(SupervisorInbound::StopServer { id, node }) => {
+                        tracing::info!("supervisor: node {node} left the cluster; stopping it");
+                        SupervisorOutbound::Done { id, result: supervisor.stop_server(node).await }
                     }
                     Ok(SupervisorInbound::Hello { .. }) => SupervisorOutbound::Error {
                         error: ApiError::new(ErrorKind::BadRequest, "hello was already received"),

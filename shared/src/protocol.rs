@@ -155,6 +155,19 @@ pub enum AdminCommand {
     Lesson { action: LessonAction },
     /// Let clients without the token write (students), or only admins again. Per proxy.
     OpenWrites { open: bool },
+    /// A new server joins: the supervisor starts it on an empty disk (id `node`, or the next
+    /// free one) — or, without a supervisor, it already runs at `address` with `--join` — and
+    /// the leader adds it as a learner, promoting it to voter once it has caught up.
+    AddServer {
+        #[serde(default)]
+        node: Option<NodeId>,
+        #[serde(default)]
+        address: Option<String>,
+    },
+    /// A server leaves the configuration (the leader hands over first if it is the one); the
+    /// supervisor then stops its process. To replace a server whose disk was lost, remove it
+    /// and add a new one: it must not come back under its old id.
+    RemoveServer { node: NodeId },
 }
 
 impl AdminCommand {
@@ -203,6 +216,9 @@ impl AdminCommand {
             AdminCommand::Lesson { action } => action.describe(),
             AdminCommand::OpenWrites { open: true } => "let everyone write".to_string(),
             AdminCommand::OpenWrites { open: false } => "writes need the token again".to_string(),
+            AdminCommand::AddServer { node: Some(n), .. } => format!("add server {n}"),
+            AdminCommand::AddServer { node: None, .. } => "add a server".to_string(),
+            AdminCommand::RemoveServer { node } => format!("remove server {node}"),
         }
     }
 }
@@ -386,6 +402,13 @@ pub struct NodeAddress {
     pub address: String,
 }
 
+/// Who votes, and who receives the log without a vote yet (a server catching up to join).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
 /// The whole cluster as one proxy sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -403,6 +426,9 @@ pub struct ClusterStatus {
     /// Safety properties the live invariant monitor saw broken, oldest first.
     #[serde(default)]
     pub alarms: Vec<Alarm>,
+    /// The configuration in force, as the leader (else the most recent server) sees it.
+    #[serde(default)]
+    pub members: Members,
     /// The lesson running on this proxy, if any.
     #[serde(default)]
     pub lesson: Option<LessonStatus>,
@@ -749,6 +775,17 @@ pub enum SupervisorInbound {
         #[serde(default)]
         faults: Option<FaultSettings>,
     },
+    /// Start a new server `node` on an empty disk, waiting to be added to the configuration;
+    /// answered with its address.
+    StartServer {
+        id: u64,
+        node: NodeId,
+    },
+    /// Stop server `node` for good (it left the configuration) and forget it.
+    StopServer {
+        id: u64,
+        node: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -786,6 +823,9 @@ pub struct ProcessInfo {
     pub node: NodeId,
     pub pid: Option<u32>,
     pub state: ProcessState,
+    /// Where the server listens (so that proxies find servers added while they run).
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// Parses a frame, turning every failure into the protocol's own error.

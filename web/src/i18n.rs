@@ -432,6 +432,9 @@ pub fn command(lang: Lang, command: &AdminCommand) -> String {
         AdminCommand::Lesson { action: LessonAction::Stop } => "detener la lección".to_string(),
         AdminCommand::OpenWrites { open: true } => "dejar escribir a todos".to_string(),
         AdminCommand::OpenWrites { open: false } => "escribir vuelve a necesitar el token".to_string(),
+        AdminCommand::AddServer { node: Some(n), .. } => format!("añadir el servidor {n}"),
+        AdminCommand::AddServer { node: None, .. } => "añadir un servidor".to_string(),
+        AdminCommand::RemoveServer { node } => format!("quitar el servidor {node}"),
     }
 }
 

@@ -50,6 +50,8 @@ pub fn client_frames() -> Vec<ClientFrame> {
         admin(13, AdminCommand::BatchSize { entries: Some(1) }),
         admin(14, AdminCommand::Block { from: 1, to: 3 }),
         admin(15, AdminCommand::StopTime),
+        admin(16, AdminCommand::AddServer { node: Some(4), address: None }),
+        admin(17, AdminCommand::RemoveServer { node: 2 }),
     ]
 }
 
@@ -197,6 +199,8 @@ pub fn supervisor_inbound() -> Vec<SupervisorInbound> {
         SupervisorInbound::Process { id: 1, node: 2, action: ProcessAction::Restart, faults: Some(faults()) },
         SupervisorInbound::Process { id: 2, node: 3, action: ProcessAction::Pause, faults: None },
         SupervisorInbound::Reset { id: 3, faults: None },
+        SupervisorInbound::StartServer { id: 4, node: 5 },
+        SupervisorInbound::StopServer { id: 5, node: 2 },
     ]
 }
 
@@ -207,8 +211,13 @@ pub fn supervisor_outbound() -> Vec<SupervisorOutbound> {
         SupervisorOutbound::Done { id: 2, result: Err(api_error()) },
         SupervisorOutbound::Processes {
             processes: vec![
-                ProcessInfo { node: 1, pid: Some(4242), state: ProcessState::Up },
-                ProcessInfo { node: 2, pid: None, state: ProcessState::Crashed },
+                ProcessInfo { node: 1, pid: Some(4242), state: ProcessState::Up, address: None },
+                ProcessInfo {
+                    node: 2,
+                    pid: None,
+                    state: ProcessState::Crashed,
+                    address: Some("127.0.0.1:8092".into()),
+                },
             ],
             epoch: 3,
         },
@@ -278,14 +287,23 @@ fn entries() -> Vec<Entry> {
     vec![
         Entry { index: 1, term: 1, payload: Payload::Config(Configuration::new([1, 2, 3])) },
         Entry { index: 2, term: 1, payload: Payload::Noop },
+        Entry { index: 3, term: 1, payload: Payload::Config(joined()) },
         Entry {
-            index: 3,
+            index: 4,
             term: 2,
             payload: Payload::Command(command(WriteOp::Put { key: "x".into(), value: "1".into() })),
         },
-        Entry { index: 4, term: 2, payload: Payload::Command(command(cas)) },
-        Entry { index: 5, term: 2, payload: Payload::Command(command(WriteOp::Delete { key: "x".into() })) },
+        Entry { index: 5, term: 2, payload: Payload::Command(command(cas)) },
+        Entry { index: 6, term: 2, payload: Payload::Command(command(WriteOp::Delete { key: "x".into() })) },
     ]
+}
+
+/// A configuration with a learner added at run time, and its address.
+fn joined() -> Configuration {
+    let mut config = Configuration::new([1, 2, 3]);
+    config.learners.insert(4);
+    config.addresses.insert(4, "127.0.0.1:8094".into());
+    config
 }
 
 fn api_error() -> ApiError {
@@ -471,6 +489,7 @@ fn cluster_status() -> ClusterStatus {
         time_scale: 2.5,
         proxies: vec!["127.0.0.1:8080".into()],
         supervised: true,
+        members: shared::protocol::Members { voters: vec![1, 2, 3], learners: vec![4] },
         time: TimeStatus {
             stopped: true,
             held: 1,

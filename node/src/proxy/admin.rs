@@ -10,7 +10,7 @@ use shared::protocol::{
 use shared::raft::NodeId;
 
 use super::status::{cluster_status, time_scale};
-use super::{Hub, lessons, time};
+use super::{Hub, lessons, membership, time};
 
 /// An admin command from a client or page.
 pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFrame {
@@ -18,6 +18,20 @@ pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFra
     if let AdminCommand::Lesson { action } = command {
         return match lessons::control(hub, action).await {
             Ok(message) => ProxyFrame::AdminDone { id, message },
+            Err(error) => ProxyFrame::Error { id: Some(id), error },
+        };
+    }
+    let membership = match &command {
+        AdminCommand::AddServer { node, address } => Some(membership::add(hub, *node, address.clone()).await),
+        AdminCommand::RemoveServer { node } => Some(membership::remove(hub, *node).await),
+        _ => None,
+    };
+    if let Some(result) = membership {
+        return match result {
+            Ok(message) => {
+                tracing::info!("admin: {description}: {message}");
+                ProxyFrame::AdminDone { id, message }
+            }
             Err(error) => ProxyFrame::Error { id: Some(id), error },
         };
     }
@@ -35,15 +49,7 @@ pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFra
 }
 
 fn known(hub: &Hub, node: NodeId) -> Result<(), ApiError> {
-    if hub.backends.contains_key(&node) {
-        Ok(())
-    } else {
-        let ids: Vec<String> = hub.backends.keys().map(|i| i.to_string()).collect();
-        Err(ApiError::new(
-            ErrorKind::BadRequest,
-            format!("there is no node {node} (nodes: {})", ids.join(", ")),
-        ))
-    }
+    hub.backends.require(node).map(|_| ())
 }
 
 /// Carries out a command (for clients, and for lessons, which call it directly).
@@ -62,10 +68,13 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
                 _ => ProcessAction::Resume,
             };
             // A restarted server starts with the faults in force (a partition, a stopped clock).
-            let faults =
-                (action == ProcessAction::Restart).then(|| hub.backends[&node].current_faults(scale));
+            let faults = (action == ProcessAction::Restart)
+                .then(|| hub.backends.get(&node).map(|b| b.current_faults(scale)))
+                .flatten();
             let self_crash = || {
-                hub.backends[&node].send(ServerInbound::Crash);
+                if let Some(backend) = hub.backends.get(&node) {
+                    backend.send(ServerInbound::Crash);
+                }
             };
             match &hub.supervisor {
                 // A supervisor that cannot be reached is no reason to refuse a crash: the
@@ -92,7 +101,7 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             }
         }
         AdminCommand::Partition { groups } => {
-            let all: BTreeSet<NodeId> = hub.backends.keys().copied().collect();
+            let all: BTreeSet<NodeId> = hub.backends.keys().collect();
             let mut groups: Vec<BTreeSet<NodeId>> =
                 groups.into_iter().map(|g| g.into_iter().collect()).collect();
             for g in &groups {
@@ -111,7 +120,7 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             for group in &groups {
                 let outside: Vec<NodeId> = all.difference(group).copied().collect();
                 for node in group {
-                    let backend = &hub.backends[node];
+                    let backend = hub.backends.require(*node)?;
                     let mut faults = backend.current_faults(scale);
                     faults.blocked_to = outside.clone();
                     faults.blocked_from = outside.clone();
@@ -130,13 +139,13 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             if from == to {
                 return Err(ApiError::new(ErrorKind::BadRequest, "a node cannot be cut off from itself"));
             }
-            let sender = &hub.backends[&from];
+            let sender = hub.backends.require(from)?;
             let mut faults = sender.current_faults(scale);
             if !faults.blocked_to.contains(&to) {
                 faults.blocked_to.push(to);
             }
             sender.set_faults(faults);
-            let receiver = &hub.backends[&to];
+            let receiver = hub.backends.require(to)?;
             let mut faults = receiver.current_faults(scale);
             if !faults.blocked_from.contains(&from) {
                 faults.blocked_from.push(from);
@@ -199,10 +208,13 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             let leader = cluster_status(hub)
                 .leader
                 .ok_or_else(|| ApiError::new(ErrorKind::NoLeader, "there is no leader to hand over from"))?;
-            hub.backends[&leader].send(ServerInbound::Transfer { to });
+            hub.backends.require(leader)?.send(ServerInbound::Transfer { to });
             Ok(format!("asked leader {leader} to hand over to node {to}"))
         }
         AdminCommand::StopTime => time::stop(hub).await,
+        AdminCommand::AddServer { .. } | AdminCommand::RemoveServer { .. } => {
+            Err(ApiError::new(ErrorKind::NotSupported, "membership changes are not part of lessons yet"))
+        }
         AdminCommand::StartTime => time::start(hub).await,
         AdminCommand::Step { count } => time::step(hub, count).await,
         AdminCommand::DeliverMessage { id } => time::deliver_message(hub, id).await,
@@ -307,15 +319,9 @@ async fn reset(hub: &Hub, id: u64, scale: f64) -> Result<String, ApiError> {
     result
 }
 
-fn targets(
-    hub: &Hub,
-    node: Option<NodeId>,
-) -> Result<Vec<&std::sync::Arc<super::backend::Backend>>, ApiError> {
+fn targets(hub: &Hub, node: Option<NodeId>) -> Result<Vec<Arc<super::backend::Backend>>, ApiError> {
     match node {
-        Some(n) => {
-            known(hub, n)?;
-            Ok(vec![&hub.backends[&n]])
-        }
+        Some(n) => Ok(vec![hub.backends.require(n)?]),
         None => Ok(hub.backends.values().collect()),
     }
 }

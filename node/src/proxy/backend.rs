@@ -32,6 +32,8 @@ pub struct Backend {
     state: Mutex<BackendState>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     pending_time: Mutex<HashMap<u64, oneshot::Sender<TimeReport>>>,
+    /// The server left the cluster: its link stops reconnecting.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -58,8 +60,19 @@ impl Backend {
             state: Mutex::new(BackendState::default()),
             pending: Mutex::new(HashMap::new()),
             pending_time: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         };
         (Arc::new(backend), rx)
+    }
+
+    /// The server left the cluster: stop reconnecting to it.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.fail_pending();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, BackendState> {
@@ -176,7 +189,7 @@ pub async fn run(hub: Arc<Hub>, backend: Arc<Backend>, mut outbox: mpsc::Unbound
     };
     let mut backoff = ws::Backoff::new(Duration::from_millis(250));
     let mut announced = false;
-    loop {
+    while !backend.is_closed() {
         match connect_server(&hub.token, &url).await {
             Ok(mut stream) => {
                 tracing::info!("connected to node {} at {}", backend.id, backend.address);
@@ -351,15 +364,27 @@ impl Supervisor {
         action: ProcessAction,
         faults: Option<FaultSettings>,
     ) -> Result<String, ApiError> {
-        self.ask(id, SupervisorInbound::Process { id, node, action, faults }).await
+        self.ask_with(id, SupervisorInbound::Process { id, node, action, faults }).await
     }
 
     /// Restarts every server on an empty disk with `faults`.
     pub async fn reset(&self, id: u64, faults: Option<FaultSettings>) -> Result<String, ApiError> {
-        self.ask(id, SupervisorInbound::Reset { id, faults }).await
+        self.ask_with(id, SupervisorInbound::Reset { id, faults }).await
     }
 
-    async fn ask(&self, id: u64, frame: SupervisorInbound) -> Result<String, ApiError> {
+    /// Sends a request (its `id` is the frame's own) and waits for the supervisor's answer.
+    pub async fn ask(&self, frame: SupervisorInbound) -> Result<String, ApiError> {
+        let id = match &frame {
+            SupervisorInbound::Process { id, .. }
+            | SupervisorInbound::Reset { id, .. }
+            | SupervisorInbound::StartServer { id, .. }
+            | SupervisorInbound::StopServer { id, .. } => *id,
+            SupervisorInbound::Hello { .. } => 0,
+        };
+        self.ask_with(id, frame).await
+    }
+
+    async fn ask_with(&self, id: u64, frame: SupervisorInbound) -> Result<String, ApiError> {
         if !self.is_connected() {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -414,6 +439,20 @@ pub async fn run_supervisor(
                         incoming = ws::recv::<SupervisorOutbound>(&mut stream) => match incoming? {
                             None => anyhow::bail!("closed"),
                             Some(Ok(SupervisorOutbound::Processes { processes, epoch })) => {
+                                // Servers started or stopped since (by any proxy): talk to the
+                                // ones that joined, stop talking to the ones that left.
+                                for p in &processes {
+                                    if let Some(address) = &p.address {
+                                        hub.add_server(p.node, address.clone());
+                                    }
+                                }
+                                if !processes.is_empty() {
+                                    for id in hub.backends.keys() {
+                                        if !processes.iter().any(|p| p.node == id) {
+                                            hub.remove_server(id);
+                                        }
+                                    }
+                                }
                                 {
                                     let mut map = supervisor.processes.lock().expect("processes lock");
                                     map.clear();

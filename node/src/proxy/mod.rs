@@ -10,15 +10,16 @@
 
 mod admin;
 mod backend;
+mod backends;
 mod fanout;
 mod lessons;
+mod membership;
 mod pages;
 mod routing;
 mod session;
 mod status;
 mod time;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use anyhow::Context;
 use axum::routing::get;
 use shared::check::Monitor;
 use shared::event::{Event, Observed};
-use shared::protocol::{NodeAddress, ProxyFrame, encode};
+use shared::protocol::{ProxyFrame, encode};
 use shared::raft::NodeId;
 use tokio::sync::broadcast;
 
@@ -69,8 +70,7 @@ pub struct Args {
 pub struct Hub {
     pub token: String,
     pub proxies: Vec<String>,
-    pub nodes: Vec<NodeAddress>,
-    pub backends: BTreeMap<NodeId, Arc<Backend>>,
+    pub backends: backends::Backends,
     pub supervisor: Option<Arc<Supervisor>>,
     /// Encoded frames for every subscribed page.
     pub observers: broadcast::Sender<Arc<str>>,
@@ -128,6 +128,25 @@ impl Hub {
         }
     }
 
+    /// Starts talking to a server that joined (the supervisor started it); false if known.
+    pub fn add_server(self: &Arc<Self>, id: NodeId, address: String) -> bool {
+        let (backend, outbox) = Backend::new(id, address);
+        if !self.backends.insert(backend.clone()) {
+            return false;
+        }
+        tracing::info!("node {id} joined at {}: connecting", backend.address);
+        tokio::spawn(backend::run(self.clone(), backend, outbox));
+        true
+    }
+
+    /// Stops talking to a server that left the cluster.
+    pub fn remove_server(&self, id: NodeId) {
+        if let Some(backend) = self.backends.remove(id) {
+            tracing::info!("node {id} left the cluster");
+            backend.close();
+        }
+    }
+
     /// The cluster was reset onto empty disks: forget its logs, statuses and alarms.
     pub fn forget_cluster(&self) {
         self.monitor().reset();
@@ -156,13 +175,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let (observers, _) = broadcast::channel(4096);
-        let mut backends = BTreeMap::new();
         let mut links = Vec::new();
         for (id, address) in &nodes {
-            let (backend, outbox) = Backend::new(*id, address.clone());
-            backends.insert(*id, backend.clone());
-            links.push((backend, outbox));
+            links.push(Backend::new(*id, address.clone()));
         }
+        let backends = links.iter().map(|(backend, _)| backend.clone()).collect();
         let (supervisor, supervisor_outbox) = match &args.supervisor {
             Some(address) => {
                 let (s, rx) = Supervisor::new(address.clone());
@@ -173,10 +190,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let hub = Arc::new(Hub {
             token: args.token.clone(),
             proxies: proxies.clone(),
-            nodes: nodes
-                .iter()
-                .map(|(id, address)| NodeAddress { id: *id, address: address.clone() })
-                .collect(),
             backends,
             supervisor: supervisor.clone(),
             observers,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use shared::event::Consistency;
 use shared::kv::{Command, WriteOp, WriteResult};
 use shared::protocol::{ApiError, ErrorKind, OpResult, ProxyFrame};
-use shared::raft::{NodeId, Role, Term};
+use shared::raft::{Index, MembershipChange, NodeId, Role, Term};
 use shared::replica::{Reply, ReplyError, Request};
 
 use super::Hub;
@@ -98,7 +98,7 @@ fn candidates(hub: &Hub, avoid: &Avoid) -> (Option<NodeId>, Vec<NodeId>) {
         .backends
         .iter()
         .filter(|(id, _)| !avoid.contains(id))
-        .filter_map(|(id, b)| b.fresh(|s| (*id, s.replica.raft.role, s.replica.raft.term)))
+        .filter_map(|(id, b)| b.fresh(|s| (id, s.replica.raft.role, s.replica.raft.term)))
         .collect();
     let leader = roles
         .iter()
@@ -114,7 +114,7 @@ fn any_node(hub: &Hub, avoid: &Avoid) -> Option<NodeId> {
         .backends
         .iter()
         .filter(|(id, b)| !avoid.contains(id) && b.is_connected())
-        .map(|(id, _)| *id)
+        .map(|(id, _)| id)
         .collect();
     (!ids.is_empty()).then(|| ids[hub.next_turn() % ids.len()])
 }
@@ -302,5 +302,30 @@ pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> 
             let message = format!("the read did not complete in {:.1} s ({problem})", after.as_secs_f64());
             ProxyFrame::Error { id: Some(id), error: ApiError::new(kind, message) }
         }
+    }
+}
+
+/// Asks the leader for a membership change and waits until it is committed; returns the index
+/// of the new configuration. Busy answers (a change still committing, a leader that has not
+/// committed in its term) are retried; removing the leader follows it to its successor.
+pub async fn change_membership(hub: &Hub, change: MembershipChange) -> Result<Index, ApiError> {
+    let request = Request::ChangeMembership { change };
+    match route(hub, request, |avoid, hint| hint.or_else(|| candidates(hub, avoid).0)).await {
+        Routed::Answered { reply: Reply::MembershipChanged { index }, .. } => Ok(index),
+        Routed::Answered {
+            reply: Reply::Error { error: ReplyError::MembershipRefused { reason } }, ..
+        } => Err(ApiError::new(ErrorKind::BadRequest, reason)),
+        Routed::Answered { reply, node, .. } => Err(ApiError::new(
+            ErrorKind::Unavailable,
+            format!("node {node} gave an answer of the wrong kind: {reply:?}"),
+        )),
+        Routed::GaveUp { problem, after, .. } => Err(ApiError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the membership change did not complete in {:.1} s ({problem}); look at the members in \
+                 `status` before asking again",
+                after.as_secs_f64()
+            ),
+        )),
     }
 }

@@ -66,14 +66,14 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     let mut observers = subscribe.then(|| hub.observers.subscribe());
     let picture = subscribe.then(|| {
         let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
-        let logs = hub.backends.iter().map(|(node, backend)| (*node, backend.log().tail(per_node))).collect();
+        let logs = hub.backends.iter().map(|(node, backend)| (node, backend.log().tail(per_node))).collect();
         Box::new(Picture { cluster: status::cluster_status(&hub), logs, recent: hub.fanout.recent() })
     });
     let welcome = ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
         admin,
         proxies: hub.proxies.clone(),
-        nodes: hub.nodes.clone(),
+        nodes: hub.backends.addresses(),
         picture,
     };
     let (mut sink, mut stream) = socket.split();

@@ -41,9 +41,9 @@ pub async fn publish_periodically(hub: Arc<Hub>) {
 
 pub fn cluster_status(hub: &Hub) -> ClusterStatus {
     let mut nodes = Vec::new();
-    for (id, backend) in &hub.backends {
+    for (id, backend) in hub.backends.iter() {
         let fresh = backend.fresh(shared::protocol::ServerStatus::clone);
-        let process = hub.supervisor.as_ref().and_then(|s| s.process(*id));
+        let process = hub.supervisor.as_ref().and_then(|s| s.process(id));
         let state = match (&process, &fresh) {
             (Some(p), _) => p.state,
             (None, Some(_)) => ProcessState::Up,
@@ -53,7 +53,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         let pid = process.as_ref().and_then(|p| p.pid).or_else(|| known.as_ref().map(|s| s.pid));
         let r = fresh.as_ref().map(|s| &s.replica);
         nodes.push(NodeView {
-            id: *id,
+            id,
             address: backend.address.clone(),
             pid: if state == ProcessState::Crashed { None } else { pid },
             state,
@@ -87,6 +87,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         lesson: hub.lessons.status(),
         bugs,
         open_writes: hub.open_writes.load(std::sync::atomic::Ordering::Relaxed),
+        members: super::membership::members(hub).unwrap_or_default(),
         nodes,
     }
 }

@@ -90,8 +90,8 @@ impl TimeGate {
 
 /// Asks every reachable server; the answers that came.
 pub async fn ask_all(hub: &Hub, command: TimeCommand) -> Vec<TimeReport> {
-    let asks =
-        hub.backends.values().filter(|b| b.is_connected()).map(|b| b.time(hub.next_id(), command.clone()));
+    let backends: Vec<_> = hub.backends.values().filter(|b| b.is_connected()).collect();
+    let asks = backends.iter().map(|b| b.time(hub.next_id(), command.clone()));
     futures_util::future::join_all(asks).await.into_iter().flatten().collect()
 }
 

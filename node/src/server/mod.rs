@@ -39,6 +39,11 @@ pub struct Args {
     /// Every server of the cluster, this one included: 1=127.0.0.1:8091,2=...
     #[arg(long)]
     peers: String,
+    /// Join a running cluster: start with no configuration and wait to be added (as a
+    /// learner, by `client add-server`) instead of bootstrapping one from --peers. Servers
+    /// added later are found through the configuration in the log.
+    #[arg(long)]
+    join: bool,
     /// Address to listen on (default: this server's address in --peers)
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -93,6 +98,8 @@ pub struct Shared {
     /// Encoded events and status frames for subscribed proxies.
     pub observers: broadcast::Sender<Arc<str>>,
     pub next_connection: AtomicU64,
+    /// For the Raft thread to start connections to servers that join the configuration.
+    pub runtime: tokio::runtime::Handle,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -122,7 +129,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         persisted.hard_state.voted_for
     );
 
-    let mut cfg = Config::new(args.id, nodes.iter().map(|(id, _)| *id).collect());
+    let mut cfg = if args.join {
+        Config::joining(args.id)
+    } else {
+        Config::new(args.id, nodes.iter().map(|(id, _)| *id).collect())
+    };
     cfg.election_timeout = args.election_timeout;
     cfg.heartbeat_interval = args.heartbeat;
     cfg.max_entries_per_message = args.max_batch;
@@ -160,6 +171,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         connections: Mutex::new(BTreeMap::new()),
         observers,
         next_connection: AtomicU64::new(1),
+        runtime: runtime.handle().clone(),
     });
 
     let listener = runtime

@@ -83,6 +83,16 @@ impl Reporting {
 }
 
 impl Outbox {
+    /// Whether messages to `peer` have a way out.
+    pub fn has_link(&self, peer: NodeId) -> bool {
+        self.links.contains_key(&peer)
+    }
+
+    /// A way out to a server that joined the configuration.
+    pub fn add_link(&mut self, peer: NodeId, link: Link) {
+        self.links.insert(peer, link);
+    }
+
     pub fn new(seed: u64, policy: NetworkPolicy, links: BTreeMap<NodeId, Link>) -> Outbox {
         Outbox {
             transit: Transit::new(seed),

@@ -139,6 +139,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
             // Stepping a stopped cluster: every move should show at once.
             server.next_status = Instant::now();
         }
+        server.connect_new_members(&replica);
         server.answer_reports(&replica);
         server.publish_events();
         if Instant::now() >= server.next_status {
@@ -177,6 +178,22 @@ struct Server {
 }
 
 impl Server {
+    /// Opens a connection to every member of the configuration this server has none to: a
+    /// server added at run time, whose address came with the change that added it.
+    fn connect_new_members(&mut self, replica: &Replica) {
+        let config = replica.raft().membership();
+        for id in config.members() {
+            if id == self.shared.id || self.outbox.has_link(id) {
+                continue;
+            }
+            let Some(address) = config.addresses.get(&id) else { continue };
+            tracing::info!("node {id} joined the configuration: connecting to it at {address}");
+            let (sender, receiver) = super::peers::link();
+            self.outbox.add_link(id, sender);
+            self.shared.runtime.spawn(super::peers::run(self.shared.clone(), id, address.clone(), receiver));
+        }
+    }
+
     /// Real time until something is due: a timer, a message, a status report.
     fn wait(&self, replica: &Replica) -> Duration {
         let status = self.next_status.saturating_duration_since(Instant::now());

@@ -82,8 +82,26 @@ pub struct Configuration {
     pub learners: BTreeSet<NodeId>,
     /// Where members added at run time listen, for the drivers that connect to them (the core
     /// never reads it). Servers of the first configuration are known from the command line.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "id_pairs")]
     pub addresses: BTreeMap<NodeId, String>,
+}
+
+/// A map keyed by node id, as a list of `[id, value]` pairs: JSON object keys are strings, and
+/// inside the protocol's tagged enums serde cannot read a string key back as a number.
+mod id_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::NodeId;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<NodeId, String>, s: S) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<NodeId, String>, D::Error> {
+        Ok(Vec::<(NodeId, String)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl Configuration {

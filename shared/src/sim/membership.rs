@@ -37,7 +37,8 @@ impl Simulation {
                 self.provisioned += 1;
                 self.start_node(id);
                 self.note(format!("operator: new server n{id} started, empty disk"));
-                MembershipChange::AddLearner { id, address: String::new() }
+                // An address like a real one, so that it crosses the wire format too.
+                MembershipChange::AddLearner { id, address: format!("10.0.0.{id}:7000") }
             }
             _ if members.len() > FEWEST_MEMBERS => {
                 let id = members[self.membership_rng.below(members.len() as u64) as usize];

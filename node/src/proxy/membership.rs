@@ -1,0 +1,88 @@
+//! Adding and removing servers: the supervisor starts or stops the process, the leader changes
+//! the configuration (`routing::change_membership`), and this proxy starts or stops talking
+//! to the server. The order matters: a new server runs before it is added (so that the leader
+//! can reach it at once), and a removed one stops only after its removal is committed (so
+//! that the cluster never waits on a server it still counts).
+
+use std::sync::Arc;
+
+use shared::protocol::{ApiError, ErrorKind, Members, SupervisorInbound};
+use shared::raft::{MembershipChange, NodeId};
+
+use super::{Hub, routing};
+
+pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) -> Result<String, ApiError> {
+    let id = node.unwrap_or_else(|| next_free_id(hub));
+    if hub.backends.contains_key(&id)
+        || members(hub).is_some_and(|m| m.voters.contains(&id) || m.learners.contains(&id))
+    {
+        return Err(ApiError::new(ErrorKind::BadRequest, format!("node {id} is already a member")));
+    }
+    let (address, started) = match (address, &hub.supervisor) {
+        (Some(address), _) => (address, false),
+        (None, Some(supervisor)) => {
+            let asked = SupervisorInbound::StartServer { id: hub.next_id(), node: id };
+            (supervisor.ask(asked).await?, true)
+        }
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorKind::NotSupported,
+                "without a supervisor, start the server yourself (`consenso server --join --id N …`) and \
+                 give its address",
+            ));
+        }
+    };
+    hub.add_server(id, address.clone());
+    let change = MembershipChange::AddLearner { id, address: address.clone() };
+    match routing::change_membership(hub, change).await {
+        Ok(index) => Ok(format!(
+            "node {id} at {address} joined as a learner (configuration at index {index}); the leader makes it \
+             a voter once it has caught up"
+        )),
+        Err(error) => {
+            // Not added: nobody should keep a server that is not a member.
+            hub.remove_server(id);
+            if let (true, Some(supervisor)) = (started, &hub.supervisor) {
+                let _ = supervisor.ask(SupervisorInbound::StopServer { id: hub.next_id(), node: id }).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+pub async fn remove(hub: &Arc<Hub>, node: NodeId) -> Result<String, ApiError> {
+    let index = routing::change_membership(hub, MembershipChange::Remove { id: node }).await?;
+    let mut message = format!("node {node} left the configuration (index {index})");
+    if let Some(supervisor) = &hub.supervisor {
+        match supervisor.ask(SupervisorInbound::StopServer { id: hub.next_id(), node }).await {
+            Ok(_) => message.push_str("; its process is stopped"),
+            Err(e) => message.push_str(&format!("; its process could not be stopped: {}", e.message)),
+        }
+    }
+    hub.remove_server(node);
+    Ok(message)
+}
+
+/// The configuration in force as the leader (else the most recent server) reports it.
+pub fn members(hub: &Hub) -> Option<Members> {
+    hub.backends
+        .values()
+        .filter_map(|b| {
+            b.fresh(|s| {
+                let raft = &s.replica.raft;
+                let leads = raft.role == shared::raft::Role::Leader;
+                (
+                    (leads, raft.term, raft.last_index),
+                    Members { voters: raft.voters.clone(), learners: raft.learners.clone() },
+                )
+            })
+        })
+        .max_by_key(|(rank, _)| *rank)
+        .map(|(_, members)| members)
+}
+
+fn next_free_id(hub: &Hub) -> NodeId {
+    let known = hub.backends.keys().max().unwrap_or(0);
+    let members = members(hub).map_or(0, |m| m.voters.iter().chain(&m.learners).copied().max().unwrap_or(0));
+    known.max(members) + 1
+}
