@@ -121,8 +121,10 @@ struct Supervisor {
     /// The options every server gets (time, batches, bugs…), besides its own id and place.
     common_args: Vec<String>,
     /// The servers of the first configuration; those added later join it.
-    first: Vec<NodeId>,
+    first: BTreeMap<NodeId, ServerPlace>,
     servers: Mutex<BTreeMap<NodeId, ServerPlace>>,
+    /// Ids of servers that left: never given again, even if their disk is gone.
+    retired: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Faults a server starts with when nobody says otherwise (the cluster's own options).
     initial_faults: FaultSettings,
     processes: Mutex<BTreeMap<NodeId, Process>>,
@@ -191,8 +193,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         host: args.host.clone(),
         port: args.port,
         common_args,
-        first: servers.iter().map(|(id, _)| *id).collect(),
+        first: places.clone(),
         servers: Mutex::new(places),
+        retired: Mutex::new(std::collections::BTreeSet::new()),
         initial_faults,
         processes: Mutex::new(BTreeMap::new()),
         updates,
@@ -468,15 +471,24 @@ impl Supervisor {
             .expect("servers lock")
             .keys()
             .copied()
-            .filter(|id| !self.first.contains(id))
+            .filter(|id| !self.first.contains_key(id))
             .collect();
+        // A new cluster: the ids of servers added to the old one are free again.
         for id in added {
             self.stop_server(id).await?;
+            let dir = self.data_dir.join(format!("node-{id}"));
+            if dir.exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
-        let ids = self.first.clone();
+        self.retired.lock().expect("retired lock").clear();
+        // Servers of the first configuration that were removed come back too.
+        self.servers.lock().expect("servers lock").extend(self.first.clone());
+        let ids: Vec<NodeId> = self.first.keys().copied().collect();
         let unavailable = |e: String| ApiError::new(ErrorKind::Unavailable, e);
         for id in &ids {
-            let (pid, state) = self.pid_of(*id)?;
+            // A removed server has no process to stop.
+            let Ok((pid, state)) = self.pid_of(*id) else { continue };
             if let Some(pid) = pid.filter(|_| state != ProcessState::Crashed) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -512,13 +524,10 @@ impl Supervisor {
             if servers.contains_key(&id) {
                 return Err(bad(format!("node {id} already exists")));
             }
-            if data_dir.exists() {
+            if data_dir.exists() || self.retired.lock().expect("retired lock").contains(&id) {
                 // A server that left must not come back with its old state under the same id:
                 // it could vote twice in a term. The operator picks a new id.
-                return Err(bad(format!(
-                    "node {id} was a member before ({} exists): a new server needs a new id",
-                    data_dir.display()
-                )));
+                return Err(bad(format!("node {id} was a member before: a new server needs a new id")));
             }
             servers.insert(id, ServerPlace { address: address.clone(), data_dir, joins: true });
         }
@@ -552,6 +561,7 @@ impl Supervisor {
         }
         self.processes.lock().expect("processes lock").remove(&id);
         self.servers.lock().expect("servers lock").remove(&id);
+        self.retired.lock().expect("retired lock").insert(id);
         self.publish();
         Ok(format!("node {id} stopped and forgotten"))
     }
