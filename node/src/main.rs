@@ -13,6 +13,7 @@
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
 //! - `listener`: every listening socket — connection cap, header deadline, a byte budget until
 //!   `hello`, browsers held to their origin.
+//! - `metrics`: `GET /metrics` in the Prometheus text format, on servers and proxies.
 //! - `output`: stdout for reports, quiet when the reader has gone (`… | head`).
 //! - `ws`, `addr`, `secret`: WebSocket plumbing, address parsing, tokens and random ids.
 //! - `fuzz` (tests only): every decoder of frames, logs and snapshots under mutated inputs.
@@ -25,6 +26,7 @@ mod cluster;
 #[cfg(test)]
 mod fuzz;
 mod listener;
+mod metrics;
 mod output;
 mod proxy;
 mod scenario;

@@ -78,6 +78,7 @@ pub struct Hub {
     pub fanout: fanout::Fanout,
     pub time: time::TimeGate,
     pub lessons: lessons::Lessons,
+    pub metrics: crate::metrics::ProxyMetrics,
     /// Whether clients without the token may write (the lecturer can open writes to a class).
     pub open_writes: AtomicBool,
     /// Origins besides the proxy's own whose pages may connect.
@@ -198,6 +199,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             time: time::TimeGate::default(),
             lessons: lessons::Lessons::default(),
             open_writes: AtomicBool::new(args.open_writes),
+            metrics: crate::metrics::ProxyMetrics::default(),
             allowed_origins: [args.allow_origins.clone(), sibling_origins(&proxies)].concat(),
             monitor: Mutex::new(Monitor::new()),
             next_id: AtomicU64::new(1),
@@ -218,6 +220,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let app = axum::Router::new()
             .route("/ws", get(session::upgrade))
             .route("/health", get(|| async { "ok\n" }))
+            .route("/metrics", {
+                let own = own.clone();
+                get(move |axum::extract::State(hub): axum::extract::State<Arc<Hub>>| async move {
+                    crate::metrics::response(metrics_text(&hub, &own))
+                })
+            })
             .with_state(hub.clone());
         let app = match web_dir {
             Some(dir) => app.merge(pages::routes(&dir)),
@@ -282,4 +290,11 @@ fn sibling_origins(proxies: &[String]) -> Vec<String> {
         }
     }
     origins
+}
+
+/// This proxy's counters, and the cluster as it sees it.
+fn metrics_text(hub: &Hub, own: &str) -> String {
+    let status = status::cluster_status(hub);
+    let reachable = status.nodes.iter().filter(|n| n.status.is_some()).count() as u64;
+    hub.metrics.render(own, (status.leader, status.term, reachable, status.nodes.len() as u64))
 }

@@ -125,7 +125,11 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
         let Ok(permit) = limit.clone().acquire_owned().await else { break };
         let (hub, connection, send) = (hub.clone(), connection.clone(), send.clone());
         tokio::spawn(async move {
+            count(&hub, &frame);
             let reply = handle(&hub, &connection, admin, frame).await;
+            if let ProxyFrame::Error { error, .. } = &reply {
+                hub.metrics.error(error.kind);
+            }
             send(&reply);
             drop(permit);
         });
@@ -203,6 +207,22 @@ async fn write(
     };
     connection.settle(session, &reply);
     reply
+}
+
+fn count(hub: &Hub, frame: &ClientFrame) {
+    let kind = match frame {
+        ClientFrame::Put { .. } => "put",
+        ClientFrame::Delete { .. } => "delete",
+        ClientFrame::Cas { .. } => "cas",
+        ClientFrame::Get { consistency, .. } => {
+            hub.metrics.read(*consistency);
+            "get"
+        }
+        ClientFrame::Status { .. } => "status",
+        ClientFrame::Admin { .. } => "admin",
+        ClientFrame::Hello { .. } => return,
+    };
+    hub.metrics.request(kind);
 }
 
 async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {

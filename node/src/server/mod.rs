@@ -100,6 +100,7 @@ pub struct Shared {
     pub next_connection: AtomicU64,
     /// For the Raft thread to start connections to servers that join the configuration.
     pub runtime: tokio::runtime::Handle,
+    pub metrics: crate::metrics::ServerMetrics,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -172,6 +173,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         observers,
         next_connection: AtomicU64::new(1),
         runtime: runtime.handle().clone(),
+        metrics: crate::metrics::ServerMetrics::default(),
     });
 
     let listener = runtime

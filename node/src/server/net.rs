@@ -27,6 +27,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let app = axum::Router::new()
         .route("/ws", get(upgrade))
         .route("/health", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                crate::metrics::response(shared.metrics.render(shared.id))
+            }),
+        )
         .with_state(shared);
     if let Err(e) = crate::listener::serve(listener, app, std::future::pending()).await {
         tracing::error!("server endpoint failed: {e}");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
 use shared::protocol::{ClockStatus, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode};
-use shared::raft::{Config, Message, MessageId, Millis, NodeId, Persisted, Snapshot, summarize};
+use shared::raft::{Config, Message, MessageId, Millis, NodeId, Persisted, Role, Snapshot, summarize};
 use shared::replica::{Replica, Request, RequestId};
 
 use super::Shared;
@@ -140,6 +140,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
             server.next_status = Instant::now();
         }
         server.connect_new_members(&replica);
+        server.update_gauges(&replica);
         server.answer_reports(&replica);
         server.publish_events();
         if Instant::now() >= server.next_status {
@@ -194,6 +195,16 @@ impl Server {
         }
     }
 
+    fn update_gauges(&self, replica: &Replica) {
+        let (m, raft) = (&self.shared.metrics, replica.raft());
+        m.set_role(raft.role());
+        m.term.set(raft.term());
+        m.commit.set(raft.commit_index());
+        m.applied.set(replica.kv().applied());
+        m.last_index.set(raft.last_index());
+        m.snapshot_index.set(raft.snapshot_index());
+    }
+
     /// Real time until something is due: a timer, a message, a status report.
     fn wait(&self, replica: &Replica) -> Duration {
         let status = self.next_status.saturating_duration_since(Instant::now());
@@ -208,8 +219,16 @@ impl Server {
         let now = self.clock.now();
         match input {
             Input::Peer(msg) if self.blocked_from.contains(&msg.from) => self.outbox.lost_on_arrival(&msg),
-            Input::Peer(msg) => replica.step(now, msg),
+            Input::Peer(msg) => {
+                self.shared.metrics.received(msg.body.kind());
+                replica.step(now, msg);
+            }
             Input::Request { connection, id, request } => {
+                match &request {
+                    Request::Write { .. } => self.shared.metrics.proposals.add(1),
+                    Request::Read { consistency, .. } => self.shared.metrics.read(*consistency),
+                    Request::ChangeMembership { .. } => {}
+                }
                 let rid = self.next_request;
                 self.next_request += 1;
                 self.pending.insert(rid, (connection, id));
@@ -274,14 +293,30 @@ impl Server {
 
     fn round(&mut self, replica: &mut Replica, storage: &mut Storage) -> anyhow::Result<()> {
         let mut work = replica.take_work();
+        let metrics = &self.shared.metrics;
+        for msg in work.messages_now.iter().chain(&work.messages) {
+            metrics.sent(msg.body.kind());
+        }
         self.outbox.send(&self.clock, std::mem::take(&mut work.messages_now));
+        let started = Instant::now();
+        let wrote = !work.persist.is_empty();
         if let Err(e) = storage.persist(&work.persist) {
             // Continuing could acknowledge what is not on disk: stop instead.
             tracing::error!("cannot persist: {e:#}; stopping so that nothing unsafe is acknowledged");
             std::process::exit(1);
         }
+        if wrote {
+            metrics.fsync.observe(started.elapsed());
+        }
         self.outbox.send(&self.clock, std::mem::take(&mut work.messages));
         let done = replica.finish(work);
+        for event in &done.events {
+            match event {
+                Event::RoleChanged { role: Role::Candidate, .. } => metrics.elections_started.add(1),
+                Event::RoleChanged { role: Role::Leader, .. } => metrics.elections_won.add(1),
+                _ => {}
+            }
+        }
         if let Some(snapshot) = &done.snapshot {
             store_snapshot(replica, storage, snapshot)?;
         }
