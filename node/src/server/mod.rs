@@ -34,8 +34,12 @@ pub use raft_loop::Input;
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// This server's id (a positive integer, unique in the cluster)
-    #[arg(long)]
+    #[arg(long, required_unless_present = "id_from_hostname", default_value_t = 0)]
     id: NodeId,
+    /// Take the id from the host name's trailing number plus one (`consenso-0` is node 1), as
+    /// a Kubernetes StatefulSet names its pods
+    #[arg(long, conflicts_with = "id")]
+    id_from_hostname: bool,
     /// Every server of the cluster, this one included: 1=127.0.0.1:8091,2=...
     #[arg(long)]
     peers: String,
@@ -103,7 +107,27 @@ pub struct Shared {
     pub metrics: crate::metrics::ServerMetrics,
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
+/// The number at the end of a host name, plus one: pods of a StatefulSet count from 0, node
+/// ids from 1.
+fn id_from_hostname(hostname: &str) -> anyhow::Result<NodeId> {
+    let ordinal = hostname.rsplit_once('-').map_or(hostname, |(_, n)| n);
+    let ordinal: NodeId = ordinal.parse().with_context(|| {
+        format!("host name '{hostname}' does not end in -N (as a StatefulSet pod's does)")
+    })?;
+    Ok(ordinal + 1)
+}
+
+pub fn main(mut args: Args) -> anyhow::Result<()> {
+    if args.id_from_hostname {
+        let hostname = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .context("--id-from-hostname: no HOSTNAME, no /etc/hostname")?;
+        args.id = id_from_hostname(hostname.trim())?;
+    }
+    if args.id == 0 {
+        anyhow::bail!("--id must be a positive integer");
+    }
     let nodes = crate::addr::node_list(&args.peers)?;
     let address = nodes
         .iter()
@@ -227,4 +251,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tracing::error!("node {} stops: {e:#}", args.id);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_statefulset_pod_name_gives_its_ordinal_plus_one() {
+        assert_eq!(super::id_from_hostname("consenso-0").unwrap(), 1);
+        assert_eq!(super::id_from_hostname("my-db-consenso-12").unwrap(), 13);
+        assert!(super::id_from_hostname("consenso").is_err());
+    }
 }
