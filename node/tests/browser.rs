@@ -281,3 +281,33 @@ fn cluster_status_json(cluster: &Cluster) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
+
+#[test]
+fn a_server_added_from_the_page_is_drawn_as_a_learner_then_as_a_voter() {
+    let _turn = serial();
+    // In slow motion (×10) the new server's catching up spans several status reports.
+    let cluster = Cluster::start_with(3, 1, &["--time-scale", "10"]);
+    run(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        b.wait(Duration::from_secs(30), "a leader", || async { b.leader().await }).await;
+        b.click(r#"button[data-action="add-server"]"#).await;
+        b.wait(Duration::from_secs(30), "node 4 drawn as a learner", || async {
+            (b.node_attr("4", "data-member").await.as_deref() == Some("learner")).then_some(())
+        })
+        .await;
+        b.screenshot("membership-learner").await;
+        b.wait(Duration::from_secs(60), "node 4 promoted to voter", || async {
+            (b.node_attr("4", "data-member").await.as_deref() == Some("voter")).then_some(())
+        })
+        .await;
+        // And removed again from the page: it leaves the drawing.
+        b.click(r#"[data-node-id="4"]"#).await;
+        b.click(r#".node-actions button[data-action="remove-server"]"#).await;
+        b.wait(Duration::from_secs(60), "node 4 gone", || async {
+            (b.count(r#"[data-node-id="4"]"#).await == 0).then_some(())
+        })
+        .await;
+        b.screenshot("membership-removed").await;
+        b.close().await;
+    });
+}

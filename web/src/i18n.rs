@@ -54,6 +54,10 @@ pub enum T {
     Resume,
     MakeLeader,
     Isolate,
+    AddServer,
+    RemoveServer,
+    Learner,
+    LegendLearner,
     Partition,
     PartitionHelp,
     BlockMessages,
@@ -222,6 +226,9 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::Resume => w!("Resume", "Reanudar"),
         T::MakeLeader => w!("Make leader", "Hacer líder"),
         T::Isolate => w!("Isolate", "Aislar"),
+        T::AddServer => w!("Add a server", "Añadir un servidor"),
+        T::RemoveServer => w!("Remove from cluster", "Quitar del clúster"),
+        T::Learner => w!("learner", "aprendiz"),
         T::Partition => w!("Partition", "Particionar"),
         T::PartitionHelp => w!(
             "Tick the nodes of one side, then partition: they lose contact with the rest.",
@@ -321,6 +328,10 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::LegendPreCandidate => w!("pre-candidate (dashed diamond)", "precandidato (rombo discontinuo)"),
         T::LegendCandidate => w!("candidate (diamond)", "candidato (rombo)"),
         T::LegendLeader => w!("leader (hexagon, ★)", "líder (hexágono, ★)"),
+        T::LegendLearner => w!(
+            "learner (dotted): a new server receiving the log, no vote until it catches up",
+            "aprendiz (punteado): un servidor nuevo que recibe el log, sin voto hasta ponerse al día"
+        ),
         T::LegendTimer => w!(
             "ring: election time left; when it empties the follower starts an election",
             "anillo: tiempo de elección restante; al vaciarse el seguidor inicia una elección"

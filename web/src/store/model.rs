@@ -132,6 +132,8 @@ pub struct Model {
     pub bugs: Vec<Bug>,
     /// Whether the proxy takes writes from pages without the token.
     pub open_writes: bool,
+    /// Who votes, and who is still catching up without a vote (a server joining).
+    pub members: shared::protocol::Members,
     pub flights: Flights,
     /// When recent messages were sent (page time), for the rate.
     pub message_times: VecDeque<f64>,
@@ -141,6 +143,11 @@ pub struct Model {
 }
 
 impl Model {
+    /// Whether `id` is a learner: it receives the log but has no vote yet.
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.members.learners.contains(&id)
+    }
+
     pub fn node(&mut self, id: NodeId) -> &mut NodeModel {
         self.nodes.entry(id).or_insert_with(|| NodeModel { id, ..NodeModel::default() })
     }
@@ -255,6 +262,11 @@ impl Model {
         self.lesson = cluster.lesson.clone();
         self.bugs = cluster.bugs.clone();
         self.open_writes = cluster.open_writes;
+        self.members = cluster.members.clone();
+        // A server that left the cluster leaves the drawing.
+        if !cluster.nodes.is_empty() {
+            self.nodes.retain(|id, _| cluster.nodes.iter().any(|v| v.id == *id));
+        }
         self.flights.rescale(t, old_scale, cluster.time_scale);
         let scale = cluster.time_scale.max(0.01);
         for view in &cluster.nodes {
@@ -607,6 +619,7 @@ mod tests {
                 lesson: None,
                 bugs: Vec::new(),
                 open_writes: false,
+                members: Default::default(),
                 stats: RequestStats::default(),
                 messages_per_s: 0.0,
             },

@@ -81,6 +81,7 @@ pub fn AdminPanel(props: &Props) -> Html {
                     <button data-action="resume" disabled={!props.supervised || state != ProcessState::Paused} onclick={send(AdminCommand::Resume { node: id })}>{ t(lang, T::Resume) }</button>
                     <button data-action="make-leader" disabled={n.role == Some(Role::Leader) || state != ProcessState::Up} onclick={send(AdminCommand::TransferLeadership { to: id })}>{ t(lang, T::MakeLeader) }</button>
                     <button data-action="isolate" onclick={send(AdminCommand::Partition { groups: vec![vec![id]] })}>{ t(lang, T::Isolate) }</button>
+                    <button data-action="remove-server" disabled={!props.supervised} onclick={send(AdminCommand::RemoveServer { node: id })}>{ t(lang, T::RemoveServer) }</button>
                 </div>
             }
         }
@@ -163,6 +164,7 @@ pub fn AdminPanel(props: &Props) -> Html {
             <div class="row">
                 <button data-action="snapshot" onclick={send(AdminCommand::Snapshot { node: None })}>{ t(lang, T::Snapshot2) }</button>
                 <button data-action="reset" disabled={!props.supervised} onclick={send(AdminCommand::Reset)}>{ t(lang, T::Reset) }</button>
+                <button data-action="add-server" disabled={!props.supervised} onclick={send(AdminCommand::AddServer { node: None, address: None })}>{ t(lang, T::AddServer) }</button>
             </div>
             <label class="open-writes">
                 <input type="checkbox" data-control="open-writes" checked={model.open_writes}

@@ -208,7 +208,9 @@ fn node(n: &NodeModel, x: f64, y: f64, now: f64, lang: Lang, props: &Props, mode
                 data-timer-left={format!("{left:.2}")} />
         }
     });
+    let learner = model.is_learner(n.id);
     let label = match role {
+        Some(_) if learner => t(lang, T::Learner).to_string(),
         Some(r) => {
             let name = role_name(r, lang);
             if r == Role::Leader { name.to_uppercase() } else { name.to_string() }
@@ -252,6 +254,7 @@ fn node(n: &NodeModel, x: f64, y: f64, now: f64, lang: Lang, props: &Props, mode
         props.partition.contains(&n.id).then_some("picked"),
         n.partitioned.then_some("partitioned"),
         n.clock_stopped.then_some("clock-stopped"),
+        learner.then_some("learner"),
     );
     let id = n.id;
     let onclick = {
@@ -290,6 +293,7 @@ fn node(n: &NodeModel, x: f64, y: f64, now: f64, lang: Lang, props: &Props, mode
             aria-haspopup="menu" data-node-id={id.to_string()} data-role={role_attr} data-term={n.term.to_string()}
             data-state={state.as_str()} data-partitioned={n.partitioned.to_string()} data-leader={is_leader.to_string()}
             data-commit={n.commit.to_string()} data-last-index={n.last_index.to_string()}
+            data-member={if learner { "learner" } else { "voter" }}
             {onclick} {oncontextmenu} {onkeydown}>
             <title>{ tooltip(n, lang) }</title>
             // One group to scale up in presentation mode.

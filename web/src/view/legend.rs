@@ -62,6 +62,7 @@ pub fn Legend(props: &Props) -> Html {
         (shape("pre_candidate", html! { <polygon points={polygon(4, 12.0, 0.0)} /> }), T::LegendPreCandidate),
         (shape("candidate", html! { <polygon points={polygon(4, 12.0, 0.0)} /> }), T::LegendCandidate),
         (shape("leader", html! { <polygon points={polygon(6, 12.0, 0.0)} /> }), T::LegendLeader),
+        (shape("learner", html! { <circle r="11" /> }), T::LegendLearner),
         (shape("timer", html! { <circle r="10" stroke-dasharray="40 63" /> }), T::LegendTimer),
     ];
     let badges = [T::LegendPaused, T::LegendCrashed, T::LegendUnreachable, T::LegendCutOff];
