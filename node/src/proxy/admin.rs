@@ -21,20 +21,6 @@ pub async fn execute(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> ProxyFra
             Err(error) => ProxyFrame::Error { id: Some(id), error },
         };
     }
-    let membership = match &command {
-        AdminCommand::AddServer { node, address } => Some(membership::add(hub, *node, address.clone()).await),
-        AdminCommand::RemoveServer { node } => Some(membership::remove(hub, *node).await),
-        _ => None,
-    };
-    if let Some(result) = membership {
-        return match result {
-            Ok(message) => {
-                tracing::info!("admin: {description}: {message}");
-                ProxyFrame::AdminDone { id, message }
-            }
-            Err(error) => ProxyFrame::Error { id: Some(id), error },
-        };
-    }
     if matches!(command, AdminCommand::Reset) {
         // Someone starts over by hand: a lesson in progress would fight them.
         hub.lessons.stop();
@@ -53,7 +39,7 @@ fn known(hub: &Hub, node: NodeId) -> Result<(), ApiError> {
 }
 
 /// Carries out a command (for clients, and for lessons, which call it directly).
-pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, ApiError> {
+pub async fn run(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> Result<String, ApiError> {
     let scale = time_scale(hub);
     match command {
         AdminCommand::Crash { node }
@@ -212,9 +198,8 @@ pub async fn run(hub: &Hub, id: u64, command: AdminCommand) -> Result<String, Ap
             Ok(format!("asked leader {leader} to hand over to node {to}"))
         }
         AdminCommand::StopTime => time::stop(hub).await,
-        AdminCommand::AddServer { .. } | AdminCommand::RemoveServer { .. } => {
-            Err(ApiError::new(ErrorKind::NotSupported, "membership changes are not part of lessons yet"))
-        }
+        AdminCommand::AddServer { node, address } => membership::add(hub, node, address).await,
+        AdminCommand::RemoveServer { node } => membership::remove(hub, node).await,
         AdminCommand::StartTime => time::start(hub).await,
         AdminCommand::Step { count } => time::step(hub, count).await,
         AdminCommand::DeliverMessage { id } => time::deliver_message(hub, id).await,

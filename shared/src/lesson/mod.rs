@@ -14,10 +14,12 @@
 //! - `elections`: leader-crash, split-vote, pre-vote, partitioned-leader, leader-transfer.
 //! - `logs`: replication, restart-catch-up, log-repair, snapshot, stale-read.
 //! - `figure8`: Figure 8 of the paper, message by message.
+//! - `membership`: a server joins as a learner, the leader leaves.
 
 mod elections;
 mod figure8;
 mod logs;
+mod membership;
 
 use serde::{Deserialize, Serialize};
 
@@ -128,6 +130,14 @@ pub const CATALOG: &[LessonInfo] = &[
     LessonInfo {
         name: "leader-transfer",
         title: ("Handing leadership over", "Ceder el liderazgo"),
+        min_nodes: 3,
+    },
+    LessonInfo {
+        name: "membership",
+        title: (
+            "Changing the members: a server joins, the leader leaves",
+            "Cambiar los miembros: entra un servidor, sale el líder",
+        ),
         min_nodes: 3,
     },
 ];
@@ -242,6 +252,7 @@ pub async fn run<D: Driver>(name: &str, d: &mut D) -> Result<Text, Failure> {
         "stale-read" => logs::stale_read(d).await?,
         "pre-vote" => elections::pre_vote(d).await?,
         "leader-transfer" => elections::leader_transfer(d).await?,
+        "membership" => membership::membership(d).await?,
         other => unreachable!("lesson {other} is in the catalog but has no script"),
     };
     // Whatever a lesson shows, Raft's safety must have held throughout.

@@ -1,0 +1,115 @@
+//! Changing the cluster's members while it serves (dissertation chapter 4).
+
+use super::{Driver, Failure, agreed_value, fresh_cluster, leader, say, wait_for};
+use crate::lesson::Text;
+use crate::protocol::{AdminCommand, ClusterStatus};
+use crate::raft::NodeId;
+
+fn voters(s: &ClusterStatus) -> Vec<NodeId> {
+    s.members.voters.clone()
+}
+
+/// Every voter at the leader's commit index.
+fn caught_up(s: &ClusterStatus) -> Option<()> {
+    let (l, _) = leader(s)?;
+    let commit = s.nodes.iter().find(|n| n.id == l)?.commit?;
+    s.members
+        .voters
+        .iter()
+        .all(|v| s.nodes.iter().any(|n| n.id == *v && n.commit == Some(commit)))
+        .then_some(())
+}
+
+pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
+    let (old, term) = fresh_cluster(d).await?;
+    d.write("lesson", "before the change").await?;
+    let before = voters(&d.status().await?);
+    let n = before.len();
+    d.caption(say(
+        format!(
+            "Node {old} leads term {term} with {n} voters: a majority is {}. We add a server. It starts with an \
+             empty disk and joins as a learner: it receives the log, but has no vote and does not count towards \
+             commits, so a newcomer far behind cannot stall the cluster.",
+            n / 2 + 1
+        ),
+        format!(
+            "El nodo {old} lidera el término {term} con {n} votantes: la mayoría es {}. Añadimos un servidor. \
+             Arranca con el disco vacío y entra como aprendiz: recibe el log, pero no vota ni cuenta para \
+             confirmar, así que un recién llegado muy atrasado no puede frenar el clúster.",
+            n / 2 + 1
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::AddServer { node: None, address: None }).await?;
+    let status = wait_for(
+        d,
+        say("the new server to catch up and vote", "que el nuevo se ponga al día y vote"),
+        30.0,
+        |s| {
+            (voters(s).len() == n + 1 && s.members.learners.is_empty()).then_some(())?;
+            caught_up(s).map(|_| s.clone())
+        },
+    )
+    .await?;
+    let new = *voters(&status).iter().find(|v| !before.contains(v)).expect("one voter more");
+    d.write("lesson", "with the new member").await?;
+    d.caption(say(
+        format!(
+            "Node {new} caught up, and the leader made it a voter with a second configuration entry: {} voters, \
+             a majority of {}. One server at a time, so any old majority and any new one share a server.",
+            n + 1,
+            (n + 1) / 2 + 1
+        ),
+        format!(
+            "El nodo {new} se puso al día y el líder lo hizo votante con una segunda entrada de configuración: {} \
+             votantes, mayoría de {}. De uno en uno, así cualquier mayoría vieja y cualquier nueva comparten un \
+             servidor.",
+            n + 1,
+            (n + 1) / 2 + 1
+        ),
+    ))
+    .await;
+    let (leading, _) = leader(&d.status().await?).ok_or_else(|| say("no leader", "no hay líder"))?;
+    d.caption(say(
+        format!(
+            "Now we remove the leader, node {leading}. It does not remove itself: it hands leadership to the most \
+             up-to-date voter first, and the new leader commits a configuration without it."
+        ),
+        format!(
+            "Ahora quitamos al líder, el nodo {leading}. No se quita a sí mismo: primero cede el liderazgo al \
+             votante más al día, y el nuevo líder confirma una configuración sin él."
+        ),
+    ))
+    .await;
+    d.admin(AdminCommand::RemoveServer { node: leading }).await?;
+    let status = wait_for(
+        d,
+        say("a leader without the removed server", "un líder sin el servidor quitado"),
+        30.0,
+        |s| {
+            let (l, _) = leader(s)?;
+            (l != leading && !voters(s).contains(&leading) && voters(s).len() == n).then_some(())?;
+            caught_up(s).map(|_| s.clone())
+        },
+    )
+    .await?;
+    let (now, now_term) = leader(&status).expect("checked above");
+    d.write("lesson", "after the removal").await?;
+    wait_for(
+        d,
+        say("every server to hold the last write", "que todos tengan la última escritura"),
+        10.0,
+        |s| agreed_value(s, "lesson").filter(|v| v == "after the removal"),
+    )
+    .await?;
+    Ok(say(
+        format!(
+            "node {new} joined as a learner and became a voter; leader {leading} handed over to node {now} (term \
+             {now_term}) and left; every write was kept"
+        ),
+        format!(
+            "el nodo {new} entró como aprendiz y pasó a votar; el líder {leading} cedió al nodo {now} (término \
+             {now_term}) y salió; no se perdió ninguna escritura"
+        ),
+    ))
+}
