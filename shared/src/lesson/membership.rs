@@ -5,6 +5,11 @@ use crate::lesson::Text;
 use crate::protocol::{AdminCommand, ClusterStatus};
 use crate::raft::NodeId;
 
+/// A majority of `voters`.
+fn majority(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
 fn voters(s: &ClusterStatus) -> Vec<NodeId> {
     s.members.voters.clone()
 }
@@ -30,13 +35,13 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
             "Node {old} leads term {term} with {n} voters: a majority is {}. We add a server. It starts with an \
              empty disk and joins as a learner: it receives the log, but has no vote and does not count towards \
              commits, so a newcomer far behind cannot stall the cluster.",
-            n / 2 + 1
+            majority(n)
         ),
         format!(
             "El nodo {old} lidera el término {term} con {n} votantes: la mayoría es {}. Añadimos un servidor. \
              Arranca con el disco vacío y entra como aprendiz: recibe el log, pero no vota ni cuenta para \
              confirmar, así que un recién llegado muy atrasado no puede frenar el clúster.",
-            n / 2 + 1
+            majority(n)
         ),
     ))
     .await;
@@ -58,14 +63,14 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
             "Node {new} caught up, and the leader made it a voter with a second configuration entry: {} voters, \
              a majority of {}. One server at a time, so any old majority and any new one share a server.",
             n + 1,
-            (n + 1) / 2 + 1
+            majority(n + 1)
         ),
         format!(
             "El nodo {new} se puso al día y el líder lo hizo votante con una segunda entrada de configuración: {} \
              votantes, mayoría de {}. De uno en uno, así cualquier mayoría vieja y cualquier nueva comparten un \
              servidor.",
             n + 1,
-            (n + 1) / 2 + 1
+            majority(n + 1)
         ),
     ))
     .await;
