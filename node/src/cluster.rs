@@ -87,6 +87,11 @@ pub struct Args {
     /// Another origin whose pages may connect to the proxies (repeatable)
     #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
+    /// Where servers run: `local` (this machine's loopback), or `netns` — each on a host of its
+    /// own (a network namespace with its own address on a bridge, 10–40 ms away where the
+    /// kernel has netem), so their messages cross a real network. netns needs root
+    #[arg(long, value_enum, default_value = "local")]
+    hosts: Hosts,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
     /// forget-vote, stale-read, no-dedup
@@ -101,6 +106,12 @@ struct ServerPlace {
     data_dir: PathBuf,
     /// Started with --join: it waits to be added instead of bootstrapping.
     joins: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Hosts {
+    Local,
+    Netns,
 }
 
 struct Process {
@@ -123,6 +134,8 @@ struct Supervisor {
     /// The servers of the first configuration; those added later join it.
     first: BTreeMap<NodeId, ServerPlace>,
     servers: Mutex<BTreeMap<NodeId, ServerPlace>>,
+    /// With `--hosts netns`: the namespaces the servers run in (removed when the cluster stops).
+    lan: Mutex<Option<crate::hosts::Lan>>,
     /// Ids of servers that left: never given again, even if their disk is gone.
     retired: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Faults a server starts with when nobody says otherwise (the cluster's own options).
@@ -153,8 +166,25 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     crate::secret::write_token_file(&data_dir.join("token"), &token)?;
 
     let host = &args.host;
-    let servers: Vec<(NodeId, String)> =
-        (1..=args.nodes).map(|id| (id, format!("{host}:{}", u64::from(args.port) + 10 + id))).collect();
+    let lan = match args.hosts {
+        Hosts::Local => None,
+        Hosts::Netns => {
+            let mut lan = crate::hosts::Lan::create(args.port)?;
+            for id in 1..=args.nodes {
+                lan.add_host(id)?;
+            }
+            Some(lan)
+        }
+    };
+    let servers: Vec<(NodeId, String)> = (1..=args.nodes)
+        .map(|id| {
+            let address = match &lan {
+                Some(lan) => lan.address(id),
+                None => format!("{host}:{}", u64::from(args.port) + 10 + id),
+            };
+            (id, address)
+        })
+        .collect();
     let proxies: Vec<String> = (0..args.proxies).map(|i| format!("{host}:{}", args.port + i)).collect();
     let supervisor_address = format!("127.0.0.1:{}", args.port + 9);
     let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
@@ -196,6 +226,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         first: places.clone(),
         servers: Mutex::new(places),
         retired: Mutex::new(std::collections::BTreeSet::new()),
+        lan: Mutex::new(lan),
         initial_faults,
         processes: Mutex::new(BTreeMap::new()),
         updates,
@@ -261,6 +292,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             }
         }
         supervisor.stop_all().await;
+        // The servers' hosts go with them.
+        drop(supervisor.lan.lock().expect("lan lock").take());
         for mut child in proxy_children {
             if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
                 let _ = child.kill().await;
@@ -296,6 +329,16 @@ fn print_banner(
         let label = if i == 0 { "  servers:" } else { "" };
         let pid = processes.get(id).and_then(|p| p.pid).map_or(String::new(), |p| format!(" (pid {p})"));
         outln!("{label:<21}node {id} at {address}{pid}");
+    }
+    drop(processes);
+    if let Some(lan) = supervisor.lan.lock().expect("lan lock").as_ref() {
+        if lan.netem {
+            outln!("  hosts:             a network namespace per server; 10, 20 or 40 ms one way (netem)");
+        } else {
+            outln!(
+                "  hosts:             a network namespace per server; no netem in this kernel, so no added latency"
+            );
+        }
     }
     outln!("  data:              {}", data_dir.display());
     outln!("  logs:              {}", logs.display());
@@ -365,7 +408,11 @@ impl Supervisor {
     fn start(self: &Arc<Self>, id: NodeId, faults: Option<FaultSettings>) -> anyhow::Result<u32> {
         let log = log_file(&self.logs, &format!("node-{id}"))?;
         let faults = faults.unwrap_or_else(|| self.initial_faults.clone());
-        let mut child: Child = Command::new(&self.exe)
+        let mut command = match self.lan.lock().expect("lan lock").as_ref() {
+            Some(lan) => lan.command(id, &self.exe),
+            None => Command::new(&self.exe),
+        };
+        let mut child: Child = command
             .args(self.server_args(id)?)
             .arg(format!("--faults={}", encode(&faults)))
             .env("CONSENSO_TOKEN", &self.token)
@@ -517,7 +564,13 @@ impl Supervisor {
         if id == 0 || port > u64::from(u16::MAX) {
             return Err(bad(format!("node {id} would listen on port {port}: pick a smaller id")));
         }
-        let address = format!("{}:{port}", self.host);
+        let address = match self.lan.lock().expect("lan lock").as_mut() {
+            Some(lan) => {
+                lan.add_host(id).map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("{e:#}")))?;
+                lan.address(id)
+            }
+            None => format!("{}:{port}", self.host),
+        };
         let data_dir = self.data_dir.join(format!("node-{id}"));
         {
             let mut servers = self.servers.lock().expect("servers lock");

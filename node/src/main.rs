@@ -8,6 +8,7 @@
 //!   reads to followers, retries with the same session, fans out observation events.
 //! - `cluster`: the supervisor that starts servers and proxies as child processes and crashes,
 //!   pauses and restarts them for real.
+//! - `hosts`: `cluster --hosts netns`, every server on a network namespace of its own.
 //! - `client`, `bench`: headless use, one operation or a load.
 //! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
@@ -25,6 +26,7 @@ mod client;
 mod cluster;
 #[cfg(test)]
 mod fuzz;
+mod hosts;
 mod listener;
 mod metrics;
 mod output;

@@ -271,3 +271,32 @@ fn a_cluster_of_network_namespaces_elects_replicates_fails_over_heals_and_grows(
         assert!(String::from_utf8_lossy(&out.stdout).contains('v'), "lan-{i} lost");
     }
 }
+
+#[test]
+fn consenso_cluster_with_hosts_netns_runs_each_server_on_its_own_address_and_cleans_up() {
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if !root
+        || Command::new("ip").args(["netns", "list"]).output().map(|o| !o.status.success()).unwrap_or(true)
+    {
+        eprintln!("SKIPPED: `cluster --hosts netns` needs root and `ip`; nothing was checked");
+        return;
+    }
+    let _turn = serial();
+    let cluster = support::Cluster::start_with(3, 1, &["--hosts", "netns"]);
+    let status = cluster.status().unwrap();
+    for node in &status.nodes {
+        assert!(node.address.starts_with("10.88."), "node {} at {}", node.id, node.address);
+    }
+    let out = Command::new(BIN)
+        .args(["client", "--proxy", &cluster.proxy(0), "--token", TOKEN, "put", "across", "hosts"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bridge = format!("cn{}", cluster.port);
+    drop(cluster);
+    let namespaces =
+        String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+    assert!(!namespaces.contains(&bridge), "namespaces left behind:\n{namespaces}");
+    let link = Command::new("ip").args(["link", "show", &bridge]).output().unwrap();
+    assert!(!link.status.success(), "the bridge {bridge} was left behind");
+}
