@@ -214,7 +214,8 @@ fn torn_tail(bytes: &[u8], offset: usize) -> bool {
 const DAMAGED: &str = "acknowledged data is damaged; refusing to start. Keep the directory for inspection. \
     Do not empty it or copy another server's into it: either could make this server forget a vote or an \
     entry it promised to keep. The safe way out is to replace this server with a new member of the cluster \
-    (a membership change)";
+    (a membership change): `consenso client remove-server <this id>`, then `consenso client add-server` \
+    (a new id, on an empty disk)";
 
 /// Splits the log into records. Returns them and the length of the valid prefix. Only a torn
 /// tail (see `torn_tail`) is cut; any other bad record is corruption, and fails.
