@@ -12,6 +12,7 @@
 //! - `client`, `bench`: headless use, one operation or a load.
 //! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
+//! - `diagram`: a recording drawn as a space-time diagram (SVG).
 //! - `listener`: every listening socket — connection cap, header deadline, a byte budget until
 //!   `hello`, browsers held to their origin.
 //! - `metrics`: `GET /metrics` in the Prometheus text format, on servers and proxies.
@@ -24,6 +25,7 @@ mod bench;
 mod check;
 mod client;
 mod cluster;
+mod diagram;
 #[cfg(test)]
 mod fuzz;
 mod hosts;
@@ -77,6 +79,8 @@ enum Command {
     Check(check::Args),
     /// The built-in lessons: list them, or run one headless against a live cluster
     Scenario(scenario::Args),
+    /// Draw a recording (`cluster --record FILE`) as a space-time diagram in SVG
+    Diagram(diagram::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,6 +101,7 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => return sim::main(args),
         Command::Check(args) => return check::main(args),
         Command::Scenario(args) => return scenario::main(args),
+        Command::Diagram(args) => return diagram::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,6 +12,8 @@
 //! - [`event`]: observation events — the one vocabulary the node, the page and the simulator use
 //!   to say what happened.
 //! - [`event_text`]: events in words, in English and Spanish.
+//! - [`recording`], [`diagram`]: sessions saved as JSON lines, and drawn as space-time
+//!   diagrams (SVG) for slides.
 //! - [`check`]: the safety and linearizability checkers, and the live invariant monitor.
 //! - [`lesson`]: scripted lessons that stage Raft's rules on a live cluster, with captions.
 //! - [`sim`]: the deterministic simulator that drives replicas through faults and runs the
@@ -20,12 +22,14 @@
 //! - [`rng`]: the deterministic random number generator behind every "random" choice.
 
 pub mod check;
+pub mod diagram;
 pub mod event;
 pub mod event_text;
 pub mod kv;
 pub mod lesson;
 pub mod protocol;
 pub mod raft;
+pub mod recording;
 pub mod replica;
 pub mod rng;
 pub mod session;

@@ -91,6 +91,10 @@ pub struct Args {
     /// kernel has netem), so their messages cross a real network. netns needs root
     #[arg(long, value_enum, default_value = "local")]
     hosts: Hosts,
+    /// Record everything the page draws to FILE (the first proxy writes it; `consenso diagram
+    /// FILE` draws it)
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
     /// forget-vote, stale-read, no-dedup
@@ -217,6 +221,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .arg(format!("--proxies={}", proxies.join(",")));
             if let Some(dir) = &args.web_dir {
                 command.arg(format!("--web-dir={}", dir.display()));
+            }
+            if let (Some(file), true) = (&args.record, address == &proxies[0]) {
+                let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+                command.arg(format!("--record={}", file.display()));
             }
             if args.open_writes {
                 command.arg("--open-writes");

@@ -15,6 +15,7 @@ mod fanout;
 mod lessons;
 mod membership;
 mod pages;
+mod recorder;
 mod routing;
 mod session;
 mod status;
@@ -64,6 +65,9 @@ pub struct Args {
     /// Another origin whose pages may open the WebSocket (repeatable), e.g. https://class.example.edu
     #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
+    /// Record everything the page draws to FILE (JSON lines; `consenso diagram FILE` draws it)
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 /// Everything a proxy's tasks share.
@@ -210,6 +214,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         }
         if let (Some(s), Some(rx)) = (supervisor, supervisor_outbox) {
             tokio::spawn(backend::run_supervisor(hub.clone(), s, rx));
+        }
+        if let Some(path) = &args.record {
+            recorder::start(hub.clone(), path.clone(), own.clone())?;
         }
         tokio::spawn(status::publish_periodically(hub.clone()));
         tokio::spawn(flush_events(hub.clone()));

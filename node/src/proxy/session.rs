@@ -46,6 +46,13 @@ pub async fn upgrade(
         .on_upgrade(move |s| serve(s, hub, gate))
 }
 
+/// The cluster as it is now, for a page's (or a recording's) first frame.
+pub fn picture(hub: &Hub) -> Picture {
+    let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
+    let logs = hub.backends.iter().map(|(node, backend)| (node, backend.log().tail(per_node))).collect();
+    Picture { cluster: status::cluster_status(hub), logs, recent: hub.fanout.recent() }
+}
+
 fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyFrame {
     ProxyFrame::Error { id, error: ApiError::new(kind, message) }
 }
@@ -64,11 +71,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
     // Subscribe before taking the picture, so that no event falls between the two.
     let mut observers = subscribe.then(|| hub.observers.subscribe());
-    let picture = subscribe.then(|| {
-        let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
-        let logs = hub.backends.iter().map(|(node, backend)| (node, backend.log().tail(per_node))).collect();
-        Box::new(Picture { cluster: status::cluster_status(&hub), logs, recent: hub.fanout.recent() })
-    });
+    let picture = subscribe.then(|| Box::new(picture(&hub)));
     let welcome = ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
         admin,

@@ -1,0 +1,57 @@
+//! `consenso diagram FILE`: a recording (`cluster --record FILE`) drawn as a space-time diagram
+//! in SVG, for slides — servers as lifelines, messages as arrows, lost ones crossed out, role
+//! changes and commits marked (see `shared::diagram`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use shared::diagram::{Window, render};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A recording made with `cluster --record` or `proxy --record`
+    file: PathBuf,
+    /// Start of the window, in seconds since the recording began
+    #[arg(long, default_value_t = 0.0)]
+    from: f64,
+    /// End of the window, in seconds since the recording began (default: the end)
+    #[arg(long)]
+    to: Option<f64>,
+    /// Where to write the SVG
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (header, lines) = match shared::recording::parse(&text) {
+        Ok(recording) => recording,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let window = Window { from_s: args.from, to_s: args.to.unwrap_or(f64::INFINITY) };
+    if window.to_s <= window.from_s {
+        eprintln!("error: --to must come after --from");
+        return ExitCode::FAILURE;
+    }
+    let title = format!(
+        "Consenso, recorded by {} — {:.1} s to {}",
+        header.proxy,
+        window.from_s,
+        args.to.map_or("the end".to_string(), |t| format!("{t:.1} s"))
+    );
+    let svg = render(&lines, window, &title);
+    if let Err(e) = std::fs::write(&args.output, svg) {
+        eprintln!("error: cannot write {}: {e}", args.output.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
