@@ -58,9 +58,12 @@ impl Lan {
         format!("10.88.{}.{}:7001", self.subnet, 10 + id)
     }
 
-    /// Creates server `id`'s host, plugged into the bridge, in its region.
+    /// Creates server `id`'s host, plugged into the bridge, in its region (a host left from
+    /// an earlier life of the id is replaced).
     pub fn add_host(&mut self, id: NodeId) -> anyhow::Result<()> {
         let ns = self.namespace(id);
+        self.remove_host(id);
+        let _ = ip(&["link", "del", &format!("{}-{id}b", self.bridge)]);
         ip(&["netns", "add", &ns])?;
         self.namespaces.lock().expect("namespaces lock").push(ns.clone());
         let (inside, outside) = (format!("{}-{id}a", self.bridge), format!("{}-{id}b", self.bridge));
@@ -79,6 +82,13 @@ impl Lan {
             .context("cannot run `tc`")?;
         self.netem &= netem.status.success();
         Ok(())
+    }
+
+    /// Removes server `id`'s host (it left the cluster).
+    pub fn remove_host(&mut self, id: NodeId) {
+        let ns = self.namespace(id);
+        let _ = ip(&["netns", "del", &ns]);
+        self.namespaces.lock().expect("namespaces lock").retain(|n| *n != ns);
     }
 
     /// The command that runs `exe` on server `id`'s host.

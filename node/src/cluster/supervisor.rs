@@ -103,6 +103,10 @@ impl Supervisor {
         ];
         if place.joins {
             args.push("--join".to_string());
+        } else {
+            // The first configuration, whatever servers were added since.
+            let first: Vec<String> = self.first.keys().map(|id| id.to_string()).collect();
+            args.push(format!("--voters={}", first.join(",")));
         }
         args.extend(self.common_args.iter().cloned());
         Ok(args)
@@ -269,16 +273,9 @@ impl Supervisor {
         if id == 0 || port > u64::from(u16::MAX) {
             return Err(bad(format!("node {id} would listen on port {port}: pick a smaller id")));
         }
-        let address = match self.lan.lock().expect("lan lock").as_mut() {
-            Some(lan) => {
-                lan.add_host(id).map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("{e:#}")))?;
-                lan.address(id)
-            }
-            None => format!("{}:{port}", self.host),
-        };
         let data_dir = self.data_dir.join(format!("node-{id}"));
         {
-            let mut servers = self.servers.lock().expect("servers lock");
+            let servers = self.servers.lock().expect("servers lock");
             if servers.contains_key(&id) {
                 return Err(bad(format!("node {id} already exists")));
             }
@@ -287,8 +284,18 @@ impl Supervisor {
                 // it could vote twice in a term. The operator picks a new id.
                 return Err(bad(format!("node {id} was a member before: a new server needs a new id")));
             }
-            servers.insert(id, ServerPlace { address: address.clone(), data_dir, joins: true });
         }
+        let address = match self.lan.lock().expect("lan lock").as_mut() {
+            Some(lan) => {
+                lan.add_host(id).map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("{e:#}")))?;
+                lan.address(id)
+            }
+            None => format!("{}:{port}", self.host),
+        };
+        self.servers
+            .lock()
+            .expect("servers lock")
+            .insert(id, ServerPlace { address: address.clone(), data_dir, joins: true });
         match self.start(id, None) {
             Ok(pid) => {
                 tracing::info!("supervisor: node {id} started (pid {pid}) at {address}, waiting to join");
@@ -319,6 +326,9 @@ impl Supervisor {
         }
         self.processes.lock().expect("processes lock").remove(&id);
         self.servers.lock().expect("servers lock").remove(&id);
+        if let Some(lan) = self.lan.lock().expect("lan lock").as_mut() {
+            lan.remove_host(id);
+        }
         self.retired.lock().expect("retired lock").insert(id);
         self.publish();
         Ok(format!("node {id} stopped and forgotten"))

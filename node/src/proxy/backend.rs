@@ -32,8 +32,9 @@ pub struct Backend {
     state: Mutex<BackendState>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     pending_time: Mutex<HashMap<u64, oneshot::Sender<TimeReport>>>,
-    /// The server left the cluster: its link stops reconnecting.
+    /// The server left the cluster: its link stops reconnecting, and a live one ends.
     closed: std::sync::atomic::AtomicBool,
+    closing: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -61,6 +62,7 @@ impl Backend {
             pending: Mutex::new(HashMap::new()),
             pending_time: Mutex::new(HashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
         };
         (Arc::new(backend), rx)
     }
@@ -68,6 +70,7 @@ impl Backend {
     /// The server left the cluster: stop reconnecting to it.
     pub fn close(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closing.notify_waiters();
         self.fail_pending();
     }
 
@@ -244,7 +247,11 @@ async fn serve(
     outbox: &mut mpsc::UnboundedReceiver<ServerInbound>,
 ) -> anyhow::Result<()> {
     loop {
+        if backend.is_closed() {
+            return Ok(());
+        }
         tokio::select! {
+            () = backend.closing.notified() => return Ok(()),
             frame = outbox.recv() => match frame {
                 Some(frame) => ws::send(stream, &frame).await?,
                 None => return Ok(()),
@@ -446,11 +453,13 @@ pub async fn run_supervisor(
                                         hub.add_server(p.node, address.clone());
                                     }
                                 }
-                                if !processes.is_empty() {
-                                    for id in hub.backends.keys() {
-                                        if !processes.iter().any(|p| p.node == id) {
-                                            hub.remove_server(id);
-                                        }
+                                // Only servers the supervisor ran: one added by --address is not
+                                // its business.
+                                let before: Vec<NodeId> =
+                                    supervisor.processes.lock().expect("processes lock").keys().copied().collect();
+                                for id in before {
+                                    if !processes.iter().any(|p| p.node == id) {
+                                        hub.remove_server(id);
                                     }
                                 }
                                 {

@@ -12,17 +12,27 @@ use shared::raft::{MembershipChange, NodeId};
 use super::{Hub, routing};
 
 pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) -> Result<String, ApiError> {
-    let id = node.unwrap_or_else(|| next_free_id(hub));
-    if hub.backends.contains_key(&id)
-        || members(hub).is_some_and(|m| m.voters.contains(&id) || m.learners.contains(&id))
-    {
+    let mut id = node.unwrap_or_else(|| next_free_id(hub));
+    if hub.backends.contains_key(&id) || is_member(hub, id) {
         return Err(ApiError::new(ErrorKind::BadRequest, format!("node {id} is already a member")));
     }
     let (address, started) = match (address, &hub.supervisor) {
         (Some(address), _) => (address, false),
         (None, Some(supervisor)) => {
-            let asked = SupervisorInbound::StartServer { id: hub.next_id(), node: id };
-            (supervisor.ask(asked).await?, true)
+            // The supervisor refuses the ids of servers that left (only it knows them all):
+            // with no id asked for, take the next one.
+            let mut tries = 0;
+            loop {
+                let asked = SupervisorInbound::StartServer { id: hub.next_id(), node: id };
+                match supervisor.ask(asked).await {
+                    Ok(address) => break (address, true),
+                    Err(e) if node.is_none() && e.message.contains("new id") && tries < 32 => {
+                        tries += 1;
+                        id += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         (None, None) => {
             return Err(ApiError::new(
@@ -39,11 +49,17 @@ pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) 
             "node {id} at {address} joined as a learner (configuration at index {index}); the leader makes it \
              a voter once it has caught up"
         )),
+        // A retry of a change that had committed is refused as "already a member": it is done.
+        Err(_) if settled(|| is_member(hub, id)).await => Ok(format!("node {id} at {address} is a member")),
         Err(error) => {
-            // Not added: nobody should keep a server that is not a member.
-            hub.remove_server(id);
-            if let (true, Some(supervisor)) = (started, &hub.supervisor) {
-                let _ = supervisor.ask(SupervisorInbound::StopServer { id: hub.next_id(), node: id }).await;
+            // Not added (the configuration says so): nobody should keep a server that is not a
+            // member. After an unclear outcome (a timeout) it stays: it may become one.
+            if error.kind != ErrorKind::Timeout {
+                hub.remove_server(id);
+                if let (true, Some(supervisor)) = (started, &hub.supervisor) {
+                    let _ =
+                        supervisor.ask(SupervisorInbound::StopServer { id: hub.next_id(), node: id }).await;
+                }
             }
             Err(error)
         }
@@ -51,8 +67,18 @@ pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) 
 }
 
 pub async fn remove(hub: &Arc<Hub>, node: NodeId) -> Result<String, ApiError> {
-    let index = routing::change_membership(hub, MembershipChange::Remove { id: node }).await?;
-    let mut message = format!("node {node} left the configuration (index {index})");
+    let mut message = match routing::change_membership(hub, MembershipChange::Remove { id: node }).await {
+        Ok(index) => format!("node {node} left the configuration (index {index})"),
+        // A retry of a removal that had committed is refused: the server is no longer a member.
+        Err(e)
+            if e.kind == ErrorKind::BadRequest
+                && hub.backends.contains_key(&node)
+                && settled(|| !is_member(hub, node)).await =>
+        {
+            format!("node {node} is not a member")
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(supervisor) = &hub.supervisor {
         match supervisor.ask(SupervisorInbound::StopServer { id: hub.next_id(), node }).await {
             Ok(_) => message.push_str("; its process is stopped"),
@@ -61,6 +87,21 @@ pub async fn remove(hub: &Arc<Hub>, node: NodeId) -> Result<String, ApiError> {
     }
     hub.remove_server(node);
     Ok(message)
+}
+
+fn is_member(hub: &Hub, id: NodeId) -> bool {
+    members(hub).is_some_and(|m| m.voters.contains(&id) || m.learners.contains(&id))
+}
+
+/// Whether `holds` becomes true within a second (statuses arrive four times a second).
+async fn settled(holds: impl Fn() -> bool) -> bool {
+    for _ in 0..8 {
+        if holds() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(125)).await;
+    }
+    holds()
 }
 
 /// The configuration in force as the leader (else the most recent server) reports it.

@@ -46,8 +46,13 @@ pub struct Args {
     /// Join a running cluster: start with no configuration and wait to be added (as a
     /// learner, by `client add-server`) instead of bootstrapping one from --peers. Servers
     /// added later are found through the configuration in the log.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "voters")]
     join: bool,
+    /// The voters of the cluster's first configuration, used when this server starts with an
+    /// empty disk (default: every server in --peers). Servers added later are not in it: a
+    /// server restarted with a longer --peers must not count them as voters
+    #[arg(long, value_delimiter = ',')]
+    voters: Vec<NodeId>,
     /// Address to listen on (default: this server's address in --peers)
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -156,8 +161,17 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
 
     let mut cfg = if args.join {
         Config::joining(args.id)
-    } else {
+    } else if args.voters.is_empty() {
         Config::new(args.id, nodes.iter().map(|(id, _)| *id).collect())
+    } else {
+        if !args.voters.contains(&args.id) {
+            anyhow::bail!(
+                "node {} is not among --voters {:?}: a server added later starts with --join",
+                args.id,
+                args.voters
+            );
+        }
+        Config::new(args.id, args.voters.clone())
     };
     cfg.election_timeout = args.election_timeout;
     cfg.heartbeat_interval = args.heartbeat;

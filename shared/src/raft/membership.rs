@@ -119,12 +119,14 @@ impl Raft {
         Some(self.log.config_index()).filter(|index| *index > self.commit)
     }
 
+    /// The successor for a leader that leaves: a voter heard from lately (a crashed one
+    /// would never take over), the most up to date among them.
     fn most_up_to_date_voter(&self) -> Option<NodeId> {
         let config = self.log.config();
         self.progress
             .iter()
             .filter(|(id, _)| config.voters.contains(id))
-            .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+            .max_by_key(|(id, p)| (p.recent_active, p.matched, std::cmp::Reverse(**id)))
             .map(|(id, _)| *id)
     }
 
@@ -138,12 +140,16 @@ impl Raft {
         {
             return;
         }
+        // Within one message of the commit index counts as caught up: under a steady load the
+        // commit index moves on while the learner's answer travels, and it would never be
+        // exactly there (§4.2.1 promotes after a round that ends close enough).
+        let close_enough = self.commit.saturating_sub(self.cfg.max_entries_per_message as Index);
         let config = self.log.config();
         let caught_up = config
             .learners
             .iter()
             .copied()
-            .find(|id| self.progress.get(id).is_some_and(|p| p.matched >= self.commit));
+            .find(|id| self.progress.get(id).is_some_and(|p| p.matched >= close_enough && p.matched > 0));
         if let Some(id) = caught_up {
             let promoted =
                 config.apply(&MembershipChange::Promote { id }).expect("a learner can be promoted");

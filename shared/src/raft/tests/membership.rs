@@ -220,3 +220,18 @@ fn s7_a_snapshot_carries_the_configuration_to_a_learner_that_needs_it() {
     assert!(h.raft(4).snapshot_index() >= applied, "the learner got the snapshot");
     assert_eq!(h.members(4), (vec![1, 2, 3, 4], vec![]));
 }
+
+#[test]
+fn s4_2_2_a_leader_that_leaves_hands_over_to_a_voter_it_hears_from_not_to_a_crashed_one() {
+    let mut h = Harness::new(3, |_| {});
+    h.elect(1);
+    h.deliver();
+    // Node 2 (which a tie would favour) crashes; a check-quorum round notices its silence.
+    h.crash(2);
+    h.run_for(400);
+    assert_eq!(h.leaders(), vec![1]);
+    match h.change(1, MembershipChange::Remove { id: 1 }) {
+        Err(ProposeError::LeaderRemovalHandsOver { to }) => assert_eq!(to, 3),
+        other => panic!("expected a hand-over to node 3, got {other:?}"),
+    }
+}
