@@ -97,7 +97,7 @@ pub struct Args {
     record: Option<PathBuf>,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
-    /// forget-vote, stale-read, no-dedup
+    /// forget-vote, stale-read, no-dedup, change-before-commit
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
 }

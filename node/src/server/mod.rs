@@ -83,7 +83,7 @@ pub struct Args {
     max_batch: usize,
     /// Run with one of the simulator's deliberate defects, to show that the live invariant
     /// monitor catches it (repeatable): commit-old-term, vote-without-log-check, forget-vote,
-    /// stale-read, no-dedup
+    /// stale-read, no-dedup, change-before-commit
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
     /// Faults to start with, as the JSON of the protocol's fault settings (the supervisor

@@ -105,6 +105,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` selects if it is (still) there; false if it is gone.
+    pub async fn try_click(&self, css: &str) -> bool {
+        for _ in 0..5 {
+            let Ok(element) = self.client.find(Locator::Css(css)).await else { return false };
+            match element.click().await {
+                Ok(()) => return true,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     /// Clicks the element `css` selects. The page redraws several times a second, so the
     /// element found may be replaced before the click lands: then it is found again.
     pub async fn click(&self, css: &str) {
