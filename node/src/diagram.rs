@@ -1,11 +1,15 @@
 //! `consenso diagram FILE`: a recording (`cluster --record FILE`) drawn as a space-time diagram
 //! in SVG, for slides — servers as lifelines, messages as arrows, lost ones crossed out, role
-//! changes and commits marked (see `shared::diagram`).
+//! changes and commits marked (see `shared::diagram`) — or, with `--text`, its events in words
+//! (English or Spanish) for lecture notes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use shared::diagram::{Window, render};
+use shared::event_text::Lang;
+
+use crate::output::outln;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,8 +22,14 @@ pub struct Args {
     #[arg(long)]
     to: Option<f64>,
     /// Where to write the SVG
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "text")]
+    output: Option<PathBuf>,
+    /// Print the window's events in words instead (for lecture notes)
+    #[arg(long)]
+    text: bool,
+    /// Language of --text: en or es
+    #[arg(long, default_value = "en", value_parser = ["en", "es"])]
+    lang: String,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -42,6 +52,20 @@ pub fn main(args: Args) -> ExitCode {
         eprintln!("error: --to must come after --from");
         return ExitCode::FAILURE;
     }
+    if args.text {
+        let lang = if args.lang == "es" { Lang::Es } else { Lang::En };
+        let words = shared::diagram::text(&lines, window, lang);
+        match &args.output {
+            Some(path) => {
+                if let Err(e) = std::fs::write(path, words) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            None => outln!("{}", words.trim_end()),
+        }
+        return ExitCode::SUCCESS;
+    }
     let title = format!(
         "Consenso, recorded by {} — {:.1} s to {}",
         header.proxy,
@@ -49,8 +73,9 @@ pub fn main(args: Args) -> ExitCode {
         args.to.map_or("the end".to_string(), |t| format!("{t:.1} s"))
     );
     let svg = render(&lines, window, &title);
-    if let Err(e) = std::fs::write(&args.output, svg) {
-        eprintln!("error: cannot write {}: {e}", args.output.display());
+    let output = args.output.expect("required without --text");
+    if let Err(e) = std::fs::write(&output, svg) {
+        eprintln!("error: cannot write {}: {e}", output.display());
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -65,6 +65,15 @@ fn a_recorded_election_is_drawn_with_a_lifeline_per_server_and_an_arrow_per_deli
     assert_eq!(with_class("delivered"), sent.difference(&lost).count());
     assert!(with_class("leader") >= 2, "both leaders are marked");
 
+    // The same window in words, in Spanish, for the lecture notes.
+    let words = Command::new(BIN)
+        .args(["diagram", file.to_str().unwrap(), "--text", "--lang", "es"])
+        .output()
+        .unwrap();
+    assert!(words.status.success(), "{}", String::from_utf8_lossy(&words.stderr));
+    let words = String::from_utf8(words.stdout).unwrap();
+    assert!(words.lines().any(|l| l.contains("nodo") && l.contains("líder")), "{words}");
+
     let refused =
         Command::new(BIN).args(["diagram", svg_path.to_str().unwrap(), "-o", "/dev/null"]).output().unwrap();
     assert!(!refused.status.success(), "an SVG is not a recording");

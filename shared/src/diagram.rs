@@ -69,9 +69,9 @@ fn events(lines: &[Line]) -> Vec<(u64, &Observed)> {
         .collect()
 }
 
-/// Collects what happened in `window`.
-pub fn picture(lines: &[Line], window: Window) -> Picture {
-    let scale = lines
+/// The time scale the recording ran at (slow motion stretches the servers' clocks).
+fn time_scale(lines: &[Line]) -> f64 {
+    lines
         .iter()
         .rev()
         .find_map(|l| match &l.frame {
@@ -80,7 +80,50 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
             _ => None,
         })
         .unwrap_or(1.0)
-        .max(0.01);
+        .max(0.01)
+}
+
+/// Every server's events on the recording's time axis (ms), each clock aligned by the least
+/// lag seen between stamping and arrival.
+fn aligned(lines: &[Line]) -> Vec<(f64, &Observed)> {
+    let scale = time_scale(lines);
+    let events = events(lines);
+    let mut offset: BTreeMap<NodeId, f64> = BTreeMap::new();
+    for (t, o) in &events {
+        let lag = *t as f64 - o.at as f64 * scale;
+        offset.entry(o.node).and_modify(|x| *x = x.min(lag)).or_insert(lag);
+    }
+    events.into_iter().map(|(_, o)| (o.at as f64 * scale + offset[&o.node], o)).collect()
+}
+
+/// The events of `window` in words, one line each, for lecture notes. Routine traffic
+/// (messages, timer resets, applying) is left out: the diagram shows it.
+pub fn text(lines: &[Line], window: Window, lang: crate::event_text::Lang) -> String {
+    let node = if lang == crate::event_text::Lang::Es { "nodo" } else { "node" };
+    let mut out = String::new();
+    let mut events = aligned(lines);
+    // In time order across servers (a stable sort keeps each server's own order).
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (at, o) in events {
+        let routine = matches!(
+            o.event,
+            Event::MessageSent { .. }
+                | Event::MessageLost { .. }
+                | Event::MessageStepped { .. }
+                | Event::ElectionTimerReset { .. }
+                | Event::Applied { .. }
+                | Event::AppendAccepted { .. }
+        );
+        if !routine && window.contains(at) {
+            let _ = writeln!(out, "{:>8.3} s  {node} {}: {}", at / 1000.0, o.node, o.event.describe_in(lang));
+        }
+    }
+    out
+}
+
+/// Collects what happened in `window`.
+pub fn picture(lines: &[Line], window: Window) -> Picture {
+    let scale = time_scale(lines);
     let mut servers: BTreeSet<NodeId> = lines
         .iter()
         .filter_map(|l| match &l.frame {
@@ -89,15 +132,8 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
         })
         .flatten()
         .collect();
-    let events = events(lines);
-    // Each server's clock offset: the least lag seen between stamping and arrival.
-    let mut offset: BTreeMap<NodeId, f64> = BTreeMap::new();
-    for (t, o) in &events {
-        servers.insert(o.node);
-        let lag = *t as f64 - o.at as f64 * scale;
-        offset.entry(o.node).and_modify(|x| *x = x.min(lag)).or_insert(lag);
-    }
-    let when = |o: &Observed| o.at as f64 * scale + offset.get(&o.node).copied().unwrap_or(0.0);
+    let events = aligned(lines);
+    servers.extend(events.iter().map(|(_, o)| o.node));
     let lost: BTreeSet<MessageId> = events
         .iter()
         .filter_map(|(_, o)| match &o.event {
@@ -106,8 +142,8 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
         })
         .collect();
     let mut p = Picture { servers: servers.into_iter().collect(), ..Picture::default() };
-    for (_, o) in &events {
-        let at = when(o);
+    for (at, o) in &events {
+        let at = *at;
         match &o.event {
             Event::MessageSent { id, to, message, delay, .. } if window.contains(at) => {
                 p.arrows.push(Arrow {
@@ -306,6 +342,16 @@ mod tests {
         assert_eq!(class("delivered"), 2, "messages 7 and 9");
         assert_eq!(class("lost"), 1, "message 8");
         assert!(svg.contains("test &lt;window&gt;"), "text is escaped");
+    }
+
+    #[test]
+    fn a_window_in_words_names_the_roles_and_commits_but_not_the_routine_traffic() {
+        let en = text(&recording(), Window::all(), crate::event_text::Lang::En);
+        assert_eq!(en.lines().count(), 2, "{en}");
+        assert!(en.contains("node 1:") && en.contains("node 3:"), "{en}");
+        let es = text(&recording(), Window::all(), crate::event_text::Lang::Es);
+        assert!(es.contains("nodo 1:"), "{es}");
+        assert_ne!(en.replace("node", "nodo"), es, "the events themselves are in Spanish too");
     }
 
     #[test]
