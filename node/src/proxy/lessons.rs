@@ -12,6 +12,7 @@ use shared::lesson::{self, Driver, Failure, LessonAction, LessonStatus, Outcome,
 use shared::protocol::{AdminCommand, ApiError, ClusterStatus, ErrorKind, ProxyFrame};
 use shared::raft::{Index, NodeId};
 use shared::replica::{Reply, Request};
+use shared::session::ClientSession;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -105,8 +106,11 @@ pub async fn control(hub: &Arc<Hub>, action: LessonAction) -> Result<String, Api
 }
 
 async fn run(hub: Arc<Hub>, name: String, auto: bool) {
-    let mut driver =
-        ProxyDriver { hub: hub.clone(), auto, client: crate::secret::random_u64() >> 12, seq: 0 };
+    let mut driver = ProxyDriver {
+        hub: hub.clone(),
+        auto,
+        session: ClientSession::new(crate::secret::random_u64() >> 12),
+    };
     let result = lesson::run(&name, &mut driver).await;
     let outcome = match result {
         Ok(message) => Outcome { passed: true, message },
@@ -132,21 +136,21 @@ fn publish(hub: &Hub) {
 struct ProxyDriver {
     hub: Arc<Hub>,
     auto: bool,
-    /// The lesson's own client session, for its writes.
-    client: u64,
-    seq: u64,
+    /// The lesson's own client session, for its writes. Only writes whose outcome came back
+    /// count as answered: saying more (as this once did) made a store that never saw the
+    /// first write — it timed out, or went to a server that crashed — refuse the next one as
+    /// a forgotten session.
+    session: ClientSession,
 }
 
 impl ProxyDriver {
     fn command(&mut self, key: &str, value: &str) -> Command {
-        self.seq += 1;
+        let numbered = self.session.number();
         Command {
-            client: self.client,
-            seq: self.seq,
+            client: self.session.client(),
+            seq: numbered.seq,
             op: WriteOp::Put { key: key.to_string(), value: value.to_string() },
-            // The lesson waits for each write: it knows every earlier outcome it cares about,
-            // and an unknown one only needs to be refused if it turns up late.
-            answered_below: self.seq,
+            answered_below: numbered.answered_below,
         }
     }
 }
@@ -170,9 +174,18 @@ impl Driver for ProxyDriver {
 
     async fn write(&mut self, key: &str, value: &str) -> Result<Index, Failure> {
         let command = self.command(key, value);
+        let seq = command.seq;
         match routing::write(&self.hub, self.hub.next_id(), command).await {
-            ProxyFrame::Done { index, .. } => Ok(index),
-            ProxyFrame::Error { error, .. } => Err(failed(error)),
+            ProxyFrame::Done { index, .. } => {
+                self.session.settled(seq);
+                Ok(index)
+            }
+            ProxyFrame::Error { error, .. } => {
+                if error.kind.outcome_is_known() {
+                    self.session.settled(seq);
+                }
+                Err(failed(error))
+            }
             other => {
                 Err(say(format!("unexpected answer {other:?}"), format!("respuesta inesperada {other:?}")))
             }
