@@ -297,23 +297,6 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// Every error kind a client can see, for the proxy's error counter.
-const ERROR_KINDS: [ErrorKind; 13] = [
-    ErrorKind::BadRequest,
-    ErrorKind::FrameTooLarge,
-    ErrorKind::Unauthorized,
-    ErrorKind::VersionMismatch,
-    ErrorKind::NoLeader,
-    ErrorKind::Timeout,
-    ErrorKind::Unavailable,
-    ErrorKind::NotSupported,
-    ErrorKind::StaleSession,
-    ErrorKind::SessionConflict,
-    ErrorKind::SessionExpired,
-    ErrorKind::StoreFull,
-    ErrorKind::TooLarge,
-];
-
 /// Client requests a proxy handled, by kind.
 pub const REQUEST_KINDS: [&str; 6] = ["put", "delete", "cas", "get", "status", "admin"];
 
@@ -321,7 +304,7 @@ pub const REQUEST_KINDS: [&str; 6] = ["put", "delete", "cas", "get", "status", "
 #[derive(Default)]
 pub struct ProxyMetrics {
     requests: [Counter; REQUEST_KINDS.len()],
-    errors: [Counter; ERROR_KINDS.len()],
+    errors: [Counter; ErrorKind::ALL.len()],
     reads: [Counter; 3],
 }
 
@@ -333,7 +316,7 @@ impl ProxyMetrics {
     }
 
     pub fn error(&self, kind: ErrorKind) {
-        let i = ERROR_KINDS.iter().position(|k| *k == kind).expect("every error kind is listed");
+        let i = ErrorKind::ALL.iter().position(|k| *k == kind).expect("every error kind is listed");
         self.errors[i].add(1);
     }
 
@@ -362,7 +345,7 @@ impl ProxyMetrics {
             "counter",
             "Errors answered to clients, by kind",
             "kind",
-            ERROR_KINDS.iter().zip(&self.errors).map(|(k, n)| (k.as_str(), n.get())),
+            ErrorKind::ALL.iter().zip(&self.errors).map(|(k, n)| (k.as_str(), n.get())),
         );
         t.labelled(
             "client_reads_total",

@@ -354,6 +354,23 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for counters and documentation checks.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::BadRequest,
+        ErrorKind::FrameTooLarge,
+        ErrorKind::Unauthorized,
+        ErrorKind::VersionMismatch,
+        ErrorKind::NoLeader,
+        ErrorKind::Timeout,
+        ErrorKind::Unavailable,
+        ErrorKind::NotSupported,
+        ErrorKind::StaleSession,
+        ErrorKind::SessionConflict,
+        ErrorKind::SessionExpired,
+        ErrorKind::StoreFull,
+        ErrorKind::TooLarge,
+    ];
+
     /// Whether a write answered with this error certainly did not take effect, so the client
     /// knows its outcome. After a `timeout` (or a lost proxy) it may still be applied.
     pub fn outcome_is_known(self) -> bool {
