@@ -325,12 +325,17 @@ impl KvStore {
     }
 
     /// What a write gets without being applied, if anything: its earlier result (a retry), a
-    /// conflict, or a refusal. Lets a leader answer a retry at once.
+    /// conflict, or a stale number. Lets a leader answer a retry at once.
+    ///
+    /// Only answers that more applied entries cannot change: a store may lag its log (a new
+    /// leader applies its predecessor's entries only once its own no-op commits), and a session
+    /// it has not seen *yet* is not a forgotten one. "Expired" is decided in log order, by
+    /// `apply` — answering it early refused a live client's write after every failover.
     pub fn cached_result(&self, write: &WriteKey) -> Option<WriteResult> {
         if self.ignore_sessions {
             return None;
         }
-        self.known(write)
+        self.known(write).filter(|result| *result != WriteResult::SessionExpired)
     }
 
     fn known(&self, write: &WriteKey) -> Option<WriteResult> {
@@ -543,6 +548,18 @@ mod tests {
         let retry = kv.apply(MAX_SESSIONS as u64 + 5, &answered(put(0, 2, "k", "late"), 2));
         assert_eq!(retry.result, WriteResult::SessionExpired);
         assert_eq!(kv.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn a_session_not_yet_applied_is_not_answered_as_expired_early() {
+        // A new leader whose store has not applied its predecessor's entries: the client's
+        // first write is in the log, not yet in the store, and its second write arrives.
+        let mut kv = KvStore::new();
+        let second = answered(put(7, 2, "k", "v2"), 2);
+        assert_eq!(kv.cached_result(&second.key()), None, "not refused before the log is applied");
+        kv.apply(1, &put(7, 1, "k", "v1"));
+        assert!(matches!(kv.apply(2, &second).result, WriteResult::Put { .. }));
+        assert_eq!(kv.get("k").map(String::as_str), Some("v2"));
     }
 
     #[test]

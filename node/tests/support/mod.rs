@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,18 +34,23 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A first port P such that P..P+20 are all free on 127.0.0.1. Below 32768, where Linux does
 /// not pick ports for outgoing connections, so nothing takes them between the check and use.
 pub fn free_ports() -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + (std::process::id() as u16 % 30) * 400 + (rand_u16() % 90) * 4;
+    // Ranges handed out by one test process never overlap: a cluster's range is checked free
+    // before its processes bind it, so a second pick (chromedriver's port, say) made in that
+    // window must not land inside it — it did, and chromedriver lost its port to a server.
+    // Processes start at different offsets so that test binaries run side by side rarely meet;
+    // when they do, the bind check below moves on.
+    static NEXT_RANGE: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const RANGES: u32 = (32_000 - FIRST) / 20;
+    let start = std::process::id().wrapping_mul(97) % RANGES;
+    for _ in 0..RANGES {
+        let range = (start + NEXT_RANGE.fetch_add(1, Ordering::Relaxed)) % RANGES;
+        let base = (FIRST + range * 20) as u16;
         if (0..20).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
     panic!("no free port range");
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    (nanos ^ (nanos >> 16)) as u16
 }
 
 pub fn repo_root() -> PathBuf {

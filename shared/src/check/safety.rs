@@ -31,6 +31,8 @@ pub enum Property {
     ExactlyOnce,
     /// The clients' history has a legal sequential order consistent with real time.
     Linearizability,
+    /// A client's session is refused as forgotten only after the store evicted it (§6.3).
+    LiveSessions,
 }
 
 impl Property {
@@ -43,6 +45,7 @@ impl Property {
             Property::StateMachineSafety => "State Machine Safety",
             Property::ExactlyOnce => "Exactly Once",
             Property::Linearizability => "Linearizability",
+            Property::LiveSessions => "Live Sessions",
         }
     }
 }
@@ -58,6 +61,7 @@ impl Property {
             Property::StateMachineSafety => "state_machine_safety",
             Property::ExactlyOnce => "exactly_once",
             Property::Linearizability => "linearizability",
+            Property::LiveSessions => "live_sessions",
         }
     }
 
@@ -71,6 +75,7 @@ impl Property {
             Property::StateMachineSafety => "Seguridad de la máquina de estados",
             Property::ExactlyOnce => "Exactamente una vez",
             Property::Linearizability => "Linealizabilidad",
+            Property::LiveSessions => "Sesiones vivas",
         }
     }
 }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use super::SimEvent;
 use super::network::wire_round_trip_request;
 use super::node::Input as NodeInput;
-use crate::check::{Input, Operation, Output};
+use crate::check::{Input, Operation, Output, Property, Violation};
 use crate::event::Consistency;
-use crate::kv::{ClientId, Command, WriteOp, WriteResult};
+use crate::kv::{ClientId, Command, MAX_SESSIONS, WriteOp, WriteResult};
 use crate::raft::{Millis, NodeId};
 use crate::replica::{Reply, ReplyError, Request};
 use crate::rng::Rng;
@@ -233,6 +233,9 @@ impl super::Simulation {
             return;
         }
         let input = pending.input.clone();
+        if let Reply::Written { result: WriteResult::SessionExpired, .. } = &reply {
+            self.session_refused(client);
+        }
         match self.clients[client].judge(&input, reply) {
             Verdict::Done(output) => {
                 let pending = self.clients[client].current.take().expect("checked");
@@ -256,6 +259,20 @@ impl super::Simulation {
                 let delay = self.rng.range(10, 60);
                 self.wake_client(client, delay);
             }
+        }
+    }
+
+    /// A simulation has far fewer clients than the store keeps sessions, so no session is ever
+    /// evicted: a refusal as "forgotten" is a store answering from a state that lags its log.
+    fn session_refused(&mut self, client: usize) {
+        assert!(self.clients.len() < MAX_SESSIONS, "simulations keep every session");
+        if self.report.violation.is_none() {
+            let detail = format!(
+                "client {} was told its session was forgotten, but no session was ever evicted",
+                self.clients[client].id
+            );
+            self.report.violation =
+                Some(Violation { property: Property::LiveSessions, step: self.step, detail });
         }
     }
 }
