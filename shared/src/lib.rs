@@ -16,6 +16,8 @@
 //!   diagrams (SVG) for slides.
 //! - [`check`]: the safety and linearizability checkers, and the live invariant monitor.
 //! - [`lesson`]: scripted lessons that stage Raft's rules on a live cluster, with captions.
+//! - [`playground`]: a whole cluster inside one process, behind the frames a proxy speaks —
+//!   the page's `?sim`.
 //! - [`sim`]: the deterministic simulator that drives replicas through faults and runs the
 //!   checkers.
 //! - [`transit`]: messages on their way — ids, latency, holding while a clock is stopped, loss.
@@ -27,6 +29,7 @@ pub mod event;
 pub mod event_text;
 pub mod kv;
 pub mod lesson;
+pub mod playground;
 pub mod protocol;
 pub mod raft;
 pub mod recording;

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Alarm, Consistency, EntrySummary, LogMirror, MessageSummary, Observed};
-use crate::kv::ClientId;
+use crate::kv::{ClientId, WriteResult};
 use crate::lesson::{LessonAction, LessonStatus};
 use crate::raft::{Bug, Index, Message, MessageId, MessageKind, Millis, NodeId, Term};
 use crate::replica::{ReplicaStatus, Reply, Request};
@@ -298,6 +298,48 @@ pub enum OpResult {
     Get { value: Option<String> },
     Delete { existed: bool },
     Cas { swapped: bool, current: Option<String> },
+}
+
+impl OpResult {
+    /// What a client is told of an applied (or refused) write: its result, or why it was not
+    /// applied.
+    pub fn of_write(result: WriteResult) -> Result<OpResult, ApiError> {
+        Ok(match result {
+            WriteResult::StaleSequence { last_applied } => {
+                return Err(ApiError::new(
+                    ErrorKind::StaleSession,
+                    format!(
+                        "not applied: this session has forgotten the results of sequence numbers up to \
+                     {last_applied} (below its answered_below, or more than 256 ago); use a higher one"
+                    ),
+                ));
+            }
+            WriteResult::SessionConflict => {
+                return Err(ApiError::new(
+                    ErrorKind::SessionConflict,
+                    "not applied: this session already used this sequence number for another write",
+                ));
+            }
+            WriteResult::SessionExpired => {
+                return Err(ApiError::new(
+                    ErrorKind::SessionExpired,
+                    "not applied: the cluster has forgotten this session (too many clients since); \
+                 start a new session (another client id) — if this was a retry, its earlier outcome is unknown",
+                ));
+            }
+            WriteResult::StoreFull { limit } => {
+                return Err(ApiError::new(
+                    ErrorKind::StoreFull,
+                    format!(
+                        "not applied: the store is at its limit of {limit} bytes of keys and values; delete something"
+                    ),
+                ));
+            }
+            WriteResult::Put { previous } => OpResult::Put { previous },
+            WriteResult::Delete { existed } => OpResult::Delete { existed },
+            WriteResult::Cas { swapped, current } => OpResult::Cas { swapped, current },
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -716,6 +758,19 @@ impl FaultSettings {
         !self.blocked_to.is_empty() || !self.blocked_from.is_empty()
     }
 
+    /// What the network does to this server's messages, given its base election timeout
+    /// (automatic latency depends on it).
+    pub fn network_policy(&self, election_timeout: Millis) -> crate::transit::NetworkPolicy {
+        let (latency, jitter) = self.latency(election_timeout);
+        crate::transit::NetworkPolicy {
+            latency,
+            jitter,
+            extra_delay: self.delay_ms,
+            drop_ppm: (self.drop_rate.clamp(0.0, 1.0) * 1_000_000.0) as u32,
+            blocked_to: self.blocked_to.clone(),
+        }
+    }
+
     /// The latency and jitter in force, given the server's base election timeout: automatic
     /// latency is none at real speed (the network is what it is) and, in slow motion, a tenth of
     /// the election timeout, so that a vote's round trip can be seen, as in RaftScope.
@@ -749,6 +804,34 @@ pub struct ServerStatus {
     /// Deliberate defects this server runs with (`--bug`).
     #[serde(default)]
     pub bugs: Vec<Bug>,
+}
+
+/// Keys of the store included in a status report, and how much of each key and value: a
+/// status goes to every page four times a second and must stay small whatever the store holds.
+pub const STATUS_KEYS: usize = 50;
+pub const STATUS_VALUE_BYTES: usize = 48;
+
+/// The store as a status shows it: its first keys, clipped, and whether anything was left out.
+pub fn kv_sample(kv: &crate::kv::KvStore) -> (Vec<(String, String)>, bool) {
+    let sample = kv.iter().take(STATUS_KEYS).map(|(k, v)| (clip(k), clip(v))).collect();
+    let truncated = kv.len() > STATUS_KEYS
+        || kv
+            .iter()
+            .take(STATUS_KEYS)
+            .any(|(k, v)| k.len() > STATUS_VALUE_BYTES || v.len() > STATUS_VALUE_BYTES);
+    (sample, truncated)
+}
+
+/// The start of a key or value, for a status report (`…` marks what was cut).
+fn clip(text: &str) -> String {
+    if text.len() <= STATUS_VALUE_BYTES {
+        return text.to_string();
+    }
+    let mut cut = STATUS_VALUE_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
 }
 
 /// A server's clock and what waits in its network queue.

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::{Event, LossReason, message_sent};
+use crate::protocol::HeldMessage;
 use crate::raft::{Message, MessageId, Millis, NodeId};
 use crate::rng::Rng;
 
@@ -156,6 +157,23 @@ impl Transit {
     /// The events since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+}
+
+impl From<&InTransit> for HeldMessage {
+    fn from(t: &InTransit) -> HeldMessage {
+        let summary = crate::event::MessageSummary::of(&t.message.body);
+        HeldMessage {
+            id: t.message.id,
+            from: t.message.from,
+            to: t.message.to,
+            kind: summary.kind(),
+            term: t.message.term,
+            message: summary,
+            sent_at: t.sent_at,
+            due: t.due,
+            stamp: t.stamp,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shared::event::Consistency;
-use shared::kv::{Command, WriteOp, WriteResult};
+use shared::kv::Command;
 use shared::protocol::{ApiError, ErrorKind, OpResult, ProxyFrame};
 use shared::raft::{Index, MembershipChange, NodeId, Role, Term};
 use shared::replica::{Reply, ReplyError, Request};
@@ -219,7 +219,7 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
     match route(hub, request, |avoid, hint| hint.or_else(|| candidates(hub, avoid).0)).await {
         Routed::Answered { reply: Reply::Written { result, index }, node, retries } => {
             hub.stats.record(true, started);
-            match result_of(&command.op, result) {
+            match OpResult::of_write(result) {
                 Ok(result) => ProxyFrame::Done { id, result, served_by: node, index, retries },
                 Err(error) => ProxyFrame::Error { id: Some(id), error },
             }
@@ -237,44 +237,6 @@ pub async fn write(hub: &Hub, id: u64, command: Command) -> ProxyFrame {
             ProxyFrame::Error { id: Some(id), error }
         }
     }
-}
-
-fn result_of(op: &WriteOp, result: WriteResult) -> Result<OpResult, ApiError> {
-    Ok(match (op, result) {
-        (_, WriteResult::StaleSequence { last_applied }) => {
-            return Err(ApiError::new(
-                ErrorKind::StaleSession,
-                format!(
-                    "not applied: this session has forgotten the results of sequence numbers up to \
-                     {last_applied} (below its answered_below, or more than 256 ago); use a higher one"
-                ),
-            ));
-        }
-        (_, WriteResult::SessionConflict) => {
-            return Err(ApiError::new(
-                ErrorKind::SessionConflict,
-                "not applied: this session already used this sequence number for another write",
-            ));
-        }
-        (_, WriteResult::SessionExpired) => {
-            return Err(ApiError::new(
-                ErrorKind::SessionExpired,
-                "not applied: the cluster has forgotten this session (too many clients since); \
-                 start a new session (another client id) — if this was a retry, its earlier outcome is unknown",
-            ));
-        }
-        (_, WriteResult::StoreFull { limit }) => {
-            return Err(ApiError::new(
-                ErrorKind::StoreFull,
-                format!(
-                    "not applied: the store is at its limit of {limit} bytes of keys and values; delete something"
-                ),
-            ));
-        }
-        (_, WriteResult::Put { previous }) => OpResult::Put { previous },
-        (_, WriteResult::Delete { existed }) => OpResult::Delete { existed },
-        (_, WriteResult::Cas { swapped, current }) => OpResult::Cas { swapped, current },
-    })
 }
 
 pub async fn read(hub: &Hub, id: u64, key: String, consistency: Consistency) -> ProxyFrame {

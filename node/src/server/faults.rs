@@ -27,17 +27,9 @@ impl FaultState {
     }
 }
 
-/// What the network does to this server's messages, given its settings and its base election
-/// timeout (automatic latency depends on it).
+/// What the network does to this server's messages (see `FaultSettings::network_policy`).
 pub fn policy(settings: &FaultSettings, election_timeout: Millis) -> NetworkPolicy {
-    let (latency, jitter) = settings.latency(election_timeout);
-    NetworkPolicy {
-        latency,
-        jitter,
-        extra_delay: settings.delay_ms,
-        drop_ppm: (settings.drop_rate.clamp(0.0, 1.0) * 1_000_000.0) as u32,
-        blocked_to: settings.blocked_to.clone(),
-    }
+    settings.network_policy(election_timeout)
 }
 
 /// Settings an admin may send, made safe: rates in range, delays and latency bounded, the time

@@ -198,7 +198,7 @@ impl Outbox {
 
     /// Held messages, oldest first, at most `HELD_LISTED`.
     pub fn held(&self) -> Vec<HeldMessage> {
-        self.transit.queued().into_iter().take(HELD_LISTED).map(held_message).collect()
+        self.transit.queued().into_iter().take(HELD_LISTED).map(HeldMessage::from).collect()
     }
 
     /// The events observers should get (every message while the clock is stopped or slow).
@@ -207,21 +207,6 @@ impl Outbox {
         let mut events = self.transit.take_events();
         events.retain(|e| self.reporting.keep(e, every));
         events
-    }
-}
-
-fn held_message(t: &InTransit) -> HeldMessage {
-    let summary = shared::event::MessageSummary::of(&t.message.body);
-    HeldMessage {
-        id: t.message.id,
-        from: t.message.from,
-        to: t.message.to,
-        kind: summary.kind(),
-        term: t.message.term,
-        message: summary,
-        sent_at: t.sent_at,
-        due: t.due,
-        stamp: t.stamp,
     }
 }
 

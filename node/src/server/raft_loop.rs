@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
-use shared::protocol::{ClockStatus, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode};
+use shared::protocol::{
+    ClockStatus, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode, kv_sample,
+};
 use shared::raft::{Config, Message, MessageId, Millis, NodeId, Persisted, Role, Snapshot, summarize};
 use shared::replica::{Replica, Request, RequestId};
 
@@ -25,10 +27,6 @@ use super::storage::Storage;
 
 /// How often subscribers get a status report.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
-/// Keys of the store included in a status report, and how much of each value: a status goes
-/// to every page four times a second and must stay small whatever the store holds.
-const STATUS_KEYS: usize = 50;
-const STATUS_VALUE_BYTES: usize = 48;
 /// Inputs taken in one turn at most, so that a flood cannot starve the timers.
 const INPUTS_PER_TURN: usize = 8192;
 
@@ -368,7 +366,7 @@ impl Server {
     }
 
     fn status(&self, replica: &Replica) -> ServerStatus {
-        let kv = replica.kv();
+        let (sample, truncated) = kv_sample(replica.kv());
         let policy = &self.outbox.policy;
         ServerStatus {
             replica: replica.status(),
@@ -376,12 +374,8 @@ impl Server {
             address: self.shared.address.clone(),
             now: self.clock.now(),
             faults: self.shared.faults.get(),
-            kv: Some(kv.iter().take(STATUS_KEYS).map(|(k, v)| (clip(k), clip(v))).collect()),
-            kv_truncated: kv.len() > STATUS_KEYS
-                || kv
-                    .iter()
-                    .take(STATUS_KEYS)
-                    .any(|(k, v)| k.len() > STATUS_VALUE_BYTES || v.len() > STATUS_VALUE_BYTES),
+            kv: Some(sample),
+            kv_truncated: truncated,
             rss_bytes: resident_memory(),
             clock: ClockStatus {
                 stopped: self.clock.is_stopped(),
@@ -421,18 +415,6 @@ fn store_snapshot(replica: &Replica, storage: &mut Storage, snapshot: &Snapshot)
     let after: Vec<_> =
         (snapshot.meta.index + 1..=raft.last_index()).filter_map(|i| raft.entry(i).cloned()).collect();
     storage.compact(snapshot, &after).context("cannot store a snapshot")
-}
-
-/// The start of a key or value, for a status report (`…` marks what was cut).
-fn clip(text: &str) -> String {
-    if text.len() <= STATUS_VALUE_BYTES {
-        return text.to_string();
-    }
-    let mut cut = STATUS_VALUE_BYTES;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.

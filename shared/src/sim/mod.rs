@@ -22,6 +22,7 @@ mod faults;
 mod membership;
 mod network;
 mod node;
+pub(crate) use node::Disk;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

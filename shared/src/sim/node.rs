@@ -9,7 +9,7 @@ use crate::replica::{Persist, Replica, Request, RequestId, Work};
 
 /// What a simulated disk holds: exactly what was made durable.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Disk {
+pub(crate) struct Disk {
     hard_state: HardState,
     snapshot: Option<Snapshot>,
     entries: Vec<Entry>,

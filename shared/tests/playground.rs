@@ -1,0 +1,241 @@
+//! The cluster inside the page, driven as the page drives it: frames in, frames out, the
+//! page's clock advancing in animation-frame steps.
+
+use shared::event::{Event, Observed};
+use shared::playground::Playground;
+use shared::protocol::{AdminCommand, ClientFrame, ClusterStatus, OpResult, ProxyFrame};
+use shared::raft::{Bug, NodeId, Role};
+
+/// The page's side: a clock, and every frame received.
+struct Page {
+    playground: Playground,
+    wall: f64,
+    frames: Vec<ProxyFrame>,
+    next_id: u64,
+}
+
+impl Page {
+    fn open(servers: usize, seed: u64, bugs: &[Bug]) -> Page {
+        let mut playground = Playground::new(servers, seed, bugs);
+        playground.handle(ClientFrame::Hello {
+            version: shared::protocol::PROTOCOL_VERSION,
+            token: None,
+            subscribe: true,
+        });
+        let mut page = Page { playground, wall: 0.0, frames: Vec::new(), next_id: 1 };
+        page.run(0.0);
+        page
+    }
+
+    /// Lets `ms` of the page's time pass, 16 ms at a time.
+    fn run(&mut self, ms: f64) {
+        let end = self.wall + ms;
+        loop {
+            self.playground.advance(self.wall);
+            self.frames.extend(self.playground.take_frames());
+            if self.wall >= end {
+                break;
+            }
+            self.wall = (self.wall + 16.0).min(end);
+        }
+    }
+
+    fn send(&mut self, frame: impl FnOnce(u64) -> ClientFrame) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.playground.handle(frame(id));
+        self.frames.extend(self.playground.take_frames());
+        id
+    }
+
+    fn admin(&mut self, command: AdminCommand) {
+        let id = self.send(|id| ClientFrame::Admin { id, command });
+        let answer = self.answer(id).unwrap_or_else(|| panic!("admin {id} answered at once"));
+        assert!(matches!(answer, ProxyFrame::AdminDone { .. }), "{answer:?}");
+    }
+
+    fn answer(&self, id: u64) -> Option<ProxyFrame> {
+        self.frames
+            .iter()
+            .rev()
+            .find(|f| match f {
+                ProxyFrame::Done { id: i, .. } | ProxyFrame::AdminDone { id: i, .. } => *i == id,
+                ProxyFrame::Error { id: Some(i), .. } => *i == id,
+                _ => false,
+            })
+            .cloned()
+    }
+
+    fn status(&self) -> ClusterStatus {
+        self.playground.status()
+    }
+
+    fn leaders(&self) -> Vec<NodeId> {
+        self.status().nodes.iter().filter(|n| n.role == Some(Role::Leader)).map(|n| n.id).collect()
+    }
+
+    /// Runs until exactly one leader of the highest term is up, for at most `within` ms.
+    fn wait_leader(&mut self, within: f64) -> NodeId {
+        let end = self.wall + within;
+        while self.wall < end {
+            self.run(50.0);
+            let status = self.status();
+            if let Some(leader) = status.leader
+                && status
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == Some(Role::Leader) && n.term == Some(status.term))
+                    .count()
+                    == 1
+            {
+                return leader;
+            }
+        }
+        panic!("no single leader after {within} ms: {:?}", self.leaders());
+    }
+
+    fn events(&self) -> impl Iterator<Item = &Observed> {
+        self.frames.iter().flat_map(|f| match f {
+            ProxyFrame::Events { events } => events.as_slice(),
+            _ => &[],
+        })
+    }
+}
+
+#[test]
+fn the_page_is_welcomed_with_a_picture_of_every_server() {
+    let page = Page::open(5, 1, &[]);
+    match &page.frames[0] {
+        ProxyFrame::Welcome { admin, nodes, picture: Some(picture), .. } => {
+            assert!(admin);
+            assert_eq!(nodes.len(), 5);
+            assert_eq!(picture.cluster.nodes.len(), 5);
+        }
+        other => panic!("first frame {other:?}"),
+    }
+}
+
+#[test]
+fn a_simulated_cluster_elects_one_leader_and_reports_it_in_statuses() {
+    let mut page = Page::open(3, 7, &[]);
+    let leader = page.wait_leader(5_000.0);
+    page.run(1_000.0);
+    let statuses = page.frames.iter().filter(|f| matches!(f, ProxyFrame::Status { id: None, .. })).count();
+    assert!(statuses >= 4, "a status every quarter second: {statuses}");
+    assert!(
+        page.events()
+            .any(|o| o.node == leader && matches!(o.event, Event::RoleChanged { role: Role::Leader, .. }))
+    );
+}
+
+#[test]
+fn a_write_commits_on_every_server_and_a_read_sees_it() {
+    let mut page = Page::open(3, 2, &[]);
+    page.wait_leader(5_000.0);
+    let put = page.send(|id| ClientFrame::Put { id, key: "x".into(), value: "1".into(), session: None });
+    page.run(500.0);
+    assert!(
+        matches!(page.answer(put), Some(ProxyFrame::Done { result: OpResult::Put { previous: None }, .. })),
+        "{:?}",
+        page.answer(put)
+    );
+    let get = page.send(|id| ClientFrame::Get { id, key: "x".into(), consistency: Default::default() });
+    page.run(500.0);
+    assert!(
+        matches!(page.answer(get), Some(ProxyFrame::Done { result: OpResult::Get { value: Some(ref v) }, .. }) if v == "1"),
+        "{:?}",
+        page.answer(get)
+    );
+    let status = page.status();
+    let commit = status.nodes.iter().filter_map(|n| n.commit).min().unwrap();
+    assert!(commit >= 2, "every server committed the no-op and the write: {commit}");
+}
+
+#[test]
+fn crashing_the_leader_elects_another_and_a_restart_catches_up() {
+    let mut page = Page::open(5, 3, &[]);
+    let old = page.wait_leader(5_000.0);
+    page.send(|id| ClientFrame::Put { id, key: "k".into(), value: "before".into(), session: None });
+    page.run(300.0);
+    page.admin(AdminCommand::Crash { node: old });
+    let new = page.wait_leader(10_000.0);
+    assert_ne!(new, old);
+    let put = page.send(|id| ClientFrame::Put { id, key: "k".into(), value: "after".into(), session: None });
+    page.run(500.0);
+    assert!(matches!(page.answer(put), Some(ProxyFrame::Done { .. })), "{:?}", page.answer(put));
+    page.admin(AdminCommand::Restart { node: old });
+    page.run(2_000.0);
+    let status = page.status();
+    let leader_last = status.nodes.iter().find(|n| n.id == new).and_then(|n| n.last_log_index).unwrap();
+    let restarted = status.nodes.iter().find(|n| n.id == old).unwrap();
+    assert_eq!(restarted.last_log_index, Some(leader_last), "the restarted server caught up");
+    assert_eq!(restarted.role, Some(Role::Follower));
+}
+
+#[test]
+fn with_time_stopped_a_write_is_held_until_steps_and_start_time_let_it_through() {
+    let mut page = Page::open(3, 4, &[]);
+    page.wait_leader(5_000.0);
+    page.admin(AdminCommand::StopTime);
+    let terms = |p: &Page| p.status().nodes.iter().map(|n| n.term).collect::<Vec<_>>();
+    let before = terms(&page);
+    let put = page.send(|id| ClientFrame::Put { id, key: "held".into(), value: "v".into(), session: None });
+    page.run(20_000.0);
+    assert_eq!(terms(&page), before, "no timer fired");
+    assert!(page.answer(put).is_none(), "the write waits");
+    let status = page.status();
+    assert!(status.time.stopped && status.time.held >= 2, "{:?}", status.time);
+    page.admin(AdminCommand::Step { count: 1 });
+    assert_eq!(page.status().time.held, status.time.held, "a stepped message is still on its way");
+    page.run(1_000.0);
+    assert!(page.events().any(|o| matches!(o.event, Event::MessageStepped { .. })));
+    page.admin(AdminCommand::StartTime);
+    page.run(1_000.0);
+    assert!(matches!(page.answer(put), Some(ProxyFrame::Done { .. })), "{:?}", page.answer(put));
+}
+
+#[test]
+fn a_partitioned_leader_is_replaced_by_the_majority() {
+    let mut page = Page::open(5, 5, &[]);
+    let old = page.wait_leader(5_000.0);
+    page.admin(AdminCommand::Partition { groups: vec![vec![old]] });
+    page.run(3_000.0);
+    let status = page.status();
+    let majority_leader =
+        status.nodes.iter().find(|n| n.id != old && n.role == Some(Role::Leader)).map(|n| n.id);
+    assert!(majority_leader.is_some(), "the majority elected a leader");
+    page.admin(AdminCommand::Heal);
+    page.run(3_000.0);
+    assert_eq!(page.leaders().len(), 1);
+}
+
+#[test]
+fn one_seed_and_one_sequence_of_actions_give_one_run() {
+    let run = || {
+        let mut page = Page::open(5, 42, &[]);
+        page.wait_leader(5_000.0);
+        page.send(|id| ClientFrame::Put { id, key: "a".into(), value: "1".into(), session: None });
+        page.run(700.0);
+        page.admin(AdminCommand::Crash { node: 1 });
+        page.run(3_000.0);
+        page.frames.iter().map(|f| serde_json::to_string(f).unwrap()).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "two runs of seed 42 differ");
+    let mut other = Page::open(5, 43, &[]);
+    other.run(3_000.0);
+    let c: Vec<String> = other.frames.iter().map(|f| serde_json::to_string(f).unwrap()).collect();
+    assert_ne!(a[..c.len().min(a.len())], c[..c.len().min(a.len())], "another seed, another run");
+}
+
+#[test]
+fn unknown_nodes_and_bad_values_are_refused_with_a_reason() {
+    let mut page = Page::open(3, 6, &[]);
+    let id = page.send(|id| ClientFrame::Admin { id, command: AdminCommand::Crash { node: 9 } });
+    assert!(
+        matches!(page.answer(id), Some(ProxyFrame::Error { ref error, .. }) if error.message.contains("no node 9"))
+    );
+    let id = page.send(|id| ClientFrame::Admin { id, command: AdminCommand::Drop { node: None, rate: 2.0 } });
+    assert!(matches!(page.answer(id), Some(ProxyFrame::Error { .. })));
+}
