@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use yew::prelude::*;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Source};
 use crate::i18n::Lang;
 use crate::store::{Link, Store};
 use crate::view::{
@@ -159,7 +159,7 @@ impl Throttle {
 #[derive(Clone)]
 pub struct Shared {
     pub store: Rc<RefCell<Store>>,
-    pub connection: Rc<RefCell<Option<Connection>>>,
+    pub connection: Rc<RefCell<Option<Source>>>,
     /// Asks for a redraw after a local change.
     pub touch: Callback<()>,
 }
@@ -215,7 +215,7 @@ fn request_id(frame: &ClientFrame) -> u64 {
 #[function_component]
 pub fn App() -> Html {
     let store = use_mut_ref(Store::default);
-    let connection = use_mut_ref(|| None::<Connection>);
+    let connection = use_mut_ref(|| None::<Source>);
     let dirty = use_mut_ref(|| Rc::new(Cell::new(true)));
     let now = use_state(now_ms);
     let ui = use_reducer(|| Ui {
@@ -250,7 +250,13 @@ pub fn App() -> Html {
                     dirty.set(true);
                 })
             };
-            *connection.borrow_mut() = Some(Connection::start(initial_token(), on_frame, on_link));
+            let source = match crate::simulated::settings_from_url() {
+                Some(settings) => {
+                    Source::Simulated(crate::simulated::Simulated::start(&settings, on_frame, on_link))
+                }
+                None => Source::Live(Connection::start(initial_token(), on_frame, on_link)),
+            };
+            *connection.borrow_mut() = Some(source);
             start_animation(store, dirty, now);
             || ()
         });

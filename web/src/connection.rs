@@ -26,6 +26,29 @@ struct Inner {
     generation: u64,
 }
 
+/// Where the page's frames come from: a proxy, or a cluster simulated in the page.
+#[derive(Clone)]
+pub enum Source {
+    Live(Connection),
+    Simulated(crate::simulated::Simulated),
+}
+
+impl Source {
+    pub fn send(&self, frame: &ClientFrame) -> bool {
+        match self {
+            Source::Live(c) => c.send(frame),
+            Source::Simulated(s) => s.send(frame),
+        }
+    }
+
+    /// Reconnects with another token; a simulated cluster has no token to change.
+    pub fn set_token(&self, token: Option<String>) {
+        if let Source::Live(c) = self {
+            c.set_token(token);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Connection {
     inner: Rc<RefCell<Inner>>,

@@ -11,6 +11,8 @@ pub enum T {
     Connecting,
     ConnectedTo,
     Reconnecting,
+    SimulatedHere,
+    RunSimulation,
     Leader,
     NoLeader,
     Term,
@@ -175,6 +177,11 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::Connecting => w!("connecting…", "conectando…"),
         T::ConnectedTo => w!("connected to", "conectado a"),
         T::Reconnecting => w!("connection lost — reconnecting", "conexión perdida — reconectando"),
+        T::SimulatedHere => w!("simulated in this page · seed", "simulado en esta página · semilla"),
+        T::RunSimulation => w!(
+            "No cluster answers: simulate one in this page",
+            "Ningún clúster responde: simula uno en esta página"
+        ),
         T::Leader => w!("leader", "líder"),
         T::NoLeader => w!("no leader", "sin líder"),
         T::Term => w!("term", "término"),

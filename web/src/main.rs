@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - `connection`: the WebSocket to a proxy, with reconnection and failover.
+//! - `connection`: the WebSocket to a proxy, with reconnection and failover; or
+//! - `simulated`: a cluster simulated in the page (`?sim`), speaking the same frames.
 //! - `store/`: the cluster as the page knows it, built from the proxy's frames (`model`), the
 //!   messages on their way in the cluster's time (`flights`), the recent history for freezing
 //!   and scrubbing back, and how smoothly the page draws (`perf`). Plain Rust, tested natively.
@@ -16,6 +17,7 @@
 mod app;
 mod connection;
 mod i18n;
+mod simulated;
 mod store;
 mod view;
 

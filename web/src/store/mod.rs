@@ -42,6 +42,14 @@ pub enum Link {
     Reconnecting {
         attempt: u32,
     },
+    /// No proxy: a cluster simulated in this page, from this seed.
+    Simulated {
+        seed: u64,
+    },
+    /// Nothing to show, and why.
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Default)]

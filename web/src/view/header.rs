@@ -34,7 +34,18 @@ pub fn Header(props: &Props) -> Html {
         Link::Reconnecting { attempt } => {
             (format!("{} ({attempt})", t(lang, T::Reconnecting)), "reconnecting")
         }
+        Link::Simulated { seed } => (format!("{} {seed}", t(lang, T::SimulatedHere)), "simulated"),
+        Link::Failed { reason } => (reason.clone(), "failed"),
     };
+    // With no proxy to talk to (a static copy of the page, a cluster that is down), offer the
+    // simulated cluster rather than a spinner.
+    let offer_simulation = matches!(props.link, Link::Reconnecting { attempt } if attempt >= 2).then(|| {
+        html! {
+            <a class="run-simulation" data-action="simulate" href={crate::simulated::simulation_url()}>
+                { t(lang, T::RunSimulation) }
+            </a>
+        }
+    });
     let (leader, term, deposed) = (props.leader, props.term, &props.deposed);
     let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
         format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
@@ -76,6 +87,7 @@ pub fn Header(props: &Props) -> Html {
         <header>
             <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
             <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
+            { for offer_simulation }
             <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
                 { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
             </span>

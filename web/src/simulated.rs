@@ -1,0 +1,178 @@
+//! A simulated cluster running in this page (`?sim`): `shared::playground` driven by the page's
+//! clock. It speaks the proxy's frames, so the store and every view work as with a live
+//! cluster. The URL carries the seed (`?sim=SEED&servers=N&bug=NAME`), so a run can be shared
+//! and replayed on any machine.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use shared::protocol::{ClientFrame, PROTOCOL_VERSION, ProxyFrame, encode};
+use shared::raft::Bug;
+use wasm_bindgen::prelude::*;
+use yew::Callback;
+
+use crate::app::now_ms;
+use crate::store::Link;
+
+/// How often the simulated cluster moves forward (its timers and messages are finer than this:
+/// each advance runs everything due in between, in order).
+const ADVANCE_EVERY: Duration = Duration::from_millis(20);
+/// Seeds stay exact as JavaScript numbers.
+const MAX_SEED: u64 = (1 << 53) - 1;
+
+#[wasm_bindgen(inline_js = r#"
+export async function load_simulator(url, servers, seed, bugs) {
+  const module = await import(url);
+  await module.default();
+  return new module.SimCluster(servers, seed, bugs);
+}
+export function simulator_url() {
+  const meta = document.querySelector('meta[name="consenso-sim"]');
+  return meta ? meta.content : null;
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    async fn load_simulator(url: &str, servers: usize, seed: f64, bugs: &str) -> Result<JsValue, JsValue>;
+    fn simulator_url() -> Option<String>;
+
+    /// The simulator module's cluster (web/sim).
+    type SimCluster;
+    #[wasm_bindgen(method, catch)]
+    fn handle(this: &SimCluster, frame: &str) -> Result<(), JsValue>;
+    #[wasm_bindgen(method)]
+    fn advance(this: &SimCluster, wall_ms: f64);
+    #[wasm_bindgen(method)]
+    fn take_frames(this: &SimCluster) -> String;
+}
+
+/// What the URL asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSettings {
+    pub seed: u64,
+    pub servers: usize,
+    pub bugs: Vec<Bug>,
+}
+
+#[derive(Clone)]
+pub struct Simulated {
+    cluster: Rc<RefCell<Option<SimCluster>>>,
+    /// Frames the page sent before the simulator finished loading.
+    waiting: Rc<RefCell<Vec<String>>>,
+    on_frame: Callback<ProxyFrame>,
+}
+
+impl Simulated {
+    /// Loads the simulator module (named by the page's `consenso-sim` meta tag) and starts it.
+    pub fn start(
+        settings: &SimSettings,
+        on_frame: Callback<ProxyFrame>,
+        on_link: Callback<Link>,
+    ) -> Simulated {
+        let sim = Simulated {
+            cluster: Rc::new(RefCell::new(None)),
+            waiting: Rc::new(RefCell::new(Vec::new())),
+            on_frame,
+        };
+        sim.send(&ClientFrame::Hello { version: PROTOCOL_VERSION, token: None, subscribe: true });
+        let (running, settings) = (sim.clone(), settings.clone());
+        yew::platform::spawn_local(async move {
+            let Some(url) = simulator_url() else {
+                let reason = "this build of the page has no simulator (build it with ./dev page)";
+                return on_link.emit(Link::Failed { reason: reason.into() });
+            };
+            let bugs: Vec<&str> = settings.bugs.iter().map(|b| b.name()).collect();
+            let loaded = load_simulator(&url, settings.servers, settings.seed as f64, &bugs.join(",")).await;
+            let cluster = match loaded {
+                Ok(cluster) => cluster.unchecked_into::<SimCluster>(),
+                Err(e) => {
+                    let reason = format!(
+                        "the simulator did not load: {}",
+                        e.as_string().unwrap_or_else(|| format!("{e:?}"))
+                    );
+                    return on_link.emit(Link::Failed { reason });
+                }
+            };
+            for frame in running.waiting.borrow_mut().drain(..) {
+                let _ = cluster.handle(&frame);
+            }
+            *running.cluster.borrow_mut() = Some(cluster);
+            on_link.emit(Link::Simulated { seed: settings.seed });
+            loop {
+                if let Some(cluster) = running.cluster.borrow().as_ref() {
+                    cluster.advance(now_ms());
+                }
+                running.deliver();
+                yew::platform::time::sleep(ADVANCE_EVERY).await;
+            }
+        });
+        sim
+    }
+
+    /// Takes a frame as a proxy would; its answers reach the page at once.
+    pub fn send(&self, frame: &ClientFrame) -> bool {
+        let text = encode(frame);
+        match self.cluster.borrow().as_ref() {
+            Some(cluster) => {
+                if let Err(e) = cluster.handle(&text) {
+                    web_sys::console::warn_1(
+                        &format!("Consenso: the simulator refused a frame: {e:?}").into(),
+                    );
+                    return false;
+                }
+            }
+            None => self.waiting.borrow_mut().push(text),
+        }
+        self.deliver();
+        true
+    }
+
+    fn deliver(&self) {
+        let Some(text) = self.cluster.borrow().as_ref().map(|c| c.take_frames()) else { return };
+        match serde_json::from_str::<Vec<ProxyFrame>>(&text) {
+            Ok(frames) => frames.into_iter().for_each(|f| self.on_frame.emit(f)),
+            Err(e) => web_sys::console::warn_1(
+                &format!("Consenso: unreadable frames from the simulator: {e}").into(),
+            ),
+        }
+    }
+}
+
+/// `?sim[=SEED]`, with `servers=3…7` and `bug=NAME` (repeatable). A missing seed is drawn at
+/// random and written into the URL, so that the run can be reproduced.
+pub fn settings_from_url() -> Option<SimSettings> {
+    let window = web_sys::window()?;
+    let search = window.location().search().ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    if !params.has("sim") {
+        return None;
+    }
+    let seed = match params.get("sim").and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(seed) => seed.min(MAX_SEED),
+        None => {
+            let seed = (js_sys::Math::random() * 1e9) as u64;
+            params.set("sim", &seed.to_string());
+            let query: String = params.to_string().into();
+            if let (Ok(history), Ok(path)) = (window.history(), window.location().pathname()) {
+                let url = format!("{path}?{query}");
+                let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+            }
+            seed
+        }
+    };
+    let servers = params.get("servers").and_then(|s| s.parse().ok()).unwrap_or(5);
+    let bugs = params
+        .get_all("bug")
+        .iter()
+        .filter_map(|v| v.as_string())
+        .filter_map(|name| Bug::ALL.into_iter().find(|b| b.name() == name))
+        .collect();
+    Some(SimSettings { seed, servers, bugs })
+}
+
+/// The page's URL for a simulated cluster, from wherever the page is served.
+pub fn simulation_url() -> String {
+    let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_else(|| "/".into());
+    format!("{path}?sim")
+}
