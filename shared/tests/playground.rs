@@ -239,3 +239,41 @@ fn unknown_nodes_and_bad_values_are_refused_with_a_reason() {
     let id = page.send(|id| ClientFrame::Admin { id, command: AdminCommand::Drop { node: None, rate: 2.0 } });
     assert!(matches!(page.answer(id), Some(ProxyFrame::Error { .. })));
 }
+
+/// Runs a lesson in automatic mode; its outcome, and what the page was shown.
+fn run_lesson(page: &mut Page, name: &str) -> (shared::lesson::Outcome, usize) {
+    let action = shared::lesson::LessonAction::Start { name: name.into(), auto: true };
+    page.admin(AdminCommand::Lesson { action });
+    for _ in 0..2_400 {
+        page.run(50.0);
+        if let Some(lesson) = page.status().lesson
+            && let Some(outcome) = lesson.outcome
+        {
+            return (outcome, lesson.captions.len());
+        }
+    }
+    panic!("lesson {name} did not end within 120 s of page time: {:?}", page.status().lesson);
+}
+
+#[test]
+fn every_lesson_runs_and_holds_on_the_simulated_cluster() {
+    let mut failed = Vec::new();
+    for info in shared::lesson::CATALOG {
+        let mut page = Page::open(5, 11, &[]);
+        page.wait_leader(5_000.0);
+        let (outcome, captions) = run_lesson(&mut page, info.name);
+        if !outcome.passed || captions == 0 {
+            failed.push(format!("{}: {}", info.name, outcome.message.en));
+        }
+    }
+    assert!(failed.is_empty(), "lessons that failed on the simulated cluster: {failed:#?}");
+}
+
+#[test]
+fn the_figure_8_defect_is_caught_live_on_the_simulated_cluster() {
+    let mut page = Page::open(5, 12, &[Bug::CommitOldTerm]);
+    page.wait_leader(5_000.0);
+    let (outcome, _) = run_lesson(&mut page, "figure-8");
+    assert!(!outcome.passed, "the lesson's check failed: {}", outcome.message.en);
+    assert!(!page.status().alarms.is_empty(), "the monitor raised an alarm");
+}

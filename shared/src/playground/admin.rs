@@ -5,9 +5,12 @@ use std::collections::BTreeSet;
 
 use crate::event::Event;
 use crate::protocol::{AdminCommand, ApiError, ErrorKind, MAX_DELAY_MS};
-use crate::raft::{Config, MessageId, NodeId};
+use crate::raft::{Config, MembershipChange, MessageId, NodeId};
+use crate::replica::Request;
 
-use super::{Playground, STEP_TRAVEL_MS};
+use super::clients::AnswerTo;
+
+use super::{Core, STEP_TRAVEL_MS};
 
 /// Steps in one command at most (as the proxy).
 const MAX_STEPS: u32 = 200;
@@ -16,7 +19,7 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::BadRequest, message)
 }
 
-impl Playground {
+impl Core {
     fn known(&self, node: NodeId) -> Result<(), ApiError> {
         if self.servers.contains_key(&node) {
             Ok(())
@@ -35,7 +38,7 @@ impl Playground {
     }
 
     /// Copies the cluster-wide settings into every server's.
-    fn sync_common(&mut self) {
+    pub(super) fn sync_common(&mut self) {
         for server in self.servers.values_mut() {
             server.faults.time_scale = self.common.time_scale;
             server.faults.latency_ms = self.common.latency_ms;
@@ -305,12 +308,50 @@ impl Playground {
                 Ok(format!("the cluster restarted: {count} servers on empty disks"))
             }
             AdminCommand::OpenWrites { .. } => Ok("everyone may write in the simulated cluster".to_string()),
-            AdminCommand::Lesson { .. }
-            | AdminCommand::AddServer { .. }
-            | AdminCommand::RemoveServer { .. } => Err(ApiError::new(
-                ErrorKind::NotSupported,
-                "not in the simulated cluster yet: run `consenso cluster` for lessons and membership changes",
-            )),
+            AdminCommand::Lesson { .. } => {
+                Err(ApiError::new(ErrorKind::BadRequest, "lessons are started through the playground"))
+            }
+            AdminCommand::AddServer { node, .. } => {
+                if self.servers.len() >= super::MAX_SERVERS {
+                    return Err(bad(format!(
+                        "the simulated cluster has at most {} servers",
+                        super::MAX_SERVERS
+                    )));
+                }
+                let id = node.unwrap_or(self.highest_id + 1);
+                if self.servers.contains_key(&id) || id <= self.retired_below(id) {
+                    return Err(bad(format!("node {id} is or was a member: a new server needs a new id")));
+                }
+                self.highest_id = self.highest_id.max(id);
+                self.servers.insert(id, super::Server::new(id, self.common.clone()));
+                self.start_server(id);
+                let change = MembershipChange::AddLearner { id, address: super::server::address(id) };
+                self.submit(0, Request::ChangeMembership { change }, AnswerTo::Nobody, None);
+                Ok(format!(
+                    "node {id} started on an empty disk and joins as a learner; the leader makes it a voter once \
+                     it has caught up"
+                ))
+            }
+            AdminCommand::RemoveServer { node } => {
+                self.known(node)?;
+                let change = MembershipChange::Remove { id: node };
+                self.submit(0, Request::ChangeMembership { change }, AnswerTo::Nobody, None);
+                Ok(format!("node {node} leaves the configuration (a leader hands over first), then stops"))
+            }
+        }
+    }
+
+    /// Ids of servers that left are never used again (a returning id would vote twice).
+    fn retired_below(&self, id: NodeId) -> NodeId {
+        if self.retired.contains(&id) { id } else { 0 }
+    }
+
+    /// A server that left the configuration stops, as the supervisor stops its process.
+    pub(super) fn retire(&mut self, id: NodeId) {
+        if let Some(mut server) = self.servers.remove(&id) {
+            server.crash();
+            self.events.extend(server.take_events(self.now));
+            self.retired.insert(id);
         }
     }
 
@@ -346,11 +387,11 @@ impl Playground {
     }
 
     /// Fires the timers due on each server's clock (time stopped or not).
-    fn fire_timers(&mut self) {
+    pub(super) fn fire_timers(&mut self) {
         let ids: Vec<NodeId> = self.servers.keys().copied().collect();
         for id in ids {
             let now = self.now;
-            let server = self.server(id);
+            let Some(server) = self.servers.get_mut(&id) else { continue };
             if server.is_running() {
                 let local = server.now(now);
                 server.replica.as_mut().expect("running").tick(local);

@@ -7,11 +7,11 @@
 use crate::event::Consistency;
 use crate::kv::{Command, WriteOp};
 use crate::protocol::{ApiError, ClientFrame, ErrorKind, OpResult, ProxyFrame};
-use crate::raft::{Millis, NodeId, Role};
+use crate::raft::{MembershipChange, Millis, NodeId, Role};
 use crate::replica::{Reply, ReplyError, Request};
 use crate::session::ClientSession;
 
-use super::Playground;
+use super::Core;
 
 /// How long a request may take, in ms of cluster time.
 const PATIENCE_MS: Millis = 10_000;
@@ -31,6 +31,16 @@ impl Clients {
     }
 }
 
+/// Who asked, and so gets the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AnswerTo {
+    Page,
+    /// A lesson: its answer goes to the lesson, not to the page.
+    Lesson,
+    /// The playground itself (a membership change an admin command started).
+    Nobody,
+}
+
 /// A request from the page on its way through the cluster.
 pub(super) struct ClientOp {
     op: u64,
@@ -43,9 +53,13 @@ pub(super) struct ClientOp {
     retry_at: Millis,
     hint: Option<NodeId>,
     retries: u32,
+    /// Who gets the answer.
+    to: AnswerTo,
+    /// Only this server may answer (a lesson asking one server); no retries elsewhere.
+    only: Option<NodeId>,
 }
 
-impl Playground {
+impl Core {
     pub(super) fn client_request(&mut self, frame: ClientFrame) {
         let (id, request) = match frame {
             ClientFrame::Put { id, key, value, session } => {
@@ -60,20 +74,32 @@ impl Playground {
                 unreachable!("handled by the caller")
             }
         };
+        self.submit(id, request, AnswerTo::Page, None);
+    }
+
+    /// Starts an operation: `id` names it in its answer.
+    pub(super) fn submit(&mut self, id: u64, request: Request, to: AnswerTo, only: Option<NodeId>) {
         let op = self.clients.next_op;
         self.clients.next_op += 1;
         let now = self.now;
-        self.ops.push(ClientOp {
-            op,
-            id,
-            request,
-            started: now,
-            at: None,
-            retry_at: now,
-            hint: None,
-            retries: 0,
-        });
+        let (at, retry_at, hint, retries) = (None, now, None, 0);
+        self.ops.push(ClientOp { op, id, request, started: now, at, retry_at, hint, retries, to, only });
         self.retry_clients();
+    }
+
+    /// A numbered write for a lesson, from the page's session.
+    pub(super) fn lesson_write(&mut self, key: &str, value: &str) -> Request {
+        self.write(WriteOp::Put { key: key.to_string(), value: value.to_string() }, None)
+    }
+
+    fn answer(&mut self, op: &ClientOp, frame: ProxyFrame) {
+        match op.to {
+            AnswerTo::Page => self.out.push(frame),
+            AnswerTo::Lesson => {
+                self.lesson_answers.insert(op.id, frame);
+            }
+            AnswerTo::Nobody => {}
+        }
     }
 
     fn write(&mut self, op: WriteOp, session: Option<crate::protocol::Session>) -> Request {
@@ -118,7 +144,7 @@ impl Playground {
                     ),
                 );
                 self.settle(&op, false);
-                self.out.push(ProxyFrame::Error { id: Some(op.id), error });
+                self.answer(&op, ProxyFrame::Error { id: Some(op.id), error });
                 continue;
             }
             if op.at.is_none() && now >= op.retry_at {
@@ -126,7 +152,18 @@ impl Playground {
                     Request::Write { .. } | Request::ChangeMembership { .. } => true,
                     Request::Read { consistency, .. } => *consistency == Consistency::Leader,
                 };
-                if let Some(target) = self.pick(op.hint, to_leader) {
+                let (only, hint) = (op.only, op.hint);
+                let target = match only {
+                    Some(node) => Some(node).filter(|n| self.servers.get(n).is_some_and(|s| s.is_up())),
+                    None => self.pick(hint, to_leader),
+                };
+                if only.is_some() && target.is_none() {
+                    let op = self.ops.remove(i);
+                    let error = ApiError::new(ErrorKind::Unavailable, "that server is down");
+                    self.answer(&op, ProxyFrame::Error { id: Some(op.id), error });
+                    continue;
+                }
+                if let Some(target) = target {
                     let server = self.servers.get_mut(&target).expect("picked");
                     let life = server.incarnation;
                     let (op_id, request) = (self.ops[i].op, self.ops[i].request.clone());
@@ -167,22 +204,37 @@ impl Playground {
     /// A server answered operation `op`.
     pub(super) fn answered(&mut self, node: NodeId, op: u64, reply: Reply) {
         let Some(i) = self.ops.iter().position(|o| o.op == op) else { return };
-        let frame = match reply {
+        if let (Some(_), Reply::Error { error }) = (self.ops[i].only, &reply) {
+            let op = self.ops.remove(i);
+            let error = ApiError::new(ErrorKind::Unavailable, error.to_string());
+            return self.answer(&op, ProxyFrame::Error { id: Some(op.id), error });
+        }
+        let (frame, op) = match reply {
             Reply::Written { result, index } => {
                 let op = self.ops.remove(i);
                 self.settle(&op, true);
                 let retries = op.retries;
-                match OpResult::of_write(result) {
+                let frame = match OpResult::of_write(result) {
                     Ok(result) => ProxyFrame::Done { id: op.id, result, served_by: node, index, retries },
                     Err(error) => ProxyFrame::Error { id: Some(op.id), error },
-                }
+                };
+                (frame, op)
             }
             Reply::Value { value, index } => {
                 let op = self.ops.remove(i);
                 let (id, retries) = (op.id, op.retries);
-                ProxyFrame::Done { id, result: OpResult::Get { value }, served_by: node, index, retries }
+                (
+                    ProxyFrame::Done { id, result: OpResult::Get { value }, served_by: node, index, retries },
+                    op,
+                )
             }
-            Reply::MembershipChanged { .. } => return,
+            Reply::MembershipChanged { .. } => {
+                let op = self.ops.remove(i);
+                if let Request::ChangeMembership { change: MembershipChange::Remove { id } } = op.request {
+                    self.retire(id);
+                }
+                return;
+            }
             Reply::Error { error } => {
                 let op = &mut self.ops[i];
                 op.at = None;
@@ -196,7 +248,7 @@ impl Playground {
                 return;
             }
         };
-        self.out.push(frame);
+        self.answer(&op, frame);
     }
 
     /// The page's own session learns which of its writes have a known outcome.

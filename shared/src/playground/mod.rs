@@ -1,6 +1,6 @@
 //! The cluster inside the page: 3–7 servers of the real Raft core in one process, behind the
 //! same frames a proxy speaks. The page's `?sim` (and a student at home with no cluster) talks
-//! to a `Playground` exactly as it talks to a proxy over a WebSocket — it sends `ClientFrame`s
+//! to a `Core` exactly as it talks to a proxy over a WebSocket — it sends `ClientFrame`s
 //! and draws the `ProxyFrame`s that come back — so every view and control works unchanged.
 //!
 //! Sans-IO like the rest of `shared/`: the page passes in its clock (`advance(wall_ms)`) and a
@@ -12,14 +12,20 @@
 //!
 //! # Layout
 //!
-//! - this file: the clock, delivery, and the frames going out (welcome, events, status, logs);
+//! - `lessons`: `Playground`, what the page talks to — the core below, plus lessons (the same
+//!   scripts the proxy runs) driven without an executor;
+//! - this file: the core — the clock, delivery, and the frames going out (welcome, events,
+//!   status, logs);
 //! - `server`: one server — replica, disk that survives crashes, clock offset, network queue;
 //! - `admin`: the admin commands (faults, time, snapshots, reset);
 //! - `clients`: reads and writes, routed and retried as the proxy does.
 
 mod admin;
 mod clients;
+mod lessons;
 mod server;
+
+pub use lessons::Playground;
 
 use std::collections::BTreeMap;
 
@@ -48,7 +54,7 @@ const MAX_STEPS_PER_ADVANCE: usize = 20_000;
 /// A stepped message travels this long in real time, so that it is seen arriving.
 const STEP_TRAVEL_MS: f64 = 600.0;
 
-pub struct Playground {
+pub(crate) struct Core {
     servers: BTreeMap<NodeId, Server>,
     bugs: Bugs,
     rng: Rng,
@@ -72,13 +78,22 @@ pub struct Playground {
     clients: clients::Clients,
     out: Vec<ProxyFrame>,
     events: Vec<Observed>,
+    /// The lesson running, for the status; its script runs in `lessons`.
+    lesson: Option<crate::lesson::LessonStatus>,
+    /// Answers to a lesson's requests, by the lesson's request id.
+    lesson_answers: BTreeMap<u64, ProxyFrame>,
+    /// The highest server id ever used, and the ids of servers that left.
+    highest_id: NodeId,
+    retired: std::collections::BTreeSet<NodeId>,
+    /// The servers of the first configuration.
+    voters: Vec<NodeId>,
 }
 
-impl Playground {
+impl Core {
     /// A cluster of `servers` (clamped to 3–7) that runs with the deliberate defects `bugs`.
-    pub fn new(servers: usize, seed: u64, bugs: &[Bug]) -> Playground {
+    pub fn new(servers: usize, seed: u64, bugs: &[Bug]) -> Core {
         let bugs = bugs.iter().fold(Bugs::none(), |all, bug| all.with(*bug));
-        let mut playground = Playground {
+        let mut playground = Core {
             servers: BTreeMap::new(),
             bugs,
             rng: Rng::new(seed),
@@ -95,6 +110,11 @@ impl Playground {
             clients: clients::Clients::new(seed),
             out: Vec::new(),
             events: Vec::new(),
+            lesson: None,
+            lesson_answers: BTreeMap::new(),
+            highest_id: 0,
+            retired: Default::default(),
+            voters: Vec::new(),
         };
         playground.boot(servers.clamp(MIN_SERVERS, MAX_SERVERS));
         playground
@@ -103,6 +123,9 @@ impl Playground {
     /// Every server on an empty disk, the network whole, time running.
     fn boot(&mut self, count: usize) {
         self.servers = (1..=count as NodeId).map(|id| (id, Server::new(id, self.common.clone()))).collect();
+        self.highest_id = count as NodeId;
+        self.retired.clear();
+        self.voters = self.servers.keys().copied().collect();
         self.stopped = false;
         self.travelling.clear();
         self.monitor.reset();
@@ -111,8 +134,14 @@ impl Playground {
         }
     }
 
+    /// A server of the first configuration bootstraps with it; one added later starts with none
+    /// and waits to be added.
     fn config(&self, id: NodeId) -> Config {
-        let mut cfg = Config::new(id, self.servers.keys().copied().collect());
+        let mut cfg = if self.voters.contains(&id) {
+            Config::new(id, self.voters.clone())
+        } else {
+            Config::joining(id)
+        };
         cfg.bugs = self.bugs;
         cfg
     }
@@ -121,6 +150,8 @@ impl Playground {
         let (cfg, seed, now) = (self.config(id), self.rng.next_u64(), self.now);
         let server = self.servers.get_mut(&id).expect("a known server");
         server.start(cfg, seed, now);
+        // A restarted server starts with the settings in force, as the supervisor's do.
+        self.sync_common();
         self.monitor.restarted(id);
         self.work(id);
         self.send_log(id);
@@ -214,24 +245,17 @@ impl Playground {
         self.tick_all();
     }
 
-    /// Fires due timers and delivers due messages at the current time.
+    /// Fires due timers and delivers due messages at the current time. (A server may leave
+    /// the cluster on the way, when a configuration without it commits.)
     fn tick_all(&mut self) {
         let ids: Vec<NodeId> = self.servers.keys().copied().collect();
         for id in &ids {
-            let due = self.servers.get_mut(id).expect("listed").due(self.now);
-            for message in due {
+            let Some(server) = self.servers.get_mut(id) else { continue };
+            for message in server.due(self.now) {
                 self.deliver(message);
             }
         }
-        for id in ids {
-            let now = self.now;
-            let server = self.servers.get_mut(&id).expect("listed");
-            if server.is_running() {
-                let local = server.now(now);
-                server.replica.as_mut().expect("running").tick(local);
-                self.work(id);
-            }
-        }
+        self.fire_timers();
     }
 
     /// A message reaches its destination — or is lost there, with the reason.
@@ -365,7 +389,7 @@ impl Playground {
             },
             alarms: self.monitor.alarms().to_vec(),
             members,
-            lesson: None,
+            lesson: self.lesson.clone(),
             bugs: self.bugs.iter().collect(),
             open_writes: true,
             stats: RequestStats::default(),
