@@ -91,3 +91,87 @@ fn with_no_proxy_the_page_offers_a_simulated_cluster() {
         b.close().await;
     });
 }
+
+#[test]
+fn a_recorded_session_replays_in_the_page_to_the_state_the_live_cluster_had() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("session.rec");
+    let cluster = support::Cluster::start_with(3, 1, &["--record", file.to_str().unwrap()]);
+    let old = cluster.wait_for_leader(Duration::from_secs(30));
+    for i in 0..5 {
+        let out = std::process::Command::new(support::BIN)
+            .args([
+                "client",
+                "--proxy",
+                &cluster.proxy(0),
+                "--token",
+                support::TOKEN,
+                "put",
+                &format!("k{i}"),
+                "v",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    cluster.admin(shared::protocol::AdminCommand::Crash { node: old });
+    let new =
+        support::wait_for(Duration::from_secs(30), "a new leader", || cluster.leader().filter(|l| *l != old));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let live = cluster.status().expect("the live status");
+    drop(cluster);
+
+    run(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route_service("/session.rec", tower_http::services::ServeFile::new(&file))
+            .fallback_service(tower_http::services::ServeDir::new(repo_root().join("dist")));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let b = Browser::open(&format!("http://{address}/?replay=/session.rec&speed=8")).await;
+        b.wait(SOON, "the replay to start", || async {
+            (b.count(r#"[data-link="replay"]"#).await == 1).then_some(())
+        })
+        .await;
+        b.wait(Duration::from_secs(60), "the replay to reach its end", || async {
+            let playing = b.attr_all("[data-replay-playing]", "data-replay-playing").await;
+            (playing == ["false"]).then_some(())
+        })
+        .await;
+        b.screenshot("replay-ended").await;
+        assert_eq!(b.leader().await, Some(new.to_string()), "the leader the live cluster had");
+        for node in &live.nodes {
+            let id = node.id.to_string();
+            assert_eq!(
+                b.node_attr(&id, "data-state").await.as_deref(),
+                Some(node.state.as_str()),
+                "node {id}"
+            );
+            if let Some(commit) = node.commit {
+                assert_eq!(
+                    b.node_attr(&id, "data-commit").await,
+                    Some(commit.to_string()),
+                    "node {id}'s commit"
+                );
+            }
+            if let Some(term) = node.term {
+                assert_eq!(b.node_attr(&id, "data-term").await, Some(term.to_string()), "node {id}'s term");
+            }
+        }
+        // Back to the start (the proxy was up before its servers), then to the first election:
+        // the leader that was later crashed.
+        b.js(r#"const s = document.querySelector('.replay-bar .scrub'); s.value = 0; s.dispatchEvent(new Event('input', {bubbles: true}));"#).await;
+        b.wait(SOON, "the first moment again", || async {
+            let states = b.attr_all("[data-node-id]", "data-state").await;
+            (!states.is_empty() && states.iter().all(|s| s != "crashed")).then_some(())
+        })
+        .await;
+        b.click(r#"[data-replay="next-election"]"#).await;
+        b.wait(SOON, "the first leader", || async {
+            (b.leader().await == Some(old.to_string())).then_some(())
+        })
+        .await;
+        b.close().await;
+    });
+}

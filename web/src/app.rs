@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 use crate::store::{Link, Store};
 use crate::view::{
     AdminPanel, Banners, ChartsView, ClientPanel, ClusterView, Header, Help, Inspector, KvView, Legend,
-    LessonPanel, LogsView, TimeBar, TimelineFilter, TimelineView,
+    LessonPanel, LogsView, ReplayBar, TimeBar, TimelineFilter, TimelineView,
 };
 
 pub fn now_ms() -> f64 {
@@ -190,6 +190,43 @@ impl Shared {
         self.request(move |id| ClientFrame::Admin { id, command });
     }
 
+    /// Replaces whatever the page shows with a recording (docs/recording.md).
+    pub fn open_recording(&self, text: &str, name: String) {
+        let lines = match shared::recording::parse(text) {
+            Ok((_, lines)) if !lines.is_empty() => lines,
+            Ok(_) => return self.failed(format!("{name}: the recording has no frames")),
+            Err(e) => return self.failed(format!("{name}: {e}")),
+        };
+        if let Some(source) = self.connection.borrow().as_ref() {
+            source.stop();
+        }
+        let replay = crate::replay::Replay::start(lines, self.store.clone(), self.touch.clone(), name);
+        *self.connection.borrow_mut() = Some(Source::Replay(replay));
+        self.touch.emit(());
+    }
+
+    pub fn failed(&self, reason: String) {
+        self.store.borrow_mut().link = Link::Failed { reason };
+        self.touch.emit(());
+    }
+
+    /// Opens a recording the user picked or dropped.
+    pub fn open_file(&self, file: web_sys::File) {
+        let (shared, name) = (self.clone(), file.name());
+        yew::platform::spawn_local(async move {
+            match crate::replay::read_file(file).await {
+                Ok(text) => shared.open_recording(&text, name),
+                Err(reason) => shared.failed(format!("{name}: {reason}")),
+            }
+        });
+    }
+
+    pub fn replay(&self, action: crate::replay::ReplayAction) {
+        if let Some(Source::Replay(replay)) = self.connection.borrow().as_ref() {
+            replay.act(action);
+        }
+    }
+
     pub fn set_token(&self, token: Option<String>) {
         token_in_url(token.as_deref());
         self.store.borrow_mut().admin = false;
@@ -250,13 +287,28 @@ pub fn App() -> Html {
                     dirty.set(true);
                 })
             };
-            let source = match crate::simulated::settings_from_url() {
-                Some(settings) => {
-                    Source::Simulated(crate::simulated::Simulated::start(&settings, on_frame, on_link))
-                }
-                None => Source::Live(Connection::start(initial_token(), on_frame, on_link)),
-            };
-            *connection.borrow_mut() = Some(source);
+            if let Some(url) = query("replay") {
+                // A recording to watch: nothing to connect to.
+                let touch = {
+                    let dirty = dirty.clone();
+                    Callback::from(move |_| dirty.set(true))
+                };
+                let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
+                yew::platform::spawn_local(async move {
+                    match crate::replay::fetch(&url).await {
+                        Ok(text) => shared.open_recording(&text, url),
+                        Err(reason) => shared.failed(reason),
+                    }
+                });
+            } else {
+                let source = match crate::simulated::settings_from_url() {
+                    Some(settings) => {
+                        Source::Simulated(crate::simulated::Simulated::start(&settings, on_frame, on_link))
+                    }
+                    None => Source::Live(Connection::start(initial_token(), on_frame, on_link)),
+                };
+                *connection.borrow_mut() = Some(source);
+            }
             start_animation(store, dirty, now);
             || ()
         });
@@ -311,12 +363,25 @@ pub fn App() -> Html {
         "app",
         ui.presentation.then_some("presentation"),
         frozen.then_some("frozen"),
+        s.replay.is_some().then_some("replaying"),
         query("debug").is_some().then_some("debug")
     );
     let rows = model.nodes.len().max(3);
     html! {
-        <ContextProvider<Shared> context={shared}>
-            <div class={classes} style={format!("--rows: {rows}")} onclick={
+        <ContextProvider<Shared> context={shared.clone()}>
+            <div class={classes} style={format!("--rows: {rows}")}
+                ondragover={Callback::from(|e: DragEvent| e.prevent_default())}
+                ondrop={
+                    let shared = shared.clone();
+                    Callback::from(move |e: DragEvent| {
+                        e.prevent_default();
+                        let file = e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0));
+                        if let Some(file) = file {
+                            shared.open_file(file);
+                        }
+                    })
+                }
+                onclick={
                 let (dispatch, open) = (dispatch.clone(), ui.menu.is_some());
                 Callback::from(move |_: MouseEvent| if open { dispatch.emit(UiAction::CloseMenu) })
             }>
@@ -329,6 +394,7 @@ pub fn App() -> Html {
                     <Banners lang={lang} admin={s.admin} alarms={model.alarms.clone()} bugs={model.bugs.clone()}
                         lesson={model.lesson.clone()} />
                     <section class="stage" aria-label="cluster">
+                        { for s.replay.clone().map(|replay| html! { <ReplayBar lang={lang} replay={replay} /> }) }
                         <TimeBar lang={lang} admin={s.admin} frozen={frozen} time={model.time.clone()} scale={model.time_scale} />
                         <ClusterView lang={lang} now={*now} version={model.versions.nodes} presentation={ui.presentation}
                             selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}

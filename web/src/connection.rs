@@ -31,6 +31,7 @@ struct Inner {
 pub enum Source {
     Live(Connection),
     Simulated(crate::simulated::Simulated),
+    Replay(crate::replay::Replay),
 }
 
 impl Source {
@@ -38,6 +39,19 @@ impl Source {
         match self {
             Source::Live(c) => c.send(frame),
             Source::Simulated(s) => s.send(frame),
+            // A recording is only watched.
+            Source::Replay(_) => false,
+        }
+    }
+
+    /// Stops talking to the proxy for good (the page opened a recording instead).
+    pub fn stop(&self) {
+        if let Source::Live(c) = self {
+            let mut inner = c.inner.borrow_mut();
+            inner.generation += 1;
+            if let Some(s) = inner.socket.take() {
+                let _ = s.close();
+            }
         }
     }
 

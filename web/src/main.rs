@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - `connection`: the WebSocket to a proxy, with reconnection and failover; or
-//! - `simulated`: a cluster simulated in the page (`?sim`), speaking the same frames.
+//! - `simulated`: a cluster simulated in the page (`?sim`), speaking the same frames; or
+//! - `replay`: a recording played back into the store (file, drag-and-drop, `?replay=URL`).
 //! - `store/`: the cluster as the page knows it, built from the proxy's frames (`model`), the
 //!   messages on their way in the cluster's time (`flights`), the recent history for freezing
 //!   and scrubbing back, and how smoothly the page draws (`perf`). Plain Rust, tested natively.
@@ -17,6 +18,7 @@
 mod app;
 mod connection;
 mod i18n;
+mod replay;
 mod simulated;
 mod store;
 mod view;

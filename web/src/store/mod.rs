@@ -50,6 +50,23 @@ pub enum Link {
     Failed {
         reason: String,
     },
+    /// Playing a recording (its file name or address).
+    Replay {
+        name: String,
+    },
+}
+
+/// Where a replay is, for its controls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayView {
+    /// Recording time shown, and the whole run, in ms.
+    pub at_ms: f64,
+    pub duration_ms: f64,
+    pub playing: bool,
+    pub speed: f64,
+    /// Frames shown so far, of all.
+    pub frame: usize,
+    pub frames: usize,
 }
 
 #[derive(Default)]
@@ -65,6 +82,8 @@ pub struct Store {
     pub requests: VecDeque<RequestRecord>,
     pub requests_version: u64,
     next_request: u64,
+    /// Set while a recording plays.
+    pub replay: Option<ReplayView>,
 }
 
 impl Store {

@@ -36,6 +36,7 @@ pub fn Header(props: &Props) -> Html {
         }
         Link::Simulated { seed } => (format!("{} {seed}", t(lang, T::SimulatedHere)), "simulated"),
         Link::Failed { reason } => (reason.clone(), "failed"),
+        Link::Replay { name } => (format!("{} {name}", t(lang, T::Replaying)), "replay"),
     };
     // With no proxy to talk to (a static copy of the page, a cluster that is down), offer the
     // simulated cluster rather than a spinner.
@@ -46,6 +47,15 @@ pub fn Header(props: &Props) -> Html {
             </a>
         }
     });
+    let on_file = {
+        let shared = shared.clone();
+        Callback::from(move |e: Event| {
+            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
+            if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                shared.open_file(file);
+            }
+        })
+    };
     let (leader, term, deposed) = (props.leader, props.term, &props.deposed);
     let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
         format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
@@ -88,6 +98,10 @@ pub fn Header(props: &Props) -> Html {
             <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
             <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
             { for offer_simulation }
+            <label class="open-recording" title={t(lang, T::DropRecording)}>
+                { t(lang, T::OpenRecording) }
+                <input type="file" accept=".rec,.jsonl,.json,.txt" data-action="open-recording" onchange={on_file} />
+            </label>
             <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
                 { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
             </span>

@@ -15,6 +15,7 @@ mod kv;
 mod legend;
 mod lessons;
 mod logs;
+mod replay_bar;
 mod time_bar;
 mod timeline;
 
@@ -30,5 +31,6 @@ pub use kv::KvView;
 pub use legend::Legend;
 pub use lessons::LessonPanel;
 pub use logs::LogsView;
+pub use replay_bar::ReplayBar;
 pub use time_bar::TimeBar;
 pub use timeline::{TimelineFilter, TimelineView};
