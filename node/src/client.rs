@@ -127,6 +127,12 @@ enum Op {
     Reset,
     /// Let clients without the token write (`on`), or not (`off`), through this proxy
     OpenWrites { state: OnOff },
+    /// Record what the pages see to a file on the proxy's machine (`on [--file F]`), or stop
+    Record {
+        state: OnOff,
+        #[arg(long)]
+        file: Option<String>,
+    },
     /// Add a server: the supervisor starts it on an empty disk (id ID, or the next free one)
     /// and it joins as a learner, becoming a voter once it has caught up
     AddServer {
@@ -208,6 +214,9 @@ fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
         Op::Snapshot { node } => admin(AdminCommand::Snapshot { node: *node }),
         Op::Reset => admin(AdminCommand::Reset),
         Op::OpenWrites { state } => admin(AdminCommand::OpenWrites { open: matches!(state, OnOff::On) }),
+        Op::Record { state, file } => {
+            admin(AdminCommand::Record { on: matches!(state, OnOff::On), file: file.clone() })
+        }
         Op::AddServer { id, address } => {
             admin(AdminCommand::AddServer { node: *id, address: address.clone() })
         }

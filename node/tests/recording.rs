@@ -78,3 +78,75 @@ fn a_recorded_election_is_drawn_with_a_lifeline_per_server_and_an_arrow_per_deli
         Command::new(BIN).args(["diagram", svg_path.to_str().unwrap(), "-o", "/dev/null"]).output().unwrap();
     assert!(!refused.status.success(), "an SVG is not a recording");
 }
+
+/// `GET path` on the proxy: the status line, the headers and the body.
+fn get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(address).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn the_lecturer_saves_the_last_minutes_and_draws_the_last_seconds_after_the_fact() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, 1);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: leader }), ProxyFrame::AdminDone { .. }));
+    support::wait_for(Duration::from_secs(30), "a new leader", || cluster.leader().filter(|l| *l != leader));
+    std::thread::sleep(Duration::from_secs(1));
+    let proxy = cluster.proxy(0);
+    let token = support::TOKEN;
+
+    let (head, _) = get(&proxy, "/recording?minutes=1");
+    assert!(head.starts_with("HTTP/1.1 401"), "the recent minutes need the token: {head}");
+    let (head, body) = get(&proxy, &format!("/recording?minutes=1&token={token}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-disposition: attachment"), "{head}");
+    let (_, lines) = shared::recording::parse(&body).expect("a readable recording");
+    assert!(
+        matches!(lines[0].frame, ProxyFrame::Welcome { picture: Some(_), .. }),
+        "it opens with a picture"
+    );
+    let elected = lines.iter().any(|l| match &l.frame {
+        ProxyFrame::Events { events } => events.iter().any(|e| {
+            matches!(e.event, shared::event::Event::RoleChanged { role: shared::raft::Role::Leader, .. })
+                && e.node != leader
+        }),
+        _ => false,
+    });
+    assert!(elected, "the recording holds the election that followed the crash");
+
+    let (head, svg) = get(&proxy, &format!("/diagram?seconds=30&token={token}"));
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("image/svg+xml"), "{head}");
+    let doc = roxmltree::Document::parse(&svg).expect("valid SVG");
+    let lifelines =
+        doc.descendants().filter(|n| n.attribute("class").is_some_and(|c| c.contains("lifeline"))).count();
+    assert_eq!(lifelines, 3);
+    let (head, words) = get(&proxy, &format!("/diagram?seconds=30&format=text&lang=es&token={token}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(words.contains("líder"), "{words}");
+
+    // A file recording, started and stopped by admin commands.
+    let file = dir.path().join("tuesday.rec");
+    let on = AdminCommand::Record { on: true, file: Some(file.display().to_string()) };
+    assert!(matches!(cluster.admin(on), ProxyFrame::AdminDone { .. }));
+    assert_eq!(cluster.status().unwrap().recording, Some(file.display().to_string()));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(matches!(
+        cluster.admin(AdminCommand::Record { on: false, file: None }),
+        ProxyFrame::AdminDone { .. }
+    ));
+    assert_eq!(cluster.status().unwrap().recording, None);
+    let size = std::fs::metadata(&file).unwrap().len();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size, "nothing is written after the stop");
+    let (_, lines) = shared::recording::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(matches!(lines[0].frame, ProxyFrame::Welcome { .. }) && lines.len() > 2);
+    let nowhere = AdminCommand::Record { on: true, file: Some("/nonexistent/dir/x.rec".into()) };
+    assert!(matches!(cluster.admin(nowhere), ProxyFrame::Error { .. }), "a path that cannot be created");
+}

@@ -155,6 +155,13 @@ pub enum AdminCommand {
     Lesson { action: LessonAction },
     /// Let clients without the token write (students), or only admins again. Per proxy.
     OpenWrites { open: bool },
+    /// Start recording everything the pages see to a file on the proxy's machine (`file`, or
+    /// `consenso-<time>.rec` in its working directory), or stop. Per proxy.
+    Record {
+        on: bool,
+        #[serde(default)]
+        file: Option<String>,
+    },
     /// A new server joins: the supervisor starts it on an empty disk (id `node`, or the next
     /// free one) — or, without a supervisor, it already runs at `address` with `--join` — and
     /// the leader adds it as a learner, promoting it to voter once it has caught up.
@@ -216,6 +223,8 @@ impl AdminCommand {
             AdminCommand::Lesson { action } => action.describe(),
             AdminCommand::OpenWrites { open: true } => "let everyone write".to_string(),
             AdminCommand::OpenWrites { open: false } => "writes need the token again".to_string(),
+            AdminCommand::Record { on: true, .. } => "start recording".to_string(),
+            AdminCommand::Record { on: false, .. } => "stop recording".to_string(),
             AdminCommand::AddServer { node: Some(n), .. } => format!("add server {n}"),
             AdminCommand::AddServer { node: None, .. } => "add a server".to_string(),
             AdminCommand::RemoveServer { node } => format!("remove server {node}"),
@@ -497,6 +506,9 @@ pub struct ClusterStatus {
     /// Whether this proxy takes writes from clients without the token.
     #[serde(default)]
     pub open_writes: bool,
+    /// The file this proxy records to, if it does.
+    #[serde(default)]
+    pub recording: Option<String>,
     /// Requests this proxy completed recently.
     #[serde(default)]
     pub stats: RequestStats,

@@ -69,9 +69,131 @@ pub fn encode_line(t: u64, frame_json: &str) -> String {
     format!("{{\"t\":{t},\"frame\":{frame_json}}}")
 }
 
+/// The last minutes of a session, kept in memory so that they can be saved after the fact
+/// ("download the last 5 minutes"). A recording must start with a picture, so the frames are
+/// kept in segments that each start with one (a *keyframe*, every `KEYFRAME_EVERY_MS`): the
+/// recording of the last N minutes starts at the newest keyframe at or before that moment.
+/// Old segments go when they are older than `keep_ms` or the bytes exceed `max_bytes`.
+#[derive(Debug)]
+pub struct Rolling {
+    segments: std::collections::VecDeque<Segment>,
+    keep_ms: u64,
+    max_bytes: usize,
+    bytes: usize,
+}
+
+/// A picture comes this often.
+pub const KEYFRAME_EVERY_MS: u64 = 30_000;
+
+#[derive(Debug)]
+struct Segment {
+    start: u64,
+    /// Frames as encoded JSON, with their time.
+    lines: Vec<(u64, String)>,
+    bytes: usize,
+}
+
+impl Rolling {
+    pub fn new(keep_ms: u64, max_bytes: usize) -> Rolling {
+        Rolling { segments: Default::default(), keep_ms, max_bytes, bytes: 0 }
+    }
+
+    /// Whether the next frame at `t` should be preceded by a keyframe.
+    pub fn wants_keyframe(&self, t: u64) -> bool {
+        self.segments.back().is_none_or(|s| t.saturating_sub(s.start) >= KEYFRAME_EVERY_MS)
+    }
+
+    /// Starts a segment with a `welcome` frame that pictures the cluster at `t`.
+    pub fn keyframe(&mut self, t: u64, welcome_json: String) {
+        self.segments.push_back(Segment { start: t, lines: Vec::new(), bytes: 0 });
+        self.push(t, welcome_json);
+        // Keep one segment that starts before the horizon, so that all of it is covered.
+        while self.segments.len() > 1
+            && (self.bytes > self.max_bytes || self.segments[1].start.saturating_add(self.keep_ms) <= t)
+        {
+            let old = self.segments.pop_front().expect("more than one");
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// A frame published at `t` (ignored before the first keyframe).
+    pub fn push(&mut self, t: u64, frame_json: String) {
+        let Some(segment) = self.segments.back_mut() else { return };
+        let size = frame_json.len() + 16;
+        segment.lines.push((t, frame_json));
+        segment.bytes += size;
+        self.bytes += size;
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A recording of (at least) the last `ms` before `now`, times counted from its first frame.
+    pub fn export(&self, now: u64, ms: u64, header: &Header) -> String {
+        let since = now.saturating_sub(ms);
+        let first = self.segments.iter().rposition(|s| s.start <= since).unwrap_or(0);
+        let start = self.segments.get(first).map_or(0, |s| s.start);
+        let mut out = serde_json::to_string(header).expect("headers serialize");
+        out.push('\n');
+        for (t, frame) in self.segments.iter().skip(first).flat_map(|s| &s.lines) {
+            out.push_str(&encode_line(t - start, frame));
+            out.push('\n');
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn welcome() -> String {
+        serde_json::to_string(&ProxyFrame::Welcome {
+            version: 1,
+            admin: false,
+            proxies: vec![],
+            nodes: vec![],
+            picture: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_last_minutes_start_at_a_picture_and_old_ones_are_forgotten() {
+        let mut rolling = Rolling::new(120_000, usize::MAX);
+        for t in (0..300_000).step_by(1_000) {
+            if rolling.wants_keyframe(t) {
+                rolling.keyframe(t, welcome());
+            } else {
+                rolling.push(t, r#"{"type":"events","events":[]}"#.into());
+            }
+        }
+        let text = rolling.export(299_000, 60_000, &Header::new(0, "p".into()));
+        let (_, lines) = parse(&text).unwrap();
+        assert!(matches!(lines[0].frame, ProxyFrame::Welcome { .. }), "it opens with a picture");
+        assert_eq!(lines[0].t, 0);
+        let span = lines.last().unwrap().t;
+        assert!((60_000..60_000 + KEYFRAME_EVERY_MS).contains(&span), "covers the minute asked: {span}");
+        let all = rolling.export(299_000, u64::MAX, &Header::new(0, "p".into()));
+        let (_, lines) = parse(&all).unwrap();
+        let kept = lines.last().unwrap().t;
+        assert!(kept < 120_000 + KEYFRAME_EVERY_MS, "older than the horizon is gone: {kept}");
+    }
+
+    #[test]
+    fn a_byte_budget_drops_the_oldest_segments() {
+        let mut rolling = Rolling::new(u64::MAX, 10_000);
+        for t in (0..600_000).step_by(1_000) {
+            if rolling.wants_keyframe(t) {
+                rolling.keyframe(t, welcome());
+            } else {
+                rolling.push(t, "x".repeat(100));
+            }
+        }
+        assert!(rolling.bytes() < 10_000 + 30 * 200, "{}", rolling.bytes());
+    }
 
     fn header(version: u32) -> String {
         serde_json::to_string(&Header { version, ..Header::new(1, "p".into()) }).unwrap()

@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 use crate::store::{Link, Store};
 use crate::view::{
     AdminPanel, Banners, ChartsView, ClientPanel, ClusterView, Header, Help, Inspector, KvView, Legend,
-    LessonPanel, LogsView, ReplayBar, TimeBar, TimelineFilter, TimelineView,
+    LessonPanel, LogsView, ReplayBar, SaveFrom, SavePanel, TimeBar, TimelineFilter, TimelineView,
 };
 
 pub fn now_ms() -> f64 {
@@ -200,7 +200,13 @@ impl Shared {
         if let Some(source) = self.connection.borrow().as_ref() {
             source.stop();
         }
-        let replay = crate::replay::Replay::start(lines, self.store.clone(), self.touch.clone(), name);
+        let replay = crate::replay::Replay::start(
+            text.to_string(),
+            lines,
+            self.store.clone(),
+            self.touch.clone(),
+            name,
+        );
         *self.connection.borrow_mut() = Some(Source::Replay(replay));
         self.touch.emit(());
     }
@@ -221,6 +227,48 @@ impl Shared {
         });
     }
 
+    /// Saves what the page can save where it is: the last minutes of a simulated session, or a
+    /// diagram (or the words) of the seconds before now — or before the moment a replay shows.
+    /// (A live cluster's are links to the proxy, which keeps them: see `SavePanel`.)
+    pub fn save(&self, what: crate::view::Save) {
+        use crate::view::Save;
+        let source = self.connection.borrow().clone();
+        let (recording, end_s) = match (&source, what) {
+            (Some(Source::Simulated(sim)), Save::Recording { minutes }) => {
+                return crate::simulated::download(
+                    "consenso-simulated.rec",
+                    "application/x-ndjson",
+                    &sim.recent(minutes),
+                );
+            }
+            (Some(Source::Simulated(sim)), Save::Diagram { seconds, .. }) => {
+                let text = sim.recent(seconds / 60.0);
+                let end = shared::recording::parse(&text)
+                    .ok()
+                    .and_then(|(_, l)| l.last().map(|l| l.t as f64 / 1000.0));
+                (std::rc::Rc::new(text), end.unwrap_or(0.0))
+            }
+            (Some(Source::Replay(replay)), Save::Diagram { .. }) => replay.recording(),
+            _ => return,
+        };
+        let Save::Diagram { seconds, words, lang } = what else { return };
+        let shared = self.clone();
+        yew::platform::spawn_local(async move {
+            let from = (end_s - seconds).max(0.0);
+            let title = format!("Consenso — {from:.1} s to {end_s:.1} s");
+            let (format, mime, name) = if words {
+                ("text", "text/plain", "consenso.txt")
+            } else {
+                ("svg", "image/svg+xml", "consenso.svg")
+            };
+            let lang = if lang == crate::i18n::Lang::Es { "es" } else { "en" };
+            match crate::simulated::draw(&recording, from, end_s + 0.001, &title, format, lang).await {
+                Ok(drawn) => crate::simulated::download(name, mime, &drawn),
+                Err(reason) => shared.failed(reason),
+            }
+        });
+    }
+
     pub fn replay(&self, action: crate::replay::ReplayAction) {
         if let Some(Source::Replay(replay)) = self.connection.borrow().as_ref() {
             replay.act(action);
@@ -234,6 +282,19 @@ impl Shared {
             c.set_token(token);
         }
         self.touch.emit(());
+    }
+}
+
+/// What the page can save from where its frames come (a viewer of a live cluster: nothing).
+fn save_from(store: &Store) -> Option<SaveFrom> {
+    match &store.link {
+        Link::Simulated { .. } => Some(SaveFrom::Simulated),
+        Link::Replay { .. } => Some(SaveFrom::Replay),
+        Link::Connected { .. } if store.admin => Some(SaveFrom::Live {
+            token: initial_token().unwrap_or_default(),
+            recording: store.live.recording.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -408,6 +469,7 @@ pub fn App() -> Html {
                             dispatch={dispatch.clone()} />
                         <ClientPanel lang={lang} version={s.requests_version}
                             may_write={s.admin || s.live.open_writes} />
+                        { for save_from(&s).map(|from| html! { <SavePanel lang={lang} from={from} /> }) }
                         <Legend lang={lang} />
                     </aside>
                     <section class="logs-area">

@@ -23,6 +23,15 @@ pub enum T {
     NextCommit,
     NextFault,
     DropRecording,
+    SaveHeading,
+    RecordingOfTheLast,
+    DiagramOfTheLast,
+    DiagramBefore,
+    Download,
+    InWords,
+    RecordToFile,
+    StopRecording,
+    RecordingTo,
     Leader,
     NoLeader,
     Term,
@@ -197,6 +206,17 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::NextElection => w!("next election", "siguiente elección"),
         T::NextCommit => w!("next commit", "siguiente confirmación"),
         T::NextFault => w!("next fault", "siguiente fallo"),
+        T::SaveHeading => w!("Save", "Guardar"),
+        T::RecordingOfTheLast => w!("Recording of the last", "Grabación de los últimos"),
+        T::DiagramOfTheLast => w!("Diagram of the last", "Diagrama de los últimos"),
+        T::DiagramBefore => {
+            w!("Diagram of the moments before this one:", "Diagrama de lo anterior a este momento:")
+        }
+        T::Download => w!("Download", "Descargar"),
+        T::InWords => w!("in words", "en palabras"),
+        T::RecordToFile => w!("Record to a file", "Grabar en un fichero"),
+        T::StopRecording => w!("Stop recording", "Detener la grabación"),
+        T::RecordingTo => w!("recording to", "grabando en"),
         T::DropRecording => w!(
             "Drop a recording (.rec) here to replay it",
             "Suelta aquí una grabación (.rec) para reproducirla"
@@ -473,6 +493,8 @@ pub fn command(lang: Lang, command: &AdminCommand) -> String {
         AdminCommand::Lesson { action: LessonAction::Stop } => "detener la lección".to_string(),
         AdminCommand::OpenWrites { open: true } => "dejar escribir a todos".to_string(),
         AdminCommand::OpenWrites { open: false } => "escribir vuelve a necesitar el token".to_string(),
+        AdminCommand::Record { on: true, .. } => "empezar a grabar".to_string(),
+        AdminCommand::Record { on: false, .. } => "detener la grabación".to_string(),
         AdminCommand::AddServer { node: Some(n), .. } => format!("añadir el servidor {n}"),
         AdminCommand::AddServer { node: None, .. } => "añadir un servidor".to_string(),
         AdminCommand::RemoveServer { node } => format!("quitar el servidor {node}"),

@@ -88,6 +88,8 @@ impl Player {
 
 #[derive(Clone)]
 pub struct Replay {
+    /// The recording as opened, for diagrams of a window of it.
+    text: Rc<String>,
     player: Rc<RefCell<Player>>,
     store: Rc<RefCell<Store>>,
     touch: Callback<()>,
@@ -95,7 +97,13 @@ pub struct Replay {
 
 impl Replay {
     /// Starts playing `lines` (a parsed recording) into `store` from the beginning.
-    pub fn start(lines: Vec<Line>, store: Rc<RefCell<Store>>, touch: Callback<()>, name: String) -> Replay {
+    pub fn start(
+        text: String,
+        lines: Vec<Line>,
+        store: Rc<RefCell<Store>>,
+        touch: Callback<()>,
+        name: String,
+    ) -> Replay {
         let wall = now_ms();
         // `?replay=URL&speed=10` plays faster from the start.
         let speed = web_sys::window()
@@ -106,7 +114,7 @@ impl Replay {
             .filter(|s| s.is_finite() && *s > 0.0)
             .unwrap_or(1.0);
         let player = Player { lines, next: 0, at: 0.0, anchor: wall, playing: true, speed };
-        let replay = Replay { player: Rc::new(RefCell::new(player)), store, touch };
+        let replay = Replay { text: Rc::new(text), player: Rc::new(RefCell::new(player)), store, touch };
         replay.rebuild(0.0);
         replay.store.borrow_mut().link = Link::Replay { name };
         let running = replay.clone();
@@ -117,6 +125,11 @@ impl Replay {
             }
         });
         replay
+    }
+
+    /// The recording, and the moment shown (seconds from its start).
+    pub fn recording(&self) -> (Rc<String>, f64) {
+        (self.text.clone(), self.player.borrow().clock(now_ms()) / 1000.0)
     }
 
     pub fn act(&self, action: ReplayAction) {

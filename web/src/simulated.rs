@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use shared::protocol::{ClientFrame, PROTOCOL_VERSION, ProxyFrame, encode};
 use shared::raft::Bug;
+use shared::recording::{Header, Rolling};
 use wasm_bindgen::prelude::*;
 use yew::Callback;
 
@@ -18,24 +19,59 @@ use crate::store::Link;
 /// How often the simulated cluster moves forward (its timers and messages are finer than this:
 /// each advance runs everything due in between, in order).
 const ADVANCE_EVERY: Duration = Duration::from_millis(20);
+/// Minutes of the simulated session kept for download, and their bytes at most.
+const RECENT_MINUTES: u64 = 10;
+const RECENT_MAX_BYTES: usize = 32 << 20;
 /// Seeds stay exact as JavaScript numbers.
 const MAX_SEED: u64 = (1 << 53) - 1;
 
 #[wasm_bindgen(inline_js = r#"
-export async function load_simulator(url, servers, seed, bugs) {
+async function module_at(url) {
   const module = await import(url);
   await module.default();
+  return module;
+}
+export async function load_simulator(url, servers, seed, bugs) {
+  const module = await module_at(url);
   return new module.SimCluster(servers, seed, bugs);
+}
+export async function render_recording(url, recording, from, to, title, format, lang) {
+  const module = await module_at(url);
+  return format === "text"
+    ? module.diagram_text(recording, from, to, lang)
+    : module.render_diagram(recording, from, to, title);
 }
 export function simulator_url() {
   const meta = document.querySelector('meta[name="consenso-sim"]');
   return meta ? meta.content : null;
 }
+export function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
     async fn load_simulator(url: &str, servers: usize, seed: f64, bugs: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(catch)]
+    async fn render_recording(
+        url: &str,
+        recording: &str,
+        from_s: f64,
+        to_s: f64,
+        title: &str,
+        format: &str,
+        lang: &str,
+    ) -> Result<JsValue, JsValue>;
     fn simulator_url() -> Option<String>;
+    /// Saves `text` as a file the browser downloads.
+    pub fn download(name: &str, mime: &str, text: &str);
 
     /// The simulator module's cluster (web/sim).
     type SimCluster;
@@ -45,6 +81,26 @@ extern "C" {
     fn advance(this: &SimCluster, wall_ms: f64);
     #[wasm_bindgen(method)]
     fn take_frames(this: &SimCluster) -> String;
+    #[wasm_bindgen(method)]
+    fn picture(this: &SimCluster) -> String;
+}
+
+/// A window of a recording drawn by the simulator module (which also holds the diagram code,
+/// so that the live page does not carry it): SVG, or with `format` "text" the events in words.
+pub async fn draw(
+    recording: &str,
+    from_s: f64,
+    to_s: f64,
+    title: &str,
+    format: &str,
+    lang: &str,
+) -> Result<String, String> {
+    let url =
+        simulator_url().ok_or("this build of the page has no simulator module (build it with ./dev page)")?;
+    let drawn = render_recording(&url, recording, from_s, to_s, title, format, lang)
+        .await
+        .map_err(|e| e.as_string().unwrap_or_else(|| format!("{e:?}")))?;
+    drawn.as_string().ok_or_else(|| "the diagram is not text".to_string())
 }
 
 /// What the URL asks for.
@@ -58,6 +114,9 @@ pub struct SimSettings {
 #[derive(Clone)]
 pub struct Simulated {
     cluster: Rc<RefCell<Option<SimCluster>>>,
+    /// The last minutes, to download (a picture every 30 s, as a proxy keeps them).
+    recent: Rc<RefCell<Rolling>>,
+    started: f64,
     /// Frames the page sent before the simulator finished loading.
     waiting: Rc<RefCell<Vec<String>>>,
     on_frame: Callback<ProxyFrame>,
@@ -72,6 +131,8 @@ impl Simulated {
     ) -> Simulated {
         let sim = Simulated {
             cluster: Rc::new(RefCell::new(None)),
+            recent: Rc::new(RefCell::new(Rolling::new(RECENT_MINUTES * 60_000, RECENT_MAX_BYTES))),
+            started: now_ms(),
             waiting: Rc::new(RefCell::new(Vec::new())),
             on_frame,
         };
@@ -130,12 +191,39 @@ impl Simulated {
 
     fn deliver(&self) {
         let Some(text) = self.cluster.borrow().as_ref().map(|c| c.take_frames()) else { return };
-        match serde_json::from_str::<Vec<ProxyFrame>>(&text) {
-            Ok(frames) => frames.into_iter().for_each(|f| self.on_frame.emit(f)),
-            Err(e) => web_sys::console::warn_1(
-                &format!("Consenso: unreadable frames from the simulator: {e}").into(),
-            ),
+        let frames = match serde_json::from_str::<Vec<ProxyFrame>>(&text) {
+            Ok(frames) => frames,
+            Err(e) => {
+                let warning = format!("Consenso: unreadable frames from the simulator: {e}");
+                return web_sys::console::warn_1(&warning.into());
+            }
+        };
+        let t = (now_ms() - self.started).max(0.0) as u64;
+        for frame in frames {
+            self.remember(t, &frame);
+            self.on_frame.emit(frame);
         }
+    }
+
+    /// Keeps what the page was shown, as a proxy's recent buffer does.
+    fn remember(&self, t: u64, frame: &ProxyFrame) {
+        if matches!(frame, ProxyFrame::Done { .. } | ProxyFrame::AdminDone { .. } | ProxyFrame::Error { .. })
+        {
+            return;
+        }
+        let mut recent = self.recent.borrow_mut();
+        if recent.wants_keyframe(t) {
+            let Some(picture) = self.cluster.borrow().as_ref().map(|c| c.picture()) else { return };
+            recent.keyframe(t, picture);
+        }
+        recent.push(t, encode_frame(frame));
+    }
+
+    /// The last `minutes` of the simulated session, as a recording.
+    pub fn recent(&self, minutes: f64) -> String {
+        let now = (now_ms() - self.started).max(0.0) as u64;
+        let header = Header::new(js_sys::Date::now() as u64, "simulated in the page".into());
+        self.recent.borrow().export(now, (minutes * 60_000.0) as u64, &header)
     }
 }
 
@@ -175,4 +263,8 @@ pub fn settings_from_url() -> Option<SimSettings> {
 pub fn simulation_url() -> String {
     let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_else(|| "/".into());
     format!("{path}?sim")
+}
+
+fn encode_frame(frame: &ProxyFrame) -> String {
+    serde_json::to_string(frame).expect("frames serialize")
 }

@@ -509,6 +509,7 @@ fn cluster_status() -> ClusterStatus {
         }),
         bugs: vec![Bug::CommitOldTerm],
         open_writes: true,
+        recording: None,
         stats: RequestStats {
             writes_per_s: 120.5,
             reads_per_s: 300.25,

@@ -273,6 +273,16 @@ pub async fn run(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> Result<Strin
                 "writes need the token again (on this proxy)".to_string()
             })
         }
+        AdminCommand::Record { on: true, file } => {
+            let path = file.map_or_else(super::recorder::default_path, std::path::PathBuf::from);
+            super::recorder::start_file(hub, path)
+                .map(|shown| format!("recording to {shown} (on the proxy's machine)"))
+                .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("{e:#}")))
+        }
+        AdminCommand::Record { on: false, .. } => Ok(match super::recorder::stop_file(hub) {
+            Some(path) => format!("recording stopped: {path}"),
+            None => "no recording was running".to_string(),
+        }),
         AdminCommand::Lesson { .. } => {
             Err(ApiError::new(ErrorKind::BadRequest, "a lesson cannot start or control another lesson"))
         }

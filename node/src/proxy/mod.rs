@@ -11,6 +11,7 @@
 mod admin;
 mod backend;
 mod backends;
+mod downloads;
 mod fanout;
 mod lessons;
 mod membership;
@@ -68,6 +69,10 @@ pub struct Args {
     /// Record everything the page draws to FILE (JSON lines; `consenso diagram FILE` draws it)
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Keep the last N minutes in memory, for `GET /recording?minutes=N` and the page's
+    /// download button (0: keep nothing)
+    #[arg(long, default_value_t = 10)]
+    recent_minutes: u64,
 }
 
 /// Everything a proxy's tasks share.
@@ -87,6 +92,7 @@ pub struct Hub {
     pub open_writes: AtomicBool,
     /// Origins besides the proxy's own whose pages may connect.
     pub allowed_origins: Vec<String>,
+    pub recorder: recorder::Recorder,
     monitor: Mutex<Monitor>,
     next_id: AtomicU64,
     read_turn: AtomicUsize,
@@ -205,6 +211,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             open_writes: AtomicBool::new(args.open_writes),
             metrics: crate::metrics::ProxyMetrics::default(),
             allowed_origins: [args.allow_origins.clone(), sibling_origins(&proxies)].concat(),
+            recorder: recorder::Recorder::new(own.clone(), args.recent_minutes),
             monitor: Mutex::new(Monitor::new()),
             next_id: AtomicU64::new(1),
             read_turn: AtomicUsize::new(0),
@@ -215,8 +222,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         if let (Some(s), Some(rx)) = (supervisor, supervisor_outbox) {
             tokio::spawn(backend::run_supervisor(hub.clone(), s, rx));
         }
+        tokio::spawn(recorder::run(hub.clone()));
         if let Some(path) = &args.record {
-            recorder::start(hub.clone(), path.clone(), own.clone())?;
+            recorder::start_file(&hub, path.clone())?;
         }
         tokio::spawn(status::publish_periodically(hub.clone()));
         tokio::spawn(flush_events(hub.clone()));
@@ -227,6 +235,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let app = axum::Router::new()
             .route("/ws", get(session::upgrade))
             .route("/health", get(|| async { "ok\n" }))
+            .route("/recording", get(downloads::recording))
+            .route("/diagram", get(downloads::diagram))
             .route("/metrics", {
                 let own = own.clone();
                 get(move |axum::extract::State(hub): axum::extract::State<Arc<Hub>>| async move {

@@ -87,6 +87,7 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         lesson: hub.lessons.status(),
         bugs,
         open_writes: hub.open_writes.load(std::sync::atomic::Ordering::Relaxed),
+        recording: hub.recorder.file(),
         members: super::membership::members(hub).unwrap_or_default(),
         nodes,
     }

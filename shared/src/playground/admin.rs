@@ -308,6 +308,10 @@ impl Core {
                 Ok(format!("the cluster restarted: {count} servers on empty disks"))
             }
             AdminCommand::OpenWrites { .. } => Ok("everyone may write in the simulated cluster".to_string()),
+            AdminCommand::Record { .. } => Err(ApiError::new(
+                ErrorKind::NotSupported,
+                "a simulated cluster has no disk to record to: the page's download button saves its last minutes",
+            )),
             AdminCommand::Lesson { .. } => {
                 Err(ApiError::new(ErrorKind::BadRequest, "lessons are started through the playground"))
             }

@@ -76,6 +76,11 @@ impl Playground {
         self.core.borrow_mut().welcome()
     }
 
+    /// A picture of the cluster now that changes nothing (a recording's keyframe).
+    pub fn picture(&self) -> ProxyFrame {
+        self.core.borrow().picture()
+    }
+
     pub fn status(&self) -> ClusterStatus {
         self.core.borrow().status()
     }

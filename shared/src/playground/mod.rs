@@ -163,6 +163,15 @@ impl Core {
     pub fn welcome(&mut self) -> ProxyFrame {
         let recent = self.collect_events();
         self.out.clear();
+        self.picture_with(recent)
+    }
+
+    /// A picture of the cluster now, that changes nothing (a recording's keyframe).
+    pub fn picture(&self) -> ProxyFrame {
+        self.picture_with(Vec::new())
+    }
+
+    fn picture_with(&self, recent: Vec<Observed>) -> ProxyFrame {
         let logs = self.servers.values().filter_map(|s| Some((s.id, s.log()?))).collect();
         ProxyFrame::Welcome {
             version: PROTOCOL_VERSION,
@@ -392,6 +401,7 @@ impl Core {
             lesson: self.lesson.clone(),
             bugs: self.bugs.iter().collect(),
             open_writes: true,
+            recording: None,
             stats: RequestStats::default(),
             messages_per_s: 0.0,
             nodes,

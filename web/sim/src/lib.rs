@@ -39,8 +39,28 @@ impl SimCluster {
         self.playground.advance(wall_ms);
     }
 
+    /// A picture of the cluster now (a `welcome` frame, JSON), to start a recording with.
+    pub fn picture(&self) -> String {
+        serde_json::to_string(&self.playground.picture()).expect("frames serialize")
+    }
+
     /// The frames for the page since the last call, as a JSON array.
     pub fn take_frames(&mut self) -> String {
         serde_json::to_string(&self.playground.take_frames()).expect("frames serialize")
     }
+}
+
+/// A window of a recording (docs/recording.md) as a space-time diagram in SVG.
+#[wasm_bindgen]
+pub fn render_diagram(recording: &str, from_s: f64, to_s: f64, title: &str) -> Result<String, JsError> {
+    let (_, lines) = shared::recording::parse(recording).map_err(|e| JsError::new(&e))?;
+    Ok(shared::diagram::render(&lines, shared::diagram::Window { from_s, to_s }, title))
+}
+
+/// A window of a recording in words, `en` or `es`, for lecture notes.
+#[wasm_bindgen]
+pub fn diagram_text(recording: &str, from_s: f64, to_s: f64, lang: &str) -> Result<String, JsError> {
+    let (_, lines) = shared::recording::parse(recording).map_err(|e| JsError::new(&e))?;
+    let lang = if lang == "es" { shared::event_text::Lang::Es } else { shared::event_text::Lang::En };
+    Ok(shared::diagram::text(&lines, shared::diagram::Window { from_s, to_s }, lang))
 }

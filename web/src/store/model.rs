@@ -123,6 +123,8 @@ pub struct Model {
     pub term: Term,
     pub time_scale: f64,
     pub supervised: bool,
+    /// The file the proxy records to, if any.
+    pub recording: Option<String>,
     pub stats: RequestStats,
     /// Messages per second across the cluster, as the proxy counts them (all, not just drawn).
     pub messages_per_s: f64,
@@ -255,6 +257,7 @@ impl Model {
         self.term = cluster.term;
         self.time_scale = cluster.time_scale;
         self.supervised = cluster.supervised;
+        self.recording = cluster.recording.clone();
         self.stats = cluster.stats.clone();
         self.messages_per_s = cluster.messages_per_s;
         self.time = cluster.time.clone();
@@ -619,6 +622,7 @@ mod tests {
                 lesson: None,
                 bugs: Vec::new(),
                 open_writes: false,
+                recording: None,
                 members: Default::default(),
                 stats: RequestStats::default(),
                 messages_per_s: 0.0,

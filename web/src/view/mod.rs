@@ -16,6 +16,7 @@ mod legend;
 mod lessons;
 mod logs;
 mod replay_bar;
+mod save_panel;
 mod time_bar;
 mod timeline;
 
@@ -32,5 +33,6 @@ pub use legend::Legend;
 pub use lessons::LessonPanel;
 pub use logs::LogsView;
 pub use replay_bar::ReplayBar;
+pub use save_panel::{Save, SaveFrom, SavePanel};
 pub use time_bar::TimeBar;
 pub use timeline::{TimelineFilter, TimelineView};

@@ -1,0 +1,91 @@
+//! What the lecturer saves after the fact, over plain HTTP (the page's links, `curl`): the last
+//! minutes as a recording, and a window of them as a space-time diagram (SVG) or in words. Both
+//! need the token: they cost the proxy work, and a class of viewers has no need for them.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use shared::diagram::Window;
+use shared::event_text::Lang;
+
+use super::Hub;
+
+#[derive(Deserialize)]
+pub struct Ask {
+    #[serde(default)]
+    token: String,
+    /// For `/recording`: minutes back from now.
+    minutes: Option<f64>,
+    /// For `/diagram`: seconds back from now.
+    seconds: Option<f64>,
+    /// For `/diagram`: `svg` (default) or `text`.
+    format: Option<String>,
+    /// For `/diagram?format=text`: `en` or `es`.
+    lang: Option<String>,
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{why}\n")).into_response()
+}
+
+/// Why a download is refused, if it is.
+fn refusal(hub: &Hub, ask: &Ask) -> Option<Response> {
+    if !crate::secret::same_token(&ask.token, &hub.token) {
+        return Some(refused(StatusCode::UNAUTHORIZED, "unauthorized: add ?token=… (the cluster's token)"));
+    }
+    if hub.recorder.recent_minutes() == 0 {
+        let why = "this proxy keeps no recent minutes (--recent-minutes 0)";
+        return Some(refused(StatusCode::NOT_FOUND, why));
+    }
+    None
+}
+
+fn attachment(content_type: &'static str, name: String, body: String) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    ([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response()
+}
+
+fn stamp() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `GET /recording?minutes=N&token=T`: the last N minutes (from a picture at or before then).
+pub async fn recording(State(hub): State<Arc<Hub>>, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&hub, &ask) {
+        return refusal;
+    }
+    let minutes = ask.minutes.unwrap_or(5.0).clamp(0.0, hub.recorder.recent_minutes() as f64);
+    let text = hub.recorder.recent(minutes);
+    attachment("application/x-ndjson", format!("consenso-{}.rec", stamp()), text)
+}
+
+/// `GET /diagram?seconds=S&token=T[&format=text&lang=es]`: the last S seconds drawn.
+pub async fn diagram(State(hub): State<Arc<Hub>>, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&hub, &ask) {
+        return refusal;
+    }
+    let seconds = ask.seconds.unwrap_or(10.0).clamp(0.5, hub.recorder.recent_minutes() as f64 * 60.0);
+    let text = hub.recorder.recent(seconds / 60.0);
+    let Ok((_, lines)) = shared::recording::parse(&text) else {
+        return refused(StatusCode::INTERNAL_SERVER_ERROR, "the recent frames do not read back");
+    };
+    let end = lines.last().map_or(0.0, |l| l.t as f64 / 1000.0);
+    let window = Window { from_s: (end - seconds).max(0.0), to_s: f64::INFINITY };
+    match ask.format.as_deref() {
+        Some("text") => {
+            let lang = if ask.lang.as_deref() == Some("es") { Lang::Es } else { Lang::En };
+            let words = shared::diagram::text(&lines, window, lang);
+            attachment("text/plain; charset=utf-8", format!("consenso-{}.txt", stamp()), words)
+        }
+        Some("svg") | None => {
+            let title = format!("Consenso — the last {seconds:.0} s, recorded by {}", hub.recorder.proxy());
+            let svg = shared::diagram::render(&lines, window, &title);
+            attachment("image/svg+xml", format!("consenso-{}.svg", stamp()), svg)
+        }
+        Some(other) => refused(StatusCode::BAD_REQUEST, &format!("unknown format '{other}': svg or text")),
+    }
+}
