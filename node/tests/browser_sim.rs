@@ -55,6 +55,25 @@ fn a_static_copy_of_the_page_simulates_a_cluster_that_elects_a_leader_and_takes_
         })
         .await;
         b.screenshot("simulated-write").await;
+        // The last seconds as a space-time diagram, made in the page: catch the file it saves.
+        b.js(r#"window.__saved = []; const make = URL.createObjectURL;
+            URL.createObjectURL = function (blob) { blob.text().then(t => window.__saved.push(t)); return make.call(URL, blob); };"#)
+            .await;
+        b.click(r#".save-panel button[data-save="diagram"]"#).await;
+        let svg = b
+            .wait(SOON, "the diagram saved", || async {
+                b.js("return window.__saved.length ? window.__saved[0] : null")
+                    .await
+                    .as_str()
+                    .map(String::from)
+            })
+            .await;
+        let doc = roxmltree::Document::parse(&svg).expect("valid SVG");
+        let lifelines = doc
+            .descendants()
+            .filter(|n| n.attribute("class").is_some_and(|c| c.contains("lifeline")))
+            .count();
+        assert_eq!(lifelines, 5, "one lifeline per server");
         // Crash the leader from the page: another is elected, as in a live cluster.
         b.click(&format!(r#"[data-node-id="{leader}"]"#)).await;
         b.click(r#".node-actions button[data-action="crash"]"#).await;
@@ -168,8 +187,14 @@ fn a_recorded_session_replays_in_the_page_to_the_state_the_live_cluster_had() {
         })
         .await;
         b.click(r#"[data-replay="next-election"]"#).await;
-        b.wait(SOON, "the first leader", || async {
-            (b.leader().await == Some(old.to_string())).then_some(())
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let at: f64 = b.attr_all("[data-replay-at]", "data-replay-at").await[0].parse().unwrap();
+        let end: f64 = b.attr_all("[data-replay-duration]", "data-replay-duration").await[0].parse().unwrap();
+        assert!(at > 0.0 && at < end, "the first election is inside the run: {at} of {end}");
+        // There the page says who was elected: the leader that was crashed later.
+        b.wait(SOON, "the first leader named", || async {
+            let named = b.attr_all(".summary[data-leader]", "data-leader").await;
+            (named == [old.to_string()]).then_some(())
         })
         .await;
         b.close().await;

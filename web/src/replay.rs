@@ -172,6 +172,7 @@ impl Replay {
             }
         }
         self.feed(wall);
+        self.publish(wall);
         self.touch.emit(());
     }
 
