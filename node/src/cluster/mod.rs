@@ -95,6 +95,10 @@ pub struct Args {
     /// FILE` draws it)
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Minutes each proxy keeps in memory for the page's download button and `GET /recording`
+    /// (0: none)
+    #[arg(long, default_value_t = 10)]
+    recent_minutes: u64,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
     /// forget-vote, stale-read, no-dedup, change-before-commit
@@ -229,6 +233,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             if args.open_writes {
                 command.arg("--open-writes");
             }
+            command.arg(format!("--recent-minutes={}", args.recent_minutes));
             command.args(args.allow_origins.iter().map(|o| format!("--allow-origin={o}")));
             let log = log_file(&logs, &format!("proxy-{}", address.rsplit(':').next().unwrap_or("0")))?;
             let child = command

@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Hub;
 
 /// Bytes of recent frames kept at most, whatever the minutes.
-const RECENT_MAX_BYTES: usize = 64 << 20;
+const RECENT_MAX_BYTES: usize = 32 << 20;
 
 pub struct Recorder {
     started: Instant,
