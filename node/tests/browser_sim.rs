@@ -186,6 +186,13 @@ fn a_recorded_session_replays_in_the_page_to_the_state_the_live_cluster_had() {
             (!states.is_empty() && states.iter().all(|s| s != "crashed")).then_some(())
         })
         .await;
+        // One step shows one more event (or status): exactly one line of the recording.
+        let frame = || async {
+            b.attr_all("[data-replay-frame]", "data-replay-frame").await[0].parse::<usize>().unwrap()
+        };
+        let before = frame().await;
+        b.click(r#"[data-replay="step"]"#).await;
+        b.wait(SOON, "one step", || async { (frame().await == before + 1).then_some(()) }).await;
         b.click(r#"[data-replay="next-election"]"#).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let at: f64 = b.attr_all("[data-replay-at]", "data-replay-at").await[0].parse().unwrap();

@@ -201,7 +201,7 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::OpenRecording => w!("Open a recording…", "Abrir una grabación…"),
         T::Play => w!("▶ Play", "▶ Reproducir"),
         T::PauseReplay => w!("❚❚ Pause", "❚❚ Pausa"),
-        T::StepFrame => w!("Next frame ▸", "Siguiente ▸"),
+        T::StepFrame => w!("Next event ▸", "Siguiente evento ▸"),
         T::Speed => w!("speed", "velocidad"),
         T::NextElection => w!("next election", "siguiente elección"),
         T::NextCommit => w!("next commit", "siguiente confirmación"),

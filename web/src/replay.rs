@@ -113,7 +113,8 @@ impl Replay {
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .unwrap_or(1.0);
-        let player = Player { lines, next: 0, at: 0.0, anchor: wall, playing: true, speed };
+        let player =
+            Player { lines: one_event_per_line(lines), next: 0, at: 0.0, anchor: wall, playing: true, speed };
         let replay = Replay { text: Rc::new(text), player: Rc::new(RefCell::new(player)), store, touch };
         replay.rebuild(0.0);
         replay.store.borrow_mut().link = Link::Replay { name };
@@ -151,9 +152,18 @@ impl Replay {
                 ReplayAction::Pause => p.playing = false,
                 ReplayAction::Speed(speed) => p.speed = speed.clamp(0.01, 100.0),
                 ReplayAction::Step => {
+                    // Exactly one more line: one event (or one status, one log).
                     p.playing = false;
-                    if let Some(line) = p.lines.get(p.next) {
+                    if let Some(line) = p.lines.get(p.next).cloned() {
                         p.at = line.t as f64;
+                        let (frame, t) = (line.frame, p.page_time(line.t as f64, wall));
+                        p.next += 1;
+                        drop(p);
+                        self.store.borrow_mut().receive(frame, t);
+                        self.store.borrow_mut().admin = false;
+                        self.publish(wall);
+                        self.touch.emit(());
+                        return;
                     }
                 }
                 ReplayAction::Seek(t) => {
@@ -240,6 +250,25 @@ impl Replay {
             self.touch.emit(());
         }
     }
+}
+
+/// Splits frames of several events into one line per event (same time), so that stepping goes
+/// one event at a time.
+fn one_event_per_line(lines: Vec<Line>) -> Vec<Line> {
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        match line.frame {
+            ProxyFrame::Events { events } if events.len() > 1 => {
+                out.extend(
+                    events
+                        .into_iter()
+                        .map(|e| Line { t: line.t, frame: ProxyFrame::Events { events: vec![e] } }),
+                );
+            }
+            frame => out.push(Line { t: line.t, frame }),
+        }
+    }
+    out
 }
 
 /// Fetches a recording from `url` (`?replay=URL`).
