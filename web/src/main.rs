@@ -4,7 +4,8 @@
 //!
 //! - `connection`: the WebSocket to a proxy, with reconnection and failover; or
 //! - `simulated`: a cluster simulated in the page (`?sim`), speaking the same frames; or
-//! - `replay`: a recording played back into the store (file, drag-and-drop, `?replay=URL`).
+//! - `replay`: a recording played back into the store (file, drag-and-drop, `?replay=URL`);
+//!   `recordings`: opening one, and the Save panel's downloads.
 //! - `store/`: the cluster as the page knows it, built from the proxy's frames (`model`), the
 //!   messages on their way in the cluster's time (`flights`), the recent history for freezing
 //!   and scrubbing back, and how smoothly the page draws (`perf`). Plain Rust, tested natively.
@@ -18,6 +19,7 @@
 mod app;
 mod connection;
 mod i18n;
+mod recordings;
 mod replay;
 mod simulated;
 mod store;
