@@ -191,6 +191,10 @@ impl Shared {
     }
 
     pub fn set_token(&self, token: Option<String>) {
+        // A simulated cluster or a recording has no token to change.
+        if !matches!(self.connection.borrow().as_ref(), Some(Source::Live(_))) {
+            return;
+        }
         token_in_url(token.as_deref());
         self.store.borrow_mut().admin = false;
         if let Some(c) = self.connection.borrow().as_ref() {
@@ -340,6 +344,7 @@ pub fn App() -> Html {
         ui.presentation.then_some("presentation"),
         frozen.then_some("frozen"),
         s.replay.is_some().then_some("replaying"),
+        matches!(s.link, Link::Simulated { .. }).then_some("simulating"),
         query("debug").is_some().then_some("debug")
     );
     let rows = model.nodes.len().max(3);

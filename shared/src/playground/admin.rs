@@ -242,6 +242,9 @@ impl Core {
                     return Err(bad(format!("step count must be 1 to {MAX_STEPS}")));
                 }
                 self.act(AdminCommand::StopTime)?;
+                // A message still on its way from the previous step arrives first, as the
+                // proxy's step waits for its journey: two quick steps keep their order.
+                self.land_travelling(f64::INFINITY);
                 let mut done = Vec::new();
                 for _ in 0..count {
                     done.push(self.step_once());
