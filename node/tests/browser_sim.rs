@@ -207,3 +207,42 @@ fn a_recorded_session_replays_in_the_page_to_the_state_the_live_cluster_had() {
         b.close().await;
     });
 }
+
+#[test]
+fn a_lesson_runs_step_by_step_in_the_simulated_page() {
+    let _turn = serial();
+    run(async {
+        let url = static_server().await;
+        let b = Browser::open(&format!("{url}?sim=3&servers=5")).await;
+        b.wait(SOON, "a simulated leader", || async { b.leader().await }).await;
+        b.js(r#"const s = document.querySelector('[data-control="lesson"]'); s.value = 'leader-crash'; s.dispatchEvent(new Event('change', {bubbles: true}));"#).await;
+        b.click(r#"[data-action="lesson-start"]"#).await;
+        let mut shown = 0;
+        for _ in 0..12 {
+            let step = b
+                .wait(SOON, "the next caption or the outcome", || async {
+                    if b.count("[data-lesson-outcome]").await > 0 {
+                        return Some(None);
+                    }
+                    let waiting = b.count(r#"[data-action="lesson-next"]:not([disabled])"#).await > 0;
+                    let step: usize = b.attr_all("[data-step]", "data-step").await.first()?.parse().ok()?;
+                    (waiting && step > shown).then_some(Some(step))
+                })
+                .await;
+            let Some(step) = step else { break };
+            if shown == 0 {
+                b.screenshot("simulated-lesson").await;
+            }
+            shown = step;
+            b.click(r#"[data-action="lesson-next"]"#).await;
+        }
+        let outcome = b
+            .wait(Duration::from_secs(60), "the lesson's outcome", || async {
+                b.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
+            })
+            .await;
+        assert!(shown >= 3, "captions shown one by one: {shown}");
+        assert_eq!(outcome, "passed", "the lesson's check held on the simulated cluster");
+        b.close().await;
+    });
+}

@@ -122,6 +122,8 @@ fn a_simulated_cluster_elects_one_leader_and_reports_it_in_statuses() {
     page.run(1_000.0);
     let statuses = page.frames.iter().filter(|f| matches!(f, ProxyFrame::Status { id: None, .. })).count();
     assert!(statuses >= 4, "a status every quarter second: {statuses}");
+    let rate = page.status().messages_per_s;
+    assert!(rate > 10.0, "heartbeats flow: {rate} messages/s");
     assert!(
         page.events()
             .any(|o| o.node == leader && matches!(o.event, Event::RoleChanged { role: Role::Leader, .. }))

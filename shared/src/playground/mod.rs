@@ -87,6 +87,9 @@ pub(crate) struct Core {
     retired: std::collections::BTreeSet<NodeId>,
     /// The servers of the first configuration.
     voters: Vec<NodeId>,
+    /// Messages sent per second of real time, and the count and moment it was last measured.
+    messages_per_s: f64,
+    sent_before: (u64, f64),
 }
 
 impl Core {
@@ -115,6 +118,8 @@ impl Core {
             highest_id: 0,
             retired: Default::default(),
             voters: Vec::new(),
+            messages_per_s: 0.0,
+            sent_before: (0, 0.0),
         };
         playground.boot(servers.clamp(MIN_SERVERS, MAX_SERVERS));
         playground
@@ -232,6 +237,7 @@ impl Core {
         self.raise(alarms);
         if wall_ms >= self.next_status {
             self.next_status = wall_ms + STATUS_EVERY_MS;
+            self.measure_rate(wall_ms);
             self.flush_events();
             let cluster = Box::new(self.status());
             self.out.push(ProxyFrame::Status { id: None, cluster });
@@ -361,6 +367,17 @@ impl Core {
         });
     }
 
+    /// Messages sent per second of the page's time, over the last status period (as a proxy
+    /// reports it). A server that left takes its count with it: the rate never goes negative.
+    fn measure_rate(&mut self, wall_ms: f64) {
+        let sent: u64 = self.servers.values().map(|s| s.messages_sent).sum();
+        let (before, at) = self.sent_before;
+        if wall_ms > at {
+            self.messages_per_s = sent.saturating_sub(before) as f64 * 1000.0 / (wall_ms - at);
+        }
+        self.sent_before = (sent, wall_ms);
+    }
+
     /// The cluster as a proxy's status shows it.
     pub fn status(&self) -> ClusterStatus {
         let nodes: Vec<_> = self.servers.values().map(|s| s.view(self.now, self.stopped)).collect();
@@ -403,7 +420,7 @@ impl Core {
             open_writes: true,
             recording: None,
             stats: RequestStats::default(),
-            messages_per_s: 0.0,
+            messages_per_s: self.messages_per_s,
             nodes,
         }
     }

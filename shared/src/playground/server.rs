@@ -31,7 +31,7 @@ pub(super) struct Server {
     pub events: Vec<Event>,
     /// Bumped by every crash, so that a request sent to an earlier life is retried.
     pub incarnation: u64,
-    messages_sent: u64,
+    pub messages_sent: u64,
 }
 
 impl Server {
