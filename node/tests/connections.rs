@@ -287,6 +287,16 @@ fn the_page_goes_out_compressed_with_cache_headers_and_unknown_paths_are_not_fou
         assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
         assert!(header(&headers, "cache-control").is_some_and(|c| c.contains("immutable")), "{headers:?}");
         assert!(size < plain_size / 2, "the wasm went out as {size} bytes of {plain_size}");
+        assert!(size <= 400 * 1024, "the page's code is {size} bytes on the wire: over its 400 KB budget");
+
+        // The simulator module, loaded only for ?sim and diagrams, is served the same way.
+        let index = std::fs::read_to_string(dist.join("index.html")).unwrap();
+        let module = index.split("name=\"consenso-sim\" content=\"").nth(1).and_then(|r| r.split('"').next());
+        let module = module.expect("index.html names the simulator module (./dev page)");
+        let (status, headers, _) = get(cluster.port, &module.replace(".js", "_bg.wasm")).await;
+        assert!(status.contains("200"), "{module}: {status}");
+        assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+        assert!(header(&headers, "cache-control").is_some_and(|c| c.contains("immutable")), "{headers:?}");
 
         for path in ["/favicon.ico", "/no/such/page", "/../Cargo.toml"] {
             let (status, _, _) = get(cluster.port, path).await;
