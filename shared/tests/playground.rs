@@ -240,6 +240,18 @@ fn unknown_nodes_and_bad_values_are_refused_with_a_reason() {
     );
     let id = page.send(|id| ClientFrame::Admin { id, command: AdminCommand::Drop { node: None, rate: 2.0 } });
     assert!(matches!(page.answer(id), Some(ProxyFrame::Error { .. })));
+    page.admin(AdminCommand::Crash { node: 2 });
+    let id = page.send(|id| ClientFrame::Admin { id, command: AdminCommand::Pause { node: 2 } });
+    assert!(
+        matches!(page.answer(id), Some(ProxyFrame::Error { ref error, .. }) if error.message.contains("not running"))
+    );
+    // Restart kills a running process first, as the supervisor does.
+    page.admin(AdminCommand::Restart { node: 2 });
+    page.admin(AdminCommand::Restart { node: 2 });
+    assert_eq!(page.status().nodes[1].state, shared::protocol::ProcessState::Up);
+    let id = page
+        .send(|id| ClientFrame::Admin { id, command: AdminCommand::Advance { node: None, ms: u64::MAX } });
+    assert!(matches!(page.answer(id), Some(ProxyFrame::Error { .. })), "a clock cannot jump without bound");
 }
 
 /// Runs a lesson in automatic mode; its outcome, and what the page was shown.

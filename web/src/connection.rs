@@ -45,13 +45,19 @@ impl Source {
     }
 
     /// Stops talking to the proxy for good (the page opened a recording instead).
+    /// Stops this source for good (the page opened a recording instead): no frame from it
+    /// reaches the store again.
     pub fn stop(&self) {
-        if let Source::Live(c) = self {
-            let mut inner = c.inner.borrow_mut();
-            inner.generation += 1;
-            if let Some(s) = inner.socket.take() {
-                let _ = s.close();
+        match self {
+            Source::Live(c) => {
+                let mut inner = c.inner.borrow_mut();
+                inner.generation += 1;
+                if let Some(s) = inner.socket.take() {
+                    let _ = s.close();
+                }
             }
+            Source::Simulated(s) => s.stop(),
+            Source::Replay(r) => r.stop(),
         }
     }
 

@@ -82,7 +82,7 @@ impl Player {
 
     /// The page time at which a recorded moment is shown, so that animations keep their pace.
     fn page_time(&self, t: f64, wall: f64) -> f64 {
-        wall - (self.at - t) / self.speed
+        wall - (self.clock(wall) - t) / self.speed
     }
 }
 
@@ -93,6 +93,8 @@ pub struct Replay {
     player: Rc<RefCell<Player>>,
     store: Rc<RefCell<Store>>,
     touch: Callback<()>,
+    /// Set when the page turns to another source: the playback loop ends.
+    stopped: Rc<std::cell::Cell<bool>>,
 }
 
 impl Replay {
@@ -115,17 +117,23 @@ impl Replay {
             .unwrap_or(1.0);
         let player =
             Player { lines: one_event_per_line(lines), next: 0, at: 0.0, anchor: wall, playing: true, speed };
-        let replay = Replay { text: Rc::new(text), player: Rc::new(RefCell::new(player)), store, touch };
+        let stopped = Rc::new(std::cell::Cell::new(false));
+        let replay =
+            Replay { text: Rc::new(text), player: Rc::new(RefCell::new(player)), store, touch, stopped };
         replay.rebuild(0.0);
         replay.store.borrow_mut().link = Link::Replay { name };
         let running = replay.clone();
         yew::platform::spawn_local(async move {
-            loop {
+            while !running.stopped.get() {
                 running.tick();
                 yew::platform::time::sleep(TICK).await;
             }
         });
         replay
+    }
+
+    pub fn stop(&self) {
+        self.stopped.set(true);
     }
 
     /// The recording, and the moment shown (seconds from its start).
@@ -134,6 +142,9 @@ impl Replay {
     }
 
     pub fn act(&self, action: ReplayAction) {
+        if self.stopped.get() {
+            return;
+        }
         let wall = now_ms();
         {
             let mut p = self.player.borrow_mut();

@@ -117,6 +117,8 @@ pub struct Simulated {
     /// The last minutes, to download (a picture every 30 s, as a proxy keeps them).
     recent: Rc<RefCell<Rolling>>,
     started: f64,
+    /// Set when the page turns to another source: the cluster stops and says nothing more.
+    stopped: Rc<std::cell::Cell<bool>>,
     /// Frames the page sent before the simulator finished loading.
     waiting: Rc<RefCell<Vec<String>>>,
     on_frame: Callback<ProxyFrame>,
@@ -133,6 +135,7 @@ impl Simulated {
             cluster: Rc::new(RefCell::new(None)),
             recent: Rc::new(RefCell::new(Rolling::new(RECENT_MINUTES * 60_000, RECENT_MAX_BYTES))),
             started: now_ms(),
+            stopped: Rc::new(std::cell::Cell::new(false)),
             waiting: Rc::new(RefCell::new(Vec::new())),
             on_frame,
         };
@@ -160,7 +163,7 @@ impl Simulated {
             }
             *running.cluster.borrow_mut() = Some(cluster);
             on_link.emit(Link::Simulated { seed: settings.seed });
-            loop {
+            while !running.stopped.get() {
                 if let Some(cluster) = running.cluster.borrow().as_ref() {
                     cluster.advance(now_ms());
                 }
@@ -189,7 +192,14 @@ impl Simulated {
         true
     }
 
+    pub fn stop(&self) {
+        self.stopped.set(true);
+    }
+
     fn deliver(&self) {
+        if self.stopped.get() {
+            return;
+        }
         let Some(text) = self.cluster.borrow().as_ref().map(|c| c.take_frames()) else { return };
         let frames = match serde_json::from_str::<Vec<ProxyFrame>>(&text) {
             Ok(frames) => frames,

@@ -83,14 +83,20 @@ impl Recorder {
     }
 }
 
-/// What every page is sent first: the whole picture.
-fn welcome(hub: &Hub) -> String {
+/// What every page is sent first: the whole picture. `with_recent`: with the latest timeline
+/// events too, as a page that opens late gets them — only where a recording starts; a
+/// keyframe inside the recent buffer would repeat them.
+fn welcome(hub: &Hub, with_recent: bool) -> String {
+    let mut picture = super::session::picture(hub);
+    if !with_recent {
+        picture.recent.clear();
+    }
     encode(&ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
         admin: false,
         proxies: hub.proxies.clone(),
         nodes: hub.backends.addresses(),
-        picture: Some(Box::new(super::session::picture(hub))),
+        picture: Some(Box::new(picture)),
     })
 }
 
@@ -110,7 +116,7 @@ pub async fn run(hub: Arc<Hub>) {
         let t = recorder.now();
         if recorder.recent_minutes > 0 {
             let wants = recorder.recent.lock().expect("recent lock").wants_keyframe(t);
-            let picture = wants.then(|| welcome(&hub));
+            let picture = wants.then(|| welcome(&hub, false));
             let mut recent = recorder.recent.lock().expect("recent lock");
             if let Some(picture) = picture {
                 recent.keyframe(t, picture);
@@ -138,7 +144,7 @@ pub fn start_file(hub: &Hub, path: PathBuf) -> anyhow::Result<String> {
     let mut slot = recorder.file.lock().expect("file lock");
     // Under the lock, so that no frame lands between the picture and what follows it.
     let start = recorder.now();
-    writeln!(out, "{}", encode_line(0, &welcome(hub)))?;
+    writeln!(out, "{}", encode_line(0, &welcome(hub, true)))?;
     out.flush()?;
     let shown = path.display().to_string();
     tracing::info!("recording everything pages see to {shown}");

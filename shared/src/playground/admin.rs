@@ -29,6 +29,12 @@ impl Core {
         }
     }
 
+    /// A known server whose process runs (paused or not).
+    fn up(&self, node: NodeId) -> Result<(), ApiError> {
+        self.known(node)?;
+        if self.servers[&node].is_up() { Ok(()) } else { Err(bad(format!("node {node} is not running"))) }
+    }
+
     /// The servers a fault applies to: one, or all.
     fn targets(&self, node: Option<NodeId>) -> Result<Vec<NodeId>, ApiError> {
         match node {
@@ -73,19 +79,20 @@ impl Core {
             }
             AdminCommand::Restart { node } => {
                 self.known(node)?;
+                // As the supervisor does: a running (or paused) process is killed first.
                 if self.servers[&node].is_up() {
-                    return Err(ApiError::new(ErrorKind::BadRequest, format!("node {node} is running")));
+                    self.server(node).crash();
                 }
                 self.start_server(node);
                 Ok(format!("node {node} restarted from its disk"))
             }
             AdminCommand::Pause { node } => {
-                self.known(node)?;
+                self.up(node)?;
                 self.server(node).paused = true;
                 Ok(format!("node {node} paused"))
             }
             AdminCommand::Resume { node } => {
-                self.known(node)?;
+                self.up(node)?;
                 let inbox = {
                     let server = self.server(node);
                     server.paused = false;
@@ -273,6 +280,9 @@ impl Core {
             }
             AdminCommand::FireTimer { node } => {
                 self.known(node)?;
+                if self.servers[&node].paused {
+                    return Err(bad(format!("node {node} is paused: its clock does not run")));
+                }
                 let now = self.now;
                 let server = self.server(node);
                 let Some(replica) = &mut server.replica else {
@@ -287,6 +297,9 @@ impl Core {
                 Ok(format!("node {node}'s clock moved {by} ms to its next timer"))
             }
             AdminCommand::Advance { node, ms } => {
+                if ms > MAX_DELAY_MS * 10 {
+                    return Err(bad("advance by at most 100000 ms at a time"));
+                }
                 for n in self.targets(node)? {
                     let server = self.server(n);
                     server.skew += ms;
@@ -306,7 +319,11 @@ impl Core {
                 Ok("snapshot taken".to_string())
             }
             AdminCommand::Reset => {
-                let count = self.servers.len();
+                // The first configuration again, default batches, no request left waiting.
+                let count = self.voters.len();
+                self.common.max_entries = None;
+                self.ops.clear();
+                self.lesson_answers.clear();
                 self.boot(count);
                 Ok(format!("the cluster restarted: {count} servers on empty disks"))
             }

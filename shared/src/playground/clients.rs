@@ -154,7 +154,7 @@ impl Core {
                 };
                 let (only, hint) = (op.only, op.hint);
                 let target = match only {
-                    Some(node) => Some(node).filter(|n| self.servers.get(n).is_some_and(|s| s.is_up())),
+                    Some(node) => Some(node).filter(|n| self.servers.get(n).is_some_and(|s| s.is_running())),
                     None => self.pick(hint, to_leader),
                 };
                 if only.is_some() && target.is_none() {
@@ -182,7 +182,8 @@ impl Core {
 
     /// Where an operation goes now, if anywhere can take it.
     fn pick(&mut self, hint: Option<NodeId>, to_leader: bool) -> Option<NodeId> {
-        let running = |id: &NodeId| self.servers.get(id).is_some_and(|s| s.is_up());
+        // A paused process takes nothing: requests wait for another server (or time out).
+        let running = |id: &NodeId| self.servers.get(id).is_some_and(|s| s.is_running());
         let leader = hint.filter(running).or_else(|| self.leader().filter(running));
         if to_leader {
             return leader;
@@ -190,7 +191,7 @@ impl Core {
         let followers: Vec<NodeId> = self
             .servers
             .values()
-            .filter(|s| s.is_up())
+            .filter(|s| s.is_running())
             .filter(|s| s.replica.as_ref().is_some_and(|r| r.raft().role() == Role::Follower))
             .map(|s| s.id)
             .collect();

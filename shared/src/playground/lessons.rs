@@ -55,7 +55,14 @@ impl Playground {
                 };
                 self.core.borrow_mut().out.push(frame);
             }
-            other => self.core.borrow_mut().handle(other),
+            other => {
+                // A reset from the page ends the lesson, as on the proxy (a lesson's own resets
+                // go straight to the core).
+                if matches!(other, ClientFrame::Admin { command: AdminCommand::Reset, .. }) {
+                    self.stop();
+                }
+                self.core.borrow_mut().handle(other)
+            }
         }
         self.poll_lesson();
     }

@@ -51,6 +51,8 @@ const STATUS_EVERY_MS: f64 = 250.0;
 const MAX_CATCH_UP_MS: f64 = 2_000.0;
 /// Work done in one `advance` at most (deliveries and timers), so that a page never hangs.
 const MAX_STEPS_PER_ADVANCE: usize = 20_000;
+/// Messages a paused server holds at most (its socket buffers); later ones are lost.
+const PAUSED_INBOX: usize = 1_000;
 /// A stepped message travels this long in real time, so that it is seen arriving.
 const STEP_TRAVEL_MS: f64 = 600.0;
 
@@ -292,7 +294,12 @@ impl Core {
         let now = self.now;
         let server = self.servers.get_mut(&to).expect("checked");
         if server.paused {
-            server.inbox.push(message);
+            // A stopped process's socket buffers fill up; beyond that the sender's link drops.
+            if server.inbox.len() < PAUSED_INBOX {
+                server.inbox.push(message);
+            } else if let Some(sender) = self.servers.get_mut(&from) {
+                sender.transit.lost(&message, LossReason::Overflow);
+            }
             return;
         }
         let local = server.now(now);
