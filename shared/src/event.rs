@@ -473,6 +473,19 @@ fn yes() -> bool {
     true
 }
 
+impl Event {
+    /// What a server starting from its disk found there (the node's and the playground's).
+    pub fn recovered(persisted: &crate::raft::Persisted) -> Event {
+        let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        Event::Recovered {
+            term: persisted.hard_state.term,
+            voted_for: persisted.hard_state.voted_for,
+            snapshot_index,
+            last_index: persisted.entries.last().map_or(snapshot_index, |e| e.index),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

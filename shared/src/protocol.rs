@@ -596,6 +596,71 @@ pub struct NodeView {
     pub status: Option<ServerStatus>,
 }
 
+impl NodeView {
+    /// A server's view, its summary fields taken from its report (if it answered).
+    pub fn new(
+        id: NodeId,
+        address: String,
+        pid: Option<u32>,
+        state: ProcessState,
+        partitioned: bool,
+        status: Option<ServerStatus>,
+    ) -> NodeView {
+        let r = status.as_ref().map(|s| &s.replica);
+        NodeView {
+            id,
+            address,
+            pid,
+            state,
+            partitioned,
+            role: r.map(|r| r.raft.role),
+            term: r.map(|r| r.raft.term),
+            voted_for: r.and_then(|r| r.raft.voted_for),
+            leader: r.and_then(|r| r.raft.leader),
+            last_log_index: r.map(|r| r.raft.last_index),
+            commit: r.map(|r| r.raft.commit),
+            applied: r.map(|r| r.applied),
+            snapshot_index: r.map(|r| r.raft.snapshot_index),
+            status,
+        }
+    }
+}
+
+/// Nodes on one side of a partition, and the nodes outside it.
+pub type PartitionGroup = (std::collections::BTreeSet<NodeId>, Vec<NodeId>);
+
+/// A partition request made whole: every node in exactly one group, the unlisted ones forming
+/// one more. Each group with the nodes outside it (whom its members stop hearing).
+pub fn partition_groups(
+    all: &std::collections::BTreeSet<NodeId>,
+    groups: Vec<Vec<NodeId>>,
+) -> Result<Vec<PartitionGroup>, ApiError> {
+    use std::collections::BTreeSet;
+    let mut groups: Vec<BTreeSet<NodeId>> = groups.into_iter().map(|g| g.into_iter().collect()).collect();
+    let listed: BTreeSet<NodeId> = groups.iter().flatten().copied().collect();
+    if listed.len() != groups.iter().map(BTreeSet::len).sum::<usize>() {
+        return Err(ApiError::new(ErrorKind::BadRequest, "a node appears in two groups"));
+    }
+    let rest: BTreeSet<NodeId> = all.difference(&listed).copied().collect();
+    if !rest.is_empty() {
+        groups.push(rest);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            let outside = all.difference(&g).copied().collect();
+            (g, outside)
+        })
+        .collect())
+}
+
+/// How a partition is described: "1,2 | 3,4,5".
+pub fn describe_groups<'a>(groups: impl Iterator<Item = &'a std::collections::BTreeSet<NodeId>>) -> String {
+    let shown: Vec<String> =
+        groups.map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")).collect();
+    shown.join(" | ")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessState {

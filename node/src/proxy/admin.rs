@@ -87,24 +87,12 @@ pub async fn run(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> Result<Strin
             }
         }
         AdminCommand::Partition { groups } => {
+            for n in groups.iter().flatten() {
+                known(hub, *n)?;
+            }
             let all: BTreeSet<NodeId> = hub.backends.keys().collect();
-            let mut groups: Vec<BTreeSet<NodeId>> =
-                groups.into_iter().map(|g| g.into_iter().collect()).collect();
-            for g in &groups {
-                for n in g {
-                    known(hub, *n)?;
-                }
-            }
-            let listed: BTreeSet<NodeId> = groups.iter().flatten().copied().collect();
-            if listed.len() != groups.iter().map(BTreeSet::len).sum::<usize>() {
-                return Err(ApiError::new(ErrorKind::BadRequest, "a node appears in two groups"));
-            }
-            let rest: BTreeSet<NodeId> = all.difference(&listed).copied().collect();
-            if !rest.is_empty() {
-                groups.push(rest);
-            }
-            for group in &groups {
-                let outside: Vec<NodeId> = all.difference(group).copied().collect();
+            let groups = shared::protocol::partition_groups(&all, groups)?;
+            for (group, outside) in &groups {
                 for node in group {
                     let backend = hub.backends.require(*node)?;
                     let mut faults = backend.current_faults(scale);
@@ -113,11 +101,10 @@ pub async fn run(hub: &Arc<Hub>, id: u64, command: AdminCommand) -> Result<Strin
                     backend.set_faults(faults);
                 }
             }
-            let shown: Vec<String> = groups
-                .iter()
-                .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
-                .collect();
-            Ok(format!("partitioned into {}", shown.join(" | ")))
+            Ok(format!(
+                "partitioned into {}",
+                shared::protocol::describe_groups(groups.iter().map(|(g, _)| g))
+            ))
         }
         AdminCommand::Block { from, to } => {
             known(hub, from)?;

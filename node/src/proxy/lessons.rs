@@ -65,22 +65,8 @@ impl Lessons {
 pub async fn control(hub: &Arc<Hub>, action: LessonAction) -> Result<String, ApiError> {
     match action {
         LessonAction::Start { name, auto } => {
-            let info = lesson::find(&name).ok_or_else(|| {
-                let names: Vec<&str> = lesson::CATALOG.iter().map(|l| l.name).collect();
-                ApiError::new(
-                    ErrorKind::BadRequest,
-                    format!("there is no lesson '{name}' (lessons: {})", names.join(", ")),
-                )
-            })?;
+            let status = LessonStatus::starting(&name, auto)?;
             hub.lessons.stop();
-            let status = LessonStatus {
-                name: name.clone(),
-                title: info.title(),
-                captions: Vec::new(),
-                waiting: false,
-                auto,
-                outcome: None,
-            };
             let task = tokio::spawn(run(hub.clone(), name.clone(), auto));
             let mut slot = hub.lessons.state.lock().expect("lessons lock");
             slot.status = Some(status);

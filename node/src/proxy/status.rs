@@ -51,23 +51,9 @@ pub fn cluster_status(hub: &Hub) -> ClusterStatus {
         };
         let known = fresh.clone().or_else(|| backend.last_status());
         let pid = process.as_ref().and_then(|p| p.pid).or_else(|| known.as_ref().map(|s| s.pid));
-        let r = fresh.as_ref().map(|s| &s.replica);
-        nodes.push(NodeView {
-            id,
-            address: backend.address.clone(),
-            pid: if state == ProcessState::Crashed { None } else { pid },
-            state,
-            partitioned: known.as_ref().is_some_and(|s| s.faults.partitioned()),
-            role: r.map(|r| r.raft.role),
-            term: r.map(|r| r.raft.term),
-            voted_for: r.and_then(|r| r.raft.voted_for),
-            leader: r.and_then(|r| r.raft.leader),
-            last_log_index: r.map(|r| r.raft.last_index),
-            commit: r.map(|r| r.raft.commit),
-            applied: r.map(|r| r.applied),
-            snapshot_index: r.map(|r| r.raft.snapshot_index),
-            status: fresh,
-        });
+        let pid = if state == ProcessState::Crashed { None } else { pid };
+        let partitioned = known.as_ref().is_some_and(|s| s.faults.partitioned());
+        nodes.push(NodeView::new(id, backend.address.clone(), pid, state, partitioned, fresh));
     }
     let leader = leader_of(&nodes);
     let mut bugs: Vec<Bug> =

@@ -81,16 +81,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
     } = options;
     let faults = shared.faults.get();
     let clock = Clock::new(faults.time_scale);
-    let recovered = Event::Recovered {
-        term: persisted.hard_state.term,
-        voted_for: persisted.hard_state.voted_for,
-        snapshot_index: persisted.snapshot.as_ref().map_or(0, |s| s.meta.index),
-        last_index: persisted
-            .entries
-            .last()
-            .map(|e| e.index)
-            .unwrap_or_else(|| persisted.snapshot.as_ref().map_or(0, |s| s.meta.index)),
-    };
+    let recovered = Event::recovered(&persisted);
     let election_timeout = cfg.election_timeout;
     let outbox = Outbox::new(seed.rotate_left(17), policy(&faults, election_timeout), links);
     let mut replica = Replica::new(cfg, persisted, seed, clock.now(), snapshot_every);

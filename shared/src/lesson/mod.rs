@@ -192,6 +192,28 @@ pub struct Outcome {
     pub message: Text,
 }
 
+impl LessonStatus {
+    /// A lesson about to start, or why there is no such lesson (the proxy's and the
+    /// playground's).
+    pub fn starting(name: &str, auto: bool) -> Result<LessonStatus, crate::protocol::ApiError> {
+        let info = find(name).ok_or_else(|| {
+            let names: Vec<&str> = CATALOG.iter().map(|l| l.name).collect();
+            crate::protocol::ApiError::new(
+                crate::protocol::ErrorKind::BadRequest,
+                format!("there is no lesson '{name}' (lessons: {})", names.join(", ")),
+            )
+        })?;
+        Ok(LessonStatus {
+            name: name.to_string(),
+            title: info.title(),
+            captions: Vec::new(),
+            waiting: false,
+            auto,
+            outcome: None,
+        })
+    }
+}
+
 /// Why a lesson could not go on, or what its check found wrong.
 pub type Failure = Text;
 

@@ -110,33 +110,22 @@ impl Core {
                 Ok(format!("node {node} resumed"))
             }
             AdminCommand::Partition { groups } => {
-                let all: BTreeSet<NodeId> = self.servers.keys().copied().collect();
-                let mut groups: Vec<BTreeSet<NodeId>> =
-                    groups.into_iter().map(|g| g.into_iter().collect()).collect();
                 for n in groups.iter().flatten() {
                     self.known(*n)?;
                 }
-                let listed: BTreeSet<NodeId> = groups.iter().flatten().copied().collect();
-                if listed.len() != groups.iter().map(BTreeSet::len).sum::<usize>() {
-                    return Err(bad("a node appears in two groups"));
-                }
-                let rest: BTreeSet<NodeId> = all.difference(&listed).copied().collect();
-                if !rest.is_empty() {
-                    groups.push(rest);
-                }
-                for group in &groups {
-                    let outside: Vec<NodeId> = all.difference(group).copied().collect();
+                let all: BTreeSet<NodeId> = self.servers.keys().copied().collect();
+                let groups = crate::protocol::partition_groups(&all, groups)?;
+                for (group, outside) in &groups {
                     for node in group {
                         let faults = &mut self.server(*node).faults;
                         faults.blocked_to = outside.clone();
                         faults.blocked_from = outside.clone();
                     }
                 }
-                let shown: Vec<String> = groups
-                    .iter()
-                    .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
-                    .collect();
-                Ok(format!("partitioned into {}", shown.join(" | ")))
+                Ok(format!(
+                    "partitioned into {}",
+                    crate::protocol::describe_groups(groups.iter().map(|(g, _)| g))
+                ))
             }
             AdminCommand::Block { from, to } => {
                 self.known(from)?;

@@ -100,22 +100,9 @@ impl Playground {
     fn control(&mut self, action: LessonAction) -> Result<String, ApiError> {
         match action {
             LessonAction::Start { name, auto } => {
-                let info = lesson::find(&name).ok_or_else(|| {
-                    let names: Vec<&str> = lesson::CATALOG.iter().map(|l| l.name).collect();
-                    ApiError::new(
-                        ErrorKind::BadRequest,
-                        format!("there is no lesson '{name}' (lessons: {})", names.join(", ")),
-                    )
-                })?;
+                let status = LessonStatus::starting(&name, auto)?;
                 self.stop();
-                self.core.borrow_mut().lesson = Some(LessonStatus {
-                    name: name.clone(),
-                    title: info.title(),
-                    captions: Vec::new(),
-                    waiting: false,
-                    auto,
-                    outcome: None,
-                });
+                self.core.borrow_mut().lesson = Some(status);
                 self.next.set(false);
                 let mut driver = PlaygroundDriver {
                     core: self.core.clone(),

@@ -69,16 +69,7 @@ impl Server {
     /// Starts (or restarts) from what its disk holds.
     pub fn start(&mut self, cfg: Config, seed: u64, cluster_now: Millis) {
         let persisted: Persisted = self.disk.persisted();
-        let recovered = Event::Recovered {
-            term: persisted.hard_state.term,
-            voted_for: persisted.hard_state.voted_for,
-            snapshot_index: persisted.snapshot.as_ref().map_or(0, |s| s.meta.index),
-            last_index: persisted
-                .entries
-                .last()
-                .map(|e| e.index)
-                .unwrap_or_else(|| persisted.snapshot.as_ref().map_or(0, |s| s.meta.index)),
-        };
+        let recovered = Event::recovered(&persisted);
         self.events.push(recovered);
         // Message ids of a new life must not repeat the old one's.
         self.transit = Transit::new(seed);
@@ -197,23 +188,7 @@ impl Server {
                 bugs: replica.raft().config().bugs.iter().collect(),
             }
         });
-        let r = status.as_ref().map(|s| &s.replica);
-        NodeView {
-            id: self.id,
-            address: address(self.id),
-            pid: None,
-            state,
-            partitioned: self.faults.partitioned(),
-            role: r.map(|r| r.raft.role),
-            term: r.map(|r| r.raft.term),
-            voted_for: r.and_then(|r| r.raft.voted_for),
-            leader: r.and_then(|r| r.raft.leader),
-            last_log_index: r.map(|r| r.raft.last_index),
-            commit: r.map(|r| r.raft.commit),
-            applied: r.map(|r| r.applied),
-            snapshot_index: r.map(|r| r.raft.snapshot_index),
-            status,
-        }
+        NodeView::new(self.id, address(self.id), None, state, self.faults.partitioned(), status)
     }
 
     /// The next moment, on the cluster's clock, when this server has something to do.
