@@ -82,7 +82,7 @@ pub fn main(args: Args) -> ExitCode {
         }
         summary(format!(
             "seed {seed}: {} nodes, {} ms simulated, {} elections, {} crashes, {} partitions, {} snapshots installed, \
-             {} membership changes, {} operations ({} unknown)",
+             {} membership changes, {} disks wiped, {} torn writes, {} operations ({} unknown)",
             report.nodes,
             report.virtual_ms,
             report.elections_won,
@@ -90,6 +90,8 @@ pub fn main(args: Args) -> ExitCode {
             report.partitions,
             report.snapshots_installed,
             report.membership_changes,
+            report.disks_wiped,
+            report.torn_writes,
             report.operations_completed,
             report.operations_unknown
         ));
@@ -108,12 +110,13 @@ pub fn main(args: Args) -> ExitCode {
         return exit(violations, u64::from(!undecided.is_empty()));
     }
     let started = Instant::now();
-    let (mut ops, mut elections, mut crashes, mut changes) = (0, 0, 0, 0);
+    let (mut ops, mut elections, mut crashes, mut changes, mut wiped) = (0, 0, 0, 0, 0);
     let summary = run_batch(&base, args.seed_start, args.seeds, |report| {
         ops += report.operations_completed;
         elections += report.elections_won;
         crashes += report.crashes;
         changes += report.membership_changes;
+        wiped += report.disks_wiped;
         if let Some(v) = &report.violation {
             outln!("seed {}: {} at step {}: {}", report.seed, v.property, v.step, v.detail);
         } else if !report.linearizability_unknown.is_empty() {
@@ -122,8 +125,8 @@ pub fn main(args: Args) -> ExitCode {
     });
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{:.1} s, {:.0} steps/s; {elections} elections, {crashes} crashes, {changes} membership changes, \
-         {ops} client operations checked{}",
+        "{:.1} s, {:.0} steps/s; {elections} elections, {crashes} crashes, {wiped} disks wiped, \
+         {changes} membership changes, {ops} client operations checked{}",
         secs,
         summary.steps as f64 / secs.max(1e-9),
         if bugs.is_empty() {

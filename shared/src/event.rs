@@ -83,6 +83,12 @@ pub enum Event {
     ReadIndexFailed { read_id: ReadId, reason: String },
     /// A read was answered (emitted by the node or simulator).
     ReadServed { read_id: ReadId, index: Index, consistency: Consistency },
+    /// The leader heard from `node`, a voter of its configuration, that its disk is not
+    /// admitted: the server was restarted on an empty disk and forgot its votes and entries.
+    /// Its answers no longer count; the safe way back is `remove-server`, then `add-server`.
+    DiskLost { node: NodeId },
+    /// A server was let into the cluster: it stored a configuration listing it as a learner.
+    Admitted,
     /// The leader is handing leadership to `to` (dissertation §3.10).
     TransferStarted { to: NodeId },
     /// The transfer did not finish within an election timeout.
@@ -113,6 +119,8 @@ pub enum RoleReason {
     LeaderDiscovered { leader: NodeId },
     /// A leader that heard from no majority for an election timeout stepped down (§6.2).
     CheckQuorumFailed,
+    /// The leader said this server is not in its committed configuration any more (§4.2.3).
+    Removed { leader: NodeId },
     /// The leader asked this server to take over (§3.10).
     TimeoutNow { from: NodeId },
 }
@@ -214,7 +222,7 @@ impl MessageSummary {
                 bytes: data.len() as u64,
                 done: *done,
             },
-            Body::SnapshotResponse { index, received, done } => {
+            Body::SnapshotResponse { index, received, done, .. } => {
                 MessageSummary::SnapshotResponse { index: *index, received: *received, done: *done }
             }
             Body::TimeoutNow => MessageSummary::TimeoutNow,

@@ -54,6 +54,12 @@ fn refusal(r: &VoteRefusal, lang: Lang) -> String {
         ),
         (VoteRefusal::LeaderActive { leader }, Lang::En) => format!("node {leader} is a live leader"),
         (VoteRefusal::LeaderActive { leader }, Lang::Es) => format!("el nodo {leader} es un líder activo"),
+        (VoteRefusal::NotAVoter, Lang::En) => "it is no voter (a learner, or a disk not yet let in)".into(),
+        (VoteRefusal::NotAVoter, Lang::Es) => {
+            "no es votante (un aprendiz, o un disco aún no admitido)".into()
+        }
+        (VoteRefusal::NotAMember, Lang::En) => "the candidate was removed from the cluster".into(),
+        (VoteRefusal::NotAMember, Lang::Es) => "el candidato fue retirado del clúster".into(),
     }
 }
 
@@ -93,6 +99,12 @@ fn reason(r: &RoleReason, lang: Lang) -> String {
         (RoleReason::CheckQuorumFailed, Lang::Es) => "no oyó a una mayoría (check-quorum)".into(),
         (RoleReason::TimeoutNow { from }, Lang::En) => format!("asked to take over by node {from}"),
         (RoleReason::TimeoutNow { from }, Lang::Es) => format!("el nodo {from} le cedió el liderazgo"),
+        (RoleReason::Removed { leader }, Lang::En) => {
+            format!("leader {leader} says it was removed from the cluster")
+        }
+        (RoleReason::Removed { leader }, Lang::Es) => {
+            format!("el líder {leader} dice que fue retirado del clúster")
+        }
     }
 }
 
@@ -380,6 +392,26 @@ impl Event {
                     format!("sirvió una lectura {consistency} en el índice {index}")
                 } else {
                     format!("served a {consistency} read at index {index}")
+                }
+            }
+            Event::DiskLost { node } => {
+                if es {
+                    format!(
+                        "el nodo {node} volvió con el disco vacío: olvidó sus votos y entradas, y ya no cuenta \
+                         (retírelo con remove-server {node} y añada uno con add-server)"
+                    )
+                } else {
+                    format!(
+                        "node {node} came back on an empty disk: it forgot its votes and entries and no longer \
+                         counts (remove-server {node}, then add-server)"
+                    )
+                }
+            }
+            Event::Admitted => {
+                if es {
+                    "fue admitido en el clúster como aprendiz".to_string()
+                } else {
+                    "was let into the cluster as a learner".to_string()
                 }
             }
             Event::TransferStarted { to } => {

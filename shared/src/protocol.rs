@@ -163,7 +163,7 @@ pub enum AdminCommand {
         file: Option<String>,
     },
     /// A new server joins: the supervisor starts it on an empty disk (id `node`, or the next
-    /// free one) — or, without a supervisor, it already runs at `address` with `--join` — and
+    /// free one) — or, without a supervisor, it already runs at `address`, waiting — and
     /// the leader adds it as a learner, promoting it to voter once it has caught up.
     AddServer {
         #[serde(default)]
@@ -402,11 +402,14 @@ pub enum ErrorKind {
     StoreFull,
     /// The write cannot fit in one frame between nodes.
     TooLarge,
+    /// The server belongs to another cluster (or was initialized differently): a peer from
+    /// another cluster, or `init` of a server that is already a member.
+    WrongCluster,
 }
 
 impl ErrorKind {
     /// Every kind, for counters and documentation checks.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::BadRequest,
         ErrorKind::FrameTooLarge,
         ErrorKind::Unauthorized,
@@ -420,6 +423,7 @@ impl ErrorKind {
         ErrorKind::SessionExpired,
         ErrorKind::StoreFull,
         ErrorKind::TooLarge,
+        ErrorKind::WrongCluster,
     ];
 
     /// Whether a write answered with this error certainly did not take effect, so the client
@@ -442,6 +446,7 @@ impl ErrorKind {
                 | ErrorKind::SessionConflict
                 | ErrorKind::StoreFull
                 | ErrorKind::TooLarge
+                | ErrorKind::WrongCluster
         )
     }
 
@@ -460,6 +465,7 @@ impl ErrorKind {
             ErrorKind::SessionExpired => "session_expired",
             ErrorKind::StoreFull => "store_full",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::WrongCluster => "wrong_cluster",
         }
     }
 }
@@ -592,6 +598,10 @@ pub struct NodeView {
     pub commit: Option<Index>,
     pub applied: Option<Index>,
     pub snapshot_index: Option<Index>,
+    /// Whether the server's disk was let into the cluster (`HardState::admitted`): false for a
+    /// server waiting to be initialized or added, or restarted on an empty disk.
+    #[serde(default)]
+    pub admitted: Option<bool>,
     /// The full report, when reachable.
     pub status: Option<ServerStatus>,
 }
@@ -621,6 +631,7 @@ impl NodeView {
             commit: r.map(|r| r.raft.commit),
             applied: r.map(|r| r.applied),
             snapshot_index: r.map(|r| r.raft.snapshot_index),
+            admitted: r.map(|r| r.raft.admitted),
             status,
         }
     }
@@ -688,8 +699,14 @@ impl ProcessState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Caller {
-    /// Another server, which will send Raft messages.
-    Peer { node: NodeId },
+    /// Another server, which will send Raft messages, and the cluster it belongs to (none yet
+    /// for a server waiting to be initialized or added). Servers of different clusters refuse
+    /// each other.
+    Peer {
+        node: NodeId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
+    },
     /// A proxy, which sends client requests and fault commands and may subscribe.
     Proxy,
 }
@@ -731,6 +748,14 @@ pub enum ServerInbound {
     },
     /// Take a snapshot at the applied index and compact the log now.
     Snapshot,
+    /// Make this server, whose disk is empty, a voter of a new cluster `cluster` whose first
+    /// configuration is `voters` (`consenso init`). Answered with `done`; refused with
+    /// `wrong_cluster` by a server that holds any state.
+    Bootstrap {
+        id: u64,
+        cluster: String,
+        voters: Vec<NodeId>,
+    },
 }
 
 /// What a proxy asks of a server's clock and network queue.
@@ -765,9 +790,18 @@ pub struct TimeReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerOutbound {
+    /// The answer to a hello: who this is, and the cluster its disk belongs to (none yet while
+    /// it waits to be initialized or added).
     Welcome {
         version: u32,
         node: NodeId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
+    },
+    /// The answer to `bootstrap`.
+    Done {
+        id: u64,
+        result: Result<String, ApiError>,
     },
     Reply {
         id: u64,
@@ -1100,7 +1134,7 @@ mod snapshot_frame_tests {
             },
         );
         let meta = SnapshotMeta { index: 1, term: 1, config: Configuration::new([1, 2, 3]) };
-        let data = serde_json::to_string(&kv).unwrap();
+        let data = serde_json::to_vec(&kv).unwrap();
         let frame = ServerInbound::Raft {
             messages: vec![Message {
                 id: 0,
@@ -1113,7 +1147,7 @@ mod snapshot_frame_tests {
         let text = encode(&frame);
         assert_eq!(parse::<ServerInbound>(&text), Ok(frame), "{text}");
         // The chunks put together give back the store, sessions included.
-        let back: KvStore = serde_json::from_str(&data).unwrap();
+        let back: KvStore = serde_json::from_slice(&data).unwrap();
         assert_eq!(back, kv);
     }
 }

@@ -37,7 +37,7 @@ fn a_new_leader_does_not_refuse_a_live_session_before_applying_its_predecessors_
     // old leader, so the client says "answered below 2"); the old leader then died.
     let first = Entry { index: 1, term: 1, payload: Payload::Command(put(1, "v1", 1)) };
     let persisted = Persisted {
-        hard_state: HardState { term: 1, voted_for: None },
+        hard_state: HardState { term: 1, voted_for: None, admitted: true },
         snapshot: None,
         entries: vec![first],
     };
@@ -74,6 +74,7 @@ fn a_new_leader_does_not_refuse_a_live_session_before_applying_its_predecessors_
         conflict: None,
         last_log_index: last,
         read_round: 0,
+        admitted: true,
     };
     r.step(now, from_voter(term, ack));
     let (_, replies) = drain(&mut r);

@@ -89,7 +89,7 @@ fn an_answer_meant_for_a_read_before_a_restart_does_not_answer_a_read_after_it()
     // The server restarts with its log (term and entries are durable; commit is not) while the
     // leader commits x=new at index 2 with the other follower's help.
     let persisted = Persisted {
-        hard_state: HardState { term: 1, voted_for: None },
+        hard_state: HardState { term: 1, voted_for: None, admitted: true },
         snapshot: None,
         entries: vec![put(1, "old")],
     };

@@ -56,7 +56,8 @@ fn the_document_names_every_error_kind_and_the_real_limits() {
             | ErrorKind::SessionConflict
             | ErrorKind::SessionExpired
             | ErrorKind::StoreFull
-            | ErrorKind::TooLarge => {}
+            | ErrorKind::TooLarge
+            | ErrorKind::WrongCluster => {}
         }
         assert!(
             doc.contains(&format!("| `{}` |", kind.as_str())),

@@ -89,6 +89,36 @@ fn changing_membership_before_committing_an_entry_of_the_term_is_caught() {
 }
 
 #[test]
+fn voting_at_once_on_an_empty_disk_is_caught() {
+    // A voter that lost its disk and comes back as if the cluster were new votes for a
+    // candidate without the entries it once acknowledged: a committed write can be lost.
+    let found = caught(Bug::VoteOnEmptyDisk);
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|p| matches!(
+            p,
+            Property::LeaderCompleteness
+                | Property::ElectionSafety
+                | Property::StateMachineSafety
+                | Property::Linearizability
+                | Property::LogMatching
+        )),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn disks_are_wiped_and_batches_torn_in_some_seeds() {
+    let cfg = SimConfig::new(0);
+    let (mut wiped, mut torn) = (0, 0);
+    run_batch(&cfg, 0, 200, |r| {
+        wiped += r.disks_wiped;
+        torn += r.torn_writes;
+    });
+    assert!(wiped >= 20 && torn >= 20, "wiped {wiped}, torn {torn} in 200 seeds");
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let cfg = SimConfig { trace: true, steps: 3_000, ..SimConfig::new(4242) };
     let (a, b) = (run(&cfg), run(&cfg));

@@ -631,6 +631,13 @@ pub fn error(lang: Lang, kind: ErrorKind, detail: &str) -> String {
                 "Not applied: the value is too large to replicate."
             }
         }
+        ErrorKind::WrongCluster => {
+            if es {
+                "Ese servidor no pertenece a este clúster (o perdió su disco)."
+            } else {
+                "That server does not belong to this cluster (or it lost its disk)."
+            }
+        }
     };
     // The proxy's detail is English: shown in English pages; Spanish pages keep to Spanish.
     if es { plain.to_string() } else { format!("{plain} ({detail})") }

@@ -103,6 +103,8 @@ struct Mirror {
     chains: Vec<(Term, u64)>,
     base_config: Configuration,
     configs: Vec<(Index, Configuration)>,
+    /// The disk is admitted (`HardState::admitted`): after a restart, this server votes.
+    admitted: bool,
 }
 
 impl Mirror {
@@ -172,7 +174,7 @@ impl SafetyChecker {
         let first = Configuration::new(nodes.iter().copied());
         let mirrors = nodes
             .into_iter()
-            .map(|id| (id, Mirror { base_config: first.clone(), ..Mirror::default() }))
+            .map(|id| (id, Mirror { base_config: first.clone(), admitted: true, ..Mirror::default() }))
             .collect();
         SafetyChecker { mirrors, ..SafetyChecker::default() }
     }
@@ -201,10 +203,21 @@ impl SafetyChecker {
                 .or_else(|| self.chain_of.get(&(index, term)).copied())
                 .unwrap_or(0);
             let base_config = snapshot.meta.config.clone();
+            let admitted = self.mirrors.get(&node).is_some_and(|m| m.admitted);
             self.mirrors.insert(
                 node,
-                Mirror { base: index, base_term: term, base_chain, base_config, ..Mirror::default() },
+                Mirror {
+                    base: index,
+                    base_term: term,
+                    base_chain,
+                    base_config,
+                    admitted,
+                    ..Mirror::default()
+                },
             );
+        }
+        if let Some(hard_state) = persist.hard_state {
+            self.mirrors.entry(node).or_default().admitted = hard_state.admitted;
         }
         let Some(first) = persist.entries.first().map(|e| e.index) else { return };
         let mirror = self.mirrors.entry(node).or_default();
@@ -235,10 +248,34 @@ impl SafetyChecker {
         }
     }
 
-    /// `node` restarted from its disk: its volatile state is gone.
-    pub fn on_restart(&mut self, node: NodeId, snapshot_index: Index) {
+    /// `node`'s disk was lost: it holds nothing, not even the first configuration.
+    pub fn on_wipe(&mut self, node: NodeId) {
+        self.mirrors.insert(node, Mirror::default());
+    }
+
+    /// `node` restarted from its disk: its volatile state is gone. It starts `admitted` or
+    /// not, from `config` when its disk holds no log: a disk without the first configuration
+    /// that still starts admitted (the `vote-on-empty-disk` defect) votes from now on, which
+    /// may already make a committed entry losable.
+    pub fn on_restart(
+        &mut self,
+        node: NodeId,
+        snapshot_index: Index,
+        admitted: bool,
+        config: Configuration,
+        step: u64,
+    ) {
         self.commits.insert(node, snapshot_index);
         self.leading.remove(&node);
+        let mirror = self.mirrors.entry(node).or_default();
+        if mirror.base == 0 && mirror.chains.is_empty() {
+            mirror.base_config = config;
+        }
+        let newly_admitted = admitted && !mirror.admitted;
+        mirror.admitted = admitted;
+        if newly_admitted {
+            self.check_commit_is_durable(step);
+        }
     }
 
     /// After `node` handled an input: who leads, and does a leader keep its log?
@@ -296,7 +333,8 @@ impl SafetyChecker {
     /// lacking it may ever be able to win an election. A server can win if it is a voter of the
     /// configuration in its own log and its log is at least as up-to-date (§5.4.1) as the logs
     /// of a majority of that configuration, counting every server's durable log — crashed ones
-    /// too, since they come back; a server with no log yet votes for anyone. If such a server
+    /// too, since they come back. Only admitted disks vote (`HardState::admitted`): a server
+    /// restarted on an empty one votes for nobody. If such a server
     /// exists, some schedule of crashes and messages elects it and loses the entry; this check
     /// reports it at once instead of waiting for the simulator to stumble on that schedule.
     fn check_commit_is_durable(&mut self, step: u64) {
@@ -304,7 +342,7 @@ impl SafetyChecker {
         let mut lost = None;
         for (candidate, mirror) in &self.mirrors {
             let config = mirror.config();
-            if mirror.holds(index, term, chain) || !config.voters.contains(candidate) {
+            if mirror.holds(index, term, chain) || !mirror.admitted || !config.voters.contains(candidate) {
                 continue;
             }
             let (last_index, last_term) = mirror.last();
@@ -313,9 +351,9 @@ impl SafetyChecker {
                 .iter()
                 .copied()
                 .filter(|v| {
-                    self.mirrors.get(v).is_none_or(|m| {
+                    self.mirrors.get(v).is_some_and(|m| {
                         let (i, t) = m.last();
-                        (last_term, last_index) >= (t, i)
+                        m.admitted && (last_term, last_index) >= (t, i)
                     })
                 })
                 .collect();

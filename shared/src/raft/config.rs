@@ -90,16 +90,20 @@ pub enum Bug {
     /// Change membership before committing an entry of the leader's own term (the bug found in
     /// single-server changes after the dissertation).
     ChangeBeforeCommit,
+    /// A server restarted on an empty disk takes the first configuration again and votes at
+    /// once, as if the cluster were new (the drivers' start-up rule, not the core's).
+    VoteOnEmptyDisk,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::CommitOldTerm,
         Bug::VoteWithoutLogCheck,
         Bug::ForgetVote,
         Bug::StaleRead,
         Bug::NoDedup,
         Bug::ChangeBeforeCommit,
+        Bug::VoteOnEmptyDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +114,7 @@ impl Bug {
             Bug::StaleRead => "stale-read",
             Bug::NoDedup => "no-dedup",
             Bug::ChangeBeforeCommit => "change-before-commit",
+            Bug::VoteOnEmptyDisk => "vote-on-empty-disk",
         }
     }
 
@@ -127,6 +132,9 @@ impl Bug {
             Bug::NoDedup => "a retried write must be applied exactly once (dissertation §6.3)",
             Bug::ChangeBeforeCommit => {
                 "a new leader changes membership only after committing an entry of its term (§4.1, 2015 fix)"
+            }
+            Bug::VoteOnEmptyDisk => {
+                "a server that lost its disk forgot its votes and entries: it must not vote until added again"
             }
         }
     }

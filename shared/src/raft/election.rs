@@ -15,6 +15,10 @@ impl Raft {
             Ordering::Equal => true,
             Ordering::Greater => match &msg.body {
                 Body::RequestVote { pre_vote, transfer, .. } => {
+                    if self.removed_by_committed_config(msg.from) {
+                        self.refuse_vote(msg, *pre_vote, VoteRefusal::NotAMember);
+                        return false;
+                    }
                     if self.in_lease() && !transfer {
                         // A server that can still hear a leader must not help depose it.
                         let leader = self.leader.unwrap_or(self.id);
@@ -52,6 +56,7 @@ impl Raft {
                             conflict: None,
                             last_log_index,
                             read_round: 0,
+                            admitted: self.admitted,
                         };
                         self.send_with_term(msg.from, self.term, body);
                     }
@@ -77,6 +82,15 @@ impl Raft {
         }
     }
 
+    /// A leader whose committed configuration no longer lists `candidate`: the candidate was
+    /// removed and never heard (the leader stops replicating to a server as soon as it appends
+    /// the change that removes it), so it is told, and stops campaigning.
+    fn removed_by_committed_config(&self, candidate: super::NodeId) -> bool {
+        self.role == Role::Leader
+            && self.pending_membership_change().is_none()
+            && !self.log.config().is_member(candidate)
+    }
+
     fn refuse_vote(&mut self, msg: &Message, pre_vote: bool, refusal: VoteRefusal) {
         self.emit(Event::VoteRefused { candidate: msg.from, term: msg.term, pre_vote, refusal });
         let body = Body::VoteResponse { pre_vote, granted: false, refusal: Some(refusal) };
@@ -87,6 +101,14 @@ impl Raft {
         let Body::RequestVote { pre_vote, last_log_index, last_log_term, .. } = msg.body else {
             unreachable!()
         };
+        if self.removed_by_committed_config(msg.from) {
+            return self.refuse_vote(&msg, pre_vote, VoteRefusal::NotAMember);
+        }
+        if !self.may_vote() {
+            // A learner, or a disk never admitted (empty after a loss): it may have voted in
+            // this very term before, and its log may lack entries it acknowledged.
+            return self.refuse_vote(&msg, pre_vote, VoteRefusal::NotAVoter);
+        }
         let can_vote = self.voted_for == Some(msg.from)
             || (self.voted_for.is_none() && self.leader.is_none())
             || (pre_vote && msg.term > self.term);
@@ -122,7 +144,15 @@ impl Raft {
     }
 
     pub(super) fn on_vote_response(&mut self, msg: Message) {
-        let Body::VoteResponse { pre_vote, granted, .. } = msg.body else { unreachable!() };
+        let Body::VoteResponse { pre_vote, granted, refusal } = msg.body else { unreachable!() };
+        if refusal == Some(VoteRefusal::NotAMember) {
+            // Only a leader says so (its answer may also have raised our term just now).
+            self.removed = true;
+            if self.is_campaigning() {
+                self.become_follower(self.term, None, RoleReason::Removed { leader: msg.from });
+            }
+            return;
+        }
         let expected = if pre_vote { Role::PreCandidate } else { Role::Candidate };
         if self.role != expected {
             return;
@@ -152,7 +182,7 @@ impl Raft {
     }
 
     pub(super) fn on_election_timeout(&mut self) {
-        if !self.log.config().contains(self.id) {
+        if !self.may_vote() || self.removed {
             self.reset_election_timer();
             return;
         }
@@ -240,7 +270,7 @@ impl Raft {
     }
 
     pub(super) fn on_timeout_now(&mut self, from: super::NodeId) {
-        if self.role == Role::Leader || self.leader != Some(from) || !self.log.config().contains(self.id) {
+        if self.role == Role::Leader || self.leader != Some(from) || !self.may_vote() {
             return;
         }
         self.campaign(RoleReason::TimeoutNow { from }, true);

@@ -107,7 +107,10 @@ impl Raft {
         let config =
             self.log.config().apply(&change).map_err(|reason| ProposeError::InvalidChange { reason })?;
         if change == (MembershipChange::Remove { id: self.id }) {
-            let to = self.most_up_to_date_voter().expect("a configuration with another voter has one");
+            let Some(to) = self.most_up_to_date_voter() else {
+                let reason = "no other voter can take over (none admitted)".to_string();
+                return Err(ProposeError::InvalidChange { reason });
+            };
             self.transfer_leadership(now, to)?;
             return Err(ProposeError::LeaderRemovalHandsOver { to });
         }
@@ -125,7 +128,7 @@ impl Raft {
         let config = self.log.config();
         self.progress
             .iter()
-            .filter(|(id, _)| config.voters.contains(id))
+            .filter(|(id, p)| config.voters.contains(id) && p.admitted)
             .max_by_key(|(id, p)| (p.recent_active, p.matched, std::cmp::Reverse(**id)))
             .map(|(id, _)| *id)
     }
@@ -144,12 +147,18 @@ impl Raft {
         // commit index moves on while the learner's answer travels, and it would never be
         // exactly there (§4.2.1 promotes after a round that ends close enough).
         let close_enough = self.commit.saturating_sub(self.cfg.max_entries_per_message as Index);
+        // Only a learner heard from lately, whose disk says it was let in: promoting a crashed
+        // one would add a voter that cannot acknowledge the change that makes it one.
+        let heard_since = self.now.saturating_sub(self.cfg.election_timeout);
         let config = self.log.config();
-        let caught_up = config
-            .learners
-            .iter()
-            .copied()
-            .find(|id| self.progress.get(id).is_some_and(|p| p.matched >= close_enough && p.matched > 0));
+        let caught_up = config.learners.iter().copied().find(|id| {
+            self.progress.get(id).is_some_and(|p| {
+                p.matched >= close_enough
+                    && p.matched > 0
+                    && p.admitted
+                    && p.last_heard.is_some_and(|at| at >= heard_since)
+            })
+        });
         if let Some(id) = caught_up {
             let promoted =
                 config.apply(&MembershipChange::Promote { id }).expect("a learner can be promoted");
@@ -165,6 +174,14 @@ impl Raft {
             return;
         }
         let config = self.log.config().clone();
+        if !self.admitted && config.learners.contains(&self.id) {
+            // Added as a learner: from now on this disk holds what it promises. (A server
+            // that finds itself a *voter* without having been a learner is one restarted on
+            // an empty disk: it stays unadmitted, and no leader counts it.)
+            self.admitted = true;
+            self.hard_state_dirty = true;
+            self.emit(Event::Admitted);
+        }
         if self.role == Role::Leader {
             assert!(config.voters.contains(&self.id), "a leader never leaves its own configuration");
             let next = self.log.last_index() + 1;

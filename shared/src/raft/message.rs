@@ -61,15 +61,33 @@ pub enum Body {
         /// The follower's last index, shown on the page and used to probe less.
         last_log_index: Index,
         read_round: u64,
+        /// The follower's disk is admitted (`HardState::admitted`). A leader counts an
+        /// acknowledgement that is not for nothing: it carries no promise.
+        #[serde(default)]
+        admitted: bool,
     },
-    /// InstallSnapshot (§7, Figure 13), in chunks: `data` is the part of the snapshot's JSON
+    /// InstallSnapshot (§7, Figure 13), in chunks: `data` is the part of the encoded snapshot
     /// that starts at byte `offset`, so that a store larger than a frame still reaches a
-    /// follower. `done` marks the last chunk.
-    InstallSnapshot { meta: SnapshotMeta, offset: u64, data: String, done: bool },
+    /// follower. Chunks are bytes (base64 on the wire): a cut may fall inside a character of
+    /// the text they carry. `done` marks the last chunk.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+        done: bool,
+    },
     /// The follower has `received` bytes of the snapshot ending at `index` (send from there;
     /// 0: start over), or, when `done`, has its state up to `index` (installed, or already
     /// committed).
-    SnapshotResponse { index: Index, received: u64, done: bool },
+    SnapshotResponse {
+        index: Index,
+        received: u64,
+        done: bool,
+        /// As in `AppendResponse`.
+        #[serde(default)]
+        admitted: bool,
+    },
     /// Leadership transfer (dissertation §3.10): start an election now.
     TimeoutNow,
     /// A follower asks the leader for a read index on behalf of its own client (§6.4).
@@ -99,6 +117,12 @@ pub enum VoteRefusal {
     LogNotUpToDate { voter_last_index: Index, voter_last_term: Term },
     /// The voter heard from a live leader less than an election timeout ago (§9.6, §4.2.3).
     LeaderActive { leader: NodeId },
+    /// The asked server is no voter: a learner, or a server whose disk was never admitted
+    /// (empty after a loss) — it must not vote, having forgotten what it promised.
+    NotAVoter,
+    /// The leader's committed configuration does not include the candidate: it was removed and
+    /// should stop campaigning (dissertation §4.2.3).
+    NotAMember,
 }
 
 impl Message {
@@ -189,5 +213,22 @@ impl MessageKind {
             MessageKind::ReadIndexRequest => "ReadIndexRequest",
             MessageKind::ReadIndexResponse => "ReadIndexResponse",
         }
+    }
+}
+
+/// Bytes as one base64 string: JSON has no byte strings, and an array of numbers would
+/// triple a snapshot chunk.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }

@@ -42,6 +42,7 @@ mod types;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use config::{Bug, Bugs, Config};
 pub use membership::MembershipChange;
@@ -57,7 +58,7 @@ use crate::event::{EntrySummary, Event, RoleReason};
 use crate::kv::{Command, KvStore};
 use crate::rng::Rng;
 use log::RaftLog;
-use progress::Progress;
+use progress::{OutgoingSnapshot, Progress};
 use read::ReadState;
 
 /// Longest command text carried in an observation event; the page shows it on hover.
@@ -74,6 +75,8 @@ pub struct Raft {
     // Persistent state (Figure 2).
     term: Term,
     voted_for: Option<NodeId>,
+    /// `HardState::admitted`: this disk was let into the cluster, so this server may vote.
+    admitted: bool,
     log: RaftLog,
     hard_state_dirty: bool,
 
@@ -85,10 +88,15 @@ pub struct Raft {
     applied: Index,
     /// The latest snapshot (taken here or installed), kept to send to followers that need it.
     snapshot: Option<Snapshot>,
-    /// That snapshot as JSON, made when a follower first needs it and cut into chunks.
-    snapshot_text: Option<(Index, String)>,
-    /// On a follower: the chunks of a snapshot received so far.
-    incoming_snapshot: Option<(SnapshotMeta, String)>,
+    /// That snapshot encoded for the wire, made when a follower first needs it; transfers
+    /// in progress hold their own reference (`Progress::snapshot`), so compacting again
+    /// never changes the bytes under a transfer.
+    outgoing_snapshot: Option<Arc<OutgoingSnapshot>>,
+    /// On a follower: the bytes of a snapshot received so far.
+    incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// The leader said this server's committed configuration no longer includes it: it stops
+    /// campaigning until a leader contacts it again (dissertation §4.2.3).
+    removed: bool,
     /// The configuration last announced to observers (and, on a leader, replicated to).
     membership: Configuration,
 
@@ -139,21 +147,26 @@ impl Raft {
         let commit = meta.index;
         let log = RaftLog::new(meta, persisted.entries);
         let membership = log.config().clone();
+        // A disk holding the first configuration (the driver passes it as `voters`) was
+        // admitted by bootstrap; any other is admitted only once it stored itself as a learner.
+        let admitted = persisted.hard_state.admitted || cfg.voters.contains(&cfg.id);
         let mut raft = Raft {
             id: cfg.id,
             rng: Rng::new(seed),
             now,
             term: persisted.hard_state.term,
             voted_for: persisted.hard_state.voted_for,
+            admitted,
             log,
-            hard_state_dirty: false,
+            hard_state_dirty: admitted != persisted.hard_state.admitted,
             role: Role::Follower,
             leader: None,
             commit,
             applied: commit,
             snapshot: persisted.snapshot,
-            snapshot_text: None,
+            outgoing_snapshot: None,
             incoming_snapshot: None,
+            removed: false,
             membership,
             election_timeout: cfg.election_timeout,
             election_deadline: now,
@@ -254,8 +267,8 @@ impl Raft {
             Body::InstallSnapshot { meta, offset, data, done } => {
                 self.on_install_snapshot(msg.from, meta, offset, data, done)
             }
-            Body::SnapshotResponse { index, received, done } => {
-                self.on_snapshot_response(msg.from, index, received, done)
+            Body::SnapshotResponse { index, received, done, admitted } => {
+                self.on_snapshot_response(msg.from, index, received, done, admitted)
             }
             Body::TimeoutNow => self.on_timeout_now(msg.from),
             Body::ReadIndexRequest { read_id } => self.on_read_index_request(msg.from, read_id),
@@ -339,6 +352,7 @@ impl Raft {
         let hard_state = self.hard_state_dirty.then(|| HardState {
             term: self.term,
             voted_for: if self.cfg.bugs.has(Bug::ForgetVote) { None } else { self.voted_for },
+            admitted: self.admitted,
         });
         self.hard_state_dirty = false;
         let committed = if self.commit > self.applied {
@@ -412,6 +426,16 @@ impl Raft {
         self.log.snapshot_meta().index
     }
 
+    /// Whether this server's disk was let into the cluster (`HardState::admitted`).
+    pub fn admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// Whether this server may vote: a voter of its own configuration whose disk is admitted.
+    pub fn may_vote(&self) -> bool {
+        self.admitted && self.log.config().contains(self.id)
+    }
+
     pub fn voters(&self) -> Vec<NodeId> {
         self.log.config().voters.iter().copied().collect()
     }
@@ -431,6 +455,7 @@ impl Raft {
             role: self.role,
             term: self.term,
             voted_for: self.voted_for,
+            admitted: self.admitted,
             leader: self.leader,
             first_index: self.log.first_index(),
             last_index: self.log.last_index(),
@@ -451,6 +476,7 @@ impl Raft {
                     state: p.state,
                     inflight: p.inflight.len() as u32,
                     recent_active: p.recent_active,
+                    admitted: p.admitted,
                 })
                 .collect(),
             transfer_to: self.transfer.map(|(to, _)| to),

@@ -1,10 +1,20 @@
 //! What a leader knows about each follower's log, and how fast it may send to it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Index, Millis, NodeId};
+use super::types::{Index, Millis, NodeId, SnapshotMeta};
+
+/// A snapshot as it travels: its place in the log and its state machine, encoded once. A
+/// transfer keeps the one it started with to the end, whatever the leader compacts meanwhile,
+/// so that every chunk it sends is cut from the same bytes (§7, Figure 13's `offset`).
+#[derive(Debug)]
+pub(crate) struct OutgoingSnapshot {
+    pub meta: SnapshotMeta,
+    pub bytes: Vec<u8>,
+}
 
 /// How the leader is sending to a follower (the same three states as etcd-io/raft).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +41,19 @@ pub(crate) struct Progress {
     pub inflight: VecDeque<Index>,
     /// In `Snapshot`: when the last chunk was sent, to resend if it is lost.
     pub snapshot_sent_at: Millis,
-    /// The snapshot being sent (its index) and how many of its bytes the follower has: a
-    /// transfer interrupted by a lost chunk resumes there.
-    pub snapshot_index: Index,
+    /// The snapshot being sent and how many of its bytes the follower has: a transfer
+    /// interrupted by a lost chunk resumes there. Kept after the transfer ends, so that a
+    /// follower asking again for the same snapshot resumes instead of starting over.
+    pub snapshot: Option<Arc<OutgoingSnapshot>>,
     pub snapshot_offset: u64,
-    /// Heard from since the last check-quorum round.
+    /// Heard from since the last check-quorum round (an unadmitted voter is not heard: its
+    /// answers promise nothing).
     pub recent_active: bool,
+    /// When the follower last answered, whatever it said.
+    pub last_heard: Option<Millis>,
+    /// The follower's last answer said its disk is admitted (`HardState::admitted`). A voter
+    /// that is not is a server restarted on an empty disk: its acknowledgements do not count.
+    pub admitted: bool,
     /// Highest read round this follower acknowledged (§6.4).
     pub read_round_acked: u64,
     /// The highest commit index this follower has been sent for entries it is known to have;
@@ -56,13 +73,20 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             snapshot_sent_at: 0,
-            snapshot_index: 0,
+            snapshot: None,
             snapshot_offset: 0,
             recent_active: true,
+            last_heard: None,
+            admitted: false,
             read_round_acked: 0,
             matched_at_heartbeat: 0,
             commit_sent: 0,
         }
+    }
+
+    /// The index of the snapshot being (or last) sent, 0 if none.
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
     }
 
     pub fn become_probe(&mut self) {
@@ -102,4 +126,11 @@ pub struct PeerProgress {
     pub state: ProgressState,
     pub inflight: u32,
     pub recent_active: bool,
+    /// See `Progress::admitted`: false for a voter means it lost its disk.
+    #[serde(default = "yes")]
+    pub admitted: bool,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -105,6 +105,10 @@ pub struct Status {
     pub role: Role,
     pub term: Term,
     pub voted_for: Option<NodeId>,
+    /// The disk was let into the cluster (`HardState::admitted`); false on a server waiting
+    /// to be added, or restarted on an empty disk.
+    #[serde(default = "yes")]
+    pub admitted: bool,
     pub leader: Option<NodeId>,
     pub first_index: Index,
     pub last_index: Index,
@@ -128,4 +132,8 @@ pub struct Status {
     pub votes_needed: u32,
     #[serde(default)]
     pub max_entries_per_message: u32,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -6,7 +6,9 @@
 //! divergent entries per round trip instead of one entry.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use super::progress::OutgoingSnapshot;
 use super::{
     Body, Bug, ConflictHint, Entry, Index, Message, NodeId, ProgressState, Raft, Role, Snapshot,
     SnapshotMeta, summarize,
@@ -62,6 +64,8 @@ impl Raft {
     /// A message from the leader of the current term: follow it and restart the election timer.
     /// Returns false if this server is itself the leader of the term (which Raft rules out).
     fn accept_leader(&mut self, leader: NodeId) -> bool {
+        // A leader replicates to us: whatever a leader once said about our removal is past.
+        self.removed = false;
         match self.role {
             Role::Leader => return false,
             Role::Candidate | Role::PreCandidate => {
@@ -121,7 +125,34 @@ impl Raft {
         round: u64,
     ) {
         let last_log_index = self.log.last_index();
-        self.send(to, Body::AppendResponse { success, index, conflict, last_log_index, read_round: round });
+        let admitted = self.admitted;
+        let body =
+            Body::AppendResponse { success, index, conflict, last_log_index, read_round: round, admitted };
+        self.send(to, body);
+    }
+
+    /// A leader notes an answer from `peer` and whether its disk is admitted. Returns false
+    /// when there is nothing more to do with it (not a leader, not a member). An unadmitted
+    /// voter's answers promise nothing: they neither keep the leader's lease nor confirm reads
+    /// nor count towards commitment (`maybe_commit`), and the leader says once that the
+    /// server lost its disk.
+    fn heard_from(&mut self, peer: NodeId, admitted: bool) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        let is_voter = self.log.config().contains(peer);
+        let now = self.now;
+        let Some(pr) = self.progress.get_mut(&peer) else { return false };
+        pr.last_heard = Some(now);
+        let lost = is_voter && pr.admitted && !admitted;
+        pr.admitted = admitted;
+        if admitted || !is_voter {
+            pr.recent_active = true;
+        }
+        if lost {
+            self.emit(Event::DiskLost { node: peer });
+        }
+        true
     }
 
     pub(super) fn advance_commit(&mut self, to: Index) {
@@ -134,15 +165,14 @@ impl Raft {
     }
 
     pub(super) fn on_append_response(&mut self, msg: Message) {
-        let Body::AppendResponse { success, index, conflict, read_round, .. } = msg.body else {
+        let Body::AppendResponse { success, index, conflict, read_round, admitted, .. } = msg.body else {
             unreachable!()
         };
-        if self.role != Role::Leader {
+        if !self.heard_from(msg.from, admitted) {
             return;
         }
-        let Some(pr) = self.progress.get_mut(&msg.from) else { return };
-        pr.recent_active = true;
-        if read_round > pr.read_round_acked {
+        let pr = self.progress.get_mut(&msg.from).expect("heard_from checked it");
+        if admitted && read_round > pr.read_round_acked {
             pr.read_round_acked = read_round;
             self.confirm_reads();
         }
@@ -193,7 +223,7 @@ impl Raft {
         from: NodeId,
         meta: SnapshotMeta,
         offset: u64,
-        data: String,
+        data: Vec<u8>,
         done: bool,
     ) {
         if !self.accept_leader(from) {
@@ -203,28 +233,28 @@ impl Raft {
         if index <= self.commit {
             self.incoming_snapshot = None;
             let commit = self.commit;
-            return self.send(from, Body::SnapshotResponse { index: commit, received: 0, done: true });
+            return self.answer_snapshot(from, commit, 0, true);
         }
         if offset == 0 && self.incoming_snapshot.as_ref().is_none_or(|(m, _)| *m != meta) {
-            self.incoming_snapshot = Some((meta.clone(), String::new()));
+            self.incoming_snapshot = Some((meta.clone(), Vec::new()));
         }
         let received = match &mut self.incoming_snapshot {
-            Some((m, text)) if *m == meta && text.len() as u64 == offset => {
-                text.push_str(&data);
-                text.len() as u64
+            Some((m, bytes)) if *m == meta && bytes.len() as u64 == offset => {
+                bytes.extend_from_slice(&data);
+                bytes.len() as u64
             }
             // Not the next chunk (lost, duplicated or reordered): say where to resume.
-            Some((m, text)) if *m == meta => text.len() as u64,
+            Some((m, bytes)) if *m == meta => bytes.len() as u64,
             _ => 0,
         };
         if received != offset + data.len() as u64 || !done {
-            return self.send(from, Body::SnapshotResponse { index, received, done: false });
+            return self.answer_snapshot(from, index, received, false);
         }
-        let (meta, text) = self.incoming_snapshot.take().expect("the chunks were just gathered");
-        let data = match serde_json::from_str(&text) {
+        let (meta, bytes) = self.incoming_snapshot.take().expect("the chunks were just gathered");
+        let data = match serde_json::from_slice(&bytes) {
             Ok(data) => data,
             // A leader's snapshot always parses; a damaged one is asked for again from the start.
-            Err(_) => return self.send(from, Body::SnapshotResponse { index, received: 0, done: false }),
+            Err(_) => return self.answer_snapshot(from, index, 0, false),
         };
         let snapshot = Snapshot { meta, data };
         let term = snapshot.meta.term;
@@ -234,22 +264,33 @@ impl Raft {
         self.commit = index;
         self.applied = index;
         self.snapshot = Some(snapshot.clone());
-        self.snapshot_text = Some((index, text));
+        self.outgoing_snapshot = Some(Arc::new(OutgoingSnapshot { meta: snapshot.meta.clone(), bytes }));
         self.out.snapshot = Some(snapshot);
         self.emit(Event::SnapshotInstalled { index, term, leader: from });
-        self.send(from, Body::SnapshotResponse { index, received, done: true });
+        self.answer_snapshot(from, index, received, true);
     }
 
-    pub(super) fn on_snapshot_response(&mut self, from: NodeId, index: Index, received: u64, done: bool) {
-        if self.role != Role::Leader {
+    fn answer_snapshot(&mut self, leader: NodeId, index: Index, received: u64, done: bool) {
+        let admitted = self.admitted;
+        self.send(leader, Body::SnapshotResponse { index, received, done, admitted });
+    }
+
+    pub(super) fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        received: u64,
+        done: bool,
+        admitted: bool,
+    ) {
+        if !self.heard_from(from, admitted) {
             return;
         }
-        let Some(pr) = self.progress.get_mut(&from) else { return };
-        pr.recent_active = true;
+        let pr = self.progress.get_mut(&from).expect("heard_from checked it");
         if !done {
             // Progress on the snapshot being sent, or a request to start over (0). An older
             // acknowledgement (a smaller nonzero count) changes nothing.
-            let current = pr.state == ProgressState::Snapshot && pr.snapshot_index == index;
+            let current = pr.state == ProgressState::Snapshot && pr.snapshot_index() == index;
             if current && (received > pr.snapshot_offset || received == 0) {
                 pr.snapshot_offset = received;
                 self.send_snapshot_chunk(from);
@@ -277,7 +318,10 @@ impl Raft {
                 if *id == self.id {
                     self.log.stable_index()
                 } else {
-                    self.progress.get(id).map_or(0, |p| p.matched)
+                    // A voter restarted on an empty disk stores what it acknowledges now, but
+                    // forgot what it acknowledged before: counting it could commit an entry
+                    // that a majority does not hold (`HardState::admitted`).
+                    self.progress.get(id).filter(|p| p.admitted).map_or(0, |p| p.matched)
                 }
             })
             .collect();
@@ -440,13 +484,14 @@ impl Raft {
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
-        let index =
-            self.snapshot.as_ref().expect("entries before the log's start are in a snapshot").meta.index;
+        let outgoing = self.outgoing_snapshot();
+        let index = outgoing.meta.index;
         let pr = self.progress.get_mut(&peer).expect("peer has progress");
         pr.state = ProgressState::Snapshot;
         pr.inflight.clear();
-        if pr.snapshot_index != index {
-            pr.snapshot_index = index;
+        if pr.snapshot_index() != index {
+            // A new transfer: it keeps these bytes until it ends, whatever compacts meanwhile.
+            pr.snapshot = Some(outgoing);
             pr.snapshot_offset = 0;
         }
         if pr.snapshot_offset == 0 {
@@ -455,30 +500,37 @@ impl Raft {
         self.send_snapshot_chunk(peer);
     }
 
-    /// Sends the chunk of the current snapshot that starts at what `peer` has received.
+    /// The latest snapshot, encoded for the wire once and shared by every transfer of it.
+    fn outgoing_snapshot(&mut self) -> Arc<OutgoingSnapshot> {
+        let snapshot = self.snapshot.as_ref().expect("entries before the log's start are in a snapshot");
+        match &self.outgoing_snapshot {
+            Some(outgoing) if outgoing.meta == snapshot.meta => outgoing.clone(),
+            _ => {
+                let bytes = serde_json::to_vec(&snapshot.data).expect("the store serializes");
+                let outgoing = Arc::new(OutgoingSnapshot { meta: snapshot.meta.clone(), bytes });
+                self.outgoing_snapshot = Some(outgoing.clone());
+                outgoing
+            }
+        }
+    }
+
+    /// Sends the chunk of the transfer's snapshot that starts at what `peer` has received.
+    /// Chunks are bytes: where one ends says nothing about the text inside.
     fn send_snapshot_chunk(&mut self, peer: NodeId) {
-        let snapshot = self.snapshot.as_ref().expect("a snapshot is being sent");
-        let index = snapshot.meta.index;
-        if self.snapshot_text.as_ref().is_none_or(|(i, _)| *i != index) {
-            let text = serde_json::to_string(&snapshot.data).expect("the store serializes");
-            self.snapshot_text = Some((index, text));
-        }
-        let meta = snapshot.meta.clone();
-        let (_, text) = self.snapshot_text.as_ref().expect("made above");
+        let now = self.now;
+        let max = self.cfg.max_bytes_per_message.max(1);
         let pr = self.progress.get_mut(&peer).expect("peer has progress");
-        let start = (pr.snapshot_offset as usize).min(text.len());
-        assert!(text.is_char_boundary(start), "chunks end on character boundaries");
-        let mut end = (start + self.cfg.max_bytes_per_message.max(1)).min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        if end == start && end < text.len() {
-            // A limit smaller than one character still makes progress.
-            end =
-                (start + 1..=text.len()).find(|i| text.is_char_boundary(*i)).expect("the end is a boundary");
-        }
-        let (data, done) = (text[start..end].to_string(), end == text.len());
-        pr.snapshot_sent_at = self.now;
-        self.send(peer, Body::InstallSnapshot { meta, offset: start as u64, data, done });
+        let outgoing = pr.snapshot.clone().expect("a transfer holds the snapshot it sends");
+        let total = outgoing.bytes.len();
+        let start = (pr.snapshot_offset as usize).min(total);
+        let end = start.saturating_add(max).min(total);
+        pr.snapshot_sent_at = now;
+        let body = Body::InstallSnapshot {
+            meta: outgoing.meta.clone(),
+            offset: start as u64,
+            data: outgoing.bytes[start..end].to_vec(),
+            done: end == total,
+        };
+        self.send(peer, body);
     }
 }

@@ -71,6 +71,14 @@ impl Payload {
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
+    /// This disk has been let into a cluster: it holds the cluster's first configuration
+    /// (bootstrap), or it has stored a configuration that lists this server as a learner (it
+    /// was added). Only an admitted server votes, and a leader counts only an admitted
+    /// server's acknowledgements. A server restarted on an empty disk is not admitted: it
+    /// forgot its votes and the entries it acknowledged, and letting it vote or count could
+    /// elect a leader without a committed entry (see `membership`).
+    #[serde(default)]
+    pub admitted: bool,
 }
 
 /// The cluster's members: the voters, whose votes and acknowledgements count, and the

@@ -4,16 +4,91 @@
 use super::{SimEvent, Simulation};
 use crate::event::Event;
 use crate::raft::{Millis, NodeId, Role};
+use crate::replica::Persist;
 
 impl Simulation {
     pub(super) fn crash_node(&mut self, id: NodeId, restart_after: Millis) {
         if !self.node(id).is_up() {
             return;
         }
+        self.maybe_tear_the_write_in_progress(id);
         self.node(id).crash();
         self.report.crashes += 1;
         self.note(format!("n{id} CRASHED (volatile state and unfinished disk writes lost)"));
         self.schedule(self.now + restart_after, SimEvent::Restart(id));
+    }
+
+    /// A crash in the middle of a disk write leaves a prefix of its records on disk (the hard
+    /// state first, then entries in order, as the node writes them): never acknowledged, so
+    /// Raft must be indifferent to whether it kept them. A snapshot's install is all or
+    /// nothing (the node renames the file into place).
+    fn maybe_tear_the_write_in_progress(&mut self, id: NodeId) {
+        let step = self.step;
+        let Some(work) = self.nodes[id as usize - 1].io.as_ref() else { return };
+        let persist = &work.persist;
+        if persist.snapshot.is_some() || persist.is_empty() {
+            return;
+        }
+        let records = usize::from(persist.hard_state.is_some()) + persist.entries.len();
+        let keep = self.rng.below(records as u64 + 1) as usize;
+        if keep == 0 || keep == records {
+            return;
+        }
+        let entries_kept = keep - usize::from(persist.hard_state.is_some());
+        let torn = Persist {
+            snapshot: None,
+            hard_state: persist.hard_state,
+            entries: persist.entries[..entries_kept].to_vec(),
+        };
+        self.node(id).disk.write(&torn);
+        self.checker.on_persist(id, &torn, step);
+        self.report.torn_writes += 1;
+        self.note(format!("n{id}: a crash tore its disk write after {keep} of {records} records"));
+    }
+
+    /// The server's disk is lost and it comes back on an empty one (a wiped directory, a lost
+    /// volume): within the run's budget. The rule it tests: such a server never votes or
+    /// counts until it is added again, so the cluster loses no committed write.
+    pub(super) fn wipe_node(&mut self, id: NodeId, restart_after: Millis) {
+        if self.params.wipes == 0 || self.node(id).disk.is_empty() {
+            return;
+        }
+        self.params.wipes -= 1;
+        let was_up = self.node(id).is_up();
+        if was_up {
+            self.node(id).crash();
+            self.report.crashes += 1;
+        }
+        self.node(id).disk.wipe();
+        self.checker.on_wipe(id);
+        self.report.disks_wiped += 1;
+        self.note(format!("n{id} CRASHED and its DISK WAS WIPED: it restarts on an empty disk"));
+        if was_up {
+            self.schedule(self.now + restart_after, SimEvent::Restart(id));
+        }
+    }
+
+    /// The moment a wiped disk hurts most: an entry just committed on a majority that
+    /// includes `holder`, while some other voter still lacks it. Losing `holder`'s disk then
+    /// leaves the entry on a minority.
+    fn maybe_wipe_a_holder(&mut self, leader: NodeId, committed: crate::raft::Index) {
+        if self.params.wipes == 0 || !self.rng.chance(150_000) {
+            return;
+        }
+        let Some(raft) = self.node(leader).replica.as_ref().map(|r| r.raft()) else { return };
+        let term = raft.term_at(committed);
+        let voters = raft.voters();
+        let holds = |sim: &Simulation, id: NodeId| {
+            sim.nodes[id as usize - 1].replica.as_ref().is_some_and(|r| r.raft().term_at(committed) == term)
+        };
+        let lacking = voters.iter().any(|v| *v != leader && !holds(self, *v));
+        let holders: Vec<NodeId> =
+            voters.iter().copied().filter(|v| *v != leader && holds(self, *v)).collect();
+        if lacking && !holders.is_empty() {
+            let id = *self.rng.pick(&holders);
+            let after = self.rng.range(1, 200);
+            self.wipe_node(id, after);
+        }
     }
 
     /// Random faults find little at random moments; some moments matter more. Like
@@ -24,6 +99,9 @@ impl Simulation {
             return;
         }
         let is_leader = self.node(id).replica.as_ref().is_some_and(|r| r.raft().role() == Role::Leader);
+        if let (Event::CommitAdvanced { to, .. }, true) = (event, is_leader) {
+            self.maybe_wipe_a_holder(id, *to);
+        }
         let (crash, isolate) = match event {
             Event::VoteGranted { pre_vote: false, .. } => (100_000, 0),
             Event::RoleChanged { role: Role::Leader, .. } => (100_000, 100_000),
@@ -55,7 +133,11 @@ impl Simulation {
     pub(super) fn inject_fault(&mut self) {
         let n = self.provisioned as NodeId;
         let roll = self.rng.below(100);
-        if roll < 30 {
+        if roll < 3 && self.params.wipes > 0 {
+            let id = self.rng.range(1, n);
+            let restart_after = self.rng.range(10, 600);
+            self.wipe_node(id, restart_after);
+        } else if roll < 30 {
             let id = self.rng.range(1, n);
             let restart_after = self.rng.range(10, 600);
             self.crash_node(id, restart_after);

@@ -1,9 +1,10 @@
 //! The operator: in the seeds that have one, it adds and removes servers at random while
 //! every fault goes on — one request at a time, to whichever server leads, as an
-//! administrator would. New servers get fresh ids and empty disks; a removed id never comes
-//! back (a server that lost its disk must return under a new id, or it could vote twice in a
-//! term). Its choices come from a generator of their own, so seeds without an operator run
-//! exactly as they did before there was one.
+//! administrator would. New servers get fresh ids and empty disks. A server a leader reports
+//! as restarted on an empty disk (`Event::DiskLost`) is repaired the safe way: removed, then
+//! added again under the same id, as a learner (what an operator does for a StatefulSet pod
+//! that lost its volume). Its choices come from a generator of their own, so seeds without an
+//! operator run exactly as they did before there was one.
 
 use super::node::Input;
 use super::{SimEvent, Simulation};
@@ -30,6 +31,11 @@ impl Simulation {
         let Some(leader) = self.current_leader() else { return };
         let config = self.node(leader).replica.as_ref().expect("a leader is up").raft().membership().clone();
         let members: Vec<NodeId> = config.members().collect();
+        if let Some(change) = self.repair_a_lost_disk(&config) {
+            self.note(format!("operator asks n{leader}: {change:?} (a server that lost its disk)"));
+            self.node(leader).inbox.push_back(Input::Operator(Request::ChangeMembership { change }));
+            return self.run_node(leader);
+        }
         let spare = (self.provisioned < self.nodes.len()).then_some(self.provisioned as NodeId + 1);
         let grow = !remove && members.len() < MOST_MEMBERS && self.membership_rng.chance(500_000);
         let change = match spare {
@@ -49,6 +55,25 @@ impl Simulation {
         self.note(format!("operator asks n{leader}: {change:?}"));
         self.node(leader).inbox.push_back(Input::Operator(Request::ChangeMembership { change }));
         self.run_node(leader);
+    }
+
+    /// The next step for a server reported to have lost its disk: remove it while it is a
+    /// member; once it is not, add it back (its process is still running, unadmitted).
+    fn repair_a_lost_disk(&mut self, config: &crate::raft::Configuration) -> Option<MembershipChange> {
+        let lost = self.lost_disks.iter().copied().next()?;
+        if config.is_member(lost) {
+            return (config.voters.len() > 1 || !config.voters.contains(&lost))
+                .then_some(MembershipChange::Remove { id: lost });
+        }
+        self.lost_disks.remove(&lost);
+        Some(MembershipChange::AddLearner { id: lost, address: format!("10.0.0.{lost}:7000") })
+    }
+
+    /// A leader said a voter came back on an empty disk.
+    pub(super) fn note_lost_disk(&mut self, event: &crate::event::Event) {
+        if let (true, crate::event::Event::DiskLost { node }) = (self.operator, event) {
+            self.lost_disks.insert(*node);
+        }
     }
 
     pub(super) fn operator_heard(&mut self, from: NodeId, reply: Reply) {

@@ -78,6 +78,9 @@ pub struct SimReport {
     pub snapshots_installed: u64,
     /// Membership changes the operator asked for that committed (0 in seeds without one).
     pub membership_changes: u64,
+    /// Servers restarted on an empty disk, and crashes that left a batch half written.
+    pub disks_wiped: u64,
+    pub torn_writes: u64,
     #[serde(skip)]
     pub trace: Vec<String>,
     #[serde(skip)]
@@ -107,6 +110,9 @@ struct Params {
     client_timeout: Millis,
     /// Bytes per message: small values cut snapshots into many chunks.
     max_bytes: usize,
+    /// How many disks this run may wipe (a server restarted on an empty directory). Without an
+    /// operator to replace them, at most a minority: a wiped voter never counts again.
+    wipes: u32,
 }
 
 impl Params {
@@ -127,6 +133,11 @@ impl Params {
             fault_interval: rng.range(80, 500),
             client_timeout: rng.range(200, 500),
             max_bytes: *rng.pick(&[1 << 20, 1 << 20, 1 << 20, 64, 300]),
+            wipes: if cfg.faults && rng.chance(400_000) {
+                rng.range(1, (nodes as u64 - 1) / 2) as u32
+            } else {
+                0
+            },
         }
     }
 }
@@ -203,6 +214,8 @@ struct Simulation {
     /// Whether this seed has an operator changing membership, and its own choices.
     operator: bool,
     membership_rng: Rng,
+    /// Servers a leader reported as restarted on an empty disk, for the operator to repair.
+    lost_disks: std::collections::BTreeSet<NodeId>,
     network: Network,
     checker: SafetyChecker,
     history: Vec<Operation>,
@@ -241,6 +254,8 @@ impl Simulation {
             partitions: 0,
             snapshots_installed: 0,
             membership_changes: 0,
+            disks_wiped: 0,
+            torn_writes: 0,
             trace: Vec::new(),
             history: Vec::new(),
         };
@@ -261,6 +276,7 @@ impl Simulation {
             provisioned: node_count,
             operator,
             membership_rng,
+            lost_disks: std::collections::BTreeSet::new(),
             network: Network::new(faults),
             checker: SafetyChecker::new(1..=node_count as NodeId),
             history: Vec::new(),
@@ -297,7 +313,9 @@ impl Simulation {
             );
             self.trace.push(line);
         }
-        for id in 1..=self.params.nodes as NodeId {
+        let first: Vec<NodeId> = (1..=self.params.nodes as NodeId).collect();
+        for id in first.clone() {
+            self.node(id).disk.bootstrap(first.clone());
             self.start_node(id);
         }
         for client in 0..self.clients.len() {
@@ -432,10 +450,17 @@ impl Simulation {
 
     fn raft_config(&self, id: NodeId) -> Config {
         let p = &self.params;
-        // Servers the operator adds start with no configuration and wait to be added.
-        let first = id as usize <= p.nodes;
-        let mut cfg =
-            if first { Config::new(id, (1..=p.nodes as NodeId).collect()) } else { Config::joining(id) };
+        // A disk holding the first configuration starts from it; any other server (added by
+        // the operator, or restarted on a wiped disk) starts with none and waits to be added.
+        let first_voters = self.nodes[id as usize - 1].disk.first_voters();
+        let mut cfg = if !first_voters.is_empty() {
+            Config::new(id, first_voters.to_vec())
+        } else if id as usize <= p.nodes && self.cfg.bugs.has(crate::raft::Bug::VoteOnEmptyDisk) {
+            // The defect: an empty disk taken for a new cluster.
+            Config::new(id, (1..=p.nodes as NodeId).collect())
+        } else {
+            Config::joining(id)
+        };
         cfg.election_timeout = p.election_timeout;
         cfg.heartbeat_interval = p.heartbeat;
         cfg.max_entries_per_message = p.max_entries;
@@ -457,8 +482,10 @@ impl Simulation {
         let persisted = self.node(id).disk.persisted();
         let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let restarted = self.node(id).incarnation > 0;
-        self.node(id).replica = Some(Replica::new(cfg, persisted, seed, now, snapshot_every));
-        self.checker.on_restart(id, snapshot_index);
+        let replica = Replica::new(cfg, persisted, seed, now, snapshot_every);
+        let (admitted, config) = (replica.raft().admitted(), replica.raft().membership().clone());
+        self.node(id).replica = Some(replica);
+        self.checker.on_restart(id, snapshot_index, admitted, config, self.step);
         if restarted {
             self.note(format!("n{id} restarted from its disk"));
         }
@@ -519,8 +546,14 @@ impl Simulation {
         // Nothing to write means no disk latency; it still completes as its own step, which
         // keeps the event loop iterative.
         let latency = if work.persist.is_empty() { 0 } else { self.rng.range(0, self.params.disk_max) };
+        let records = usize::from(work.persist.hard_state.is_some()) + work.persist.entries.len();
         self.node(id).io = Some(work);
         self.schedule(self.now + latency, SimEvent::DiskDone { node: id, incarnation });
+        // Buggify: a crash in the middle of a write of several records tears it.
+        if self.cfg.faults && records >= 2 && self.rng.chance(10_000) {
+            let restart_after = self.rng.range(1, 100);
+            self.crash_node(id, restart_after);
+        }
     }
 
     /// Sends Raft messages through the network — as the node sends them, through the JSON wire
@@ -580,6 +613,7 @@ impl Simulation {
             }
             self.maybe_crash_at_critical_point(id, &event);
             self.maybe_operate_at_critical_point(&event);
+            self.note_lost_disk(&event);
             if self.cfg.trace {
                 let text = format!("n{id} {}", event.describe());
                 self.note(text);

@@ -4,18 +4,44 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::raft::{Entry, HardState, Message, Millis, Persisted, Snapshot};
+use crate::raft::{Entry, HardState, Message, Millis, NodeId, Persisted, Snapshot};
 use crate::replica::{Persist, Replica, Request, RequestId, Work};
 
 /// What a simulated disk holds: exactly what was made durable.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Disk {
+    /// The cluster's first configuration, written when the cluster was created (the node keeps
+    /// it in its identity file). Empty on a server added later, and on a wiped disk.
+    first_voters: Vec<NodeId>,
     hard_state: HardState,
     snapshot: Option<Snapshot>,
     entries: Vec<Entry>,
 }
 
 impl Disk {
+    /// Creates the cluster on this disk: the first configuration, before anything else.
+    pub fn bootstrap(&mut self, voters: Vec<NodeId>) {
+        assert!(self.is_empty(), "only an empty disk is bootstrapped");
+        self.first_voters = voters;
+    }
+
+    pub fn first_voters(&self) -> &[NodeId] {
+        &self.first_voters
+    }
+
+    /// Whether the disk holds nothing at all (new, or wiped).
+    pub fn is_empty(&self) -> bool {
+        self.first_voters.is_empty()
+            && self.hard_state == HardState::default()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+    }
+
+    /// The disk is lost and replaced by an empty one (a wiped directory, a lost volume).
+    pub fn wipe(&mut self) {
+        *self = Disk::default();
+    }
+
     fn base(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.meta.index)
     }

@@ -39,7 +39,8 @@ impl Kind {
             Event::RoleChanged { .. }
             | Event::TransferStarted { .. }
             | Event::TransferAborted { .. }
-            | Event::MembershipChanged { .. } => Kind::Roles,
+            | Event::MembershipChanged { .. }
+            | Event::Admitted => Kind::Roles,
             Event::VoteGranted { .. } | Event::VoteRefused { .. } | Event::VoteCounted { .. } => Kind::Votes,
             Event::EntriesAppended { .. }
             | Event::LogTruncated { .. }
@@ -62,6 +63,7 @@ impl Kind {
             | Event::ClockStopped
             | Event::ClockStarted
             | Event::ClockAdvanced { .. }
+            | Event::DiskLost { .. }
             | Event::Alarm { .. } => Kind::Faults,
         }
     }
