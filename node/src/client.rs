@@ -137,7 +137,8 @@ enum Op {
     /// and it joins as a learner, becoming a voter once it has caught up
     AddServer {
         id: Option<NodeId>,
-        /// A server you started yourself with `consenso server --join` (no supervisor)
+        /// Where a server you started yourself listens (no supervisor): it waits, in no
+        /// cluster, until it is added
         #[arg(long)]
         address: Option<String>,
     },

@@ -26,7 +26,7 @@ use shared::protocol;
 use shared::raft::Snapshot;
 use shared::rng::Rng;
 
-use crate::server::storage::{self, HEADER, KIND_ENTRY, KIND_HARD_STATE};
+use crate::server::storage::{self, KIND_ENTRY, KIND_HARD_STATE, MAGIC};
 
 mod seeds;
 
@@ -52,7 +52,8 @@ type Decoder = Box<dyn Fn(&[u8]) -> bool + Send>;
 enum Shape {
     /// A JSON text frame.
     Json,
-    /// A write-ahead log: records `[len][crc][kind][JSON payload]`.
+    /// A write-ahead log: a header, then batches `[len][crc][header crc]` of records
+    /// `[kind][len][JSON]`.
     Wal,
     /// A snapshot file: a header line with length and checksum, then a JSON body.
     SnapshotFile,
@@ -456,53 +457,99 @@ impl<'a> Mutator<'a> {
     }
 
     /// Edits a log: mostly inside records, which then get correct checksums (reaching the JSON
-    /// decoders); sometimes the framing itself (lengths, torn tails, garbled checksums).
+    /// decoders); sometimes the framing itself (lengths, torn batches, garbled checksums).
     fn wal_edit(&mut self, image: &mut Vec<u8>) {
-        let Some(mut records) = split_records(image) else { return self.byte_edit(image) };
+        let Some(mut batches) = split_wal(image) else { return self.byte_edit(image) };
+        let records: Vec<(usize, usize)> =
+            batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.len()).map(move |r| (b, r))).collect();
         match self.rng.below(10) {
             0..=5 if !records.is_empty() => {
-                let i = self.rng.below(records.len() as u64) as usize;
+                let (b, r) = records[self.rng.below(records.len() as u64) as usize];
+                let record = &mut batches[b][r];
                 match self.rng.below(6) {
-                    0..=3 => self.json_edit(&mut records[i].1),
-                    4 => self.byte_edit(&mut records[i].1),
-                    _ => records[i].0 = *self.rng.pick(&[0, KIND_HARD_STATE, KIND_ENTRY, 3, 0xff]),
+                    0..=3 => self.json_edit(&mut record.1),
+                    4 => self.byte_edit(&mut record.1),
+                    _ => record.0 = *self.rng.pick(&[0, KIND_HARD_STATE, KIND_ENTRY, 3, 0xff]),
                 }
-                *image = join_records(&records);
+                *image = join_wal(&batches);
             }
             0..=6 => {
-                let other = split_records(self.rng.pick(self.seeds).as_slice()).unwrap_or_default();
-                if let Some(record) = self.pick(&other) {
-                    let at = self.index(records.len());
-                    records.insert(at, record);
+                // Records moved between logs and batches, batches added and removed.
+                let other = split_wal(self.rng.pick(self.seeds).as_slice()).unwrap_or_default();
+                if let Some(batch) = self.pick(&other) {
+                    let at = self.index(batches.len());
+                    batches.insert(at, batch);
                 }
-                if !records.is_empty() && self.rng.below(2) == 0 {
-                    records.remove(self.rng.below(records.len() as u64) as usize);
+                if !batches.is_empty() && self.rng.below(2) == 0 {
+                    let b = self.rng.below(batches.len() as u64) as usize;
+                    if batches[b].len() > 1 && self.rng.below(2) == 0 {
+                        let cut = self.index(batches[b].len());
+                        let tail = batches[b].split_off(cut);
+                        batches.insert(b + 1, tail);
+                    } else {
+                        batches.remove(b);
+                    }
                 }
-                *image = join_records(&records);
+                *image = join_wal(&batches);
             }
-            7 if !records.is_empty() => {
-                // A length field that lies: past the end, past the record limit, or 4 GiB.
-                let i = self.rng.below(records.len() as u64) as usize;
-                let start = record_start(&records, i);
-                let real = records[i].1.len() as u32;
-                let len = *self.rng.pick(&[
-                    0,
-                    1,
-                    real.wrapping_add(1),
-                    64 << 20,
-                    (64 << 20) + 1,
-                    1 << 31,
-                    u32::MAX,
-                ]);
-                image[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            7 if !batches.is_empty() => {
+                // A length field that lies — a batch's (with or without a matching header
+                // checksum) or a record's inside a batch whose checksums hold.
+                let b = self.rng.below(batches.len() as u64) as usize;
+                let lie = |real: u32, rng: &mut Rng| {
+                    *rng.pick(&[
+                        0,
+                        1,
+                        real.wrapping_add(1),
+                        real.wrapping_sub(1),
+                        64 << 20,
+                        1 << 31,
+                        u32::MAX,
+                    ])
+                };
+                if self.rng.below(2) == 0 {
+                    let start = batch_start(&batches, b);
+                    let real = u32::from_le_bytes(image[start..start + 4].try_into().expect("4 bytes"));
+                    let len = lie(real, &mut self.rng);
+                    image[start..start + 4].copy_from_slice(&len.to_le_bytes());
+                    if self.rng.below(2) == 0 {
+                        let crc = crc32c::crc32c_append(
+                            crc32c::crc32c(&image[start..start + 4]),
+                            &image[start + 4..start + 8],
+                        );
+                        image[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+                    }
+                } else if !batches[b].is_empty() {
+                    let mut payload = record_payload(&batches[b]);
+                    let r = self.rng.below(batches[b].len() as u64) as usize;
+                    let at: usize = batches[b][..r].iter().map(|(_, body)| 5 + body.len()).sum::<usize>() + 1;
+                    let real = batches[b][r].1.len() as u32;
+                    payload[at..at + 4].copy_from_slice(&lie(real, &mut self.rng).to_le_bytes());
+                    let mut rebuilt = MAGIC.to_vec();
+                    for (i, batch) in batches.iter().enumerate() {
+                        if i == b {
+                            storage::frame_payload(&mut rebuilt, &payload);
+                        } else {
+                            storage::frame_payload(&mut rebuilt, &record_payload(batch));
+                        }
+                    }
+                    *image = rebuilt;
+                }
             }
             8 => {
-                // A torn tail: a cut inside the last write, or a tail of zeros never written.
-                if self.rng.below(2) == 0 && !image.is_empty() {
-                    let keep = self.index(image.len() - 1);
-                    image.truncate(keep);
-                } else {
-                    image.extend(std::iter::repeat_n(0, self.rng.range(1, 64) as usize));
+                // A torn batch: a cut inside the last write, a tail of zeros never written, or
+                // a sector of zeros inside the last batch.
+                match self.rng.below(3) {
+                    0 if !image.is_empty() => {
+                        let keep = self.index(image.len() - 1);
+                        image.truncate(keep);
+                    }
+                    1 if image.len() > MAGIC.len() + 16 => {
+                        let from = self.rng.range(MAGIC.len() as u64, image.len() as u64 - 1) as usize;
+                        let to = (from + 512).min(image.len());
+                        image[from..to].fill(0);
+                    }
+                    _ => image.extend(std::iter::repeat_n(0, self.rng.range(1, 600) as usize)),
                 }
             }
             _ => self.byte_edit(image),
@@ -552,7 +599,7 @@ fn json_of(input: &[u8], shape: Shape) -> Vec<Vec<u8>> {
     match shape {
         Shape::Json => vec![input.to_vec()],
         Shape::Wal => {
-            split_records(input).unwrap_or_default().into_iter().map(|(_, payload)| payload).collect()
+            split_wal(input).unwrap_or_default().into_iter().flatten().map(|(_, body)| body).collect()
         }
         Shape::SnapshotFile => {
             input.iter().position(|b| *b == b'\n').map(|n| input[n + 1..].to_vec()).into_iter().collect()
@@ -560,30 +607,47 @@ fn json_of(input: &[u8], shape: Shape) -> Vec<Vec<u8>> {
     }
 }
 
-/// The records of a log as `(kind, payload)`, checksums ignored; `None` if the lengths do not
-/// add up to the image (a framing edit came first).
-fn split_records(image: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
-    let mut records = Vec::new();
-    let mut at = 0;
-    while at < image.len() {
-        let header = image.get(at..at + HEADER)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        records.push((header[8], image.get(at + HEADER..at + HEADER + len)?.to_vec()));
-        at += HEADER + len;
+/// A log batch as the fuzzer edits it: its records as `(kind, body)`.
+type Batch = Vec<(u8, Vec<u8>)>;
+
+/// The batches of a log, each a list of `(kind, body)` records, checksums ignored; `None` if
+/// the header is missing or the lengths do not add up to the image (a framing edit came first).
+fn split_wal(image: &[u8]) -> Option<Vec<Batch>> {
+    let mut batches = Vec::new();
+    let mut at = MAGIC.len();
+    if !image.starts_with(MAGIC) {
+        return None;
     }
-    Some(records)
+    while at < image.len() {
+        let len = u32::from_le_bytes(image.get(at..at + 4)?.try_into().ok()?) as usize;
+        let payload = image.get(at + 12..(at + 12).checked_add(len)?)?;
+        let records = storage::split_payload(payload)?;
+        batches.push(records.into_iter().map(|(kind, body)| (kind, body.to_vec())).collect());
+        at += 12 + len;
+    }
+    Some(batches)
 }
 
-fn join_records(records: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut image = Vec::new();
-    for (kind, payload) in records {
-        storage::frame_record(&mut image, *kind, payload);
+fn record_payload(batch: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (kind, body) in batch {
+        payload.push(*kind);
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        payload.extend_from_slice(body);
+    }
+    payload
+}
+
+fn join_wal(batches: &[Batch]) -> Vec<u8> {
+    let mut image = MAGIC.to_vec();
+    for batch in batches {
+        storage::frame_payload(&mut image, &record_payload(batch));
     }
     image
 }
 
-fn record_start(records: &[(u8, Vec<u8>)], i: usize) -> usize {
-    records[..i].iter().map(|(_, payload)| HEADER + payload.len()).sum()
+fn batch_start(batches: &[Batch], i: usize) -> usize {
+    MAGIC.len() + batches[..i].iter().map(|b| 12 + record_payload(b).len()).sum::<usize>()
 }
 
 /// Where things are in a JSON text, found by a tolerant scan (the text may be garbled).

@@ -8,6 +8,7 @@
 //!   reads to followers, retries with the same session, fans out observation events.
 //! - `cluster`: the supervisor that starts servers and proxies as child processes and crashes,
 //!   pauses and restarts them for real.
+//! - `init`: creates a cluster out of servers that hold nothing yet (its first configuration).
 //! - `hosts`: `cluster --hosts netns`, every server on a network namespace of its own.
 //! - `client`, `bench`: headless use, one operation or a load.
 //! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
@@ -29,6 +30,7 @@ mod diagram;
 #[cfg(test)]
 mod fuzz;
 mod hosts;
+mod init;
 mod listener;
 mod metrics;
 mod output;
@@ -63,6 +65,8 @@ enum Command {
     Proxy(proxy::Args),
     /// Start a local cluster of servers and proxies as child processes and supervise them
     Cluster(cluster::Args),
+    /// Create a cluster from servers that hold nothing yet (once; harmless to run again)
+    Init(init::Args),
     /// Talk to a cluster through a proxy: reads, writes, status and admin commands
     Client(client::Args),
     /// Measure throughput and latency through a proxy, optionally killing leaders
@@ -96,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::main(args),
         Command::Proxy(args) => proxy::main(args),
         Command::Cluster(args) => cluster::main(args),
+        Command::Init(args) => init::main(args),
         Command::Client(args) => return client::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Sim(args) => return sim::main(args),

@@ -477,19 +477,26 @@ fn a_server_whose_last_complete_record_fails_its_checksum_refuses_to_start_and_s
     std::fs::create_dir_all(&data).unwrap();
     // A vote in term 1, then an entry whose checksum is wrong though its bytes are all there:
     // not an unfinished write but damage, and cutting it could forget an acknowledged write.
-    let mut wal = Vec::new();
-    let record = |wal: &mut Vec<u8>, kind: u8, payload: &str, corrupt: bool| {
-        let mut crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload.as_bytes());
+    // (Format 2: a header, then batches `[len][payload crc][header crc]` of `[kind][len][JSON]`.)
+    let mut wal = b"consenso-wal 2\n".to_vec();
+    let batch = |wal: &mut Vec<u8>, kind: u8, body: &str, corrupt: bool| {
+        let mut payload = vec![kind];
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        payload.extend_from_slice(body.as_bytes());
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut crc = crc32c::crc32c(&payload);
         if corrupt {
             crc ^= 1;
         }
-        wal.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        wal.extend_from_slice(&crc.to_le_bytes());
-        wal.push(kind);
-        wal.extend_from_slice(payload.as_bytes());
+        let crc = crc.to_le_bytes();
+        let header_crc = crc32c::crc32c_append(crc32c::crc32c(&len), &crc);
+        wal.extend_from_slice(&len);
+        wal.extend_from_slice(&crc);
+        wal.extend_from_slice(&header_crc.to_le_bytes());
+        wal.extend_from_slice(&payload);
     };
-    record(&mut wal, 1, r#"{"term":1,"voted_for":1}"#, false);
-    record(&mut wal, 2, r#"{"index":1,"term":1,"payload":{"kind":"noop"}}"#, true);
+    batch(&mut wal, 1, r#"{"term":1,"voted_for":1,"admitted":true}"#, false);
+    batch(&mut wal, 2, r#"{"index":1,"term":1,"payload":{"kind":"noop"}}"#, true);
     std::fs::write(data.join("wal.log"), &wal).unwrap();
     let port = support::free_ports();
     let out = std::process::Command::new(BIN)

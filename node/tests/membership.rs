@@ -142,3 +142,49 @@ fn a_server_whose_disk_is_lost_is_replaced_by_a_new_member_never_by_its_old_id()
     });
     all_readable(&cluster, "d-", 10);
 }
+
+/// A majority partition written to, one of its servers crashed and its data directory emptied,
+/// then the other cut off: before, the emptied server came back at term 0 with no vote and no
+/// log, voted for the stale side, and the cluster lost the acknowledged write.
+#[test]
+fn a_server_restarted_on_a_wiped_disk_is_refused_and_costs_no_acknowledged_write() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    let stale = cluster.wait_for_leader(Duration::from_secs(10));
+    let holder = stale % 3 + 1;
+    let wiped = holder % 3 + 1;
+    ok(client(&cluster, &["partition", &format!("{stale}/{holder},{wiped}")]));
+    wait_for(Duration::from_secs(20), "a leader on the majority side", || {
+        cluster.status()?.leader.filter(|l| *l != stale)
+    });
+    ok(client(&cluster, &["put", "x", "acked"]));
+    ok(client(&cluster, &["crash", &wiped.to_string()]));
+    let dir = cluster.data_dir().join(format!("node-{wiped}"));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    ok(client(&cluster, &["partition", &format!("{holder}/{stale},{wiped}")]));
+    let restart = client(&cluster, &["restart", &wiped.to_string()]);
+    let said = String::from_utf8_lossy(&restart.stderr).to_string();
+    assert!(!restart.status.success(), "a server on an emptied directory was restarted");
+    assert!(
+        said.contains("empty") && said.contains("remove-server") && said.contains("add-server"),
+        "{said}"
+    );
+    ok(client(&cluster, &["heal"]));
+    for _ in 0..6 {
+        let out = ok(client(&cluster, &["get", "x", "--consistency", "linearizable"]));
+        assert!(out.contains("acked"), "the acknowledged write was lost: {out}");
+    }
+    let status = cluster.status().unwrap();
+    assert!(status.alarms.is_empty(), "{:?}", status.alarms);
+    // The way back the message names: remove it, add a new server.
+    ok(client(&cluster, &["remove-server", &wiped.to_string()]));
+    let added = ok(client(&cluster, &["add-server"]));
+    assert!(added.contains("node 4"), "{added}");
+    let mut voters: Vec<NodeId> = (1..=3).filter(|n| *n != wiped).collect();
+    voters.push(4);
+    wait_for(Duration::from_secs(30), "the replacement caught up as a voter", || settled(&cluster, &voters));
+    let out = ok(client(&cluster, &["get", "x", "--consistency", "linearizable"]));
+    assert!(out.contains("acked"), "{out}");
+}

@@ -198,6 +198,13 @@ fn a_cluster_of_network_namespaces_elects_replicates_fails_over_heals_and_grows(
         pids.insert(*id, lan.spawn(&format!("n{id}"), &args));
     }
     lan.spawn("proxy", &["proxy".into(), format!("--listen={proxy}:8080"), format!("--nodes={peers}")]);
+    // Servers started by hand form a cluster once it is created from them, as on real machines.
+    let init = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-proxy", lan.tag), BIN, "init", "--servers", &peers])
+        .env("CONSENSO_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "consenso init: {}", String::from_utf8_lossy(&init.stderr));
 
     // Election, then replication across the regions.
     let leader = wait(Duration::from_secs(30), "a leader", || lan.leader());
@@ -250,7 +257,6 @@ fn a_cluster_of_network_namespaces_elects_replicates_fails_over_heals_and_grows(
     let joining = vec![
         "server".to_string(),
         "--id=4".to_string(),
-        "--join".to_string(),
         format!("--peers={peers},4={fourth}:7001"),
         format!("--listen={fourth}:7001"),
         format!("--data-dir={}", data.join("n4").display()),

@@ -166,11 +166,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let places: BTreeMap<NodeId, ServerPlace> = servers
         .iter()
         .map(|(id, address)| {
-            let place = ServerPlace {
-                address: address.clone(),
-                data_dir: data_dir.join(format!("node-{id}")),
-                joins: false,
-            };
+            let place =
+                ServerPlace { address: address.clone(), data_dir: data_dir.join(format!("node-{id}")) };
             (*id, place)
         })
         .collect();
@@ -214,6 +211,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         for (id, _) in &servers {
             supervisor.start(*id, None)?;
         }
+        let created = supervisor.initialize().await.context("cannot create the cluster")?;
         let mut proxy_children = Vec::new();
         for address in &proxies {
             let mut command = Command::new(&exe);
@@ -247,6 +245,16 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             proxy_children.push(child);
         }
         print_banner(&proxies, &servers, &supervisor, &token, &data_dir, &logs);
+        if let crate::init::Outcome::Exists { cluster, outside } = &created {
+            outln!("  Cluster {cluster} continues from {}.", data_dir.display());
+            for id in outside {
+                outln!(
+                    "  WARNING: node {id}'s data directory is empty: it lost its disk and will not count as a voter. \
+                     Replace it: `consenso client remove-server {id}`, then `consenso client add-server`."
+                );
+            }
+            outln!();
+        }
         if !args.bugs.is_empty() {
             let names: Vec<String> = args.bugs.iter().map(|b| format!("{b} ({})", b.explanation())).collect();
             outln!("  DELIBERATE DEFECTS: {}", names.join("; "));

@@ -23,6 +23,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::log_file;
+
+/// How long creating the cluster may wait for its servers to listen.
+const INIT_WAIT: Duration = Duration::from_secs(30);
 use crate::listener::{Gate, origin_allowed};
 use crate::ws::{accept_frame, answer};
 
@@ -30,8 +33,6 @@ use crate::ws::{accept_frame, answer};
 pub(super) struct ServerPlace {
     pub(super) address: String,
     pub(super) data_dir: PathBuf,
-    /// Started with --join: it waits to be added instead of bootstrapping.
-    pub(super) joins: bool,
 }
 
 pub(super) struct Process {
@@ -89,7 +90,8 @@ impl Supervisor {
     }
 
     /// Server `id`'s command line: every known server as a peer (a joining one reaches the
-    /// others through them), its place, and the cluster's options.
+    /// others through them), its place, and the cluster's options. Nothing in it makes a
+    /// server a voter: the first configuration is on the disks of the servers `init` created.
     pub(super) fn server_args(&self, id: NodeId) -> anyhow::Result<Vec<String>> {
         let servers = self.servers.lock().expect("servers lock");
         let place = servers.get(&id).with_context(|| format!("there is no node {id}"))?;
@@ -101,15 +103,34 @@ impl Supervisor {
             format!("--listen={}", place.address),
             format!("--data-dir={}", place.data_dir.display()),
         ];
-        if place.joins {
-            args.push("--join".to_string());
-        } else {
-            // The first configuration, whatever servers were added since.
-            let first: Vec<String> = self.first.keys().map(|id| id.to_string()).collect();
-            args.push(format!("--voters={}", first.join(",")));
-        }
         args.extend(self.common_args.iter().cloned());
         Ok(args)
+    }
+
+    /// Creates the cluster of the first configuration on servers that hold nothing (at start,
+    /// and after a reset); on servers that already form one, changes nothing.
+    pub(super) async fn initialize(&self) -> anyhow::Result<crate::init::Outcome> {
+        let first: Vec<(NodeId, String)> =
+            self.first.iter().map(|(id, place)| (*id, place.address.clone())).collect();
+        crate::init::initialize(&first, &self.token, INIT_WAIT).await
+    }
+
+    /// Why server `id` must not be restarted on its directory, if it must not: the directory
+    /// lost the identity every server writes before anything else, so the server lost its log
+    /// and its votes too. Started again it would only wait, never counted; the message says
+    /// how to bring it back.
+    fn lost_disk(&self, id: NodeId) -> Option<String> {
+        let place = self.place(id)?;
+        let identity = place.data_dir.join("identity");
+        if identity.exists() || self.common_args.iter().any(|a| a == "--bug=vote-on-empty-disk") {
+            return None;
+        }
+        Some(format!(
+            "node {id}'s data directory {} is empty: it lost its log and its votes, and the cluster must not count \
+             it as the voter it was. Remove it and add a new server: `consenso client remove-server {id}`, then \
+             `consenso client add-server`",
+            place.data_dir.display()
+        ))
     }
 
     /// Starts server `id` (again) on its data directory, with `faults` in force from its first
@@ -205,6 +226,9 @@ impl Supervisor {
                 Ok(format!("node {node} resumed (SIGCONT to pid {})", pid.unwrap_or(0)))
             }
             ProcessAction::Restart => {
+                if let Some(why) = self.lost_disk(node) {
+                    return Err(ApiError::new(ErrorKind::WrongCluster, why));
+                }
                 if state != ProcessState::Crashed {
                     signal(Signal::SIGKILL)?;
                     self.wait_for_exit(node).await;
@@ -263,7 +287,14 @@ impl Supervisor {
             self.start(*id, faults.clone())
                 .map_err(|e| unavailable(format!("cannot start node {id}: {e:#}")))?;
         }
-        Ok(format!("{} servers restarted on empty disks", ids.len()))
+        match self.initialize().await.map_err(|e| unavailable(format!("{e:#}")))? {
+            crate::init::Outcome::Created { cluster } => {
+                Ok(format!("{} servers restarted on empty disks as the new cluster {cluster}", ids.len()))
+            }
+            crate::init::Outcome::Exists { cluster, .. } => Err(unavailable(format!(
+                "the servers came back as members of cluster {cluster}: their disks were not emptied"
+            ))),
+        }
     }
 
     /// Starts a new server `id` on an empty disk, waiting to be added; returns its address.
@@ -295,7 +326,7 @@ impl Supervisor {
         self.servers
             .lock()
             .expect("servers lock")
-            .insert(id, ServerPlace { address: address.clone(), data_dir, joins: true });
+            .insert(id, ServerPlace { address: address.clone(), data_dir });
         match self.start(id, None) {
             Ok(pid) => {
                 tracing::info!("supervisor: node {id} started (pid {pid}) at {address}, waiting to join");

@@ -90,12 +90,12 @@ pub fn proxy_frames() -> Vec<ProxyFrame> {
 pub fn server_inbound() -> Vec<ServerInbound> {
     let raft =
         |body| ServerInbound::Raft { messages: vec![Message { id: 9, from: 1, to: 2, term: 2, body }] };
-    let data = serde_json::to_string(&store()).expect("stores serialize");
+    let data = serde_json::to_vec(&store()).expect("stores serialize");
     vec![
         ServerInbound::Hello {
             version: PROTOCOL_VERSION,
             token: "s3cret".into(),
-            caller: Caller::Peer { node: 2 },
+            caller: Caller::Peer { node: 2, cluster: Some("c00000000000000ab".into()) },
         },
         ServerInbound::Hello { version: PROTOCOL_VERSION, token: "s3cret".into(), caller: Caller::Proxy },
         raft(Body::AppendEntries {
@@ -142,8 +142,9 @@ pub fn server_inbound() -> Vec<ServerInbound> {
             conflict: Some(ConflictHint { term: Some(1), index: 2 }),
             last_log_index: 3,
             read_round: 4,
+            admitted: true,
         }),
-        raft(Body::SnapshotResponse { index: 3, received: 512, done: false }),
+        raft(Body::SnapshotResponse { index: 3, received: 512, done: false, admitted: false }),
         raft(Body::ReadIndexResponse { read_id: 1 << 32 | 1, index: None }),
         raft(Body::TimeoutNow),
         ServerInbound::Request {
@@ -160,13 +161,15 @@ pub fn server_inbound() -> Vec<ServerInbound> {
         ServerInbound::Time { id: 3, command: TimeCommand::Release { ids: vec![17, 18] } },
         ServerInbound::Time { id: 4, command: TimeCommand::Advance { ms: 300 } },
         ServerInbound::Crash,
+        ServerInbound::Bootstrap { id: 5, cluster: "c00000000000000ab".into(), voters: vec![1, 2, 3] },
     ]
 }
 
 pub fn server_outbound() -> Vec<ServerOutbound> {
     let reply = |id, reply| ServerOutbound::Reply { id, reply };
     vec![
-        ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: 1 },
+        ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: 1, cluster: None },
+        ServerOutbound::Done { id: 1, result: Ok("node 1 is a voter".into()) },
         reply(1, Reply::Written { result: WriteResult::Put { previous: Some("0".into()) }, index: 3 }),
         reply(2, Reply::Value { value: Some("1".into()), index: 3 }),
         reply(3, Reply::Error { error: ReplyError::NotLeader { leader: Some(2) } }),
@@ -225,32 +228,37 @@ pub fn supervisor_outbound() -> Vec<SupervisorOutbound> {
     ]
 }
 
-/// Logs as the server writes them: hard states between entries, a rewritten suffix, a log
-/// that starts after a snapshot at index 3, one hard state alone, and nothing at all.
+/// Logs as the server writes them: batches of a hard state and entries, a rewritten suffix, a
+/// log that starts after a snapshot at index 3, one hard state alone, and an empty log.
 pub fn wal_images() -> Vec<Vec<u8>> {
     let entries = entries();
-    let mut whole = Vec::new();
-    storage::encode_record(&mut whole, KIND_HARD_STATE, &HardState { term: 1, voted_for: Some(1) });
-    for entry in &entries[..3] {
-        storage::encode_record(&mut whole, KIND_ENTRY, entry);
+    fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        serde_json::to_vec(value).expect("seeds serialize")
     }
-    storage::encode_record(&mut whole, KIND_HARD_STATE, &HardState { term: 2, voted_for: None });
-    for entry in &entries[3..] {
-        storage::encode_record(&mut whole, KIND_ENTRY, entry);
-    }
-    let mut rewritten = Vec::new();
-    for entry in &entries[..4] {
-        storage::encode_record(&mut rewritten, KIND_ENTRY, entry);
-    }
-    storage::encode_record(&mut rewritten, KIND_ENTRY, &Entry { index: 2, term: 3, payload: Payload::Noop });
-    let mut after_snapshot = Vec::new();
-    storage::encode_record(&mut after_snapshot, KIND_HARD_STATE, &HardState { term: 2, voted_for: Some(2) });
-    for entry in &entries[2..] {
-        storage::encode_record(&mut after_snapshot, KIND_ENTRY, entry);
-    }
-    let mut hard_state_alone = Vec::new();
-    storage::encode_record(&mut hard_state_alone, KIND_HARD_STATE, &HardState::default());
-    vec![whole, rewritten, after_snapshot, hard_state_alone, Vec::new()]
+    let hs = |term, voted_for| HardState { term, voted_for, admitted: true };
+    let record = |kind: u8, body: Vec<u8>| (kind, body);
+    let log = |batches: Vec<Vec<(u8, Vec<u8>)>>| {
+        let mut image = storage::MAGIC.to_vec();
+        for batch in &batches {
+            let borrowed: Vec<(u8, &[u8])> = batch.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+            storage::frame_batch(&mut image, &borrowed);
+        }
+        image
+    };
+    let mut first = vec![record(KIND_HARD_STATE, json(&hs(1, Some(1))))];
+    first.extend(entries[..3].iter().map(|e| record(KIND_ENTRY, json(e))));
+    let mut second = vec![record(KIND_HARD_STATE, json(&hs(2, None)))];
+    second.extend(entries[3..].iter().map(|e| record(KIND_ENTRY, json(e))));
+    let whole = log(vec![first, second]);
+    let rewritten = log(vec![
+        entries[..4].iter().map(|e| record(KIND_ENTRY, json(e))).collect(),
+        vec![record(KIND_ENTRY, json(&Entry { index: 2, term: 3, payload: Payload::Noop }))],
+    ]);
+    let mut after = vec![record(KIND_HARD_STATE, json(&hs(2, Some(2))))];
+    after.extend(entries[2..].iter().map(|e| record(KIND_ENTRY, json(e))));
+    let after_snapshot = log(vec![after]);
+    let hard_state_alone = log(vec![vec![record(KIND_HARD_STATE, json(&HardState::default()))]]);
+    vec![whole, rewritten, after_snapshot, hard_state_alone, log(Vec::new())]
 }
 
 pub fn snapshot_files() -> Vec<Vec<u8>> {
@@ -425,6 +433,7 @@ fn server_status() -> ServerStatus {
         state: ProgressState::Replicate,
         inflight: 1,
         recent_active: true,
+        admitted: true,
     }];
     ServerStatus {
         replica,
@@ -464,6 +473,7 @@ fn cluster_status() -> ClusterStatus {
         commit: Some(3),
         applied: Some(3),
         snapshot_index: Some(0),
+        admitted: Some(true),
         status: Some(status),
     };
     let crashed = NodeView {
@@ -480,6 +490,7 @@ fn cluster_status() -> ClusterStatus {
         commit: None,
         applied: None,
         snapshot_index: None,
+        admitted: None,
         status: None,
     };
     ClusterStatus {

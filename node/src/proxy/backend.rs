@@ -327,7 +327,8 @@ fn handle(hub: &Hub, backend: &Backend, frame: ServerOutbound) {
             });
         }
         ServerOutbound::Error { error } => tracing::warn!("node {} reports: {error}", backend.id),
-        ServerOutbound::Welcome { .. } => {}
+        // A proxy never asks for a bootstrap (only `consenso init` does).
+        ServerOutbound::Welcome { .. } | ServerOutbound::Done { .. } => {}
     }
 }
 

@@ -13,7 +13,9 @@ use super::{Hub, routing};
 
 pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) -> Result<String, ApiError> {
     let mut id = node.unwrap_or_else(|| next_free_id(hub));
-    if hub.backends.contains_key(&id) || is_member(hub, id) {
+    // Whether `id` is a member is the leader's to say (from its configuration, not from a
+    // status that may be a moment old): a server removed a moment ago may be added again.
+    if address.is_none() && hub.backends.contains_key(&id) {
         return Err(ApiError::new(ErrorKind::BadRequest, format!("node {id} is already a member")));
     }
     let (address, started) = match (address, &hub.supervisor) {
@@ -37,11 +39,14 @@ pub async fn add(hub: &Arc<Hub>, node: Option<NodeId>, address: Option<String>) 
         (None, None) => {
             return Err(ApiError::new(
                 ErrorKind::NotSupported,
-                "without a supervisor, start the server yourself (`consenso server --join --id N …`) and \
-                 give its address",
+                "without a supervisor, start the server yourself (`consenso server --id N …` on an empty data \
+                 directory: it waits to be added) and give its address",
             ));
         }
     };
+    if hub.backends.get(&id).is_some_and(|b| b.address != address) {
+        hub.remove_server(id);
+    }
     hub.add_server(id, address.clone());
     let change = MembershipChange::AddLearner { id, address: address.clone() };
     match routing::change_membership(hub, change).await {

@@ -40,19 +40,13 @@ pub struct Args {
     /// a Kubernetes StatefulSet names its pods
     #[arg(long, conflicts_with = "id")]
     id_from_hostname: bool,
-    /// Every server of the cluster, this one included: 1=127.0.0.1:8091,2=...
+    /// Servers of the cluster to connect to: 1=127.0.0.1:8091,2=... (this one included, unless
+    /// --address says where it is). Servers added later are found through the configuration
     #[arg(long)]
     peers: String,
-    /// Join a running cluster: start with no configuration and wait to be added (as a
-    /// learner, by `client add-server`) instead of bootstrapping one from --peers. Servers
-    /// added later are found through the configuration in the log.
-    #[arg(long, conflicts_with = "voters")]
-    join: bool,
-    /// The voters of the cluster's first configuration, used when this server starts with an
-    /// empty disk (default: every server in --peers). Servers added later are not in it: a
-    /// server restarted with a longer --peers must not count them as voters
-    #[arg(long, value_delimiter = ',')]
-    voters: Vec<NodeId>,
+    /// Where the other servers reach this one (default: this server's address in --peers)
+    #[arg(long)]
+    address: Option<String>,
     /// Address to listen on (default: this server's address in --peers)
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -95,6 +89,9 @@ pub struct Args {
 /// What the networking tasks and the Raft thread share.
 pub struct Shared {
     pub id: NodeId,
+    /// The cluster this server's disk belongs to, once known (`storage::Identity`): peers
+    /// of another cluster are refused.
+    pub cluster: Mutex<Option<String>>,
     pub address: String,
     pub token: String,
     pub inputs: mpsc::Sender<Input>,
@@ -110,6 +107,35 @@ pub struct Shared {
     /// For the Raft thread to start connections to servers that join the configuration.
     pub runtime: tokio::runtime::Handle,
     pub metrics: crate::metrics::ServerMetrics,
+}
+
+/// Makes sure the data directory is this server's: a directory of another node is refused,
+/// and a new one is claimed (its identity written before anything else). Returns the identity.
+fn claim(
+    storage: &mut storage::Storage,
+    persisted: &shared::raft::Persisted,
+    id: NodeId,
+    dir: &std::path::Path,
+) -> anyhow::Result<storage::Identity> {
+    if let Some(identity) = storage.identity() {
+        if identity.node != id {
+            anyhow::bail!(
+                "{} belongs to node {}, not node {id}: give each server its own data directory",
+                dir.display(),
+                identity.node
+            );
+        }
+        return Ok(identity.clone());
+    }
+    let has_state = persisted.hard_state != Default::default()
+        || persisted.snapshot.is_some()
+        || !persisted.entries.is_empty();
+    if has_state {
+        anyhow::bail!("{} holds a log but no identity file: {}.", dir.display(), storage::DAMAGED);
+    }
+    let identity = storage::Identity::unclaimed(id);
+    storage.write_identity(identity.clone())?;
+    Ok(identity)
 }
 
 /// The number at the end of a host name, plus one: pods of a StatefulSet count from 0, node
@@ -134,11 +160,12 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--id must be a positive integer");
     }
     let nodes = crate::addr::node_list(&args.peers)?;
-    let address = nodes
-        .iter()
-        .find(|(id, _)| *id == args.id)
-        .map(|(_, a)| a.clone())
-        .with_context(|| format!("node {} is not in --peers {}", args.id, args.peers))?;
+    let address = match &args.address {
+        Some(address) => address.clone(),
+        None => nodes.iter().find(|(id, _)| *id == args.id).map(|(_, a)| a.clone()).with_context(|| {
+            format!("node {} is not in --peers {}: say where it listens with --address", args.id, args.peers)
+        })?,
+    };
     let listen: SocketAddr = match args.listen {
         Some(l) => l,
         None => crate::addr::host_port(&address)?
@@ -149,7 +176,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--token (or CONSENSO_TOKEN) must not be empty");
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node-{}", args.id)));
-    let (storage, persisted, recovery) = storage::Storage::open(&data_dir)?;
+    let (mut storage, persisted, recovery) = storage::Storage::open(&data_dir)?;
     tracing::info!(
         "node {} recovered {} log records from {} (term {}, vote {:?})",
         args.id,
@@ -158,21 +185,20 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         persisted.hard_state.term,
         persisted.hard_state.voted_for
     );
-
-    let mut cfg = if args.join {
-        Config::joining(args.id)
-    } else if args.voters.is_empty() {
-        Config::new(args.id, nodes.iter().map(|(id, _)| *id).collect())
-    } else {
-        if !args.voters.contains(&args.id) {
-            anyhow::bail!(
-                "node {} is not among --voters {:?}: a server added later starts with --join",
-                args.id,
-                args.voters
-            );
-        }
-        Config::new(args.id, args.voters.clone())
-    };
+    let identity = claim(&mut storage, &persisted, args.id, &data_dir)?;
+    let mut voters = identity.first_voters.clone();
+    if voters.is_empty()
+        && args.bugs.contains(&Bug::VoteOnEmptyDisk)
+        && persisted.hard_state == Default::default()
+    {
+        // The deliberate defect: an empty disk taken for a new cluster of every known server.
+        voters = nodes.iter().map(|(id, _)| *id).collect();
+        tracing::warn!(
+            "node {}: vote-on-empty-disk: starting as a voter of {voters:?} on an empty disk",
+            args.id
+        );
+    }
+    let mut cfg = if voters.is_empty() { Config::joining(args.id) } else { Config::new(args.id, voters) };
     cfg.election_timeout = args.election_timeout;
     cfg.heartbeat_interval = args.heartbeat;
     cfg.max_entries_per_message = args.max_batch;
@@ -181,6 +207,15 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     if !cfg.bugs.is_empty() {
         let names: Vec<&str> = cfg.bugs.iter().map(|b| b.name()).collect();
         tracing::warn!("node {} runs with deliberate defects: {}", args.id, names.join(", "));
+    }
+    if identity.first_voters.is_empty() && !persisted.hard_state.admitted {
+        tracing::info!(
+            "node {} is not part of a cluster yet: `consenso init` creates one with it, or `consenso client \
+             add-server {} --address {address}` adds it to a running one. (A server that was a member and \
+             lost its disk stays out until it is removed and added again.)",
+            args.id,
+            args.id
+        );
     }
     let initial_faults = match &args.faults {
         Some(json) => faults::sanitize(
@@ -202,6 +237,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     }
     let shared = Arc::new(Shared {
         id: args.id,
+        cluster: Mutex::new(identity.cluster.clone()),
         address: address.clone(),
         token: args.token.clone(),
         inputs,

@@ -59,6 +59,9 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, gate: Arc<Gate>)
         ServerInbound::Hello { version, token, caller } => {
             ws::check_version(version, "server")?;
             ws::check_token(&token, &shared.token)?;
+            if let Caller::Peer { node, cluster: Some(theirs) } = &caller {
+                same_cluster(&shared, *node, theirs)?;
+            }
             Ok(caller)
         }
         _ => Err(ApiError::new(ErrorKind::BadRequest, "the first frame must be a hello")),
@@ -68,12 +71,36 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, gate: Arc<Gate>)
         return;
     };
     gate.open();
-    if !answer(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id }).await {
+    let cluster = shared.cluster.lock().expect("cluster lock").clone();
+    if !answer(&mut socket, &ServerOutbound::Welcome { version: PROTOCOL_VERSION, node: shared.id, cluster })
+        .await
+    {
         return;
     }
     match caller {
-        Caller::Peer { node } => peer(socket, shared, node).await,
+        Caller::Peer { node, .. } => peer(socket, shared, node).await,
         Caller::Proxy => proxy(socket, shared).await,
+    }
+}
+
+/// A peer of another cluster is refused; a server that knows no cluster yet takes the peer's
+/// (it is being added, or initialized, by that cluster) and keeps it on disk.
+pub(super) fn same_cluster(shared: &Shared, peer: NodeId, theirs: &str) -> Result<(), ApiError> {
+    let mut mine = shared.cluster.lock().expect("cluster lock");
+    match mine.as_deref() {
+        Some(ours) if ours != theirs => {
+            tracing::warn!("refusing node {peer} of cluster {theirs}: this server belongs to cluster {ours}");
+            Err(ApiError::new(
+                ErrorKind::WrongCluster,
+                format!("node {} belongs to cluster {ours}, not {theirs}", shared.id),
+            ))
+        }
+        Some(_) => Ok(()),
+        None => {
+            *mine = Some(theirs.to_string());
+            let _ = shared.inputs.send(Input::AdoptCluster(theirs.to_string()));
+            Ok(())
+        }
     }
 }
 
@@ -187,6 +214,9 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
             }
             Ok(ServerInbound::Snapshot) => {
                 let _ = shared.inputs.send(Input::Snapshot);
+            }
+            Ok(ServerInbound::Bootstrap { id, cluster, voters }) => {
+                let _ = shared.inputs.send(Input::Bootstrap { connection, id, cluster, voters });
             }
             Ok(ServerInbound::Crash) => {
                 tracing::warn!("crash requested: exiting with SIGKILL");

@@ -111,7 +111,7 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
     let wake = shared.peer_wakeups.get(&peer).cloned().unwrap_or_default();
     let mut was_connected = true;
     loop {
-        match connect(&shared, &url).await {
+        match connect(&shared, peer, &url).await {
             Ok(mut stream) => {
                 tracing::info!("connected to peer {peer} at {address}");
                 was_connected = true;
@@ -138,18 +138,23 @@ pub async fn run(shared: Arc<Shared>, peer: NodeId, address: String, mut queue: 
     }
 }
 
-async fn connect(shared: &Shared, url: &str) -> Result<ws::Stream, ws::ConnectError> {
+async fn connect(shared: &Shared, peer: NodeId, url: &str) -> Result<ws::Stream, ws::ConnectError> {
+    let cluster = shared.cluster.lock().expect("cluster lock").clone();
     let hello = ServerInbound::Hello {
         version: PROTOCOL_VERSION,
         token: shared.token.clone(),
-        caller: Caller::Peer { node: shared.id },
+        caller: Caller::Peer { node: shared.id, cluster },
     };
     let welcome = |frame: ServerOutbound| match frame {
-        ServerOutbound::Welcome { .. } => Ok(()),
+        ServerOutbound::Welcome { cluster, .. } => Ok(cluster),
         ServerOutbound::Error { error } => Err(Some(error)),
         _ => Err(None),
     };
-    Ok(ws::open(url, &hello, welcome).await?.0)
+    let (stream, theirs) = ws::open(url, &hello, welcome).await?;
+    if let Some(theirs) = theirs {
+        super::net::same_cluster(shared, peer, &theirs).map_err(ws::ConnectError::Refused)?;
+    }
+    Ok(stream)
 }
 
 async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -> anyhow::Result<()> {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
 use shared::protocol::{
-    ClockStatus, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode, kv_sample,
+    ApiError, ClockStatus, ErrorKind, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode,
+    kv_sample,
 };
 use shared::raft::{Config, Message, MessageId, Millis, NodeId, Persisted, Role, Snapshot, summarize};
 use shared::replica::{Replica, Request, RequestId};
@@ -23,7 +24,7 @@ use super::Shared;
 use super::clock::Clock;
 use super::faults::policy;
 use super::outbox::{Link, Outbox};
-use super::storage::Storage;
+use super::storage::{Identity, Storage};
 
 /// How often subscribers get a status report.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
@@ -50,6 +51,15 @@ pub enum Input {
     },
     /// Take a snapshot now.
     Snapshot,
+    /// `consenso init`: become a voter of a new cluster (only on an empty disk).
+    Bootstrap {
+        connection: u64,
+        id: u64,
+        cluster: String,
+        voters: Vec<NodeId>,
+    },
+    /// A peer of this cluster introduced itself: a server that knew no cluster yet keeps it.
+    AdoptCluster(String),
     Shutdown,
 }
 
@@ -84,9 +94,13 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
     let recovered = Event::recovered(&persisted);
     let election_timeout = cfg.election_timeout;
     let outbox = Outbox::new(seed.rotate_left(17), policy(&faults, election_timeout), links);
-    let mut replica = Replica::new(cfg, persisted, seed, clock.now(), snapshot_every);
+    let mut replica = Replica::new(cfg.clone(), persisted, seed, clock.now(), snapshot_every);
     replica.set_store_limit(max_store_bytes);
     let mut server = Server {
+        cfg,
+        seed,
+        snapshot_every,
+        max_store_bytes,
         shared,
         pending: BTreeMap::new(),
         next_request: 1,
@@ -149,6 +163,11 @@ struct PendingReport {
 }
 
 struct Server {
+    /// The core's settings, to start it again when `init` makes this server a voter.
+    cfg: Config,
+    seed: u64,
+    snapshot_every: u64,
+    max_store_bytes: u64,
     shared: Arc<Shared>,
     /// Client requests in the replica, by the replica's request id: (connection, frame id).
     pending: BTreeMap<RequestId, (u64, u64)>,
@@ -257,9 +276,73 @@ impl Server {
                 }
                 self.next_status = Instant::now();
             }
+            Input::Bootstrap { connection, id, cluster, voters } => {
+                let result = self.bootstrap(replica, storage, cluster, voters);
+                match &result {
+                    Ok(done) => tracing::info!("{done}"),
+                    Err(e) => tracing::warn!("bootstrap refused: {e}"),
+                }
+                self.send_to(connection, encode(&ServerOutbound::Done { id, result }).into());
+                self.next_status = Instant::now();
+            }
+            Input::AdoptCluster(cluster) => {
+                let identity = storage.identity().expect("the directory was claimed at start").clone();
+                if identity.cluster.is_none() {
+                    tracing::info!("node {} belongs to cluster {cluster} from now on", self.shared.id);
+                    storage.write_identity(Identity { cluster: Some(cluster), ..identity })?;
+                }
+            }
             Input::Shutdown => return Ok(true),
         }
         Ok(false)
+    }
+
+    /// `consenso init` asks this server to be a voter of a new cluster. Only a server that
+    /// holds nothing may: its identity is written first (with the first configuration), then
+    /// the core starts over as a voter of it. Asking again with the same cluster and voters
+    /// is answered yes; anything else on a server with state is refused.
+    fn bootstrap(
+        &mut self,
+        replica: &mut Replica,
+        storage: &mut Storage,
+        cluster: String,
+        mut voters: Vec<NodeId>,
+    ) -> Result<String, ApiError> {
+        let id = self.shared.id;
+        let identity = storage.identity().expect("the directory was claimed at start").clone();
+        voters.sort_unstable();
+        voters.dedup();
+        if let Some(mine) = &identity.cluster {
+            if *mine == cluster && identity.first_voters == voters {
+                return Ok(format!("node {id} is already a voter of cluster {cluster}"));
+            }
+            let message = format!("node {id} already belongs to cluster {mine}: it cannot start another");
+            return Err(ApiError::new(ErrorKind::WrongCluster, message));
+        }
+        let raft = replica.raft();
+        if raft.term() > 0 || raft.last_index() > 0 || raft.admitted() {
+            let message = format!(
+                "node {id} has Raft state (term {}, last index {}): a cluster already reached it",
+                raft.term(),
+                raft.last_index()
+            );
+            return Err(ApiError::new(ErrorKind::WrongCluster, message));
+        }
+        if !voters.contains(&id) {
+            let message = format!("node {id} is not among the voters {voters:?} it was asked to join");
+            return Err(ApiError::new(ErrorKind::BadRequest, message));
+        }
+        let identity = Identity { cluster: Some(cluster.clone()), first_voters: voters.clone(), ..identity };
+        storage.write_identity(identity).map_err(|e| {
+            ApiError::new(ErrorKind::Unavailable, format!("node {id} cannot write its identity: {e:#}"))
+        })?;
+        *self.shared.cluster.lock().expect("cluster lock") = Some(cluster.clone());
+        let mut cfg = self.cfg.clone();
+        cfg.voters = voters.clone();
+        *replica = Replica::new(cfg, Persisted::default(), self.seed, self.clock.now(), self.snapshot_every);
+        replica.set_store_limit(self.max_store_bytes);
+        self.apply_faults(replica);
+        Ok(format!("node {id} is a voter of the new cluster {cluster}, first configuration {voters:?}"))
     }
 
     /// Takes the fault settings into the clock, the network policy and the core.

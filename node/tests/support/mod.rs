@@ -290,6 +290,13 @@ impl HandStarted {
                     .unwrap()
             })
             .collect();
+        // Servers started by hand belong to no cluster until one is created from them.
+        let init = Command::new(BIN)
+            .args(["init", "--servers", &peers])
+            .env("CONSENSO_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "consenso init: {}", String::from_utf8_lossy(&init.stderr));
         let proxies = (0..2)
             .map(|i| {
                 Command::new(BIN)

@@ -1,21 +1,24 @@
-//! Durable state of one server: a write-ahead log and a snapshot file in its data directory.
+//! Durable state of one server, in its data directory:
 //!
-//! `wal.log` is a sequence of records, each `[len: u32][crc32c: u32][kind: u8][payload]`
-//! (little-endian; the checksum covers kind and payload; the payload is JSON). Records are
-//! hard states and log entries; an entry at an index already present replaces it and
-//! everything after (§5.3), exactly as the `Ready` contract says. One `persist` call writes
-//! all its records with one `write` and one `fdatasync`, so concurrent client writes share
-//! a disk flush (group commit).
+//! - `identity`: whose directory this is (node, cluster, first configuration) — written
+//!   before anything else, see `identity`;
+//! - `wal.log`: the write-ahead log, one checksummed batch per `persist` call — see `wal` for
+//!   the format and how a torn write is told from corruption;
+//! - `snapshot.json`: the latest snapshot behind a header line with its length and checksum.
 //!
-//! `snapshot.json` holds the latest snapshot behind a header line with its length and
-//! checksum. It is replaced atomically (write, fsync, rename, fsync the directory), and the
-//! log is then rewritten to hold only what follows it.
+//! Records are hard states and log entries; an entry at an index already present replaces it
+//! and everything after (§5.3), exactly as the `Ready` contract says. One `persist` call writes
+//! its batch with one `write` and one `fdatasync`, so concurrent client writes share a disk
+//! flush (group commit). Files that are replaced (the snapshot, the identity, the log after a
+//! compaction) are written to a temporary name, flushed, renamed over the old one, and the
+//! directory flushed: after a crash each is entirely old or entirely new.
 //!
-//! Recovery distinguishes two kinds of damage. A record cut short or garbled at the very end
-//! of the log — nothing valid after it — is a write torn by a crash: it was never made durable,
-//! so never acknowledged, and is cut off. A bad record followed by valid ones is corruption of
-//! acknowledged data: the server refuses to start and names the file and offset, because
-//! serving from a log with a hole could contradict what the cluster committed.
+//! Recovery cuts off a torn last batch (never acknowledged) and refuses to start on anything
+//! else that is damaged, naming the file and offset: serving from a log with a hole could
+//! contradict what the cluster committed.
+
+mod identity;
+mod wal;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -26,17 +29,21 @@ use anyhow::{Context, bail};
 use shared::raft::{Entry, HardState, Index, Persisted, Snapshot};
 use shared::replica::Persist;
 
-pub(crate) const HEADER: usize = 9;
-pub(crate) const KIND_HARD_STATE: u8 = 1;
-pub(crate) const KIND_ENTRY: u8 = 2;
-/// A record longer than this is certainly a garbled length field.
-const MAX_RECORD: usize = 64 << 20;
+pub use identity::Identity;
+pub(crate) use wal::{DAMAGED, KIND_ENTRY, KIND_HARD_STATE, MAGIC, frame_batch};
+#[cfg(test)]
+pub(crate) use wal::{frame_payload, split_payload};
+
 const SNAPSHOT_MAGIC: &str = "consenso-snapshot v1";
+const IDENTITY_FILE: &str = "identity";
+/// A log rewritten after a compaction is cut into batches of about this many bytes.
+const REWRITE_BATCH_BYTES: usize = 8 << 20;
 
 pub struct Storage {
     dir: PathBuf,
     wal: File,
     hard_state: HardState,
+    identity: Option<Identity>,
     /// Whether to flush to disk before returning (always, except in tests of other things).
     fsync: bool,
 }
@@ -51,10 +58,15 @@ pub struct Recovery {
 impl Storage {
     /// Opens (creating if needed) the data directory and recovers what it holds.
     pub fn open(dir: &Path) -> anyhow::Result<(Storage, Persisted, Recovery)> {
+        let created = !dir.exists();
         crate::secret::private_dir(dir)?;
+        if created {
+            // The directory's own name must survive a crash, not only what it will hold.
+            sync_parent(dir)?;
+        }
+        let identity = read_identity(&dir.join(IDENTITY_FILE))?;
         let snapshot = read_snapshot(&dir.join("snapshot.json"))?;
         let wal_path = dir.join("wal.log");
-        let created = !wal_path.exists();
         let mut wal = OpenOptions::new()
             .read(true)
             .append(true)
@@ -63,10 +75,6 @@ impl Storage {
             .open(&wal_path)
             .with_context(|| format!("cannot open {}", wal_path.display()))?;
         fs::set_permissions(&wal_path, fs::Permissions::from_mode(0o600))?;
-        if created {
-            // The new file's name must survive a crash too, not only its contents.
-            File::open(dir)?.sync_all()?;
-        }
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", wal_path.display()))?;
         let log = decode_wal(&bytes, snapshot.as_ref(), &wal_path)?;
@@ -76,7 +84,7 @@ impl Storage {
         };
         if recovery.torn_bytes > 0 {
             tracing::warn!(
-                "{}: cutting off a torn record of {} bytes at offset {} (an unfinished write)",
+                "{}: cutting off a torn batch of {} bytes at offset {} (an unfinished write, never acknowledged)",
                 wal_path.display(),
                 recovery.torn_bytes,
                 log.valid_len
@@ -84,9 +92,30 @@ impl Storage {
             wal.set_len(log.valid_len as u64)?;
             wal.sync_all()?;
         }
+        if log.valid_len == 0 {
+            // A new log (or one whose header never became durable): its header first, and its
+            // name made durable with it.
+            wal.set_len(0)?;
+            wal.write_all(MAGIC)?;
+            wal.sync_all()?;
+            File::open(dir)?.sync_all()?;
+        }
         let hard_state = log.hard_state;
-        let storage = Storage { dir: dir.to_path_buf(), wal, hard_state, fsync: true };
+        let storage = Storage { dir: dir.to_path_buf(), wal, hard_state, identity, fsync: true };
         Ok((storage, Persisted { hard_state, snapshot, entries: log.entries }, recovery))
+    }
+
+    /// Whose directory this is, if it says.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Writes who this directory belongs to, durably, before anything depends on it.
+    pub fn write_identity(&mut self, identity: Identity) -> anyhow::Result<()> {
+        let text = serde_json::to_vec_pretty(&identity).expect("identities serialize");
+        self.replace_file(IDENTITY_FILE, &text)?;
+        self.identity = Some(identity);
+        Ok(())
     }
 
     /// Makes a round's state durable before anything that depends on it is sent.
@@ -99,17 +128,18 @@ impl Storage {
             self.write_snapshot(snapshot)?;
             return self.rewrite_wal(&persist.entries);
         }
-        let mut buffer = Vec::new();
+        let mut records: Vec<(u8, Vec<u8>)> = Vec::with_capacity(persist.entries.len() + 1);
         if let Some(hs) = persist.hard_state {
-            encode_record(&mut buffer, KIND_HARD_STATE, &hs);
+            records.push((KIND_HARD_STATE, encode(&hs)));
         }
-        for entry in &persist.entries {
-            encode_record(&mut buffer, KIND_ENTRY, entry);
-        }
-        if buffer.is_empty() {
+        records.extend(persist.entries.iter().map(|entry| (KIND_ENTRY, encode(entry))));
+        if records.is_empty() {
             return Ok(());
         }
-        self.wal.write_all(&buffer).context("cannot append to the log")?;
+        let mut batch = Vec::new();
+        let borrowed: Vec<(u8, &[u8])> = records.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+        frame_batch(&mut batch, &borrowed);
+        self.wal.write_all(&batch).context("cannot append to the log")?;
         if self.fsync {
             self.wal.sync_data().context("cannot flush the log to disk")?;
         }
@@ -129,11 +159,20 @@ impl Storage {
     }
 
     fn rewrite_wal(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
-        let mut buffer = Vec::new();
-        encode_record(&mut buffer, KIND_HARD_STATE, &self.hard_state);
+        let mut buffer = MAGIC.to_vec();
+        let hard_state = encode(&self.hard_state);
+        let mut records: Vec<(u8, Vec<u8>)> = vec![(KIND_HARD_STATE, hard_state)];
+        let mut bytes = 0;
         for entry in entries {
-            encode_record(&mut buffer, KIND_ENTRY, entry);
+            let body = encode(entry);
+            bytes += body.len();
+            records.push((KIND_ENTRY, body));
+            if bytes >= REWRITE_BATCH_BYTES {
+                flush_records(&mut buffer, &mut records);
+                bytes = 0;
+            }
         }
+        flush_records(&mut buffer, &mut records);
         self.replace_file("wal.log", &buffer)?;
         self.wal = OpenOptions::new().append(true).open(self.dir.join("wal.log"))?;
         Ok(())
@@ -163,91 +202,47 @@ impl Storage {
     }
 }
 
-pub(crate) fn encode_record<T: serde::Serialize>(buffer: &mut Vec<u8>, kind: u8, value: &T) {
-    let payload = serde_json::to_vec(value).expect("log records serialize");
-    frame_record(buffer, kind, &payload);
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("log records serialize")
 }
 
-/// Appends one record around a payload, whatever the payload holds (the fuzzer frames
-/// garbled JSON with a correct checksum, so that it reaches the JSON decoder).
-pub(crate) fn frame_record(buffer: &mut Vec<u8>, kind: u8, payload: &[u8]) {
-    let mut crc = crc32c::crc32c(&[kind]);
-    crc = crc32c::crc32c_append(crc, payload);
-    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buffer.extend_from_slice(&crc.to_le_bytes());
-    buffer.push(kind);
-    buffer.extend_from_slice(payload);
-}
-
-/// A well-formed record at `offset`: (kind, payload, end).
-fn record_at(bytes: &[u8], offset: usize) -> Option<(u8, &[u8], usize)> {
-    let header = bytes.get(offset..offset + HEADER)?;
-    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    let kind = header[8];
-    if len > MAX_RECORD || !(kind == KIND_HARD_STATE || kind == KIND_ENTRY) {
-        return None;
+/// Frames `records` as one batch at the end of `buffer` (nothing if there are none).
+fn flush_records(buffer: &mut Vec<u8>, records: &mut Vec<(u8, Vec<u8>)>) {
+    if records.is_empty() {
+        return;
     }
-    let payload = bytes.get(offset + HEADER..offset + HEADER + len)?;
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload);
-    (actual == crc).then_some((kind, payload, offset + HEADER + len))
+    let borrowed: Vec<(u8, &[u8])> = records.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+    frame_batch(buffer, &borrowed);
+    records.clear();
 }
 
-/// A record found in the log: its kind, its payload and the offset where it starts.
-type Record<'a> = (u8, &'a [u8], usize);
-
-/// Whether what follows `offset` can be the unfinished last write of a crash: a header cut
-/// short, a whole header promising more payload than there is, or bytes never written (zeros).
-/// A complete record with a wrong checksum cannot: that is damage.
-fn torn_tail(bytes: &[u8], offset: usize) -> bool {
-    let rest = &bytes[offset..];
-    if rest.len() < HEADER || rest.iter().all(|b| *b == 0) {
-        return true;
-    }
-    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-    let kind = rest[8];
-    let plausible = len <= MAX_RECORD && (kind == KIND_HARD_STATE || kind == KIND_ENTRY);
-    plausible && rest.len() < HEADER + len
+/// Flushes the directory that holds `dir`, so that a directory just created survives a crash.
+fn sync_parent(dir: &Path) -> anyhow::Result<()> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(parent)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush directory {}", parent.display()))
 }
 
-/// What an operator reads when a data directory is damaged.
-const DAMAGED: &str = "acknowledged data is damaged; refusing to start. Keep the directory for inspection. \
-    Do not empty it or copy another server's into it: either could make this server forget a vote or an \
-    entry it promised to keep. The safe way out is to replace this server with a new member of the cluster \
-    (a membership change): `consenso client remove-server <this id>`, then `consenso client add-server` \
-    (a new id, on an empty disk)";
-
-/// Splits the log into records. Returns them and the length of the valid prefix. Only a torn
-/// tail (see `torn_tail`) is cut; any other bad record is corruption, and fails.
-fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Record<'a>>, usize)> {
-    let mut records = Vec::new();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        match record_at(bytes, offset) {
-            Some((kind, payload, end)) => {
-                records.push((kind, payload, offset));
-                offset = end;
-            }
-            None => {
-                if let Some(next) = (offset + 1..bytes.len()).find(|o| record_at(bytes, *o).is_some()) {
-                    bail!(
-                        "{}: corrupted record at offset {offset} (checksum or header mismatch) followed by a valid \
-                         record at offset {next}: {DAMAGED}.",
-                        path.display()
-                    );
-                }
-                if !torn_tail(bytes, offset) {
-                    bail!(
-                        "{}: the last record, at offset {offset}, is complete but its checksum or header does not \
-                         match (not an unfinished write): {DAMAGED}.",
-                        path.display()
-                    );
-                }
-                break;
-            }
-        }
+fn read_identity(path: &Path) -> anyhow::Result<Option<Identity>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let identity: Identity = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: unreadable identity: {DAMAGED}", path.display()))?;
+    if identity.format != identity::FORMAT {
+        bail!(
+            "{}: data directory format {} (this Consenso reads format {}); start this server on a new \
+             directory (`consenso client remove-server {}`, then `consenso client add-server`)",
+            path.display(),
+            identity.format,
+            identity::FORMAT,
+            identity.node
+        );
     }
-    Ok((records, offset))
+    Ok(Some(identity))
 }
 
 /// What the log's bytes hold, decoded without touching the disk.
@@ -258,26 +253,26 @@ pub(crate) struct DecodedWal {
     pub entries: Vec<Entry>,
     /// Well-formed records read.
     pub records: u64,
-    /// Length of the valid prefix; what follows is a torn tail, to be cut off.
+    /// Length of the valid prefix; what follows is a torn batch, to be cut off.
     pub valid_len: usize,
 }
 
-/// Decodes a whole log (as `open` reads it) against the snapshot it follows: the records up
-/// to a torn tail, replayed. Corruption and a log that contradicts itself are errors naming
+/// Decodes a whole log (as `open` reads it) against the snapshot it follows: the batches up
+/// to a torn one, replayed. Corruption and a log that contradicts itself are errors naming
 /// `path`.
 pub(crate) fn decode_wal(
     bytes: &[u8],
     snapshot: Option<&Snapshot>,
     path: &Path,
 ) -> anyhow::Result<DecodedWal> {
-    let (records, valid_len) = scan(bytes, path)?;
+    let (records, valid_len) = wal::scan(bytes, path)?;
     let count = records.len() as u64;
     let (hard_state, entries) = replay(records, snapshot, path)?;
     Ok(DecodedWal { hard_state, entries, records: count, valid_len })
 }
 
 fn replay(
-    records: Vec<Record<'_>>,
+    records: Vec<wal::Record<'_>>,
     snapshot: Option<&Snapshot>,
     path: &Path,
 ) -> anyhow::Result<(HardState, Vec<Entry>)> {
@@ -289,11 +284,14 @@ fn replay(
     let mut term_at_base: Option<u64> = None;
     for (kind, payload, offset) in records {
         let bad = |e: serde_json::Error| {
-            anyhow::anyhow!("{}: record at offset {offset} is unreadable: {e}", path.display())
+            anyhow::anyhow!(
+                "{}: a record of the batch at offset {offset} is unreadable: {e}: {DAMAGED}",
+                path.display()
+            )
         };
         match kind {
             KIND_HARD_STATE => hard_state = serde_json::from_slice(payload).map_err(bad)?,
-            _ => {
+            KIND_ENTRY => {
                 let entry: Entry = serde_json::from_slice(payload).map_err(bad)?;
                 if entry.index <= base {
                     if entry.index == base {
@@ -304,7 +302,7 @@ fn replay(
                 let expected = base + entries.len() as Index + 1;
                 if entry.index > expected {
                     bail!(
-                        "{}: entry {} at offset {offset} leaves a gap after entry {}",
+                        "{}: entry {} in the batch at offset {offset} leaves a gap after entry {}",
                         path.display(),
                         entry.index,
                         expected - 1
@@ -313,6 +311,10 @@ fn replay(
                 entries.truncate((entry.index - base - 1) as usize);
                 entries.push(entry);
             }
+            other => bail!(
+                "{}: unknown record kind {other} in the batch at offset {offset}: {DAMAGED}",
+                path.display()
+            ),
         }
     }
     if let (Some(snapshot), Some(term)) = (snapshot, term_at_base) {
@@ -402,7 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, p) = open(dir.path());
         assert_eq!(p.entries.len(), 0);
-        let hs = HardState { term: 3, voted_for: Some(2) };
+        let hs = HardState { term: 3, voted_for: Some(2), admitted: true };
         s.persist(&persist(Some(hs), vec![entry(1, 1), entry(2, 3)])).unwrap();
         drop(s);
         let (_, p) = open(dir.path());
@@ -421,20 +423,26 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_cut_off_and_the_rest_recovers() {
+    fn a_torn_batch_is_cut_off_and_the_rest_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
         s.persist(&persist(None, vec![entry(1, 1), entry(2, 1)])).unwrap();
         drop(s);
         let wal = dir.path().join("wal.log");
         let good = fs::metadata(&wal).unwrap().len();
-        // Half a record: a header promising more bytes than were written.
+        // A power loss inside a batch of a vote and three entries: only part of it is there.
+        let mut batch = Vec::new();
+        let (hs, entries) =
+            (encode(&HardState { term: 5, voted_for: Some(2), admitted: true }), encode(&entry(3, 5)));
+        frame_batch(&mut batch, &[(KIND_HARD_STATE, &hs), (KIND_ENTRY, &entries), (KIND_ENTRY, &entries)]);
+        let torn = batch.len() / 2;
         let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
-        f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, KIND_ENTRY, b'{', b'"']).unwrap();
+        f.write_all(&batch[..torn]).unwrap();
         drop(f);
         let (_, p, recovery) = Storage::open(dir.path()).unwrap();
         assert_eq!(p.entries.len(), 2);
-        assert_eq!(recovery.torn_bytes, 11);
+        assert_eq!(p.hard_state.term, 0, "none of the torn batch counts, not even its first record");
+        assert_eq!(recovery.torn_bytes, torn as u64);
         assert_eq!(fs::metadata(&wal).unwrap().len(), good, "the torn bytes are gone");
     }
 
@@ -442,7 +450,11 @@ mod tests {
     fn a_complete_last_record_with_a_bad_checksum_is_damage_not_a_torn_write() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
-        s.persist(&persist(Some(HardState { term: 2, voted_for: Some(3) }), vec![entry(1, 1)])).unwrap();
+        s.persist(&persist(
+            Some(HardState { term: 2, voted_for: Some(3), admitted: true }),
+            vec![entry(1, 1)],
+        ))
+        .unwrap();
         drop(s);
         let wal = dir.path().join("wal.log");
         let mut bytes = fs::read(&wal).unwrap();
@@ -455,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn zeros_never_written_after_the_last_record_are_a_torn_tail() {
+    fn zeros_never_written_after_the_last_batch_are_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
         s.persist(&persist(None, vec![entry(1, 1)])).unwrap();
@@ -483,20 +495,35 @@ mod tests {
     }
 
     #[test]
-    fn corruption_before_valid_records_refuses_to_start_and_names_the_place() {
+    fn corruption_before_valid_batches_refuses_to_start_and_names_the_place() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
-        s.persist(&persist(None, vec![entry(1, 1), entry(2, 1), entry(3, 1)])).unwrap();
+        s.persist(&persist(None, vec![entry(1, 1)])).unwrap();
+        let second = fs::metadata(dir.path().join("wal.log")).unwrap().len() as usize;
+        s.persist(&persist(None, vec![entry(2, 1)])).unwrap();
+        s.persist(&persist(None, vec![entry(3, 1)])).unwrap();
         drop(s);
         let wal = dir.path().join("wal.log");
         let mut bytes = fs::read(&wal).unwrap();
-        let second = record_at(&bytes, 0).unwrap().2;
-        bytes[second + HEADER + 3] ^= 0x01;
+        bytes[second + wal::BATCH_HEADER + 8] ^= 0x01;
         fs::write(&wal, &bytes).unwrap();
         let error = Storage::open(dir.path()).err().expect("refuses").to_string();
         assert!(error.contains("wal.log"), "{error}");
         assert!(error.contains(&format!("offset {second}")), "{error}");
         assert!(error.contains("refusing to start"), "{error}");
+    }
+
+    #[test]
+    fn the_identity_is_written_durably_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        assert!(s.identity().is_none(), "a new directory belongs to nobody");
+        let identity =
+            Identity { cluster: Some("c-1".into()), first_voters: vec![1, 2, 3], ..Identity::unclaimed(2) };
+        s.write_identity(identity.clone()).unwrap();
+        drop(s);
+        let (s, _) = open(dir.path());
+        assert_eq!(s.identity(), Some(&identity));
     }
 
     fn snapshot(index: Index, term: u64) -> Snapshot {
@@ -511,7 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = open(dir.path());
         s.persist(&persist(
-            Some(HardState { term: 2, voted_for: None }),
+            Some(HardState { term: 2, voted_for: None, admitted: true }),
             (1..=5).map(|i| entry(i, 2)).collect(),
         ))
         .unwrap();
