@@ -14,7 +14,7 @@ use shared::protocol::{
 };
 use shared::raft::{MessageId, NodeId};
 
-use crate::output::outln;
+use crate::output::{errln, outln};
 use crate::ws;
 
 #[derive(clap::Args)]
@@ -290,7 +290,7 @@ async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<P
         };
         match frame {
             ProxyFrame::Error { id: None, error } if error.kind == ErrorKind::Unauthorized => {
-                eprintln!("warning: {}", error.message);
+                errln!("warning: {}", error.message);
             }
             ProxyFrame::Error { id: None, error } => bail!("{proxy}: {error}"),
             frame @ (ProxyFrame::Done { .. }
@@ -339,7 +339,7 @@ fn report(args: &Args, frame: ProxyFrame) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ProxyFrame::Error { error, .. } => {
-            eprintln!("error: {}: {}", error.kind.as_str(), error.message);
+            errln!("error: {}: {}", error.kind.as_str(), error.message);
             Ok(ExitCode::FAILURE)
         }
         other => bail!("unexpected answer: {other:?}"),

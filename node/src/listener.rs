@@ -22,39 +22,77 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Connections open at once per listener; more are closed as soon as they are accepted.
+/// Connections open at once per listener, whatever they are doing (speaking HTTP, saying
+/// hello, or a WebSocket for hours); more are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 1_024;
+/// Of those, the most that clients without the token may hold once connected (viewers): the
+/// rest stay free for the lecturer, peers and proxies, so a full room never locks them out.
+pub const MAX_VIEWERS: usize = MAX_CONNECTIONS - 64;
 /// A connection must send its whole HTTP request head within this time.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 /// Bytes a connection may send before its `hello` is accepted: the HTTP request (or a few of
 /// them, for a browser loading the page) and the hello frame.
 pub const BEFORE_HELLO_BYTES: usize = 256 << 10;
 
-/// Whether a connection has authenticated, and how much it sent before.
+/// The most a viewer (a client without the token) may send in one frame, and so the most a
+/// viewer's connection ever makes a process buffer: with `MAX_VIEWERS` of them, a room of
+/// viewers costs at most a few hundred MiB, whatever they send.
+pub const VIEWER_FRAME_BYTES: usize = 256 << 10;
+
+/// Whether a connection has authenticated, and how much it sent.
 #[derive(Debug, Default)]
 pub struct Gate {
     open: AtomicBool,
+    /// Opened without the token: reads stay bounded per frame.
+    viewer: AtomicBool,
     read: AtomicUsize,
+    /// Bytes read when the application last took a whole frame.
+    taken: AtomicUsize,
 }
 
 impl Gate {
-    /// The connection said a valid hello: from now on only the protocol's frame limits apply.
+    /// The connection said a valid hello with the token (or is a peer or a proxy): from now on
+    /// only the protocol's frame limits apply.
     pub fn open(&self) {
         self.open.store(true, Ordering::Relaxed);
     }
 
+    /// The connection said a valid hello without the token: each frame it sends may hold at
+    /// most `VIEWER_FRAME_BYTES` (see `frame_taken`).
+    pub fn open_for_viewer(&self) {
+        self.taken.store(self.read.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.viewer.store(true, Ordering::Relaxed);
+        self.open.store(true, Ordering::Relaxed);
+    }
+
+    /// The application took a whole frame: what was read so far is accounted for.
+    pub fn frame_taken(&self) {
+        self.taken.store(self.read.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     fn admit(&self, bytes: usize) -> bool {
-        self.open.load(Ordering::Relaxed)
-            || self.read.fetch_add(bytes, Ordering::Relaxed) + bytes <= BEFORE_HELLO_BYTES
+        let read = self.read.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if !self.open.load(Ordering::Relaxed) {
+            return read <= BEFORE_HELLO_BYTES;
+        }
+        !self.viewer.load(Ordering::Relaxed)
+            || read - self.taken.load(Ordering::Relaxed) <= VIEWER_FRAME_BYTES + READ_SLACK
     }
 }
 
-/// A TCP stream that fails reading once it exceeds its budget before authenticating.
+/// A read may also hold the start of the next frame (the WebSocket layer reads ahead).
+const READ_SLACK: usize = 16 << 10;
+
+/// A TCP stream that fails reading once it exceeds its budget before authenticating. It
+/// holds its connection's slot for as long as it lives — through an upgrade to a WebSocket,
+/// whose task owns it — so the cap counts every open connection, not only those still
+/// speaking HTTP.
 struct Budgeted {
     tcp: TcpStream,
     gate: Arc<Gate>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl AsyncRead for Budgeted {
@@ -67,10 +105,12 @@ impl AsyncRead for Budgeted {
         let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
             if !self.gate.admit(buf.filled().len() - before) {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "too many bytes before a valid hello",
-                )));
+                let why = if self.gate.open.load(Ordering::Relaxed) {
+                    "a frame larger than a viewer may send"
+                } else {
+                    "too many bytes before a valid hello"
+                };
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::PermissionDenied, why)));
             }
         }
         polled
@@ -118,7 +158,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         let _ = tcp.set_nodelay(true);
         let gate = Arc::new(Gate::default());
         let service = TowerToHyperService::new(app.clone().layer(axum::Extension(gate.clone())));
-        let io = TokioIo::new(Budgeted { tcp, gate });
+        let io = TokioIo::new(Budgeted { tcp, gate, _slot: slot });
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -126,7 +166,6 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
                 .serve_connection(io, service)
                 .with_upgrades();
             let _ = connection.await;
-            drop(slot);
         });
     }
 }
@@ -172,5 +211,18 @@ mod tests {
         assert!(!gate.admit(11));
         gate.open();
         assert!(gate.admit(1 << 30));
+    }
+
+    #[test]
+    fn a_viewer_gate_admits_one_frames_worth_at_a_time() {
+        let gate = Gate::default();
+        assert!(gate.admit(1000));
+        gate.open_for_viewer();
+        for _ in 0..100 {
+            assert!(gate.admit(VIEWER_FRAME_BYTES / 2));
+            gate.frame_taken();
+        }
+        assert!(gate.admit(VIEWER_FRAME_BYTES));
+        assert!(!gate.admit(READ_SLACK + 1), "a frame past the viewer's limit");
     }
 }

@@ -18,6 +18,7 @@ use shared::protocol::{
     ApiError, ClientFrame, ErrorKind, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProxyFrame, encode, parse,
 };
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -56,7 +57,7 @@ impl std::error::Error for ConnectError {}
 /// Opens a connection to `url`, says `hello`, and waits for the first frame, which `welcome`
 /// reads: `Ok` for a welcome, `Err(Some(error))` for a refusal, `Err(None)` for anything else.
 pub async fn open<Out, In, W>(
-    url: &str,
+    request: impl IntoClientRequest + Unpin,
     hello: &Out,
     welcome: impl FnOnce(In) -> Result<W, Option<ApiError>>,
 ) -> Result<(Stream, W), ConnectError>
@@ -64,8 +65,10 @@ where
     Out: Serialize,
     In: DeserializeOwned + std::fmt::Debug,
 {
+    let request = request.into_client_request().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let url = request.uri().to_string();
     let mut stream =
-        connect(url, CONNECT_TIMEOUT).await.map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
+        connect(request, CONNECT_TIMEOUT).await.map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
     send(&mut stream, hello).await.map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
     let first = match tokio::time::timeout(CONNECT_TIMEOUT, recv::<In>(&mut stream)).await {
         Err(_) => return Err(ConnectError::Unexpected(format!("no answer to hello from {url}"))),
@@ -95,8 +98,18 @@ pub async fn open_client(
     token: Option<String>,
 ) -> Result<(Stream, ClientWelcome), ConnectError> {
     let url = crate::addr::ws_url(proxy).map_err(|e| ConnectError::Unreachable(format!("{e:#}")))?;
+    // The token in the upgrade request too: a proxy whose room of viewers is full still lets
+    // the holder in.
+    let mut request =
+        url.as_str().into_client_request().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    if let Some(token) = token.as_deref().filter(|t| !t.is_empty()) {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ConnectError::Unreachable("a token must be printable".into()))?;
+        request.headers_mut().insert(tungstenite::http::header::AUTHORIZATION, value);
+    }
     let hello = ClientFrame::Hello { version: PROTOCOL_VERSION, token, subscribe: false };
-    open(&url, &hello, |frame: ProxyFrame| match frame {
+    open(request, &hello, |frame: ProxyFrame| match frame {
         ProxyFrame::Welcome { admin, .. } => Ok(ClientWelcome { admin }),
         ProxyFrame::Error { error, .. } => Err(Some(error)),
         _ => Err(None),
@@ -116,7 +129,7 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let refusal = match tokio::time::timeout(HELLO_DEADLINE, accept_frame::<In>(socket)).await {
+    let refusal = match tokio::time::timeout(HELLO_DEADLINE, first_frame::<In>(socket)).await {
         Err(_) => {
             ApiError::new(ErrorKind::BadRequest, format!("no hello within {} s", HELLO_DEADLINE.as_secs()))
         }
@@ -135,6 +148,35 @@ where
     answer(socket, &error_frame(refusal.clone())).await;
     close(socket, code, &refusal.message).await;
     None
+}
+
+/// The first frame of an accepted connection. Unlike `accept_frame`, a read that fails (the
+/// bytes allowed before a hello ran out in the middle of it) is an error to answer with a Close
+/// frame and its reason, not a silent end.
+async fn first_frame<T: DeserializeOwned>(
+    socket: &mut axum::extract::ws::WebSocket,
+) -> Option<Result<T, ApiError>> {
+    use axum::extract::ws::Message as AxumMessage;
+    loop {
+        match socket.recv().await? {
+            Ok(AxumMessage::Text(text)) => return Some(parse(text.as_str())),
+            Ok(AxumMessage::Binary(_)) => {
+                return Some(Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "binary frames are not part of the protocol",
+                )));
+            }
+            Ok(AxumMessage::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(e) => {
+                let message = format!(
+                    "the hello could not be read ({e}): at most {} KiB may come before a valid hello",
+                    crate::listener::BEFORE_HELLO_BYTES >> 10
+                );
+                return Some(Err(ApiError::new(ErrorKind::FrameTooLarge, message)));
+            }
+        }
+    }
 }
 
 /// The version check every endpoint makes.
@@ -163,6 +205,7 @@ pub fn check_token(given: &str, expected: &str) -> Result<(), ApiError> {
 pub const CLOSE_PROTOCOL: u16 = 1002;
 pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TRY_LATER: u16 = 1013;
 
 /// Ends an accepted connection with a Close frame saying why (the reason is cut to what a
 /// Close frame may carry).
@@ -184,9 +227,13 @@ pub fn client_config() -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(TRANSPORT_LIMIT)).max_frame_size(Some(TRANSPORT_LIMIT))
 }
 
-/// Opens a WebSocket to `url`, giving up after `timeout`.
-async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Stream> {
-    let attempt = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true);
+/// Opens a WebSocket for `request`, giving up after `timeout`.
+async fn connect(
+    request: tungstenite::handshake::client::Request,
+    timeout: Duration,
+) -> anyhow::Result<Stream> {
+    let url = request.uri().to_string();
+    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true);
     let (stream, _) = tokio::time::timeout(timeout, attempt)
         .await
         .with_context(|| format!("connecting to {url} timed out"))?

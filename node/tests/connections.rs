@@ -127,9 +127,73 @@ fn more_than_a_little_before_hello_ends_the_connection_on_every_endpoint() {
             let padded = format!(r#"{{"type":"hello","version":1,"pad":"{}"}}"#, "x".repeat(300 << 10));
             let _ = ws.send(Message::text(padded)).await;
             let end = how_it_ends(&mut ws, Duration::from_secs(5)).await;
-            assert!(end != End::StillOpen, "{name}: 300 KiB before hello were accepted");
+            // Told why, with an error frame and a Close frame (it used to be dropped silently).
+            assert_eq!(end, End::ErrorThenClose(1009), "{name}: 300 KiB before hello");
         }
         still_serves(cluster.port).await;
+    });
+}
+
+async fn viewer(port: u16) -> Ws {
+    let mut ws = open(port).await;
+    ws.send(Message::text(r#"{"type":"hello","version":1}"#)).await.unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"), "{welcome:?}");
+    ws
+}
+
+#[test]
+fn a_viewer_frame_larger_than_a_viewer_may_send_is_refused_with_too_large_and_a_close_frame() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut ws = viewer(cluster.port).await;
+        let big = format!(r#"{{"type":"get","id":1,"key":"{}"}}"#, "k".repeat(8 << 20));
+        let _ = ws.send(Message::text(big)).await;
+        let end = how_it_ends(&mut ws, Duration::from_secs(10)).await;
+        assert_eq!(end, End::ErrorThenClose(1009), "an 8 MiB frame from a viewer");
+        // A viewer's reads of a reasonable key go on; with the token, a key that no write
+        // could store is refused at once.
+        let mut ws = viewer(cluster.port).await;
+        ws.send(Message::text(r#"{"type":"get","id":2,"key":"k"}"#)).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert!(answer.to_text().unwrap().contains(r#""type":"done""#), "{answer:?}");
+        let mut ws = open(cluster.port).await;
+        ws.send(Message::text(client_hello())).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        let key = format!(r#"{{"type":"get","id":3,"key":"{}"}}"#, "k".repeat((8 << 20) - 4096));
+        ws.send(Message::text(key)).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert!(answer.to_text().unwrap().contains("too_large"), "{answer:?}");
+        still_serves(cluster.port).await;
+    });
+}
+
+#[test]
+fn a_full_room_turns_viewers_away_before_the_upgrade_and_always_lets_the_token_in() {
+    const VIEWERS: usize = 1_024 - 64;
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    block_on(async {
+        let mut room = Vec::new();
+        for _ in 0..VIEWERS {
+            room.push(viewer(cluster.port).await);
+        }
+        // One more viewer is turned away with an HTTP answer, holding nothing.
+        let url = format!("ws://127.0.0.1:{}/ws", cluster.port);
+        let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+        let said = format!("{refused:?}");
+        assert!(said.contains("503"), "a viewer past the room's size: {said}");
+        // The lecturer, token in the upgrade request, gets in and writes.
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(Message::text(client_hello())).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        ws.send(Message::text(r#"{"type":"put","id":4,"key":"full-room","value":"yes"}"#)).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        assert!(answer.to_text().unwrap().contains(r#""type":"done""#), "{answer:?}");
+        drop(room);
     });
 }
 

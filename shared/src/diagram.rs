@@ -115,7 +115,9 @@ pub fn text(lines: &[Line], window: Window, lang: crate::event_text::Lang) -> St
                 | Event::AppendAccepted { .. }
         );
         if !routine && window.contains(at) {
-            let _ = writeln!(out, "{:>8.3} s  {node} {}: {}", at / 1000.0, o.node, o.event.describe_in(lang));
+            let words = o.event.describe_in(lang);
+            let words = crate::visible::visible(&words);
+            let _ = writeln!(out, "{:>8.3} s  {node} {}: {words}", at / 1000.0, o.node);
         }
     }
     out
@@ -196,8 +198,13 @@ fn kind_class(kind: MessageKind) -> &'static str {
     }
 }
 
+/// Text for an SVG document: valid XML whatever it holds (control characters written out).
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    crate::visible::visible(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Draws `window` of a recording as an SVG document.
@@ -361,5 +368,23 @@ mod tests {
         assert_eq!(from_2.sent, 1030.0, "node 2's clock runs 1,010 ms behind node 1's");
         let p = picture(&recording(), Window { from_s: 1.015, to_s: 2.0 });
         assert_eq!(p.arrows.iter().map(|a| a.id).collect::<Vec<_>>(), vec![9]);
+    }
+
+    /// Whatever a crafted recording holds, the diagram is valid XML and the words hold no
+    /// terminal control sequence.
+    #[test]
+    fn control_characters_in_a_recording_never_reach_the_svg_or_the_words_raw() {
+        let mut lines = recording();
+        let nasty = "esc\x1b[2J\x07k\u{0}\u{9b}\u{fffe}";
+        let entry =
+            crate::event::EntrySummary { index: 1, term: 1, text: format!("put {nasty}=v\x1b]0;owned\x07") };
+        lines.push(at(1500, 1, 1500, Event::EntriesAppended { entries: vec![entry] }));
+        lines.push(at(1600, 1, 1600, Event::Fault { description: nasty.to_string() }));
+        let svg = render(&lines, Window::all(), nasty);
+        roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        assert!(!svg.contains('\x1b') && !svg.contains('\u{0}') && !svg.contains('\u{fffe}'));
+        let words = text(&lines, Window::all(), crate::event_text::Lang::En);
+        assert!(words.contains("\\u{1b}[2J"), "{words}");
+        assert!(!words.chars().any(|c| c.is_control() && c != '\n'), "{words:?}");
     }
 }

@@ -22,6 +22,7 @@
 //!   checkers.
 //! - [`transit`]: messages on their way — ids, latency, holding while a clock is stopped, loss.
 //! - [`rng`]: the deterministic random number generator behind every "random" choice.
+//! - [`visible`]: user text with its control characters written out, for terminals and SVG.
 
 pub mod check;
 pub mod diagram;
@@ -38,3 +39,4 @@ pub mod rng;
 pub mod session;
 pub mod sim;
 pub mod transit;
+pub mod visible;

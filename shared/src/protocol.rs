@@ -29,8 +29,41 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
 
 /// Largest write (its command as JSON): it must fit in one frame between nodes with room for
-/// the message around it.
+/// the message around it. The same limit holds a read's key: no longer key can be stored.
 pub const MAX_WRITE_BYTES: usize = MAX_FRAME_BYTES - (64 << 10);
+
+/// What a command's session numbers add to its operation, as JSON, at most.
+const SESSION_JSON_BYTES: usize = 128;
+
+/// Why an operation cannot fit in a frame between nodes, if it cannot: `bytes` is its size as
+/// JSON with the session around it. Checked before a write takes a sequence number (a write
+/// refused here never reaches the log) and for a read's key.
+pub fn too_large(op: &crate::kv::WriteOp) -> Option<ApiError> {
+    let bytes = serde_json::to_vec(op).map_or(usize::MAX, |json| json.len()) + SESSION_JSON_BYTES;
+    (bytes > MAX_WRITE_BYTES).then(|| {
+        ApiError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "the write takes {bytes} bytes; one write may take at most {MAX_WRITE_BYTES} (it must fit in one \
+                 frame between nodes)"
+            ),
+        )
+    })
+}
+
+/// As `too_large`, for a read of `key`.
+pub fn key_too_large(key: &str) -> Option<ApiError> {
+    (key.len() + SESSION_JSON_BYTES > MAX_WRITE_BYTES).then(|| {
+        ApiError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "the key takes {} bytes; keys and values may take at most {MAX_WRITE_BYTES} together, so no such \
+                 key is stored",
+                key.len()
+            ),
+        )
+    })
+}
 
 /// Longest injected delay, latency or jitter, in ms of cluster time.
 pub const MAX_DELAY_MS: u64 = 10_000;

@@ -136,7 +136,13 @@ impl Connection {
 fn open(inner_rc: &Rc<RefCell<Inner>>) {
     let mut inner = inner_rc.borrow_mut();
     let url = inner.candidates[inner.next % inner.candidates.len()].clone();
-    let socket = match WebSocket::new(&url) {
+    // The token in the upgrade request too: a proxy whose room of viewers is full turns away
+    // connections without it before they say hello.
+    let request = match &inner.token {
+        Some(token) => format!("{url}?token={}", String::from(js_sys::encode_uri_component(token))),
+        None => url.clone(),
+    };
+    let socket = match WebSocket::new(&request) {
         Ok(s) => s,
         Err(_) => {
             drop(inner);

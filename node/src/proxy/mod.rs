@@ -90,6 +90,10 @@ pub struct Hub {
     pub metrics: crate::metrics::ProxyMetrics,
     /// Whether clients without the token may write (the lecturer can open writes to a class).
     pub open_writes: AtomicBool,
+    /// Clients without the token connected now (at most `listener::MAX_VIEWERS`).
+    pub viewers: std::sync::atomic::AtomicUsize,
+    /// Bytes of viewers' requests in flight (`session::VIEWER_BYTES_IN_FLIGHT`).
+    pub viewer_bytes: Arc<tokio::sync::Semaphore>,
     /// Origins besides the proxy's own whose pages may connect.
     pub allowed_origins: Vec<String>,
     pub recorder: recorder::Recorder,
@@ -209,6 +213,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             time: time::TimeGate::default(),
             lessons: lessons::Lessons::default(),
             open_writes: AtomicBool::new(args.open_writes),
+            viewers: std::sync::atomic::AtomicUsize::new(0),
+            viewer_bytes: Arc::new(tokio::sync::Semaphore::new(session::VIEWER_BYTES_IN_FLIGHT)),
             metrics: crate::metrics::ProxyMetrics::default(),
             allowed_origins: [args.allow_origins.clone(), sibling_origins(&proxies)].concat(),
             recorder: recorder::Recorder::new(own.clone(), args.recent_minutes),

@@ -11,14 +11,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use shared::kv::{Command, WriteOp};
 use shared::protocol::{
-    ApiError, ClientFrame, ErrorKind, MAX_WRITE_BYTES, PROTOCOL_VERSION, Picture, ProxyFrame, Session,
-    encode, parse,
+    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, Session, encode, parse,
 };
 use shared::session::ClientSession;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{Hub, admin, routing, status};
-use crate::listener::{Gate, origin_allowed};
+use crate::listener::{Gate, VIEWER_FRAME_BYTES, origin_allowed};
 use crate::ws::TRANSPORT_LIMIT;
 
 /// Log entries in a new page's first picture, across all servers, and per server: enough to
@@ -28,10 +27,18 @@ const PICTURE_LOG_ENTRIES_PER_NODE: usize = 1_000;
 
 /// Requests one connection may have in flight; more wait (a flood cannot exhaust the proxy).
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
+/// Bytes of requests one viewer's connection may have in flight; more wait.
+const VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION: usize = VIEWER_FRAME_BYTES * 4;
+/// Bytes of requests all viewers together may have in flight; more are refused at once
+/// (`unavailable`) rather than queued.
+pub const VIEWER_BYTES_IN_FLIGHT: usize = 64 << 20;
+/// Tells the writer to close the connection because a frame was too large for a viewer.
+const CLOSE_TOO_BIG: &str = "\u{0}close-too-big";
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Extension(gate): Extension<Arc<Gate>>,
     State(hub): State<Arc<Hub>>,
 ) -> Response {
@@ -40,6 +47,19 @@ pub async fn upgrade(
         tracing::warn!("refused a WebSocket from a page of another origin: {origin}");
         let message = format!("pages from {origin} may not connect (see the proxy's --allow-origin)\n");
         return (StatusCode::FORBIDDEN, message).into_response();
+    }
+    // A full room turns viewers away before the upgrade, so that they hold nothing at all; the
+    // token (in the upgrade request: `Authorization: Bearer`, or `?token=` from a page) always
+    // gets in, so the lecturer is never locked out.
+    let room_full = hub.viewers.load(Ordering::Relaxed) >= crate::listener::MAX_VIEWERS;
+    if room_full && !upgrade_carries_token(&headers, &uri, &hub.token) {
+        let message = format!(
+            "the room is full: {} viewers are connected; try again in a while (the lecturer's link still works)\n",
+            crate::listener::MAX_VIEWERS
+        );
+        // And the connection goes with the answer: a kept-alive one would hold a slot.
+        let close = [(axum::http::header::CONNECTION, "close")];
+        return (StatusCode::SERVICE_UNAVAILABLE, close, message).into_response();
     }
     ws.max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
@@ -51,6 +71,42 @@ pub fn picture(hub: &Hub) -> Picture {
     let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
     let logs = hub.backends.iter().map(|(node, backend)| (node, backend.log().tail(per_node))).collect();
     Picture { cluster: status::cluster_status(hub), logs, recent: hub.fanout.recent() }
+}
+
+/// Whether the upgrade request itself carries the cluster's token.
+fn upgrade_carries_token(headers: &HeaderMap, uri: &axum::http::Uri, token: &str) -> bool {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = uri.query().unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("token="));
+    [bearer, query].into_iter().flatten().any(|given| crate::secret::same_token(given, token))
+}
+
+/// A viewer's place in the room, given back when its connection ends. Token holders take
+/// none: they are never turned away for a full room.
+struct Seat(Option<Arc<Hub>>);
+
+impl Seat {
+    fn take(hub: &Arc<Hub>, admin: bool) -> Option<Seat> {
+        if admin {
+            return Some(Seat(None));
+        }
+        let taken = hub.viewers.fetch_add(1, Ordering::Relaxed);
+        if taken >= crate::listener::MAX_VIEWERS {
+            hub.viewers.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Seat(Some(hub.clone())))
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.0 {
+            hub.viewers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyFrame {
@@ -67,8 +123,21 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     };
     let refusal = |error| ProxyFrame::Error { id: None, error };
     let Some((token, subscribe)) = crate::ws::handshake(&mut socket, check, refusal).await else { return };
-    gate.open();
     let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
+    let Some(_seat) = Seat::take(&hub, admin) else {
+        let message = format!(
+            "the room is full: {} viewers are connected; the lecturer's link (with the token) still works",
+            crate::listener::MAX_VIEWERS
+        );
+        crate::ws::answer(&mut socket, &error(None, ErrorKind::Unavailable, message.clone())).await;
+        crate::ws::close(&mut socket, crate::ws::CLOSE_TRY_LATER, &message).await;
+        return;
+    };
+    if admin {
+        gate.open()
+    } else {
+        gate.open_for_viewer()
+    }
     // Subscribe before taking the picture, so that no event falls between the two.
     let mut observers = subscribe.then(|| hub.observers.subscribe());
     let picture = subscribe.then(|| Box::new(picture(&hub)));
@@ -81,6 +150,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     };
     let (mut sink, mut stream) = socket.split();
     let (out, mut outgoing) = mpsc::unbounded_channel::<Arc<str>>();
+    let closing = out.clone();
     let send = move |frame: &ProxyFrame| {
         let _ = out.send(encode(frame).into());
     };
@@ -92,7 +162,16 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
         loop {
             let frame = tokio::select! {
                 biased;
-                frame = outgoing.recv() => match frame { Some(f) => f, None => break },
+                frame = outgoing.recv() => match frame {
+                    Some(f) if f.as_ref() == CLOSE_TOO_BIG => {
+                        let reason = format!("a viewer's frame may hold at most {} KiB", VIEWER_FRAME_BYTES >> 10);
+                        let close = axum::extract::ws::CloseFrame { code: crate::ws::CLOSE_TOO_BIG, reason: reason.into() };
+                        let _ = sink.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                    Some(f) => f,
+                    None => break,
+                },
                 event = async { observers.as_mut().expect("only polled when subscribed").recv().await }, if observers.is_some() => match event {
                     Ok(f) => f,
                     // A slow viewer skips events; the periodic status and logs keep it right.
@@ -108,15 +187,50 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
 
     let connection = Arc::new(Connection::new());
     let limit = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+    let bytes_in_flight = Arc::new(Semaphore::new(VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION));
     while let Some(message) = stream.next().await {
+        gate.frame_taken();
         let text = match message {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
                 send(&error(None, ErrorKind::BadRequest, "binary frames are not part of the protocol"));
                 continue;
             }
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Close(_)) => break,
+            Err(e) => {
+                if !admin {
+                    // Most likely the gate cut a frame too large for a viewer: say so.
+                    let message = format!(
+                        "this connection was closed: a viewer's frame may hold at most {} KiB ({e}); with the \
+                         token, frames up to 8 MiB are accepted",
+                        VIEWER_FRAME_BYTES >> 10
+                    );
+                    send(&error(None, ErrorKind::TooLarge, message));
+                    let _ = closing.send(CLOSE_TOO_BIG.into());
+                    // The writer sends the Close frame and ends.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+                    return;
+                }
+                break;
+            }
             Ok(_) => continue,
+        };
+        // A viewer's requests in flight are bounded in bytes too, per connection and for all
+        // viewers together: what a room can make this proxy hold is bounded by construction.
+        let held = if admin {
+            None
+        } else {
+            let Ok(mine) = bytes_in_flight.clone().acquire_many_owned(text.len() as u32).await else { break };
+            match hub.viewer_bytes.clone().try_acquire_many_owned(text.len() as u32) {
+                Ok(all) => Some((mine, all)),
+                Err(_) => {
+                    let id = frame_id(text.as_str());
+                    let message =
+                        "the proxy holds as many viewers' requests as it may: try again in a moment";
+                    send(&ProxyFrame::Error { id, error: ApiError::new(ErrorKind::Unavailable, message) });
+                    continue;
+                }
+            }
         };
         let frame = match parse::<ClientFrame>(text.as_str()) {
             Ok(frame) => frame,
@@ -135,6 +249,7 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
             }
             send(&reply);
             drop(permit);
+            drop(held);
         });
     }
     writer.abort();
@@ -191,6 +306,11 @@ async fn write(
     session: Option<Session>,
     op: WriteOp,
 ) -> ProxyFrame {
+    // Refused before it takes a sequence number: a number that never reaches the log would
+    // make the next write of this session look like one of a forgotten session.
+    if let Some(error) = shared::protocol::too_large(&op) {
+        return ProxyFrame::Error { id: Some(id), error };
+    }
     let session = connection.begin(session);
     let command = Command {
         client: session.client,
@@ -198,16 +318,7 @@ async fn write(
         op,
         answered_below: session.answered_below.unwrap_or(0),
     };
-    let size = encode(&command).len();
-    let reply = if size > MAX_WRITE_BYTES {
-        let message = format!(
-            "the write takes {size} bytes; one write may take at most {MAX_WRITE_BYTES} (it must fit in one \
-             frame between nodes)"
-        );
-        error(Some(id), ErrorKind::TooLarge, &message)
-    } else {
-        routing::write(hub, id, command).await
-    };
+    let reply = routing::write(hub, id, command).await;
     connection.settle(session, &reply);
     reply
 }
@@ -250,6 +361,9 @@ async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: Cli
         }
         ClientFrame::Cas { id, key, expected, new, session } => {
             write(hub, connection, id, session, WriteOp::Cas { key, expected, new }).await
+        }
+        ClientFrame::Get { id, key, .. } if shared::protocol::key_too_large(&key).is_some() => {
+            ProxyFrame::Error { id: Some(id), error: shared::protocol::key_too_large(&key).expect("checked") }
         }
         ClientFrame::Get { id, key, consistency } => routing::read(hub, id, key, consistency).await,
         ClientFrame::Status { id } => {
