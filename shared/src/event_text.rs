@@ -54,9 +54,9 @@ fn refusal(r: &VoteRefusal, lang: Lang) -> String {
         ),
         (VoteRefusal::LeaderActive { leader }, Lang::En) => format!("node {leader} is a live leader"),
         (VoteRefusal::LeaderActive { leader }, Lang::Es) => format!("el nodo {leader} es un líder activo"),
-        (VoteRefusal::NotAVoter, Lang::En) => "it is no voter (a learner, or a disk not yet let in)".into(),
+        (VoteRefusal::NotAVoter, Lang::En) => "its disk was not let into the cluster (empty, or lost)".into(),
         (VoteRefusal::NotAVoter, Lang::Es) => {
-            "no es votante (un aprendiz, o un disco aún no admitido)".into()
+            "su disco no fue admitido en el clúster (vacío, o perdido)".into()
         }
         (VoteRefusal::NotAMember, Lang::En) => "the candidate was removed from the cluster".into(),
         (VoteRefusal::NotAMember, Lang::Es) => "el candidato fue retirado del clúster".into(),
@@ -155,6 +155,12 @@ impl Event {
                             format!(" (bytes {offset}–{end}{last})")
                         }
                     }
+                    MessageSummary::SnapshotResponse { index, received, done } => match (done, es) {
+                        (true, false) => format!(" (has everything up to {index})"),
+                        (true, true) => format!(" (tiene todo hasta {index})"),
+                        (false, false) => format!(" ({received} bytes of the snapshot up to {index})"),
+                        (false, true) => format!(" ({received} bytes de la instantánea hasta {index})"),
+                    },
                     MessageSummary::AppendResponse { .. } | MessageSummary::VoteResponse { .. } => {
                         match (message.ok(), es) {
                             (true, false) => " (yes)".to_string(),

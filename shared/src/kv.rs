@@ -222,6 +222,9 @@ pub struct KvStore {
     /// Deliberate defect for the simulator: forget sessions, applying every retry again.
     #[serde(skip)]
     ignore_sessions: bool,
+    /// Deliberate defect for the simulator: snapshots leave the sessions out.
+    #[serde(skip)]
+    snapshot_without_sessions: bool,
 }
 
 /// The serialized part of a store; reading one back recounts its size.
@@ -405,14 +408,40 @@ impl KvStore {
     pub fn snapshot(&self) -> KvStore {
         let mut copy = self.clone();
         copy.ignore_sessions = false;
+        if self.snapshot_without_sessions {
+            copy.sessions.clear();
+        }
         copy
     }
 
-    /// Replaces the whole state with a snapshot's, keeping this store's defect switch and limit.
+    /// Switch on the `snapshot-without-sessions` defect (see `raft::Bugs`).
+    pub fn set_snapshot_without_sessions(&mut self, on: bool) {
+        self.snapshot_without_sessions = on;
+    }
+
+    /// A digest of the whole state (data, sessions, applied index): two stores at the same
+    /// applied index must have the same one (the simulator compares them).
+    pub fn digest(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&self.applied, &mut h);
+        for (k, v) in &self.data {
+            std::hash::Hash::hash(&(k, v), &mut h);
+        }
+        for (client, session) in &self.sessions {
+            std::hash::Hash::hash(&(client, session.floor, session.last_index), &mut h);
+            for (seq, fingerprint, result) in &session.results {
+                std::hash::Hash::hash(&(seq, fingerprint, format!("{result:?}")), &mut h);
+            }
+        }
+        std::hash::Hasher::finish(&h)
+    }
+
+    /// Replaces the whole state with a snapshot's, keeping this store's defect switches and limit.
     pub fn restore(&mut self, snapshot: &KvStore) {
-        let (ignore, limit) = (self.ignore_sessions, self.limit);
+        let (ignore, without, limit) = (self.ignore_sessions, self.snapshot_without_sessions, self.limit);
         *self = snapshot.clone();
         self.ignore_sessions = ignore;
+        self.snapshot_without_sessions = without;
         self.limit = limit;
         self.bytes = self.data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     }

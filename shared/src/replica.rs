@@ -28,6 +28,11 @@ use crate::raft::{
     ProposeError, Raft, ReadError, ReadId, ReadOutcome, Role, Snapshot, Status, Term,
 };
 
+/// While a live follower lacks entries (catching up, or receiving a snapshot), compaction waits
+/// until the log holds this many times `snapshot_every` entries (and a thousand more, for small
+/// `snapshot_every`).
+const COMPACTION_PATIENCE: u64 = 8;
+
 /// Identifies a client request on the replica that received it; chosen by the driver.
 pub type RequestId = u64;
 
@@ -211,6 +216,7 @@ impl Replica {
     pub fn new(cfg: Config, persisted: Persisted, seed: u64, now: Millis, snapshot_every: u64) -> Replica {
         let mut kv = KvStore::new();
         kv.set_ignore_sessions(cfg.bugs.has(Bug::NoDedup));
+        kv.set_snapshot_without_sessions(cfg.bugs.has(Bug::SnapshotWithoutSessions));
         if let Some(snapshot) = &persisted.snapshot {
             kv.restore(&snapshot.data);
             kv.set_applied(snapshot.meta.index);
@@ -495,7 +501,17 @@ impl Replica {
 
     fn maybe_compact(&mut self) -> Option<Snapshot> {
         let applied = self.kv.applied();
-        if self.snapshot_every == 0 || applied < self.raft.snapshot_index() + self.snapshot_every {
+        let since = applied.saturating_sub(self.raft.snapshot_index());
+        if self.snapshot_every == 0 || since < self.snapshot_every {
+            return None;
+        }
+        // A live follower catching up (by entries, or by a snapshot it is receiving) needs the
+        // entries it lacks: compacting them away would send it a newer snapshot, and under
+        // steady writes it might never catch up. So compaction waits for live followers — up to
+        // a bound, past which memory wins (a follower lagging that far gets a snapshot).
+        if self.raft.needed_by_live_follower(applied)
+            && since < self.snapshot_every * COMPACTION_PATIENCE + 1_000
+        {
             return None;
         }
         self.raft.compact(applied, self.kv.snapshot())

@@ -78,11 +78,15 @@ fn changing_membership_before_committing_an_entry_of_the_term_is_caught() {
     // Two changes from two leaders, each one server away from the configuration both started
     // from, can together be two servers away: majorities that do not overlap (the 2015 bug).
     let found = caught(Bug::ChangeBeforeCommit);
-    assert!(!found.is_empty());
+    assert!(found.iter().any(|p| *p != Property::Liveness), "{found:?}");
+    // Two configurations that do not overlap can also leave a cluster that never elects again.
     assert!(
         found.iter().all(|p| matches!(
             p,
-            Property::LeaderCompleteness | Property::ElectionSafety | Property::StateMachineSafety
+            Property::LeaderCompleteness
+                | Property::ElectionSafety
+                | Property::StateMachineSafety
+                | Property::Liveness
         )),
         "{found:?}"
     );
@@ -105,6 +109,21 @@ fn voting_at_once_on_an_empty_disk_is_caught() {
         )),
         "{found:?}"
     );
+}
+
+#[test]
+fn a_leader_that_never_looks_further_back_is_caught_by_liveness() {
+    // Safe, but a follower with a divergent log is never repaired: once the faults end, it
+    // never catches up.
+    let found = caught(Bug::NoBacktrack);
+    assert!(found.contains(&Property::Liveness), "{found:?}");
+    assert!(found.iter().all(|p| *p == Property::Liveness), "a liveness defect broke safety: {found:?}");
+}
+
+#[test]
+fn snapshots_without_sessions_are_caught_comparing_stores_at_equal_applied_index() {
+    let found = caught(Bug::SnapshotWithoutSessions);
+    assert!(found.contains(&Property::StateMachineSafety), "{found:?}");
 }
 
 #[test]
@@ -148,7 +167,7 @@ fn the_simulator_exercises_what_it_claims_to() {
     assert!(snapshots > 20, "{snapshots} snapshots installed");
     assert!(ops > 5_000, "{ops} operations completed");
     assert!(unknown > 10, "{unknown} operations with unknown outcome");
-    assert!(membership_changes > 200, "{membership_changes} membership changes committed");
+    assert!(membership_changes > 150, "{membership_changes} membership changes committed");
 }
 
 #[test]

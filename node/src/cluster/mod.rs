@@ -101,7 +101,8 @@ pub struct Args {
     recent_minutes: u64,
     /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
     /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
-    /// forget-vote, stale-read, no-dedup, change-before-commit
+    /// forget-vote, stale-read, no-dedup, change-before-commit, vote-on-empty-disk, no-backtrack,
+    /// snapshot-without-sessions
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
 }

@@ -77,7 +77,8 @@ pub struct Args {
     max_batch: usize,
     /// Run with one of the simulator's deliberate defects, to show that the live invariant
     /// monitor catches it (repeatable): commit-old-term, vote-without-log-check, forget-vote,
-    /// stale-read, no-dedup, change-before-commit
+    /// stale-read, no-dedup, change-before-commit, vote-on-empty-disk, no-backtrack,
+    /// snapshot-without-sessions
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
     /// Faults to start with, as the JSON of the protocol's fault settings (the supervisor

@@ -33,6 +33,8 @@ pub enum Property {
     Linearizability,
     /// A client's session is refused as forgotten only after the store evicted it (§6.3).
     LiveSessions,
+    /// Once faults end, a leader commits again and every running member catches up.
+    Liveness,
 }
 
 impl Property {
@@ -46,6 +48,7 @@ impl Property {
             Property::ExactlyOnce => "Exactly Once",
             Property::Linearizability => "Linearizability",
             Property::LiveSessions => "Live Sessions",
+            Property::Liveness => "Liveness",
         }
     }
 }
@@ -62,6 +65,7 @@ impl Property {
             Property::ExactlyOnce => "exactly_once",
             Property::Linearizability => "linearizability",
             Property::LiveSessions => "live_sessions",
+            Property::Liveness => "liveness",
         }
     }
 
@@ -76,6 +80,7 @@ impl Property {
             Property::ExactlyOnce => "Exactamente una vez",
             Property::Linearizability => "Linealizabilidad",
             Property::LiveSessions => "Sesiones vivas",
+            Property::Liveness => "Vivacidad",
         }
     }
 }
@@ -151,8 +156,13 @@ pub struct SafetyChecker {
     leading: BTreeMap<NodeId, (Term, Index, Term)>,
     commits: BTreeMap<NodeId, Index>,
     fresh_writes: BTreeMap<(ClientId, u64), Index>,
+    /// A digest of the store (data and sessions) at recent applied indices, and who had it.
+    stores: BTreeMap<Index, (NodeId, u64)>,
     violations: Vec<Violation>,
 }
+
+/// Applied indices whose store digests are kept for comparison.
+const STORES_KEPT: usize = 4_096;
 
 fn digest(payload: &Payload) -> u64 {
     let mut h = DefaultHasher::new();
@@ -334,7 +344,8 @@ impl SafetyChecker {
     /// configuration in its own log and its log is at least as up-to-date (§5.4.1) as the logs
     /// of a majority of that configuration, counting every server's durable log — crashed ones
     /// too, since they come back. Only admitted disks vote (`HardState::admitted`): a server
-    /// restarted on an empty one votes for nobody. If such a server
+    /// restarted on an empty one votes for nobody, while an admitted learner or removed server
+    /// does when a candidate counts it. If such a server
     /// exists, some schedule of crashes and messages elects it and loses the entry; this check
     /// reports it at once instead of waiting for the simulator to stumble on that schedule.
     fn check_commit_is_durable(&mut self, step: u64) {
@@ -368,6 +379,28 @@ impl SafetyChecker {
         }
         if let Some(detail) = lost {
             self.violation(Property::LeaderCompleteness, step, detail);
+        }
+    }
+
+    /// `node`'s store after a round, as a digest (`KvStore::digest`), at its applied index: two
+    /// stores at the same applied index must be the same store — however each got there (by
+    /// applying entries, or by restoring a snapshot).
+    pub fn store_at(&mut self, node: NodeId, applied: Index, digest: u64, step: u64) {
+        match self.stores.get(&applied) {
+            Some((other, theirs)) if *theirs != digest => {
+                let detail = format!(
+                    "the stores of nodes {other} and {node} differ at applied index {applied} (a snapshot or \
+                     an apply that does not rebuild the same state)"
+                );
+                self.violation(Property::StateMachineSafety, step, detail);
+            }
+            Some(_) => {}
+            None => {
+                self.stores.insert(applied, (node, digest));
+                if self.stores.len() > STORES_KEPT {
+                    self.stores.pop_first();
+                }
+            }
         }
     }
 

@@ -93,10 +93,19 @@ pub enum Bug {
     /// A server restarted on an empty disk takes the first configuration again and votes at
     /// once, as if the cluster were new (the drivers' start-up rule, not the core's).
     VoteOnEmptyDisk,
+    /// A leader refused by a follower tries the same entry again instead of looking further
+    /// back: a follower with a divergent log is never repaired (a liveness defect).
+    NoBacktrack,
+    /// Snapshots leave out the client sessions: a server restored from one forgets which
+    /// writes it applied, and its store differs from the others'.
+    SnapshotWithoutSessions,
 }
 
+// Every defect has a bit in `Bugs`.
+const _: () = assert!(Bug::ALL.len() <= 32);
+
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 9] = [
         Bug::CommitOldTerm,
         Bug::VoteWithoutLogCheck,
         Bug::ForgetVote,
@@ -104,6 +113,8 @@ impl Bug {
         Bug::NoDedup,
         Bug::ChangeBeforeCommit,
         Bug::VoteOnEmptyDisk,
+        Bug::NoBacktrack,
+        Bug::SnapshotWithoutSessions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +126,8 @@ impl Bug {
             Bug::NoDedup => "no-dedup",
             Bug::ChangeBeforeCommit => "change-before-commit",
             Bug::VoteOnEmptyDisk => "vote-on-empty-disk",
+            Bug::NoBacktrack => "no-backtrack",
+            Bug::SnapshotWithoutSessions => "snapshot-without-sessions",
         }
     }
 
@@ -135,6 +148,12 @@ impl Bug {
             }
             Bug::VoteOnEmptyDisk => {
                 "a server that lost its disk forgot its votes and entries: it must not vote until added again"
+            }
+            Bug::NoBacktrack => {
+                "a refused AppendEntries makes the leader look further back until the logs agree (§5.3)"
+            }
+            Bug::SnapshotWithoutSessions => {
+                "a snapshot holds the whole state machine, client sessions included (dissertation §6.3)"
             }
         }
     }
@@ -158,7 +177,7 @@ impl std::fmt::Display for Bug {
 
 /// The set of defects switched on. Empty in production.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bugs(u8);
+pub struct Bugs(u32);
 
 impl Bugs {
     pub fn none() -> Bugs {
@@ -181,7 +200,7 @@ impl Bugs {
         Bug::ALL.into_iter().filter(move |b| self.has(*b))
     }
 
-    fn bit(bug: Bug) -> u8 {
+    fn bit(bug: Bug) -> u32 {
         1 << Bug::ALL.iter().position(|b| *b == bug).expect("every bug is in ALL")
     }
 }

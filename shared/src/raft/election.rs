@@ -105,8 +105,8 @@ impl Raft {
             return self.refuse_vote(&msg, pre_vote, VoteRefusal::NotAMember);
         }
         if !self.may_vote() {
-            // A learner, or a disk never admitted (empty after a loss): it may have voted in
-            // this very term before, and its log may lack entries it acknowledged.
+            // A disk never admitted (empty after a loss): it may have voted in this very term
+            // before, and its log may lack entries it acknowledged.
             return self.refuse_vote(&msg, pre_vote, VoteRefusal::NotAVoter);
         }
         let can_vote = self.voted_for == Some(msg.from)
@@ -182,7 +182,7 @@ impl Raft {
     }
 
     pub(super) fn on_election_timeout(&mut self) {
-        if !self.may_vote() || self.removed {
+        if !self.may_campaign() || self.removed {
             self.reset_election_timer();
             return;
         }
@@ -270,7 +270,7 @@ impl Raft {
     }
 
     pub(super) fn on_timeout_now(&mut self, from: super::NodeId) {
-        if self.role == Role::Leader || self.leader != Some(from) || !self.may_vote() {
+        if self.role == Role::Leader || self.leader != Some(from) || !self.may_campaign() {
             return;
         }
         self.campaign(RoleReason::TimeoutNow { from }, true);

@@ -117,8 +117,8 @@ pub enum VoteRefusal {
     LogNotUpToDate { voter_last_index: Index, voter_last_term: Term },
     /// The voter heard from a live leader less than an election timeout ago (§9.6, §4.2.3).
     LeaderActive { leader: NodeId },
-    /// The asked server is no voter: a learner, or a server whose disk was never admitted
-    /// (empty after a loss) — it must not vote, having forgotten what it promised.
+    /// The asked server's disk was never admitted (empty after a loss, or a server waiting to
+    /// be added): it must not vote, having forgotten what it promised.
     NotAVoter,
     /// The leader's committed configuration does not include the candidate: it was removed and
     /// should stop campaigning (dissertation §4.2.3).

@@ -431,8 +431,17 @@ impl Raft {
         self.admitted
     }
 
-    /// Whether this server may vote: a voter of its own configuration whose disk is admitted.
+    /// Whether this server may grant votes: its disk is admitted, so it remembers every vote it
+    /// gave and every entry it acknowledged. It need not be a voter of its *own* configuration:
+    /// a learner whose promotion has not reached it yet is a voter of the candidate's, and its
+    /// vote may be the one a majority needs (etcd lets learners vote for the same reason).
     pub fn may_vote(&self) -> bool {
+        self.admitted
+    }
+
+    /// Whether this server may stand for election: admitted, and a voter of the configuration
+    /// in its own log.
+    pub fn may_campaign(&self) -> bool {
         self.admitted && self.log.config().contains(self.id)
     }
 

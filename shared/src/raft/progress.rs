@@ -46,6 +46,12 @@ pub(crate) struct Progress {
     /// follower asking again for the same snapshot resumes instead of starting over.
     pub snapshot: Option<Arc<OutgoingSnapshot>>,
     pub snapshot_offset: u64,
+    /// Bytes of that snapshot sent so far: chunks from `snapshot_offset` up to here are on
+    /// their way (a few travel at once, so that small chunks do not take a round trip each).
+    pub snapshot_sent: u64,
+    /// The offset from which chunks were last sent again after the follower said it still
+    /// waited there: once per gap, or every late answer would resend the whole window.
+    pub snapshot_resent_from: Option<u64>,
     /// Heard from since the last check-quorum round (an unadmitted voter is not heard: its
     /// answers promise nothing).
     pub recent_active: bool,
@@ -75,6 +81,8 @@ impl Progress {
             snapshot_sent_at: 0,
             snapshot: None,
             snapshot_offset: 0,
+            snapshot_sent: 0,
+            snapshot_resent_from: None,
             recent_active: true,
             last_heard: None,
             admitted: false,

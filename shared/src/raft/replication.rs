@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::progress::OutgoingSnapshot;
+
+/// Bytes of one snapshot transfer on their way at once, at most.
+const SNAPSHOT_WINDOW_BYTES: usize = 4 << 20;
 use super::{
     Body, Bug, ConflictHint, Entry, Index, Message, NodeId, ProgressState, Raft, Role, Snapshot,
     SnapshotMeta, summarize,
@@ -208,8 +211,10 @@ impl Raft {
                 Some(ConflictHint { term: None, index: first }) => first,
                 None => index,
             };
+            let no_backtrack = self.cfg.bugs.has(Bug::NoBacktrack);
             let pr = self.progress.get_mut(&msg.from).expect("checked above");
-            pr.next = next.clamp(pr.matched + 1, index.max(pr.matched + 1));
+            pr.next =
+                if no_backtrack { index + 1 } else { next.clamp(pr.matched + 1, index.max(pr.matched + 1)) };
             pr.become_probe();
             let next_index = pr.next;
             self.emit(Event::AppendRejected { follower: msg.from, next_index });
@@ -291,10 +296,28 @@ impl Raft {
             // Progress on the snapshot being sent, or a request to start over (0). An older
             // acknowledgement (a smaller nonzero count) changes nothing.
             let current = pr.state == ProgressState::Snapshot && pr.snapshot_index() == index;
-            if current && (received > pr.snapshot_offset || received == 0) {
-                pr.snapshot_offset = received;
-                self.send_snapshot_chunk(from);
+            if !current {
+                return;
             }
+            if received > pr.snapshot_offset {
+                pr.snapshot_offset = received;
+                pr.snapshot_sent = pr.snapshot_sent.max(received);
+            } else if received == 0 && pr.snapshot_offset > 0 {
+                // The follower started over (it restarted, or the snapshot did not parse).
+                pr.snapshot_offset = 0;
+                pr.snapshot_sent = 0;
+                pr.snapshot_resent_from = None;
+            } else if received == pr.snapshot_offset
+                && pr.snapshot_sent > received
+                && pr.snapshot_resent_from != Some(received)
+            {
+                // The follower still waits for the chunk at `received`: it was lost, or a later
+                // one overtook it. Send that one chunk again — once for this gap (a lost resend
+                // is covered by the heartbeat's timeout, which starts again from the offset).
+                pr.snapshot_resent_from = Some(received);
+                self.send_snapshot_chunk_at(from, received);
+            }
+            self.send_snapshot_chunks(from);
             return;
         }
         let moved = pr.acknowledge(index);
@@ -374,6 +397,7 @@ impl Raft {
                 ProgressState::Snapshot => {
                     // A lost chunk: probe again; the transfer resumes where it stopped.
                     if now >= pr.snapshot_sent_at + resend_snapshot_after {
+                        pr.snapshot_sent = pr.snapshot_offset;
                         pr.next = pr.matched + 1;
                         pr.become_probe();
                     }
@@ -494,10 +518,25 @@ impl Raft {
             pr.snapshot = Some(outgoing);
             pr.snapshot_offset = 0;
         }
+        // From what the follower is known to have.
+        pr.snapshot_sent = pr.snapshot_offset;
         if pr.snapshot_offset == 0 {
             self.emit(Event::SnapshotSent { to: peer, index });
         }
-        self.send_snapshot_chunk(peer);
+        self.send_snapshot_chunks(peer);
+    }
+
+    /// Whether compacting up to `index` would take entries a live follower still needs: one
+    /// heard from within an election timeout that lacks them (it is catching up, or receiving a
+    /// snapshot). Compacting them away would send it a newer snapshot, and under steady writes
+    /// it might never catch up (see `Replica`'s compaction, which waits for such followers).
+    pub fn needed_by_live_follower(&self, index: Index) -> bool {
+        let recent = self.now.saturating_sub(self.cfg.election_timeout);
+        self.role == Role::Leader
+            && self
+                .progress
+                .values()
+                .any(|p| p.matched < index && p.last_heard.is_some_and(|at| at >= recent))
     }
 
     /// The latest snapshot, encoded for the wire once and shared by every transfer of it.
@@ -514,23 +553,56 @@ impl Raft {
         }
     }
 
-    /// Sends the chunk of the transfer's snapshot that starts at what `peer` has received.
+    /// Sends the transfer's next chunks, from what was sent so far, keeping a few on their way
+    /// at once (`SNAPSHOT_WINDOW_BYTES`, and no more chunks than AppendEntries in flight).
     /// Chunks are bytes: where one ends says nothing about the text inside.
-    fn send_snapshot_chunk(&mut self, peer: NodeId) {
+    fn send_snapshot_chunks(&mut self, peer: NodeId) {
         let now = self.now;
-        let max = self.cfg.max_bytes_per_message.max(1);
+        let max = self.cfg.max_bytes_per_message.max(1) as u64;
+        let window =
+            (SNAPSHOT_WINDOW_BYTES as u64 / max).clamp(1, self.cfg.max_inflight_messages as u64) * max;
         let pr = self.progress.get_mut(&peer).expect("peer has progress");
         let outgoing = pr.snapshot.clone().expect("a transfer holds the snapshot it sends");
-        let total = outgoing.bytes.len();
-        let start = (pr.snapshot_offset as usize).min(total);
-        let end = start.saturating_add(max).min(total);
-        pr.snapshot_sent_at = now;
-        let body = Body::InstallSnapshot {
-            meta: outgoing.meta.clone(),
-            offset: start as u64,
-            data: outgoing.bytes[start..end].to_vec(),
-            done: end == total,
-        };
-        self.send(peer, body);
+        let total = outgoing.bytes.len() as u64;
+        let mut chunks = Vec::new();
+        if total == 0 {
+            chunks.push((0, 0));
+        }
+        while pr.snapshot_sent < total && pr.snapshot_sent - pr.snapshot_offset.min(pr.snapshot_sent) < window
+        {
+            let start = pr.snapshot_sent;
+            let end = (start + max).min(total);
+            chunks.push((start, end));
+            pr.snapshot_sent = end;
+        }
+        debug_assert!(
+            pr.snapshot_offset <= pr.snapshot_sent.max(pr.snapshot_offset) && pr.snapshot_sent <= total
+        );
+        if !chunks.is_empty() {
+            pr.snapshot_sent_at = now;
+        }
+        for (start, end) in chunks {
+            self.send(peer, chunk(&outgoing, start, end));
+        }
+    }
+
+    /// Sends again the one chunk of the transfer that starts at `start`.
+    fn send_snapshot_chunk_at(&mut self, peer: NodeId, start: u64) {
+        let max = self.cfg.max_bytes_per_message.max(1) as u64;
+        let pr = self.progress.get_mut(&peer).expect("peer has progress");
+        let outgoing = pr.snapshot.clone().expect("a transfer holds the snapshot it sends");
+        let total = outgoing.bytes.len() as u64;
+        let start = start.min(total);
+        self.send(peer, chunk(&outgoing, start, (start + max).min(total)));
+    }
+}
+
+/// The InstallSnapshot carrying bytes `start..end` of a snapshot.
+fn chunk(outgoing: &OutgoingSnapshot, start: u64, end: u64) -> Body {
+    Body::InstallSnapshot {
+        meta: outgoing.meta.clone(),
+        offset: start,
+        data: outgoing.bytes[start as usize..end as usize].to_vec(),
+        done: end == outgoing.bytes.len() as u64,
     }
 }

@@ -63,11 +63,15 @@ impl SimClient {
     }
 
     /// A random operation on one of `keys` keys. Values are unique, so a read identifies the
-    /// write it saw.
-    pub fn next_op(&mut self, rng: &mut Rng, keys: u64) -> (Input, Request) {
+    /// write it saw; with `padding`, they carry that many copies of a multi-byte phrase, so that
+    /// snapshots hold text whose characters chunks can cut.
+    pub fn next_op(&mut self, rng: &mut Rng, keys: u64, padding: u32) -> (Input, Request) {
         self.ops_started += 1;
         let key = format!("k{}", rng.below(keys));
-        let value = format!("c{}-{}", self.id, self.ops_started);
+        let mut value = format!("c{}-{}", self.id, self.ops_started);
+        if padding > 0 {
+            value.push_str(&"·año ñandú € 🦙".repeat(rng.range(1, u64::from(padding)) as usize));
+        }
         let roll = rng.below(100);
         if roll < 35 {
             let consistency =
@@ -188,7 +192,8 @@ impl super::Simulation {
     }
 
     pub(super) fn start_op(&mut self, client: usize) {
-        let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys);
+        let padding = self.params.padding;
+        let (input, request) = self.clients[client].next_op(&mut self.rng, self.params.keys, padding);
         let op = self.clients[client].ops_started;
         let id = self.clients[client].id;
         let consistency = match &request {

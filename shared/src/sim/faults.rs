@@ -50,7 +50,12 @@ impl Simulation {
     /// volume): within the run's budget. The rule it tests: such a server never votes or
     /// counts until it is added again, so the cluster loses no committed write.
     pub(super) fn wipe_node(&mut self, id: NodeId, restart_after: Millis) {
-        if self.params.wipes == 0 || self.node(id).disk.is_empty() {
+        if self.params.wipes == 0 || self.node(id).disk.is_empty() || self.calm() {
+            return;
+        }
+        // A cluster whose admitted voters are no longer a majority cannot elect a leader ever
+        // again (only an unsafe recovery could): that is data loss, not a fault to survive.
+        if !self.majority_admitted_without(id) {
             return;
         }
         self.params.wipes -= 1;
@@ -95,8 +100,16 @@ impl Simulation {
     /// FoundationDB's "buggify", crash a server soon after it does something whose durability
     /// or follow-up the protocol depends on, and bring it back quickly.
     pub(super) fn maybe_crash_at_critical_point(&mut self, id: NodeId, event: &Event) {
-        if !self.cfg.faults {
+        if !self.cfg.faults || self.calm() {
             return;
+        }
+        if let Event::SnapshotSent { .. } = event {
+            // A compaction while the snapshot is on its way replaces the one being sent: the
+            // transfer must finish with the snapshot it started (or start over), whatever it holds.
+            if self.rng.chance(300_000) {
+                let after = self.rng.range(0, 10);
+                self.schedule(self.now + after, SimEvent::Compact(id));
+            }
         }
         let is_leader = self.node(id).replica.as_ref().is_some_and(|r| r.raft().role() == Role::Leader);
         if let (Event::CommitAdvanced { to, .. }, true) = (event, is_leader) {
@@ -131,6 +144,9 @@ impl Simulation {
     }
 
     pub(super) fn inject_fault(&mut self) {
+        if self.calm() {
+            return;
+        }
         let n = self.provisioned as NodeId;
         let roll = self.rng.below(100);
         if roll < 3 && self.params.wipes > 0 {
@@ -168,10 +184,82 @@ impl Simulation {
             }
             let heal_after = self.rng.range(100, 1_500);
             self.schedule(self.now + heal_after, SimEvent::Heal);
-        } else {
+        } else if roll < 85 {
             self.schedule(self.now, SimEvent::Heal);
+        } else if roll < 93 {
+            let id = self.rng.range(1, n);
+            self.schedule(self.now, SimEvent::Compact(id));
+        } else {
+            self.schedule(self.now, SimEvent::Transfer);
         }
         let next = self.rng.range(self.params.fault_interval / 2, self.params.fault_interval * 3 / 2);
         self.schedule(self.now + next, SimEvent::Fault);
+    }
+}
+
+impl Simulation {
+    /// A server compacts its log at its applied index now, as an admin's `snapshot` would.
+    pub(super) fn compact(&mut self, id: NodeId) {
+        let node = self.node(id);
+        if node.io.is_some() || node.paused {
+            // Between a round's disk write and its end the core takes no input; a stopped
+            // process does nothing.
+            return;
+        }
+        let Some(replica) = node.replica.as_mut() else { return };
+        if let Some(snapshot) = replica.compact_now() {
+            node.disk.compact(&snapshot);
+            self.note(format!("n{id} compacted its log up to {}", snapshot.meta.index));
+        }
+        self.run_node(id);
+    }
+
+    /// The leader is asked to hand leadership to another voter (dissertation §3.10).
+    pub(super) fn transfer(&mut self) {
+        let leader = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.replica.as_ref().map(|r| (i as NodeId + 1, r)))
+            .filter(|(_, r)| r.raft().role() == Role::Leader)
+            .max_by_key(|(_, r)| r.raft().term())
+            .map(|(id, r)| (id, r.raft().voters()));
+        let Some((leader, voters)) = leader else { return };
+        let others: Vec<NodeId> = voters.into_iter().filter(|v| *v != leader).collect();
+        if others.is_empty() || self.node(leader).io.is_some() {
+            return;
+        }
+        let to = *self.rng.pick(&others);
+        let now = self.now;
+        let replica = self.node(leader).replica.as_mut().expect("a leader is up");
+        let _ = replica.transfer_leadership(now, to);
+        self.note(format!("n{leader} asked to hand leadership to n{to}"));
+        self.run_node(leader);
+    }
+}
+
+impl Simulation {
+    /// Whether the configuration in force (as the most advanced server sees it) keeps a
+    /// majority of voters whose disks are admitted once `lost` is not counted.
+    pub(super) fn majority_admitted_without(&self, lost: NodeId) -> bool {
+        let configs: Vec<crate::raft::Configuration> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| r.raft().membership().clone())
+            .collect();
+        // Every configuration a server may act on must keep its majority.
+        configs.iter().all(|config| {
+            let admitted = config
+                .voters
+                .iter()
+                .filter(|v| **v != lost)
+                .filter(|v| {
+                    let node = &self.nodes[**v as usize - 1];
+                    node.replica.as_ref().map_or(node.disk.admitted(), |r| r.raft().admitted())
+                })
+                .count();
+            admitted >= config.quorum()
+        })
     }
 }

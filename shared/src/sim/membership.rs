@@ -20,7 +20,10 @@ const MOST_MEMBERS: usize = 7;
 impl Simulation {
     /// The operator's regular round: one change, and the next round scheduled.
     pub(super) fn operate(&mut self) {
-        let next = self.membership_rng.range(300, 1_500);
+        if self.calm() {
+            return;
+        }
+        let next = self.membership_rng.range(200, 1_000);
         self.schedule(self.now + next, SimEvent::Operate);
         self.ask_for_a_change(false);
     }
@@ -28,6 +31,9 @@ impl Simulation {
     /// Asks the leader for one change: an addition or a removal at random, or a removal when
     /// `remove` (the changes that move the majority; an added learner does not).
     pub(super) fn ask_for_a_change(&mut self, remove: bool) {
+        if self.calm() {
+            return;
+        }
         let Some(leader) = self.current_leader() else { return };
         let config = self.node(leader).replica.as_ref().expect("a leader is up").raft().membership().clone();
         let members: Vec<NodeId> = config.members().collect();
@@ -48,6 +54,11 @@ impl Simulation {
             }
             _ if members.len() > FEWEST_MEMBERS => {
                 let id = members[self.membership_rng.below(members.len() as u64) as usize];
+                // Removing an admitted voter where others lost their disks could leave a
+                // configuration without an admitted majority: a cluster that never recovers.
+                if !self.majority_admitted_without(id) {
+                    return;
+                }
                 MembershipChange::Remove { id }
             }
             _ => return,

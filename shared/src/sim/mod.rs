@@ -15,10 +15,12 @@
 //! - `client`: the workload and its retry discipline.
 //! - `faults`: the fault schedule, random and at critical moments.
 //! - `membership`: the operator that adds and removes servers during a run.
+//! - `liveness`: the calm after the faults, and the check that the cluster gets going again.
 //! - this file: the event loop, the servers' rounds and the report.
 
 mod client;
 mod faults;
+mod liveness;
 mod membership;
 mod network;
 mod node;
@@ -110,6 +112,8 @@ struct Params {
     client_timeout: Millis,
     /// Bytes per message: small values cut snapshots into many chunks.
     max_bytes: usize,
+    /// Copies of a multi-byte phrase in values, at most (0: short ASCII values).
+    padding: u32,
     /// How many disks this run may wipe (a server restarted on an empty directory). Without an
     /// operator to replace them, at most a minority: a wiped voter never counts again.
     wipes: u32,
@@ -133,6 +137,7 @@ impl Params {
             fault_interval: rng.range(80, 500),
             client_timeout: rng.range(200, 500),
             max_bytes: *rng.pick(&[1 << 20, 1 << 20, 1 << 20, 64, 300]),
+            padding: if rng.chance(300_000) { rng.range(1, 40) as u32 } else { 0 },
             wipes: if cfg.faults && rng.chance(400_000) {
                 rng.range(1, (nodes as u64 - 1) / 2) as u32
             } else {
@@ -173,6 +178,12 @@ enum SimEvent {
     OperateNow {
         remove: bool,
     },
+    /// A server compacts its log now (as an admin's `snapshot` command).
+    Compact(NodeId),
+    /// The leader is asked to hand leadership to another voter.
+    Transfer,
+    /// Once faults end, whether the cluster gets going again (see `liveness`).
+    CheckLiveness,
 }
 
 #[derive(Debug)]
@@ -216,6 +227,7 @@ struct Simulation {
     membership_rng: Rng,
     /// Servers a leader reported as restarted on an empty disk, for the operator to repair.
     lost_disks: std::collections::BTreeSet<NodeId>,
+    calm: liveness::Calm,
     network: Network,
     checker: SafetyChecker,
     history: Vec<Operation>,
@@ -277,6 +289,7 @@ impl Simulation {
             operator,
             membership_rng,
             lost_disks: std::collections::BTreeSet::new(),
+            calm: liveness::Calm::default(),
             network: Network::new(faults),
             checker: SafetyChecker::new(1..=node_count as NodeId),
             history: Vec::new(),
@@ -330,7 +343,17 @@ impl Simulation {
             let at = self.membership_rng.range(300, 1_000);
             self.schedule(at, SimEvent::Operate);
         }
-        while self.step < self.cfg.steps && self.report.violation.is_none() {
+        let calm_at = self.cfg.steps * 3 / 4;
+        let hard_stop = self.cfg.steps * liveness::CALM_STEP_FACTOR;
+        while self.report.violation.is_none() {
+            let in_budget = self.step < self.cfg.steps && !self.calm.checked;
+            let checking = self.calm() && !self.calm.checked && self.step < hard_stop;
+            if !in_budget && !checking {
+                break;
+            }
+            if self.cfg.faults && self.step == calm_at && !self.calm() {
+                self.begin_calm();
+            }
             let Some(Reverse(next)) = self.queue.pop() else { break };
             self.step += 1;
             debug_assert!(next.at >= self.now, "time never goes backwards");
@@ -422,7 +445,7 @@ impl Simulation {
             SimEvent::ClientWake { client, generation } => self.client_wake(client, generation),
             SimEvent::Fault => self.inject_fault(),
             SimEvent::Crash { node, incarnation } => {
-                if self.node(node).incarnation == incarnation {
+                if self.node(node).incarnation == incarnation && !self.calm() {
                     let restart_after = self.rng.range(1, 40);
                     self.crash_node(node, restart_after);
                 }
@@ -443,6 +466,9 @@ impl Simulation {
             }
             SimEvent::Operate => self.operate(),
             SimEvent::OperateNow { remove } => self.ask_for_a_change(remove),
+            SimEvent::Compact(id) => self.compact(id),
+            SimEvent::Transfer => self.transfer(),
+            SimEvent::CheckLiveness => self.check_liveness(),
         }
     }
 
@@ -550,7 +576,7 @@ impl Simulation {
         self.node(id).io = Some(work);
         self.schedule(self.now + latency, SimEvent::DiskDone { node: id, incarnation });
         // Buggify: a crash in the middle of a write of several records tears it.
-        if self.cfg.faults && records >= 2 && self.rng.chance(10_000) {
+        if self.cfg.faults && !self.calm() && records >= 2 && self.rng.chance(25_000) {
             let restart_after = self.rng.range(1, 100);
             self.crash_node(id, restart_after);
         }
@@ -585,10 +611,14 @@ impl Simulation {
         }
         let messages = std::mem::take(&mut work.messages);
         self.send_messages(messages.into_iter());
+        let work_restored = work.persist.snapshot.is_some();
         let node = &mut self.nodes[id as usize - 1];
         let replica = node.replica.as_mut().expect("up");
         let done = replica.finish(work);
         self.checker.after_finish(id, replica.raft(), &done.applied, step);
+        if !done.applied.is_empty() || done.snapshot.is_some() || work_restored {
+            self.checker.store_at(id, replica.kv().applied(), replica.kv().digest(), step);
+        }
         self.checker.after_input(id, replica.raft(), step);
         if let Some(snapshot) = &done.snapshot {
             node.disk.compact(snapshot);

@@ -29,6 +29,12 @@ impl Disk {
         &self.first_voters
     }
 
+    /// Whether this disk was let into the cluster (`HardState::admitted`, or the first
+    /// configuration on it).
+    pub fn admitted(&self) -> bool {
+        self.hard_state.admitted || !self.first_voters.is_empty()
+    }
+
     /// Whether the disk holds nothing at all (new, or wiped).
     pub fn is_empty(&self) -> bool {
         self.first_voters.is_empty()

@@ -100,7 +100,7 @@ fn refusal_text(r: &VoteRefusal) -> String {
             format!("log not up to date (voter: {voter_last_index}, term {voter_last_term})")
         }
         VoteRefusal::LeaderActive { leader } => format!("leader {leader} is alive"),
-        VoteRefusal::NotAVoter => "not a voter (a learner, or a disk not let in)".to_string(),
+        VoteRefusal::NotAVoter => "its disk was not let into the cluster".to_string(),
         VoteRefusal::NotAMember => "you were removed from the cluster".to_string(),
     }
 }
