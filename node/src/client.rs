@@ -1,8 +1,9 @@
 //! `consenso client`: one operation against the cluster, through whichever proxy answers.
 //!
-//! The client picks its own session (a random client id, sequence 1), so that if a proxy dies
-//! with the write in flight, the same write sent through the next proxy is recognised by the
-//! servers and applied once.
+//! A write first opens a session of its own (registered through the log: its id is the
+//! registration's index), then goes out as write 1 of it — so that if a proxy dies with the
+//! write in flight, the same write sent through the next proxy is recognised by the servers
+//! and applied once.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -170,20 +171,24 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-fn request(op: &Op, id: u64, session: Session) -> ClientFrame {
+impl Op {
+    fn is_write(&self) -> bool {
+        matches!(self, Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. })
+    }
+}
+
+fn request(op: &Op, id: u64, session: Option<Session>) -> ClientFrame {
     let admin = |command| ClientFrame::Admin { id, command };
     match op {
-        Op::Put { key, value } => {
-            ClientFrame::Put { id, key: key.clone(), value: value.clone(), session: Some(session) }
-        }
+        Op::Put { key, value } => ClientFrame::Put { id, key: key.clone(), value: value.clone(), session },
         Op::Get { key, consistency } => ClientFrame::Get { id, key: key.clone(), consistency: *consistency },
-        Op::Delete { key } => ClientFrame::Delete { id, key: key.clone(), session: Some(session) },
+        Op::Delete { key } => ClientFrame::Delete { id, key: key.clone(), session },
         Op::Cas { key, old, new, absent } => ClientFrame::Cas {
             id,
             key: key.clone(),
             expected: if *absent { None } else { old.clone() },
             new: new.clone(),
-            session: Some(session),
+            session,
         },
         Op::Status { .. } => ClientFrame::Status { id },
         Op::Crash { node } => admin(AdminCommand::Crash { node: *node }),
@@ -251,16 +256,35 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in &proxies {
         crate::addr::ws_url(p)?;
     }
-    // A new session per command: its only write is number 1, and nothing comes before it.
-    let session = Session { client: crate::secret::random_u64(), seq: 1, answered_below: Some(1) };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    // A new session per write: its only write is number 1, and nothing comes before it.
+    let session = match args.op.is_write() {
+        true => match exchange(&args, &proxies, deadline, &ClientFrame::Register { id: 1 }).await? {
+            ProxyFrame::Registered { client, .. } => {
+                Some(Session { client, seq: 1, answered_below: Some(1) })
+            }
+            other => return report(&args, other),
+        },
+        false => None,
+    };
+    let frame = exchange(&args, &proxies, deadline, &request(&args.op, 1, session)).await?;
+    report(&args, frame)
+}
+
+/// Sends `frame` through every proxy in turn until one answers; the same frame (and session)
+/// each time.
+async fn exchange(
+    args: &Args,
+    proxies: &[String],
+    deadline: tokio::time::Instant,
+    frame: &ClientFrame,
+) -> anyhow::Result<ProxyFrame> {
     let mut last_error = anyhow::anyhow!("no proxy given");
-    // Through every proxy in turn until one answers; the same frame (and session) each time.
     let mut round = 0;
     while tokio::time::Instant::now() < deadline {
-        for proxy in &proxies {
-            match tokio::time::timeout_at(deadline, attempt(&args, proxy, session)).await {
-                Ok(Ok(frame)) => return report(&args, frame),
+        for proxy in proxies {
+            match tokio::time::timeout_at(deadline, attempt(args, proxy, frame)).await {
+                Ok(Ok(frame)) => return Ok(frame),
                 Ok(Err(e)) => {
                     if args.verbose {
                         eprintln!("{proxy}: {e:#}");
@@ -278,10 +302,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// One try through one proxy. Errors mean "try another proxy"; answers (even errors from the
 /// cluster) are returned.
-async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<ProxyFrame> {
+async fn attempt(args: &Args, proxy: &str, frame: &ClientFrame) -> anyhow::Result<ProxyFrame> {
     let (mut stream, _) = ws::open_client(proxy, args.cluster.token()).await?;
-    let id = 1;
-    ws::send(&mut stream, &request(&args.op, id, session)).await?;
+    ws::send(&mut stream, frame).await?;
     loop {
         let frame = match ws::recv::<ProxyFrame>(&mut stream).await? {
             None => bail!("{proxy} closed the connection"),
@@ -294,6 +317,7 @@ async fn attempt(args: &Args, proxy: &str, session: Session) -> anyhow::Result<P
             }
             ProxyFrame::Error { id: None, error } => bail!("{proxy}: {error}"),
             frame @ (ProxyFrame::Done { .. }
+            | ProxyFrame::Registered { .. }
             | ProxyFrame::Error { .. }
             | ProxyFrame::Status { .. }
             | ProxyFrame::AdminDone { .. }) => {

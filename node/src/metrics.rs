@@ -298,7 +298,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// Client requests a proxy handled, by kind.
-pub const REQUEST_KINDS: [&str; 6] = ["put", "delete", "cas", "get", "status", "admin"];
+pub const REQUEST_KINDS: [&str; 7] = ["put", "delete", "cas", "get", "status", "admin", "register"];
 
 /// What a proxy counts.
 #[derive(Default)]

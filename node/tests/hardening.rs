@@ -111,7 +111,8 @@ fn twenty_pipelined_writes_on_one_session_all_apply_and_a_reused_number_is_refus
     let cluster = Cluster::start(3, 1);
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
-        let session = |seq| Some(Session { client: 31337, seq, answered_below: Some(1) });
+        let client = c.register().await;
+        let session = |seq| Some(Session { client, seq, answered_below: Some(1) });
         for seq in 1..=20u64 {
             let frame = ClientFrame::Put {
                 id: 1000 + seq,
@@ -141,7 +142,7 @@ fn twenty_pipelined_writes_on_one_session_all_apply_and_a_reused_number_is_refus
             ErrorKind::SessionConflict
         );
         // Once the client says it knows every outcome below 21, a late copy of 5 is refused.
-        let moved_on = Some(Session { client: 31337, seq: 21, answered_below: Some(21) });
+        let moved_on = Some(Session { client, seq: 21, answered_below: Some(21) });
         assert!(matches!(c.request(put("pipe-21", "21", moved_on)).await, Some(ProxyFrame::Done { .. })));
         assert_eq!(error_kind(c.request(put("pipe-5", "5", session(5))).await), ErrorKind::StaleSession);
     });
@@ -278,8 +279,9 @@ fn consenso(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn check_says_unknown_and_exits_2_when_its_search_runs_out_never_linearizable() {
-    // Thirty puts that never answered, then reads of v1, v0 and v1 again: no order works (each
-    // put happens at most once), but proving it means trying every subset of the thirty.
+    // Thirty puts that never answered, each seen by a read that overlaps everything, then reads
+    // of v1, v0 and v1 again: no order works (each put happens at most once), but proving it
+    // means trying every order of the thirty.
     let mut lines: Vec<String> = (0..30)
         .map(|i| {
             format!(
@@ -288,6 +290,12 @@ fn check_says_unknown_and_exits_2_when_its_search_runs_out_never_linearizable() 
             )
         })
         .collect();
+    for i in 2..30 {
+        lines.push(format!(
+            r#"{{"client":{},"op":"get","key":"k","consistency":"linearizable","invoke":100,"return":5000,"output":{{"result":"value","value":"v{i}"}}}}"#,
+            100 + i
+        ));
+    }
     for (at, value) in [(1000, "v1"), (1002, "v0"), (1004, "v1")] {
         lines.push(format!(
             r#"{{"client":99,"op":"get","key":"k","consistency":"linearizable","invoke":{at},"return":{},"output":{{"result":"value","value":"{value}"}}}}"#,
@@ -526,11 +534,19 @@ fn a_stopped_follower_loses_its_connection_after_the_send_timeout_and_catches_up
     let cluster = Cluster::start(3, 1);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     let stopped = if leader == 3 { 2 } else { 3 };
-    assert!(matches!(cluster.admin(AdminCommand::Pause { node: stopped }), ProxyFrame::AdminDone { .. }));
-    // More than the socket buffers hold: the leader's sends to the stopped follower block, and
-    // instead of queueing without bound (the bench measures its memory) it drops the link.
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        // The connection's session is opened (a small entry) while every server runs: what the
+        // leader probes the stopped follower with from then on is a megabyte entry.
+        let first = c.request(put("before-stopping", "small", None)).await;
+        assert!(matches!(first, Some(ProxyFrame::Done { .. })), "{first:?}");
+        assert!(matches!(
+            c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Pause { node: stopped } }).await,
+            Some(ProxyFrame::AdminDone { .. })
+        ));
+        // More than the socket buffers hold: the leader's sends to the stopped follower block,
+        // and instead of queueing without bound (the bench measures its memory) it drops the
+        // link.
         for i in 0..24 {
             let answer =
                 c.request(put(&format!("while-stopped-{}", i % 4), &"s".repeat(1 << 20), None)).await;

@@ -79,7 +79,9 @@ fn every_server_and_proxy_exposes_what_the_cluster_did_in_the_prometheus_format(
     }
     let metrics = scrape(&proxy);
     assert_eq!(value(&metrics, "consenso_leader", None), leader as f64);
-    assert!(value(&metrics, "consenso_client_requests_total", Some(("kind", "put"))) >= 11.0);
+    // Each CLI write opens its session first; the one without the token gets no further.
+    assert!(value(&metrics, "consenso_client_requests_total", Some(("kind", "register"))) >= 11.0);
+    assert!(value(&metrics, "consenso_client_requests_total", Some(("kind", "put"))) >= 10.0);
     assert!(value(&metrics, "consenso_client_errors_total", Some(("kind", "unauthorized"))) >= 1.0);
     assert!(value(&metrics, "consenso_client_reads_total", Some(("consistency", "linearizable"))) >= 1.0);
     assert_eq!(value(&metrics, "consenso_servers_reachable", None), 3.0);

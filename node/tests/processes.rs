@@ -59,6 +59,7 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_
     let old_pid = cluster.status().unwrap().nodes.iter().find(|n| n.id == old).unwrap().pid.unwrap();
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let (chain, keys) = (c.register().await, c.register().await);
         // One key written in sequence: each put must find exactly the previous value. A write
         // applied twice (a retry re-applied after a later write) would break the chain.
         for i in 1..=120u64 {
@@ -66,8 +67,12 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_
                 signal(old_pid, Signal::SIGKILL);
             }
             let previous = previous_of(
-                c.request(put("chain", &i.to_string(), Session { client: 77, seq: i, answered_below: None }))
-                    .await,
+                c.request(put(
+                    "chain",
+                    &i.to_string(),
+                    Session { client: chain, seq: i, answered_below: None },
+                ))
+                .await,
             );
             let expected = (i > 1).then(|| (i - 1).to_string());
             assert_eq!(previous, expected, "write {i} found {previous:?}");
@@ -75,7 +80,7 @@ fn killing_the_leader_under_writes_loses_no_acknowledged_write_and_applies_none_
                 c.request(put(
                     &format!("k{i}"),
                     &i.to_string(),
-                    Session { client: 78, seq: i, answered_below: None },
+                    Session { client: keys, seq: i, answered_below: None },
                 ))
                 .await,
             );
@@ -103,9 +108,12 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     let cluster = Cluster::start(3, 1);
     let old = cluster.wait_for_leader(Duration::from_secs(30));
     let old_term = cluster.status().unwrap().term;
-    block_on(async {
+    let s9 = block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
-        previous_of(c.request(put("p", "before", Session { client: 9, seq: 1, answered_below: None })).await);
+        let s9 = c.register().await;
+        previous_of(
+            c.request(put("p", "before", Session { client: s9, seq: 1, answered_below: None })).await,
+        );
         let paused =
             c.request(ClientFrame::Admin { id: 0, command: AdminCommand::Pause { node: old } }).await;
         assert!(matches!(paused, Some(ProxyFrame::AdminDone { .. })), "{paused:?}");
@@ -113,16 +121,17 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
         // with the same session: the write is applied once.
         assert_eq!(
             previous_of(
-                c.request(put("p", "during", Session { client: 9, seq: 2, answered_below: None })).await
+                c.request(put("p", "during", Session { client: s9, seq: 2, answered_below: None })).await
             ),
             Some("before".into())
         );
         for i in 3..=20 {
             previous_of(
-                c.request(put("p", &format!("v{i}"), Session { client: 9, seq: i, answered_below: None }))
+                c.request(put("p", &format!("v{i}"), Session { client: s9, seq: i, answered_below: None }))
                     .await,
             );
         }
+        s9
     });
     let s = cluster.status().unwrap();
     assert_ne!(s.leader, Some(old), "another node leads while {old} is frozen");
@@ -140,7 +149,7 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
         assert_eq!(value_of(c.request(get("p")).await), Some("v20".into()));
         assert_eq!(
             previous_of(
-                c.request(put("p", "after", Session { client: 9, seq: 21, answered_below: None })).await
+                c.request(put("p", "after", Session { client: s9, seq: 21, answered_below: None })).await
             ),
             Some("v20".into())
         );
@@ -161,9 +170,11 @@ fn a_client_fails_over_to_another_proxy_and_its_write_applies_once() {
             }
         })
     });
-    let session = |seq| Session { client: 4242, seq, answered_below: None };
     block_on(async {
         let mut via_a = Client::connect(&a, Some(TOKEN)).await.unwrap();
+        // A session registered through proxy A, used through proxy B too: it is the cluster's.
+        let client = via_a.register().await;
+        let session = |seq| Session { client, seq, answered_below: None };
         previous_of(via_a.request(put("x", "a", session(1))).await);
         // Freeze the leader so the next write hangs inside proxy A, then kill proxy A.
         signal_child(&m.servers[leader as usize - 1], Signal::SIGSTOP).unwrap();
@@ -192,9 +203,10 @@ fn a_torn_log_tail_is_cut_off_and_the_server_recovers_and_catches_up() {
     let cluster = Cluster::start(3, 1);
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let s3 = c.register().await;
         for i in 1..=20 {
             previous_of(
-                c.request(put(&format!("t{i}"), "v", Session { client: 3, seq: i, answered_below: None }))
+                c.request(put(&format!("t{i}"), "v", Session { client: s3, seq: i, answered_below: None }))
                     .await,
             );
         }
@@ -225,9 +237,10 @@ fn a_corrupted_record_makes_the_server_refuse_to_start_and_say_where() {
     let cluster = Cluster::start(3, 1);
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();
+        let s5 = c.register().await;
         for i in 1..=10 {
             previous_of(
-                c.request(put(&format!("c{i}"), "v", Session { client: 5, seq: i, answered_below: None }))
+                c.request(put(&format!("c{i}"), "v", Session { client: s5, seq: i, answered_below: None }))
                     .await,
             );
         }

@@ -8,8 +8,17 @@
 //! a client may have many writes in flight at once, applied in any order. Each write also says
 //! below which sequence number the client knows every outcome (`answered_below`): those
 //! results are forgotten, and a retry of one of them is refused, never applied again. A retry
-//! with the same number but another write is refused too (`SessionConflict`), and so is a write
-//! of a client whose session was forgotten (`SessionExpired`).
+//! with the same number but another write is refused too (`SessionConflict`).
+//!
+//! Sessions are registered through the log (dissertation §6.3): a client's id is the index of
+//! the entry that registered it. So a write whose session the store does not have belongs to a
+//! session it forgot (the least recently used go when there are more than the store keeps) or
+//! that never was — it is refused (`SessionExpired`), never taken for a new one: a retry of a
+//! write whose session was forgotten in between can never be applied a second time.
+//!
+//! Sequence numbers identify writes, they do not order them: writes of one session in flight
+//! together may be applied in any order, each at most once; a number below `answered_below`
+//! is refused (`StaleSequence`).
 //!
 //! The store's size is limited: a put that would take it past its limit changes nothing and
 //! answers `StoreFull`.
@@ -225,6 +234,9 @@ pub struct KvStore {
     /// Deliberate defect for the simulator: snapshots leave the sessions out.
     #[serde(skip)]
     snapshot_without_sessions: bool,
+    /// Sessions kept at most (`MAX_SESSIONS` unless set; every replica must use the same).
+    #[serde(skip)]
+    session_capacity: Option<usize>,
 }
 
 /// The serialized part of a store; reading one back recounts its size.
@@ -311,42 +323,63 @@ impl KvStore {
             return Applied { result: self.execute(&command.op), duplicate: false };
         }
         let key = command.key();
-        if let Some(session) = self.sessions.get_mut(&command.client) {
-            session.raise_floor(command.answered_below);
-        }
-        if let Some(result) = self.known(&key) {
+        let Some(session) = self.sessions.get_mut(&command.client) else {
+            // Evicted, or never registered: refused, whatever it is.
+            return Applied { result: WriteResult::SessionExpired, duplicate: true };
+        };
+        session.raise_floor(command.answered_below);
+        if let Some(result) = session.known(key.seq, key.fingerprint) {
             return Applied { result, duplicate: true };
         }
         let result = self.execute(&command.op);
-        let session = self.sessions.entry(command.client).or_default();
-        session.raise_floor(command.answered_below);
+        let session = self.sessions.get_mut(&command.client).expect("found above");
         session.remember(command.seq, key.fingerprint, result.clone(), index);
-        if self.sessions.len() > MAX_SESSIONS {
-            self.evict_oldest_session();
-        }
         Applied { result, duplicate: false }
     }
 
+    /// Applies a registration at `index`: a new session, whose client id is `index`. The least
+    /// recently active session goes when there are more than the store keeps.
+    pub fn register(&mut self, index: Index) -> ClientId {
+        self.skip(index);
+        self.sessions.insert(index, Session { last_index: index, ..Session::default() });
+        if self.sessions.len() > self.session_capacity.unwrap_or(MAX_SESSIONS) {
+            self.evict_oldest_session();
+        }
+        index
+    }
+
+    /// Keeps at most `sessions` sessions (every replica of a cluster must use the same).
+    pub fn set_session_capacity(&mut self, sessions: usize) {
+        assert!(sessions > 0, "a store keeps at least one session");
+        self.session_capacity = Some(sessions);
+    }
+
+    /// Whether the store holds this client's session.
+    pub fn has_session(&self, client: ClientId) -> bool {
+        self.sessions.contains_key(&client)
+    }
+
     /// What a write gets without being applied, if anything: its earlier result (a retry), a
-    /// conflict, or a stale number. Lets a leader answer a retry at once.
+    /// conflict, a stale number, or a session the store evicted. Lets a leader answer at once.
     ///
     /// Only answers that more applied entries cannot change: a store may lag its log (a new
     /// leader applies its predecessor's entries only once its own no-op commits), and a session
-    /// it has not seen *yet* is not a forgotten one. "Expired" is decided in log order, by
-    /// `apply` — answering it early refused a live client's write after every failover.
+    /// registered at an index it has not applied *yet* is not a forgotten one. A session
+    /// registered at or below the applied index and absent was evicted: that never changes.
     pub fn cached_result(&self, write: &WriteKey) -> Option<WriteResult> {
         if self.ignore_sessions {
             return None;
         }
-        self.known(write).filter(|result| *result != WriteResult::SessionExpired)
+        self.known(write)
     }
 
     fn known(&self, write: &WriteKey) -> Option<WriteResult> {
         match self.sessions.get(&write.client) {
             Some(session) => session.known(write.seq, write.fingerprint),
-            // A client that has had answers had a session: it was forgotten.
-            None if write.answered_below > 1 => Some(WriteResult::SessionExpired),
-            None => None,
+            // Registered at an index this store has not applied yet (it lags its log): not
+            // known yet, whatever comes of it.
+            None if write.client > self.applied => None,
+            None => Some(WriteResult::SessionExpired),
         }
     }
 
@@ -436,13 +469,15 @@ impl KvStore {
         std::hash::Hasher::finish(&h)
     }
 
-    /// Replaces the whole state with a snapshot's, keeping this store's defect switches and limit.
+    /// Replaces the whole state with a snapshot's, keeping this store's defect switches and limits.
     pub fn restore(&mut self, snapshot: &KvStore) {
         let (ignore, without, limit) = (self.ignore_sessions, self.snapshot_without_sessions, self.limit);
+        let capacity = self.session_capacity;
         *self = snapshot.clone();
         self.ignore_sessions = ignore;
         self.snapshot_without_sessions = without;
         self.limit = limit;
+        self.session_capacity = capacity;
         self.bytes = self.data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
     }
 
@@ -485,37 +520,47 @@ mod tests {
         command
     }
 
+    /// A store with sessions registered at indices 7 and 8 (so clients 7 and 8); what follows
+    /// is applied from index 10.
+    fn store() -> KvStore {
+        let mut kv = KvStore::new();
+        kv.skip(6);
+        assert_eq!((kv.register(7), kv.register(8)), (7, 8));
+        kv.skip(9);
+        kv
+    }
+
     #[test]
     fn put_get_delete_cas() {
-        let mut kv = KvStore::new();
-        kv.apply(1, &put(1, 1, "a", "x"));
+        let mut kv = store();
+        kv.apply(10, &put(7, 1, "a", "x"));
         assert_eq!(kv.get("a").map(String::as_str), Some("x"));
         let cas = |seq, expected: &str| Command {
-            client: 1,
+            client: 7,
             seq,
             op: WriteOp::Cas { key: "a".into(), expected: Some(expected.into()), new: "z".into() },
             answered_below: 0,
         };
         assert_eq!(
-            kv.apply(2, &cas(2, "y")).result,
+            kv.apply(11, &cas(2, "y")).result,
             WriteResult::Cas { swapped: false, current: Some("x".into()) }
         );
         assert_eq!(
-            kv.apply(3, &cas(3, "x")).result,
+            kv.apply(12, &cas(3, "x")).result,
             WriteResult::Cas { swapped: true, current: Some("x".into()) }
         );
-        let del = Command { client: 1, seq: 4, op: WriteOp::Delete { key: "a".into() }, answered_below: 0 };
-        assert_eq!(kv.apply(4, &del).result, WriteResult::Delete { existed: true });
+        let del = Command { client: 7, seq: 4, op: WriteOp::Delete { key: "a".into() }, answered_below: 0 };
+        assert_eq!(kv.apply(13, &del).result, WriteResult::Delete { existed: true });
         assert_eq!(kv.get("a"), None);
         assert_eq!(kv.bytes(), 0);
     }
 
     #[test]
     fn retried_write_is_applied_once_and_answers_the_same() {
-        let mut kv = KvStore::new();
-        let first = kv.apply(1, &put(7, 1, "k", "v1"));
-        kv.apply(2, &put(8, 1, "k", "other"));
-        let retry = kv.apply(3, &put(7, 1, "k", "v1"));
+        let mut kv = store();
+        let first = kv.apply(10, &put(7, 1, "k", "v1"));
+        kv.apply(11, &put(8, 1, "k", "other"));
+        let retry = kv.apply(12, &put(7, 1, "k", "v1"));
         assert!(retry.duplicate);
         assert_eq!(retry.result, first.result);
         assert_eq!(
@@ -527,15 +572,15 @@ mod tests {
 
     #[test]
     fn many_writes_of_one_session_in_flight_apply_in_any_order_each_once() {
-        let mut kv = KvStore::new();
+        let mut kv = store();
         let order = [3, 1, 2, 5, 4];
         for (i, seq) in order.iter().enumerate() {
-            let r = kv.apply(i as u64 + 1, &put(7, *seq, &format!("k{seq}"), "v"));
+            let r = kv.apply(10 + i as u64, &put(7, *seq, &format!("k{seq}"), "v"));
             assert!(!r.duplicate, "write {seq} applied");
         }
         for (i, seq) in order.iter().enumerate() {
             assert!(
-                kv.apply(10 + i as u64, &put(7, *seq, &format!("k{seq}"), "v")).duplicate,
+                kv.apply(20 + i as u64, &put(7, *seq, &format!("k{seq}"), "v")).duplicate,
                 "retry of {seq}"
             );
         }
@@ -544,20 +589,20 @@ mod tests {
 
     #[test]
     fn a_retry_of_an_answered_and_forgotten_write_is_refused_not_applied() {
-        let mut kv = KvStore::new();
-        kv.apply(1, &put(7, 1, "k", "v1"));
+        let mut kv = store();
+        kv.apply(10, &put(7, 1, "k", "v1"));
         // The client saw the answer to 1 and says so with its next write.
-        kv.apply(2, &answered(put(7, 2, "k", "v2"), 2));
-        let late = kv.apply(3, &put(7, 1, "k", "v1"));
+        kv.apply(11, &answered(put(7, 2, "k", "v2"), 2));
+        let late = kv.apply(12, &put(7, 1, "k", "v1"));
         assert_eq!(late.result, WriteResult::StaleSequence { last_applied: 1 });
         assert_eq!(kv.get("k").map(String::as_str), Some("v2"));
     }
 
     #[test]
     fn the_same_number_with_another_write_is_a_conflict() {
-        let mut kv = KvStore::new();
-        kv.apply(1, &put(7, 1, "k", "v1"));
-        let other = kv.apply(2, &put(7, 1, "k", "something else"));
+        let mut kv = store();
+        kv.apply(10, &put(7, 1, "k", "v1"));
+        let other = kv.apply(11, &put(7, 1, "k", "something else"));
         assert_eq!(other.result, WriteResult::SessionConflict);
         assert_eq!(kv.get("k").map(String::as_str), Some("v1"));
         assert_eq!(
@@ -567,49 +612,63 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_session_refuses_its_retries() {
-        let mut kv = KvStore::new();
-        kv.apply(1, &put(0, 1, "k", "v"));
-        for i in 1..=MAX_SESSIONS as u64 {
-            kv.apply(i + 1, &put(i, 1, "k", "v"));
+    fn a_forgotten_session_refuses_its_retries_even_its_very_first_write() {
+        // The double apply this prevents: a client's first write is applied, its answer lost,
+        // then more sessions than the store keeps are opened before the retry comes. With
+        // sessions made by their first write, the retry looked like a new session's first write
+        // and was applied again.
+        let mut kv = store();
+        kv.set_session_capacity(4);
+        kv.apply(10, &put(7, 1, "k", "v"));
+        for i in 11..16 {
+            kv.register(i);
         }
-        assert!(!kv.sessions.contains_key(&0), "the oldest session was evicted");
-        let retry = kv.apply(MAX_SESSIONS as u64 + 5, &answered(put(0, 2, "k", "late"), 2));
+        assert!(!kv.has_session(7), "the oldest session was evicted");
+        let retry = kv.apply(16, &put(7, 1, "k", "v"));
         assert_eq!(retry.result, WriteResult::SessionExpired);
-        assert_eq!(kv.get("k").map(String::as_str), Some("v"));
+        assert!(retry.duplicate, "refused, not applied");
+        assert_eq!(kv.cached_result(&put_key(7, 1, "k", "v")), Some(WriteResult::SessionExpired));
+    }
+
+    #[test]
+    fn a_made_up_session_is_refused() {
+        let mut kv = store();
+        assert_eq!(kv.apply(10, &put(3, 1, "k", "v")).result, WriteResult::SessionExpired);
+        assert_eq!(kv.get("k"), None);
     }
 
     #[test]
     fn a_session_not_yet_applied_is_not_answered_as_expired_early() {
         // A new leader whose store has not applied its predecessor's entries: the client's
-        // first write is in the log, not yet in the store, and its second write arrives.
-        let mut kv = KvStore::new();
-        let second = answered(put(7, 2, "k", "v2"), 2);
-        assert_eq!(kv.cached_result(&second.key()), None, "not refused before the log is applied");
-        kv.apply(1, &put(7, 1, "k", "v1"));
-        assert!(matches!(kv.apply(2, &second).result, WriteResult::Put { .. }));
-        assert_eq!(kv.get("k").map(String::as_str), Some("v2"));
+        // registration is in the log, not yet in the store, and its write arrives.
+        let mut kv = store();
+        let write = put(12, 1, "k", "v");
+        assert_eq!(kv.cached_result(&write.key()), None, "not refused before the log is applied");
+        kv.skip(11);
+        kv.register(12);
+        assert!(matches!(kv.apply(13, &write).result, WriteResult::Put { .. }));
+        assert_eq!(kv.get("k").map(String::as_str), Some("v"));
     }
 
     #[test]
     fn without_sessions_a_retry_applies_twice() {
-        let mut kv = KvStore::new();
+        let mut kv = store();
         kv.set_ignore_sessions(true);
-        kv.apply(1, &put(7, 1, "k", "v1"));
-        kv.apply(2, &put(8, 1, "k", "other"));
-        assert!(!kv.apply(3, &put(7, 1, "k", "v1")).duplicate);
+        kv.apply(10, &put(7, 1, "k", "v1"));
+        kv.apply(11, &put(8, 1, "k", "other"));
+        assert!(!kv.apply(12, &put(7, 1, "k", "v1")).duplicate);
         assert_eq!(kv.get("k").map(String::as_str), Some("v1"));
     }
 
     #[test]
     fn a_full_store_refuses_what_would_grow_it_and_takes_what_shrinks_it() {
-        let mut kv = KvStore::new();
+        let mut kv = store();
         kv.set_limit(10);
-        assert!(matches!(kv.apply(1, &put(1, 1, "a", "12345")).result, WriteResult::Put { .. }));
-        assert_eq!(kv.apply(2, &put(1, 2, "b", "12345")).result, WriteResult::StoreFull { limit: 10 });
+        assert!(matches!(kv.apply(10, &put(7, 1, "a", "12345")).result, WriteResult::Put { .. }));
+        assert_eq!(kv.apply(11, &put(7, 2, "b", "12345")).result, WriteResult::StoreFull { limit: 10 });
         assert_eq!(kv.get("b"), None);
-        assert!(matches!(kv.apply(3, &put(1, 3, "a", "1")).result, WriteResult::Put { .. }));
-        assert!(matches!(kv.apply(4, &put(1, 4, "b", "1234")).result, WriteResult::Put { .. }));
+        assert!(matches!(kv.apply(12, &put(7, 3, "a", "1")).result, WriteResult::Put { .. }));
+        assert!(matches!(kv.apply(13, &put(7, 4, "b", "1234")).result, WriteResult::Put { .. }));
         assert_eq!(kv.bytes(), 2 + 5);
         let mut restored = KvStore::new();
         restored.restore(&kv.snapshot());
@@ -618,30 +677,31 @@ mod tests {
 
     #[test]
     fn sessions_survive_snapshot_and_restore_through_json() {
-        let mut kv = KvStore::new();
-        kv.apply(1, &put(7, 1, "k", "v"));
+        let mut kv = store();
+        kv.apply(10, &put(7, 1, "k", "v"));
         let json = serde_json::to_string(&kv.snapshot()).unwrap();
         let mut other = KvStore::new();
         other.restore(&serde_json::from_str(&json).unwrap());
-        assert!(other.apply(2, &put(7, 1, "k", "v")).duplicate);
+        assert!(other.apply(11, &put(7, 1, "k", "v")).duplicate);
     }
 
     #[test]
-    fn session_table_is_bounded_and_evicts_the_oldest() {
-        let mut kv = KvStore::new();
-        for i in 0..(MAX_SESSIONS as u64 + 5) {
-            kv.apply(i + 1, &put(i, 1, "k", "v"));
+    fn session_table_is_bounded_and_evicts_the_least_recently_active() {
+        let mut kv = store();
+        kv.apply(10, &put(7, 1, "k", "v"));
+        for i in 11..(MAX_SESSIONS as u64 + 11) {
+            kv.register(i);
         }
         assert_eq!(kv.sessions.len(), MAX_SESSIONS);
-        assert!(kv.cached_result(&put_key(0, 1, "k", "v")).is_none());
-        assert!(kv.cached_result(&put_key(MAX_SESSIONS as u64 + 4, 1, "k", "v")).is_some());
+        assert!(!kv.has_session(8) && !kv.has_session(7), "the two oldest went");
+        assert!(kv.has_session(MAX_SESSIONS as u64 + 10));
     }
 
     #[test]
     fn a_session_keeps_a_bounded_number_of_results() {
-        let mut kv = KvStore::new();
+        let mut kv = store();
         for seq in 1..=(MAX_RESULTS_PER_SESSION as u64 + 10) {
-            kv.apply(seq, &put(7, seq, "k", "v"));
+            kv.apply(9 + seq, &put(7, seq, "k", "v"));
         }
         assert_eq!(kv.sessions[&7].results.len(), MAX_RESULTS_PER_SESSION);
         assert!(matches!(kv.apply(1_000, &put(7, 1, "k", "v")).result, WriteResult::StaleSequence { .. }));

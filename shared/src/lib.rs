@@ -16,6 +16,9 @@
 //!   diagrams (SVG) for slides.
 //! - [`check`]: the safety and linearizability checkers, and the live invariant monitor.
 //! - [`lesson`]: scripted lessons that stage Raft's rules on a live cluster, with captions.
+//! - [`proxy`]: the proxy's brain as a sans-IO state machine — routing and retries with
+//!   sessions, admin commands, time control, membership steps, lessons — driven by the real
+//!   proxy, the page's in-process cluster and the simulator alike.
 //! - [`playground`]: a whole cluster inside one process, behind the frames a proxy speaks —
 //!   the page's `?sim`.
 //! - [`sim`]: the deterministic simulator that drives replicas through faults and runs the
@@ -32,6 +35,7 @@ pub mod kv;
 pub mod lesson;
 pub mod playground;
 pub mod protocol;
+pub mod proxy;
 pub mod raft;
 pub mod recording;
 pub mod replica;

@@ -128,6 +128,27 @@ pub enum ClientFrame {
         id: u64,
         command: AdminCommand,
     },
+    /// Opens a write session (dissertation §6.3), for a client that numbers its own writes —
+    /// one that may fail over between proxies. Answered `registered` with its `client` id.
+    Register {
+        id: u64,
+    },
+}
+
+impl ClientFrame {
+    /// The id its answer will carry (`None` for a hello).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            ClientFrame::Hello { .. } => None,
+            ClientFrame::Put { id, .. }
+            | ClientFrame::Get { id, .. }
+            | ClientFrame::Delete { id, .. }
+            | ClientFrame::Cas { id, .. }
+            | ClientFrame::Status { id }
+            | ClientFrame::Admin { id, .. }
+            | ClientFrame::Register { id } => Some(*id),
+        }
+    }
 }
 
 /// What an admin (holder of the token) may do to the cluster.
@@ -291,6 +312,11 @@ pub enum ProxyFrame {
         index: Index,
         /// How many times the proxy had to retry (leader changes, timeouts).
         retries: u32,
+    },
+    /// A session opened (`register`): number writes from 1 with this client id.
+    Registered {
+        id: u64,
+        client: crate::kv::ClientId,
     },
     Error {
         /// The request this answers; `null` for errors about the connection itself.
@@ -1056,6 +1082,10 @@ pub enum SupervisorOutbound {
         /// Bumped by every reset: what observers knew of the cluster before is void.
         #[serde(default)]
         epoch: u64,
+        /// Ids of servers that left for good: never given to a new server (its old disk may
+        /// still exist somewhere, and a vote it cast would count twice).
+        #[serde(default)]
+        retired: Vec<NodeId>,
     },
     Error {
         error: ApiError,

@@ -51,6 +51,8 @@ pub enum Request {
     ChangeMembership {
         change: MembershipChange,
     },
+    /// Open a write session (on the leader); answered with its client id once committed.
+    Register,
 }
 
 /// A server's answer.
@@ -70,6 +72,10 @@ pub enum Reply {
     /// The membership change is committed: its configuration's entry is at `index`.
     MembershipChanged {
         index: Index,
+    },
+    /// A session is open: its client id (the index of the entry that registered it).
+    Registered {
+        client: crate::kv::ClientId,
     },
     Error {
         error: ReplyError,
@@ -201,6 +207,8 @@ pub struct Replica {
     writes: BTreeMap<Index, PendingWrite>,
     /// Membership changes proposed here and the term they were proposed in, by index.
     membership_changes: BTreeMap<Index, (RequestId, Term)>,
+    /// Registrations proposed here and the term they were proposed in, by index.
+    registrations: BTreeMap<Index, (RequestId, Term)>,
     /// Reads waiting for the Raft core to give them a read index.
     reads_awaiting_index: BTreeMap<ReadId, PendingRead>,
     /// Reads with an index, waiting for the store to apply it; keyed by (index, read id).
@@ -226,6 +234,7 @@ impl Replica {
             kv,
             writes: BTreeMap::new(),
             membership_changes: BTreeMap::new(),
+            registrations: BTreeMap::new(),
             reads_awaiting_index: BTreeMap::new(),
             reads_awaiting_apply: BTreeMap::new(),
             // Read ids differ from one life of the server to the next, so that an answer
@@ -293,6 +302,12 @@ impl Replica {
                 }
                 Err(error) => self.replies.push((id, Reply::Error { error: refusal(error) })),
             },
+            Request::Register => match self.raft.propose_register(now) {
+                Ok((index, term)) => {
+                    self.registrations.insert(index, (id, term));
+                }
+                Err(error) => self.replies.push((id, Reply::Error { error: refusal(error) })),
+            },
         }
     }
 
@@ -342,7 +357,10 @@ impl Replica {
     }
 
     fn deposed_with_writes(&self) -> bool {
-        self.raft.role() != Role::Leader && !(self.writes.is_empty() && self.membership_changes.is_empty())
+        self.raft.role() != Role::Leader
+            && !(self.writes.is_empty()
+                && self.membership_changes.is_empty()
+                && self.registrations.is_empty())
     }
 
     pub fn take_work(&mut self) -> Work {
@@ -378,6 +396,18 @@ impl Replica {
                 Payload::Command(command) => {
                     let applied = self.kv.apply(entry.index, command);
                     (Some(applied.result), applied.duplicate)
+                }
+                Payload::Register => {
+                    let client = self.kv.register(entry.index);
+                    if let Some((request, term)) = self.registrations.remove(&entry.index) {
+                        let reply = if term == entry.term {
+                            Reply::Registered { client }
+                        } else {
+                            Reply::Error { error: ReplyError::LeadershipLost }
+                        };
+                        self.replies.push((request, reply));
+                    }
+                    (None, false)
                 }
                 Payload::Noop | Payload::Config(_) => {
                     self.kv.skip(entry.index);
@@ -467,6 +497,9 @@ impl Replica {
         for (_, (request, _)) in std::mem::take(&mut self.membership_changes) {
             self.replies.push((request, Reply::Error { error: ReplyError::LeadershipLost }));
         }
+        for (_, (request, _)) in std::mem::take(&mut self.registrations) {
+            self.replies.push((request, Reply::Error { error: ReplyError::LeadershipLost }));
+        }
     }
 
     fn answer_writes_covered_by_snapshot(&mut self, index: Index) {
@@ -486,6 +519,12 @@ impl Replica {
     pub fn compact_now(&mut self) -> Option<Snapshot> {
         let applied = self.kv.applied();
         self.raft.compact(applied, self.kv.snapshot())
+    }
+
+    /// Keeps at most `sessions` client sessions (every replica of a cluster must use the same:
+    /// it decides which sessions a committed write finds).
+    pub fn set_session_capacity(&mut self, sessions: usize) {
+        self.kv.set_session_capacity(sessions);
     }
 
     /// Limits the store's bytes of keys and values. Every replica of a cluster must use the

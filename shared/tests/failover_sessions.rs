@@ -8,7 +8,8 @@ use shared::replica::{Replica, Reply, Request, RequestId};
 
 const NEW_LEADER: u64 = 1;
 const VOTER: u64 = 2;
-const CLIENT: u64 = 9;
+/// The session was registered at index 1: that is its id.
+const CLIENT: u64 = 1;
 
 fn put(seq: u64, value: &str, answered_below: u64) -> Command {
     let op = WriteOp::Put { key: "x".into(), value: value.into() };
@@ -33,13 +34,15 @@ fn from_voter(term: u64, body: Body) -> Message {
 
 #[test]
 fn a_new_leader_does_not_refuse_a_live_session_before_applying_its_predecessors_entries() {
-    // The client's first write reached this server's log in term 1 (and was answered by the
-    // old leader, so the client says "answered below 2"); the old leader then died.
-    let first = Entry { index: 1, term: 1, payload: Payload::Command(put(1, "v1", 1)) };
+    // The client's session and its first write reached this server's log in term 1 (and were
+    // answered by the old leader, so the client says "answered below 2"); the old leader then
+    // died.
+    let registered = Entry { index: 1, term: 1, payload: Payload::Register };
+    let first = Entry { index: 2, term: 1, payload: Payload::Command(put(1, "v1", 1)) };
     let persisted = Persisted {
         hard_state: HardState { term: 1, voted_for: None, admitted: true },
         snapshot: None,
-        entries: vec![first],
+        entries: vec![registered, first],
     };
     let mut config = Config::new(NEW_LEADER, vec![1, 2, 3]);
     config.pre_vote = false;

@@ -10,12 +10,17 @@ use shared::replica::{Replica, Reply, ReplyError, Request, RequestId};
 const LEADER: u64 = 1;
 const FOLLOWER: u64 = 3;
 
+/// The client's session, registered at index 1 (its id).
+fn register() -> Entry {
+    Entry { index: 1, term: 1, payload: Payload::Register }
+}
+
 fn put(index: u64, value: &str) -> Entry {
     let op = WriteOp::Put { key: "x".into(), value: value.into() };
     Entry {
         index,
         term: 1,
-        payload: Payload::Command(Command { client: 9, seq: index, op, answered_below: 0 }),
+        payload: Payload::Command(Command { client: 1, seq: index, op, answered_below: 0 }),
     }
 }
 
@@ -81,71 +86,71 @@ fn value_of(replies: &[(RequestId, Reply)], request: RequestId) -> Option<Option
 
 #[test]
 fn an_answer_meant_for_a_read_before_a_restart_does_not_answer_a_read_after_it() {
-    // First life: x=old is committed at index 1; a read is forwarded to the leader.
+    // First life: x=old is committed at index 2; a read is forwarded to the leader.
     let mut first = follower(Persisted::default(), 1);
-    first.step(0, append(0, vec![put(1, "old")], 1));
+    first.step(0, append(0, vec![register(), put(2, "old")], 2));
     drain(&mut first);
     let before = start_read(&mut first, 1, 1);
     // The server restarts with its log (term and entries are durable; commit is not) while the
-    // leader commits x=new at index 2 with the other follower's help.
+    // leader commits x=new at index 3 with the other follower's help.
     let persisted = Persisted {
         hard_state: HardState { term: 1, voted_for: None, admitted: true },
         snapshot: None,
-        entries: vec![put(1, "old")],
+        entries: vec![register(), put(2, "old")],
     };
     let mut second = follower(persisted, 2);
-    second.step(10, append(1, vec![], 1));
+    second.step(10, append(2, vec![], 2));
     drain(&mut second);
     let after = start_read(&mut second, 11, 7);
     assert_ne!(before, after, "read ids differ between lives of a server");
-    // The leader's answer to the first life's read arrives now: index 1 would serve x=old,
+    // The leader's answer to the first life's read arrives now: index 2 would serve x=old,
     // although x=new was committed before this read began.
-    second.step(12, read_answer(LEADER, before, 1));
+    second.step(12, read_answer(LEADER, before, 2));
     let (_, replies) = drain(&mut second);
     assert_eq!(value_of(&replies, 7), None, "a stale answer must not complete the new read");
-    // The right answer (index 2) waits for x=new to be applied, then serves it.
-    second.step(13, read_answer(LEADER, after, 2));
-    assert_eq!(value_of(&drain(&mut second).1, 7), None, "index 2 is not applied yet");
-    second.step(14, append(1, vec![put(2, "new")], 2));
+    // The right answer (index 3) waits for x=new to be applied, then serves it.
+    second.step(13, read_answer(LEADER, after, 3));
+    assert_eq!(value_of(&drain(&mut second).1, 7), None, "index 3 is not applied yet");
+    second.step(14, append(2, vec![put(3, "new")], 3));
     assert_eq!(value_of(&drain(&mut second).1, 7), Some(Some("new".into())));
 }
 
 #[test]
 fn a_read_index_counts_only_from_the_leader_asked() {
     let mut r = follower(Persisted::default(), 3);
-    r.step(0, append(0, vec![put(1, "old")], 1));
+    r.step(0, append(0, vec![register(), put(2, "old")], 2));
     drain(&mut r);
     let id = start_read(&mut r, 1, 5);
     // Another server (not the leader asked) answers with the same id.
-    r.step(2, read_answer(2, id, 1));
+    r.step(2, read_answer(2, id, 2));
     assert_eq!(value_of(&drain(&mut r).1, 5), None);
-    r.step(3, read_answer(LEADER, id, 1));
+    r.step(3, read_answer(LEADER, id, 2));
     assert_eq!(value_of(&drain(&mut r).1, 5), Some(Some("old".into())));
 }
 
 #[test]
 fn a_read_index_counts_only_in_the_term_it_was_asked() {
     let mut r = follower(Persisted::default(), 3);
-    r.step(0, append(0, vec![put(1, "old")], 1));
+    r.step(0, append(0, vec![register(), put(2, "old")], 2));
     drain(&mut r);
     let id = start_read(&mut r, 1, 5);
     // The leader's answer, but stamped with an earlier term: from a previous life, ignored.
-    let mut stale = read_answer(LEADER, id, 1);
+    let mut stale = read_answer(LEADER, id, 2);
     stale.term = 0;
     r.step(2, stale);
     assert_eq!(value_of(&drain(&mut r).1, 5), None);
-    r.step(3, read_answer(LEADER, id, 1));
+    r.step(3, read_answer(LEADER, id, 2));
     assert_eq!(value_of(&drain(&mut r).1, 5), Some(Some("old".into())));
 }
 
 #[test]
 fn a_read_waiting_for_its_index_to_be_applied_gives_up_and_says_this_server_is_behind() {
     let mut r = follower(Persisted::default(), 4);
-    r.step(0, append(0, vec![put(1, "old")], 1));
+    r.step(0, append(0, vec![register(), put(2, "old")], 2));
     drain(&mut r);
     let id = start_read(&mut r, 1, 5);
-    // The leader has committed index 2, which this server never receives.
-    r.step(2, read_answer(LEADER, id, 2));
+    // The leader has committed index 3, which this server never receives.
+    r.step(2, read_answer(LEADER, id, 3));
     assert!(drain(&mut r).1.is_empty());
     // Time passes with nothing from the leader; the driver sleeps until each next deadline.
     let mut replies = Vec::new();

@@ -218,15 +218,7 @@ fn save_from(store: &Store) -> Option<SaveFrom> {
 }
 
 fn request_id(frame: &ClientFrame) -> u64 {
-    match frame {
-        ClientFrame::Put { id, .. }
-        | ClientFrame::Get { id, .. }
-        | ClientFrame::Delete { id, .. }
-        | ClientFrame::Cas { id, .. }
-        | ClientFrame::Status { id }
-        | ClientFrame::Admin { id, .. } => *id,
-        ClientFrame::Hello { .. } => 0,
-    }
+    frame.id().unwrap_or(0)
 }
 
 #[function_component]

@@ -532,6 +532,7 @@ pub fn request(lang: Lang, frame: &ClientFrame) -> String {
         }
         ClientFrame::Admin { command: c, .. } => command(lang, c),
         ClientFrame::Status { .. } => "status".to_string(),
+        ClientFrame::Register { .. } => if es { "abrir una sesión" } else { "open a session" }.to_string(),
         ClientFrame::Hello { .. } => "hello".to_string(),
     }
 }

@@ -69,6 +69,11 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
+    /// Ids of servers that left for good (never given again).
+    pub(super) fn retired(&self) -> Vec<NodeId> {
+        self.retired.lock().expect("retired lock").iter().copied().collect()
+    }
+
     pub(super) fn publish(&self) {
         let list = self
             .processes
@@ -432,7 +437,8 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>, gate: Ar
     }
     let mut updates = supervisor.updates.subscribe();
     let (processes, epoch) = updates.borrow_and_update().clone();
-    if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch }).await {
+    let retired = supervisor.retired();
+    if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch, retired }).await {
         return;
     }
     loop {
@@ -440,7 +446,8 @@ async fn proxy_link(mut socket: WebSocket, supervisor: Arc<Supervisor>, gate: Ar
             changed = updates.changed() => {
                 if changed.is_err() { return; }
                 let (processes, epoch) = updates.borrow_and_update().clone();
-                if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch }).await { return; }
+                let retired = supervisor.retired();
+                if !answer(&mut socket, &SupervisorOutbound::Processes { processes, epoch, retired }).await { return; }
             }
             frame = accept_frame::<SupervisorInbound>(&mut socket) => {
                 let Some(frame) = frame else { return };

@@ -52,6 +52,7 @@ pub fn client_frames() -> Vec<ClientFrame> {
         admin(15, AdminCommand::StopTime),
         admin(16, AdminCommand::AddServer { node: Some(4), address: None }),
         admin(17, AdminCommand::RemoveServer { node: 2 }),
+        ClientFrame::Register { id: 18 },
     ]
 }
 
@@ -84,6 +85,7 @@ pub fn proxy_frames() -> Vec<ProxyFrame> {
             entries: vec![entry_summary()],
         },
         ProxyFrame::AdminDone { id: 6, message: "partition 1,2 | 3".into() },
+        ProxyFrame::Registered { id: 7, client: 42 },
     ]
 }
 
@@ -155,6 +157,7 @@ pub fn server_inbound() -> Vec<ServerInbound> {
             id: 2,
             request: Request::Read { key: "x".into(), consistency: Consistency::Leader },
         },
+        ServerInbound::Request { id: 6, request: Request::Register },
         ServerInbound::Subscribe,
         ServerInbound::Faults { faults: faults() },
         ServerInbound::Transfer { to: 2 },
@@ -173,6 +176,7 @@ pub fn server_outbound() -> Vec<ServerOutbound> {
         reply(1, Reply::Written { result: WriteResult::Put { previous: Some("0".into()) }, index: 3 }),
         reply(2, Reply::Value { value: Some("1".into()), index: 3 }),
         reply(3, Reply::Error { error: ReplyError::NotLeader { leader: Some(2) } }),
+        reply(4, Reply::Registered { client: 12 }),
         ServerOutbound::Events { events: observed(), seq: 9 },
         ServerOutbound::Status { status: Box::new(server_status()) },
         ServerOutbound::Log {
@@ -223,6 +227,7 @@ pub fn supervisor_outbound() -> Vec<SupervisorOutbound> {
                 },
             ],
             epoch: 3,
+            retired: vec![4],
         },
         SupervisorOutbound::Error { error: api_error() },
     ]

@@ -2,8 +2,6 @@
 //! minutes as a recording, and a window of them as a space-time diagram (SVG) or in words. Both
 //! need the token: they cost the proxy work, and a class of viewers has no need for them.
 
-use std::sync::Arc;
-
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +9,7 @@ use serde::Deserialize;
 use shared::diagram::Window;
 use shared::event_text::Lang;
 
-use super::Hub;
+use super::Shared;
 
 #[derive(Deserialize)]
 pub struct Ask {
@@ -32,11 +30,11 @@ fn refused(status: StatusCode, why: &str) -> Response {
 }
 
 /// Why a download is refused, if it is.
-fn refusal(hub: &Hub, ask: &Ask) -> Option<Response> {
-    if !crate::secret::same_token(&ask.token, &hub.token) {
+fn refusal(shared: &Shared, ask: &Ask) -> Option<Response> {
+    if !crate::secret::same_token(&ask.token, &shared.room.token) {
         return Some(refused(StatusCode::UNAUTHORIZED, "unauthorized: add ?token=… (the cluster's token)"));
     }
-    if hub.recorder.recent_minutes() == 0 {
+    if shared.recorder.recent_minutes() == 0 {
         let why = "this proxy keeps no recent minutes (--recent-minutes 0)";
         return Some(refused(StatusCode::NOT_FOUND, why));
     }
@@ -54,22 +52,22 @@ fn stamp() -> u64 {
 }
 
 /// `GET /recording?minutes=N&token=T`: the last N minutes (from a picture at or before then).
-pub async fn recording(State(hub): State<Arc<Hub>>, Query(ask): Query<Ask>) -> Response {
-    if let Some(refusal) = refusal(&hub, &ask) {
+pub async fn recording(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&shared, &ask) {
         return refusal;
     }
-    let minutes = ask.minutes.unwrap_or(5.0).clamp(0.0, hub.recorder.recent_minutes() as f64);
-    let text = hub.recorder.recent(minutes);
+    let minutes = ask.minutes.unwrap_or(5.0).clamp(0.0, shared.recorder.recent_minutes() as f64);
+    let text = shared.recorder.recent(minutes);
     attachment("application/x-ndjson", format!("consenso-{}.rec", stamp()), text)
 }
 
 /// `GET /diagram?seconds=S&token=T[&format=text&lang=es]`: the last S seconds drawn.
-pub async fn diagram(State(hub): State<Arc<Hub>>, Query(ask): Query<Ask>) -> Response {
-    if let Some(refusal) = refusal(&hub, &ask) {
+pub async fn diagram(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&shared, &ask) {
         return refusal;
     }
-    let seconds = ask.seconds.unwrap_or(10.0).clamp(0.5, hub.recorder.recent_minutes() as f64 * 60.0);
-    let text = hub.recorder.recent(seconds / 60.0);
+    let seconds = ask.seconds.unwrap_or(10.0).clamp(0.5, shared.recorder.recent_minutes() as f64 * 60.0);
+    let text = shared.recorder.recent(seconds / 60.0);
     let Ok((_, lines)) = shared::recording::parse(&text) else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "the recent frames do not read back");
     };
@@ -82,7 +80,8 @@ pub async fn diagram(State(hub): State<Arc<Hub>>, Query(ask): Query<Ask>) -> Res
             attachment("text/plain; charset=utf-8", format!("consenso-{}.txt", stamp()), words)
         }
         Some("svg") | None => {
-            let title = format!("Consenso — the last {seconds:.0} s, recorded by {}", hub.recorder.proxy());
+            let title =
+                format!("Consenso — the last {seconds:.0} s, recorded by {}", shared.recorder.proxy());
             let svg = shared::diagram::render(&lines, window, &title);
             attachment("image/svg+xml", format!("consenso-{}.svg", stamp()), svg)
         }

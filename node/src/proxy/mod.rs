@@ -1,44 +1,38 @@
 //! `consenso proxy`: the cluster's front door, stateless, and there may be several.
 //!
-//! On one port it serves the built page over HTTP and a WebSocket endpoint (`/ws`) for the CLI
-//! client, `consenso bench` and pages. It keeps a link to every server (`backend`), routes
-//! writes to the leader and reads to followers with retries that reuse the write's session
-//! (`routing`), turns admin commands into fault settings or supervisor actions (`admin`),
-//! stops, steps and starts the cluster's time (`time`), runs lessons (`lessons`), watches
-//! Raft's safety properties live (`shared::check::Monitor`), and fans the servers' events out
-//! to every page (`session`, `status`, `fanout`).
+//! Every decision a proxy makes — where a request goes and how it is retried, what an admin
+//! command means, time control, membership steps, lessons, the invariant monitor's feed — is
+//! the sans-IO core `shared::proxy`, the same one the page's in-process cluster and the
+//! simulator drive. This module is the I/O around it.
+//!
+//! # Layout
+//!
+//! - `driver`: the core on its own thread; what carries out its outputs;
+//! - `links`: the WebSocket links to every server and to the supervisor;
+//! - `session`: one client or page connection (the room's limits, the hello, frames in and out);
+//! - `recorder`: recordings of what pages see (the recent minutes, a file);
+//! - `downloads`: the recent minutes as a recording or a diagram, over HTTP;
+//! - `pages`: the built page, served as static files.
 
-mod admin;
-mod backend;
-mod backends;
 mod downloads;
-mod fanout;
-mod lessons;
-mod membership;
+mod driver;
+mod links;
 mod pages;
 mod recorder;
-mod routing;
 mod session;
-mod status;
-mod time;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Context;
 use axum::routing::get;
-use shared::check::Monitor;
-use shared::event::{Event, Observed};
-use shared::protocol::{ProxyFrame, encode};
-use shared::raft::NodeId;
+use shared::proxy::Settings;
 use tokio::sync::broadcast;
 
-use backend::{Backend, Supervisor};
+use driver::CoreHandle;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -75,101 +69,42 @@ pub struct Args {
     recent_minutes: u64,
 }
 
-/// Everything a proxy's tasks share.
-pub struct Hub {
+/// Who may come in: the token, the origins whose pages may connect, and the room's seats and
+/// bytes for viewers (clients without the token).
+pub struct Room {
     pub token: String,
-    pub proxies: Vec<String>,
-    pub backends: backends::Backends,
-    pub supervisor: Option<Arc<Supervisor>>,
-    /// Encoded frames for every subscribed page.
-    pub observers: broadcast::Sender<Arc<str>>,
-    pub stats: status::StatsWindow,
-    pub fanout: fanout::Fanout,
-    pub time: time::TimeGate,
-    pub lessons: lessons::Lessons,
-    pub metrics: crate::metrics::ProxyMetrics,
-    /// Whether clients without the token may write (the lecturer can open writes to a class).
-    pub open_writes: AtomicBool,
-    /// Clients without the token connected now (at most `listener::MAX_VIEWERS`).
-    pub viewers: std::sync::atomic::AtomicUsize,
-    /// Bytes of viewers' requests in flight (`session::VIEWER_BYTES_IN_FLIGHT`).
-    pub viewer_bytes: Arc<tokio::sync::Semaphore>,
-    /// Origins besides the proxy's own whose pages may connect.
     pub allowed_origins: Vec<String>,
-    pub recorder: recorder::Recorder,
-    monitor: Mutex<Monitor>,
-    next_id: AtomicU64,
-    read_turn: AtomicUsize,
+    viewers: AtomicUsize,
+    pub viewer_bytes: Arc<tokio::sync::Semaphore>,
 }
 
-impl Hub {
-    /// Sends a frame to every subscribed page; encodes nothing when nobody watches.
-    pub fn publish(&self, frame: ProxyFrame) {
-        if self.observers.receiver_count() > 0 {
-            let _ = self.observers.send(encode(&frame).into());
-        }
+impl Room {
+    pub fn is_full(&self) -> bool {
+        self.viewers.load(Ordering::Relaxed) >= crate::listener::MAX_VIEWERS
     }
 
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A rotating counter for spreading reads over followers.
-    pub fn next_turn(&self) -> usize {
-        self.read_turn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub fn monitor(&self) -> MutexGuard<'_, Monitor> {
-        self.monitor.lock().expect("monitor lock")
-    }
-
-    /// Feeds a server's events to the invariant monitor and raises what it finds.
-    pub fn watch(&self, node: NodeId, events: &[Observed], gap: bool) {
-        let alarms = {
-            let mut monitor = self.monitor();
-            if gap {
-                monitor.gap(node);
-            }
-            events.iter().flat_map(|observed| monitor.observe(observed)).collect::<Vec<_>>()
-        };
-        self.raise(alarms);
-    }
-
-    /// Tells pages about new alarms (as events from "node 0", the monitor) and logs them.
-    pub fn raise(&self, alarms: Vec<shared::event::Alarm>) {
-        for alarm in alarms {
-            tracing::error!("invariant monitor: {} broken: {}", alarm.property, alarm.detail);
-            self.fanout.push(Observed { node: 0, at: 0, event: Event::Alarm { alarm } });
-        }
-    }
-
-    /// Starts talking to a server that joined (the supervisor started it); false if known.
-    pub fn add_server(self: &Arc<Self>, id: NodeId, address: String) -> bool {
-        let (backend, outbox) = Backend::new(id, address);
-        if !self.backends.insert(backend.clone()) {
+    /// Takes a viewer's seat; false if the room is full.
+    pub fn sit(&self) -> bool {
+        let taken = self.viewers.fetch_add(1, Ordering::Relaxed);
+        if taken >= crate::listener::MAX_VIEWERS {
+            self.viewers.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        tracing::info!("node {id} joined at {}: connecting", backend.address);
-        tokio::spawn(backend::run(self.clone(), backend, outbox));
         true
     }
 
-    /// Stops talking to a server that left the cluster.
-    pub fn remove_server(&self, id: NodeId) {
-        if let Some(backend) = self.backends.remove(id) {
-            tracing::info!("node {id} left the cluster");
-            backend.close();
-        }
+    pub fn leave(&self) {
+        self.viewers.fetch_sub(1, Ordering::Relaxed);
     }
+}
 
-    /// The cluster was reset onto empty disks: forget its logs, statuses and alarms.
-    pub fn forget_cluster(&self) {
-        self.monitor().reset();
-        for backend in self.backends.values() {
-            backend.forget_state();
-        }
-        self.fanout.forget();
-    }
+/// What the HTTP handlers and connections share: each takes the parts it needs.
+#[derive(Clone)]
+pub struct Shared {
+    pub core: CoreHandle,
+    pub room: Arc<Room>,
+    pub recorder: Arc<recorder::Recorder>,
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -187,54 +122,30 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         Some(dir) => tracing::info!("serving the page from {}", dir.display()),
         None => tracing::warn!("the page is not built (no dist/index.html): serving instructions instead"),
     }
+    let settings = Settings {
+        proxies: proxies.clone(),
+        servers: nodes.iter().map(|(id, address)| (*id, address.clone())).collect(),
+        supervised: args.supervisor.is_some(),
+        open_writes: args.open_writes,
+        recording: None,
+        bugs: shared::raft::Bugs::none(),
+    };
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
-        let (observers, _) = broadcast::channel(4096);
-        let mut links = Vec::new();
-        for (id, address) in &nodes {
-            links.push(Backend::new(*id, address.clone()));
-        }
-        let backends = links.iter().map(|(backend, _)| backend.clone()).collect();
-        let (supervisor, supervisor_outbox) = match &args.supervisor {
-            Some(address) => {
-                let (s, rx) = Supervisor::new(address.clone());
-                (Some(s), Some(rx))
-            }
-            None => (None, None),
-        };
-        let hub = Arc::new(Hub {
+        let metrics = Arc::new(crate::metrics::ProxyMetrics::default());
+        let core = start_core(settings, &args, metrics.clone());
+        let room = Arc::new(Room {
             token: args.token.clone(),
-            proxies: proxies.clone(),
-            backends,
-            supervisor: supervisor.clone(),
-            observers,
-            stats: status::StatsWindow::default(),
-            fanout: fanout::Fanout::default(),
-            time: time::TimeGate::default(),
-            lessons: lessons::Lessons::default(),
-            open_writes: AtomicBool::new(args.open_writes),
-            viewers: std::sync::atomic::AtomicUsize::new(0),
-            viewer_bytes: Arc::new(tokio::sync::Semaphore::new(session::VIEWER_BYTES_IN_FLIGHT)),
-            metrics: crate::metrics::ProxyMetrics::default(),
             allowed_origins: [args.allow_origins.clone(), sibling_origins(&proxies)].concat(),
-            recorder: recorder::Recorder::new(own.clone(), args.recent_minutes),
-            monitor: Mutex::new(Monitor::new()),
-            next_id: AtomicU64::new(1),
-            read_turn: AtomicUsize::new(0),
+            viewers: AtomicUsize::new(0),
+            viewer_bytes: Arc::new(tokio::sync::Semaphore::new(session::VIEWER_BYTES_IN_FLIGHT)),
         });
-        for (backend, outbox) in links {
-            tokio::spawn(backend::run(hub.clone(), backend, outbox));
-        }
-        if let (Some(s), Some(rx)) = (supervisor, supervisor_outbox) {
-            tokio::spawn(backend::run_supervisor(hub.clone(), s, rx));
-        }
-        tokio::spawn(recorder::run(hub.clone()));
+        let recorder = Arc::new(recorder::Recorder::new(own.clone(), args.recent_minutes));
+        let shared = Shared { core: core.clone(), room, recorder: recorder.clone(), metrics };
+        tokio::spawn(recorder::keep_recent(core.clone(), recorder));
         if let Some(path) = &args.record {
-            recorder::start_file(&hub, path.clone())?;
+            recorder::start_file(&shared, path.clone()).await?;
         }
-        tokio::spawn(status::publish_periodically(hub.clone()));
-        tokio::spawn(flush_events(hub.clone()));
-
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -245,11 +156,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .route("/diagram", get(downloads::diagram))
             .route("/metrics", {
                 let own = own.clone();
-                get(move |axum::extract::State(hub): axum::extract::State<Arc<Hub>>| async move {
-                    crate::metrics::response(metrics_text(&hub, &own))
+                get(move |axum::extract::State(shared): axum::extract::State<Shared>| async move {
+                    crate::metrics::response(metrics_text(&shared, &own).await)
                 })
             })
-            .with_state(hub.clone());
+            .with_state(shared);
         let app = match web_dir {
             Some(dir) => app.merge(pages::routes(&dir)),
             None => app.route("/", get(|| async { axum::response::Html(NOT_BUILT) })),
@@ -261,20 +172,35 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Sends the events gathered for pages, one frame per display frame (~60 per second) — or, in
-/// slow motion or with time stopped, within a few milliseconds, so that a page draws each
-/// message leaving when it leaves (events are few then).
-async fn flush_events(hub: Arc<Hub>) {
-    const FRAME: Duration = Duration::from_millis(16);
-    const PROMPT: Duration = Duration::from_millis(3);
-    loop {
-        let slow = hub.time.is_stopped() || status::time_scale(&hub) >= 2.0;
-        tokio::time::sleep(if slow { PROMPT } else { FRAME }).await;
-        let events = hub.fanout.take();
-        if !events.is_empty() {
-            hub.publish(ProxyFrame::Events { events });
+/// Starts the core and the links it asks for (the servers it knows, and later those that
+/// join), and the supervisor's link.
+fn start_core(settings: Settings, args: &Args, metrics: Arc<crate::metrics::ProxyMetrics>) -> CoreHandle {
+    let (observers, _) = broadcast::channel(4096);
+    // The links need the core's handle, and the core needs a way to open links: the handle is
+    // passed in once it exists.
+    let handle: Arc<std::sync::OnceLock<CoreHandle>> = Arc::default();
+    let runtime = tokio::runtime::Handle::current();
+    let (token, late) = (args.token.clone(), handle.clone());
+    let open_link = Box::new(move |node, address| {
+        let _entered = runtime.enter();
+        let core = late.get().expect("the core is started before it opens links").clone();
+        links::open_server(core, token.clone(), node, address)
+    });
+    let (supervisor, supervisor_frames) = match &args.supervisor {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
         }
+        None => (None, None),
+    };
+    let outputs = driver::Outputs { observers, open_link, supervisor, metrics };
+    let core = driver::start_with(settings, outputs, |core| {
+        let _ = handle.set(core.clone());
+    });
+    if let (Some(address), Some(frames)) = (&args.supervisor, supervisor_frames) {
+        links::open_supervisor(core.clone(), args.token.clone(), address.clone(), frames);
     }
+    core
 }
 
 /// Where the built page is: the flag, else `dist/` here, else `dist/` at the root of the source
@@ -316,8 +242,8 @@ fn sibling_origins(proxies: &[String]) -> Vec<String> {
 }
 
 /// This proxy's counters, and the cluster as it sees it.
-fn metrics_text(hub: &Hub, own: &str) -> String {
-    let status = status::cluster_status(hub);
+async fn metrics_text(shared: &Shared, own: &str) -> String {
+    let Some(status) = shared.core.status().await else { return String::new() };
     let reachable = status.nodes.iter().filter(|n| n.status.is_some()).count() as u64;
-    hub.metrics.render(own, (status.leader, status.term, reachable, status.nodes.len() as u64))
+    shared.metrics.render(own, (status.leader, status.term, reachable, status.nodes.len() as u64))
 }

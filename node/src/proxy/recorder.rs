@@ -1,13 +1,15 @@
 //! Recordings (format in `shared::recording`, docs/recording.md): every frame a subscribed page
 //! receives, with the milliseconds since the recording began.
 //!
-//! Two kinds, fed by one task that subscribes like a page:
+//! Two kinds, each a task that watches like a page (a picture, then every frame after it):
 //! - the *recent* buffer: the last minutes in memory, with a picture every 30 s, so that the
 //!   lecturer can save the election that just happened (`GET /recording?minutes=N`, the page's
 //!   download button) or draw it (`GET /diagram`);
 //! - a *file*: from `--record FILE`, or between the admin commands `record` on and off. Lines
 //!   are flushed as they come, so a recording cut short by a crash is readable up to its last
 //!   whole line.
+//!
+//! Recording writes files on the proxy's machine: it is the driver's job, not the core's.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,11 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use shared::protocol::{PROTOCOL_VERSION, ProxyFrame, encode};
+use shared::protocol::{AdminCommand, ApiError, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, encode};
 use shared::recording::{Header, Rolling, encode_line};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::oneshot;
 
-use super::Hub;
+use super::Shared;
+use super::driver::{CoreHandle, Input};
 
 /// Bytes of recent frames kept at most, whatever the minutes.
 const RECENT_MAX_BYTES: usize = 32 << 20;
@@ -29,17 +33,8 @@ pub struct Recorder {
     proxy: String,
     recent: Mutex<Rolling>,
     recent_minutes: u64,
-    file: Mutex<Option<FileRecording>>,
-    /// The file's name, apart: the status reads it, also while a recording starts (and holds
-    /// `file` while it takes the picture that opens it).
-    file_name: Mutex<Option<String>>,
-}
-
-struct FileRecording {
-    path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
-    /// Recorder time of its first line.
-    start: u64,
+    /// The file being written, and how to stop its task.
+    file: Mutex<Option<(String, oneshot::Sender<()>)>>,
 }
 
 impl Recorder {
@@ -50,7 +45,6 @@ impl Recorder {
             recent: Mutex::new(Rolling::new(recent_minutes * 60_000, RECENT_MAX_BYTES)),
             recent_minutes,
             file: Mutex::new(None),
-            file_name: Mutex::new(None),
         }
     }
 
@@ -76,33 +70,36 @@ impl Recorder {
     pub fn recent_minutes(&self) -> u64 {
         self.recent_minutes
     }
-
-    /// The file being written, if any.
-    pub fn file(&self) -> Option<String> {
-        self.file_name.lock().expect("file name lock").clone()
-    }
 }
 
 /// What every page is sent first: the whole picture. `with_recent`: with the latest timeline
 /// events too, as a page that opens late gets them — only where a recording starts; a
 /// keyframe inside the recent buffer would repeat them.
-fn welcome(hub: &Hub, with_recent: bool) -> String {
-    let mut picture = super::session::picture(hub);
+fn welcome(mut picture: Picture, proxy: &str, with_recent: bool) -> String {
     if !with_recent {
         picture.recent.clear();
     }
+    let nodes = picture
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| shared::protocol::NodeAddress { id: n.id, address: n.address.clone() })
+        .collect();
     encode(&ProxyFrame::Welcome {
         version: PROTOCOL_VERSION,
         admin: false,
-        proxies: hub.proxies.clone(),
-        nodes: hub.backends.addresses(),
+        proxies: vec![proxy.to_string()],
+        nodes,
         picture: Some(Box::new(picture)),
     })
 }
 
-/// Follows the frames pages get, into the recent buffer and the file.
-pub async fn run(hub: Arc<Hub>) {
-    let mut frames = hub.observers.subscribe();
+/// Keeps the recent buffer for the life of the proxy.
+pub async fn keep_recent(core: CoreHandle, recorder: Arc<Recorder>) {
+    if recorder.recent_minutes == 0 {
+        return;
+    }
+    let Some((_, mut frames)) = core.watch().await else { return };
     loop {
         let frame = match frames.recv().await {
             Ok(frame) => frame,
@@ -110,56 +107,105 @@ pub async fn run(hub: Arc<Hub>) {
                 tracing::warn!("the recorder missed {missed} frames (it cannot keep up with the cluster)");
                 continue;
             }
-            Err(RecvError::Closed) => break,
+            Err(RecvError::Closed) => return,
         };
-        let recorder = &hub.recorder;
         let t = recorder.now();
-        if recorder.recent_minutes > 0 {
-            let wants = recorder.recent.lock().expect("recent lock").wants_keyframe(t);
-            let picture = wants.then(|| welcome(&hub, false));
-            let mut recent = recorder.recent.lock().expect("recent lock");
-            if let Some(picture) = picture {
-                recent.keyframe(t, picture);
-            }
-            recent.push(t, frame.to_string());
-        }
-        let mut file = recorder.file.lock().expect("file lock");
-        if let Some(f) = file.as_mut() {
-            let line = encode_line(t.saturating_sub(f.start), &frame);
-            if writeln!(f.out, "{line}").and_then(|()| f.out.flush()).is_err() {
-                tracing::error!("cannot write the recording to {}; it stops here", f.path.display());
-                *file = None;
-                *recorder.file_name.lock().expect("file name lock") = None;
+        let wants = recorder.recent.lock().expect("recent lock").wants_keyframe(t);
+        if wants {
+            if let Some(picture) = core.picture().await {
+                recorder
+                    .recent
+                    .lock()
+                    .expect("recent lock")
+                    .keyframe(t, welcome(picture, &recorder.proxy, false));
             }
         }
+        recorder.recent.lock().expect("recent lock").push(t, frame.to_string());
+    }
+}
+
+/// The admin command `record`, carried out here: the answer for the client.
+pub async fn command(shared: &Shared, id: u64, command: AdminCommand) -> ProxyFrame {
+    let result = match command {
+        AdminCommand::Record { on: true, file } => {
+            let path = file.map_or_else(default_path, PathBuf::from);
+            start_file(shared, path)
+                .await
+                .map(|shown| format!("recording to {shown} (on the proxy's machine)"))
+                .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("{e:#}")))
+        }
+        AdminCommand::Record { on: false, .. } => Ok(match stop_file(shared) {
+            Some(path) => format!("recording stopped: {path}"),
+            None => "no recording was running".to_string(),
+        }),
+        other => Err(ApiError::new(
+            ErrorKind::BadRequest,
+            format!("not a recording command: {}", other.describe()),
+        )),
+    };
+    match result {
+        Ok(message) => ProxyFrame::AdminDone { id, message },
+        Err(error) => ProxyFrame::Error { id: Some(id), error },
     }
 }
 
 /// Starts writing every frame to `path` (replacing a recording in progress).
-pub fn start_file(hub: &Hub, path: PathBuf) -> anyhow::Result<String> {
+pub async fn start_file(shared: &Shared, path: PathBuf) -> anyhow::Result<String> {
     let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let recorder = &hub.recorder;
+    let recorder = &shared.recorder;
     writeln!(out, "{}", serde_json::to_string(&recorder.header())?)?;
-    let mut slot = recorder.file.lock().expect("file lock");
-    // Under the lock, so that no frame lands between the picture and what follows it.
-    let start = recorder.now();
-    writeln!(out, "{}", encode_line(0, &welcome(hub, true)))?;
+    let (picture, frames) = shared.core.watch().await.context("the proxy is stopping")?;
+    writeln!(out, "{}", encode_line(0, &welcome(picture, &recorder.proxy, true)))?;
     out.flush()?;
     let shown = path.display().to_string();
     tracing::info!("recording everything pages see to {shown}");
-    *slot = Some(FileRecording { path, out, start });
-    *recorder.file_name.lock().expect("file name lock") = Some(shown.clone());
+    let (stop, stopped) = oneshot::channel();
+    stop_file(shared);
+    *recorder.file.lock().expect("file lock") = Some((shown.clone(), stop));
+    shared.core.send(Input::Recording { file: Some(shown.clone()) });
+    tokio::spawn(write_file(recorder.clone(), shared.core.clone(), path, out, frames, stopped));
     Ok(shown)
 }
 
+async fn write_file(
+    recorder: Arc<Recorder>,
+    core: CoreHandle,
+    path: PathBuf,
+    mut out: std::io::BufWriter<std::fs::File>,
+    mut frames: broadcast::Receiver<Arc<str>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let start = recorder.now();
+    loop {
+        let frame = tokio::select! {
+            _ = &mut stopped => return,
+            frame = frames.recv() => match frame {
+                Ok(frame) => frame,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!("the recording to {} missed {missed} frames", path.display());
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let line = encode_line(recorder.now().saturating_sub(start), &frame);
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            tracing::error!("cannot write the recording to {}; it stops here", path.display());
+            *recorder.file.lock().expect("file lock") = None;
+            core.send(Input::Recording { file: None });
+            return;
+        }
+    }
+}
+
 /// Stops the file recording; its path, if one was running.
-pub fn stop_file(hub: &Hub) -> Option<String> {
-    let mut slot = hub.recorder.file.lock().expect("file lock");
-    let f = slot.take()?;
-    *hub.recorder.file_name.lock().expect("file name lock") = None;
-    tracing::info!("recording to {} stopped", f.path.display());
-    Some(f.path.display().to_string())
+pub fn stop_file(shared: &Shared) -> Option<String> {
+    let (shown, stop) = shared.recorder.file.lock().expect("file lock").take()?;
+    let _ = stop.send(());
+    shared.core.send(Input::Recording { file: None });
+    tracing::info!("recording to {shown} stopped");
+    Some(shown)
 }
 
 /// A file name for a recording started without one.

@@ -1,6 +1,14 @@
-//! One client or page connection to the proxy.
+//! One client or page connection: the WebSocket upgrade (a full room turns viewers away
+//! before it), the hello, then frames in to the core and answers and page frames out.
+//!
+//! What a room of viewers can make the proxy hold is bounded by construction: a viewer's frame
+//! is at most `VIEWER_FRAME_BYTES`, its requests in flight at most
+//! `VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION` bytes, and all viewers' together at most
+//! `VIEWER_BYTES_IN_FLIGHT`; every connection has at most `IN_FLIGHT_PER_CONNECTION` requests
+//! in flight. Everything else a request means is decided by the core.
 
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Extension;
@@ -9,21 +17,14 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use shared::kv::{Command, WriteOp};
-use shared::protocol::{
-    ApiError, ClientFrame, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, Session, encode, parse,
-};
-use shared::session::ClientSession;
-use tokio::sync::{Semaphore, mpsc};
+use shared::protocol::{ApiError, ClientFrame, ErrorKind, ProxyFrame, encode, parse};
+use shared::proxy::{ConnId, Proxy};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
-use super::{Hub, admin, routing, status};
+use super::driver::{Input, ToConnection};
+use super::{Room, Shared};
 use crate::listener::{Gate, VIEWER_FRAME_BYTES, origin_allowed};
 use crate::ws::TRANSPORT_LIMIT;
-
-/// Log entries in a new page's first picture, across all servers, and per server: enough to
-/// fill the widest logs view and scroll back a while, and a first frame of a few hundred KB.
-const PICTURE_LOG_ENTRIES: usize = 2_400;
-const PICTURE_LOG_ENTRIES_PER_NODE: usize = 1_000;
 
 /// Requests one connection may have in flight; more wait (a flood cannot exhaust the proxy).
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
@@ -32,17 +33,18 @@ const VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION: usize = VIEWER_FRAME_BYTES * 4;
 /// Bytes of requests all viewers together may have in flight; more are refused at once
 /// (`unavailable`) rather than queued.
 pub const VIEWER_BYTES_IN_FLIGHT: usize = 64 << 20;
-/// Tells the writer to close the connection because a frame was too large for a viewer.
-const CLOSE_TOO_BIG: &str = "\u{0}close-too-big";
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
     uri: axum::http::Uri,
     Extension(gate): Extension<Arc<Gate>>,
-    State(hub): State<Arc<Hub>>,
+    State(shared): State<Shared>,
 ) -> Response {
-    if !origin_allowed(&headers, &hub.allowed_origins) {
+    let room = &shared.room;
+    if !origin_allowed(&headers, &room.allowed_origins) {
         let origin = headers.get("origin").and_then(|o| o.to_str().ok()).unwrap_or_default();
         tracing::warn!("refused a WebSocket from a page of another origin: {origin}");
         let message = format!("pages from {origin} may not connect (see the proxy's --allow-origin)\n");
@@ -51,8 +53,7 @@ pub async fn upgrade(
     // A full room turns viewers away before the upgrade, so that they hold nothing at all; the
     // token (in the upgrade request: `Authorization: Bearer`, or `?token=` from a page) always
     // gets in, so the lecturer is never locked out.
-    let room_full = hub.viewers.load(Ordering::Relaxed) >= crate::listener::MAX_VIEWERS;
-    if room_full && !upgrade_carries_token(&headers, &uri, &hub.token) {
+    if room.is_full() && !upgrade_carries_token(&headers, &uri, &room.token) {
         let message = format!(
             "the room is full: {} viewers are connected; try again in a while (the lecturer's link still works)\n",
             crate::listener::MAX_VIEWERS
@@ -63,14 +64,7 @@ pub async fn upgrade(
     }
     ws.max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
-        .on_upgrade(move |s| serve(s, hub, gate))
-}
-
-/// The cluster as it is now, for a page's (or a recording's) first frame.
-pub fn picture(hub: &Hub) -> Picture {
-    let per_node = (PICTURE_LOG_ENTRIES / hub.backends.len().max(1)).min(PICTURE_LOG_ENTRIES_PER_NODE);
-    let logs = hub.backends.iter().map(|(node, backend)| (node, backend.log().tail(per_node))).collect();
-    Picture { cluster: status::cluster_status(hub), logs, recent: hub.fanout.recent() }
+        .on_upgrade(move |s| serve(s, shared, gate))
 }
 
 /// Whether the upgrade request itself carries the cluster's token.
@@ -85,26 +79,21 @@ fn upgrade_carries_token(headers: &HeaderMap, uri: &axum::http::Uri, token: &str
 
 /// A viewer's place in the room, given back when its connection ends. Token holders take
 /// none: they are never turned away for a full room.
-struct Seat(Option<Arc<Hub>>);
+struct Seat(Option<Arc<Room>>);
 
 impl Seat {
-    fn take(hub: &Arc<Hub>, admin: bool) -> Option<Seat> {
+    fn take(room: &Arc<Room>, admin: bool) -> Option<Seat> {
         if admin {
             return Some(Seat(None));
         }
-        let taken = hub.viewers.fetch_add(1, Ordering::Relaxed);
-        if taken >= crate::listener::MAX_VIEWERS {
-            hub.viewers.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Seat(Some(hub.clone())))
+        room.sit().then(|| Seat(Some(room.clone())))
     }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        if let Some(hub) = &self.0 {
-            hub.viewers.fetch_sub(1, Ordering::Relaxed);
+        if let Some(room) = &self.0 {
+            room.leave();
         }
     }
 }
@@ -113,7 +102,7 @@ fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> ProxyF
     ProxyFrame::Error { id, error: ApiError::new(kind, message) }
 }
 
-async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
+async fn serve(mut socket: WebSocket, shared: Shared, gate: Arc<Gate>) {
     let check = |hello: ClientFrame| match hello {
         ClientFrame::Hello { version, token, subscribe } => {
             crate::ws::check_version(version, "proxy")?;
@@ -123,8 +112,8 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     };
     let refusal = |error| ProxyFrame::Error { id: None, error };
     let Some((token, subscribe)) = crate::ws::handshake(&mut socket, check, refusal).await else { return };
-    let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &hub.token));
-    let Some(_seat) = Seat::take(&hub, admin) else {
+    let admin = token.as_deref().is_some_and(|t| crate::secret::same_token(t, &shared.room.token));
+    let Some(_seat) = Seat::take(&shared.room, admin) else {
         let message = format!(
             "the room is full: {} viewers are connected; the lecturer's link (with the token) still works",
             crate::listener::MAX_VIEWERS
@@ -138,242 +127,203 @@ async fn serve(mut socket: WebSocket, hub: Arc<Hub>, gate: Arc<Gate>) {
     } else {
         gate.open_for_viewer()
     }
-    // Subscribe before taking the picture, so that no event falls between the two.
-    let mut observers = subscribe.then(|| hub.observers.subscribe());
-    let picture = subscribe.then(|| Box::new(picture(&hub)));
-    let welcome = ProxyFrame::Welcome {
-        version: PROTOCOL_VERSION,
-        admin,
-        proxies: hub.proxies.clone(),
-        nodes: hub.backends.addresses(),
-        picture,
-    };
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut outgoing) = mpsc::unbounded_channel::<Arc<str>>();
-    let closing = out.clone();
-    let send = move |frame: &ProxyFrame| {
-        let _ = out.send(encode(frame).into());
-    };
-    send(&welcome);
+    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let (outbox, answers) = mpsc::unbounded_channel::<ToConnection>();
+    let (reply, welcome) = oneshot::channel();
+    shared.core.send(Input::Opened { conn, admin, subscribe, outbox: outbox.clone(), reply });
+    let Ok((welcome, stream)) = welcome.await else { return };
+    let _ = outbox.send(ToConnection::Frame(encode(&welcome).into()));
     if token.is_some() && !admin {
-        send(&error(None, ErrorKind::Unauthorized, "wrong token: connected as a read-only viewer"));
+        let wrong = error(None, ErrorKind::Unauthorized, "wrong token: connected as a read-only viewer");
+        let _ = outbox.send(ToConnection::Frame(encode(&wrong).into()));
     }
-    let writer = tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                biased;
-                frame = outgoing.recv() => match frame {
-                    Some(f) if f.as_ref() == CLOSE_TOO_BIG => {
-                        let reason = format!("a viewer's frame may hold at most {} KiB", VIEWER_FRAME_BYTES >> 10);
-                        let close = axum::extract::ws::CloseFrame { code: crate::ws::CLOSE_TOO_BIG, reason: reason.into() };
-                        let _ = sink.send(Message::Close(Some(close))).await;
-                        break;
-                    }
-                    Some(f) => f,
-                    None => break,
-                },
-                event = async { observers.as_mut().expect("only polled when subscribed").recv().await }, if observers.is_some() => match event {
-                    Ok(f) => f,
-                    // A slow viewer skips events; the periodic status and logs keep it right.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                },
-            };
-            if sink.send(Message::text(frame.as_ref())).await.is_err() {
-                break;
+    let (sink, frames) = socket.split();
+    let limits = Arc::new(Limits::new());
+    let writer = tokio::spawn(write(sink, answers, stream, limits.clone()));
+    let reader = Reader { shared: shared.clone(), conn, admin, outbox, limits, gate };
+    reader.read(frames).await;
+    shared.core.send(Input::Closed { conn });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+}
+
+/// What a connection holds for its requests in flight, given back as they are answered.
+struct Limits {
+    requests: Arc<Semaphore>,
+    /// A viewer's bytes held per request id (its own budget, and the room's).
+    bytes: Mutex<HashMap<u64, Vec<(OwnedSemaphorePermit, OwnedSemaphorePermit)>>>,
+    own_bytes: Arc<Semaphore>,
+}
+
+impl Limits {
+    fn new() -> Limits {
+        Limits {
+            requests: Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION)),
+            bytes: Mutex::new(HashMap::new()),
+            own_bytes: Arc::new(Semaphore::new(VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION)),
+        }
+    }
+
+    /// An answer went out: its request no longer counts.
+    fn answered(&self, id: Option<u64>) {
+        self.requests.add_permits(1);
+        let Some(id) = id else { return };
+        let mut bytes = self.bytes.lock().expect("not poisoned");
+        if let Some(held) = bytes.get_mut(&id) {
+            held.pop();
+            if held.is_empty() {
+                bytes.remove(&id);
             }
         }
-    });
+    }
+}
 
-    let connection = Arc::new(Connection::new());
-    let limit = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
-    let bytes_in_flight = Arc::new(Semaphore::new(VIEWER_BYTES_IN_FLIGHT_PER_CONNECTION));
-    while let Some(message) = stream.next().await {
-        gate.frame_taken();
-        let text = match message {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Binary(_)) => {
-                send(&error(None, ErrorKind::BadRequest, "binary frames are not part of the protocol"));
-                continue;
-            }
-            Ok(Message::Close(_)) => break,
-            Err(e) => {
-                if !admin {
-                    // Most likely the gate cut a frame too large for a viewer: say so.
-                    let message = format!(
-                        "this connection was closed: a viewer's frame may hold at most {} KiB ({e}); with the \
-                         token, frames up to 8 MiB are accepted",
-                        VIEWER_FRAME_BYTES >> 10
-                    );
-                    send(&error(None, ErrorKind::TooLarge, message));
-                    let _ = closing.send(CLOSE_TOO_BIG.into());
-                    // The writer sends the Close frame and ends.
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+/// Sends answers and (for a subscriber) page frames, and closes the connection when told.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut answers: mpsc::UnboundedReceiver<ToConnection>,
+    mut stream: Option<broadcast::Receiver<Arc<str>>>,
+    limits: Arc<Limits>,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = answers.recv() => match frame {
+                Some(ToConnection::CloseTooBig) => {
+                    let reason = format!("a viewer's frame may hold at most {} KiB", VIEWER_FRAME_BYTES >> 10);
+                    let close = axum::extract::ws::CloseFrame { code: crate::ws::CLOSE_TOO_BIG, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(close))).await;
                     return;
                 }
-                break;
-            }
-            Ok(_) => continue,
+                Some(ToConnection::Answer { id, text }) => {
+                    limits.answered(id);
+                    text
+                }
+                Some(ToConnection::Frame(text)) => text,
+                None => return,
+            },
+            event = async { stream.as_mut().expect("only polled when subscribed").recv().await }, if stream.is_some() => match event {
+                Ok(f) => f,
+                // A slow viewer skips page frames; the periodic status and logs put it right.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
         };
-        // A viewer's requests in flight are bounded in bytes too, per connection and for all
-        // viewers together: what a room can make this proxy hold is bounded by construction.
-        let held = if admin {
-            None
-        } else {
-            let Ok(mine) = bytes_in_flight.clone().acquire_many_owned(text.len() as u32).await else { break };
-            match hub.viewer_bytes.clone().try_acquire_many_owned(text.len() as u32) {
-                Ok(all) => Some((mine, all)),
-                Err(_) => {
-                    let id = frame_id(text.as_str());
-                    let message =
-                        "the proxy holds as many viewers' requests as it may: try again in a moment";
-                    send(&ProxyFrame::Error { id, error: ApiError::new(ErrorKind::Unavailable, message) });
+        if sink.send(Message::text(frame.as_ref())).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Reader {
+    shared: Shared,
+    conn: ConnId,
+    admin: bool,
+    outbox: mpsc::UnboundedSender<ToConnection>,
+    limits: Arc<Limits>,
+    gate: Arc<Gate>,
+}
+
+impl Reader {
+    fn send(&self, frame: &ProxyFrame) {
+        if let ProxyFrame::Error { error, .. } = frame {
+            self.shared.metrics.error(error.kind);
+        }
+        let _ = self.outbox.send(ToConnection::Frame(encode(frame).into()));
+    }
+
+    async fn read(&self, mut frames: futures_util::stream::SplitStream<WebSocket>) {
+        while let Some(message) = frames.next().await {
+            self.gate.frame_taken();
+            let text = match message {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Binary(_)) => {
+                    self.send(&error(
+                        None,
+                        ErrorKind::BadRequest,
+                        "binary frames are not part of the protocol",
+                    ));
+                    continue;
+                }
+                Ok(Message::Close(_)) => return,
+                Err(e) if !self.admin => return self.too_big(e),
+                Err(_) => return,
+                Ok(_) => continue,
+            };
+            let Some(held) = self.hold(text.as_str()).await else { continue };
+            let frame = match parse::<ClientFrame>(text.as_str()) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.send(&ProxyFrame::Error { id: frame_id(text.as_str()), error: e });
+                    continue;
+                }
+            };
+            self.count(&frame);
+            if let ClientFrame::Admin { id, command } = &frame {
+                if self.admin && Proxy::is_for_driver(command) {
+                    let answer = super::recorder::command(&self.shared, *id, command.clone()).await;
+                    self.send(&answer);
                     continue;
                 }
             }
-        };
-        let frame = match parse::<ClientFrame>(text.as_str()) {
-            Ok(frame) => frame,
-            Err(e) => {
-                send(&ProxyFrame::Error { id: frame_id(text.as_str()), error: e });
-                continue;
+            // Counted until its answer goes out.
+            let Ok(permit) = self.limits.requests.acquire().await else { return };
+            permit.forget();
+            if let (Some(id), Some(held)) = (frame.id(), held) {
+                self.limits.bytes.lock().expect("not poisoned").entry(id).or_default().push(held);
             }
-        };
-        let Ok(permit) = limit.clone().acquire_owned().await else { break };
-        let (hub, connection, send) = (hub.clone(), connection.clone(), send.clone());
-        tokio::spawn(async move {
-            count(&hub, &frame);
-            let reply = handle(&hub, &connection, admin, frame).await;
-            if let ProxyFrame::Error { error, .. } = &reply {
-                hub.metrics.error(error.kind);
-            }
-            send(&reply);
-            drop(permit);
-            drop(held);
-        });
+            self.shared.core.send(Input::Client { conn: self.conn, frame });
+        }
     }
-    writer.abort();
+
+    /// A viewer's request holds its bytes while in flight, in its own budget and the room's;
+    /// `None` if the room's is spent (the request is refused at once).
+    async fn hold(&self, text: &str) -> Option<Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>> {
+        if self.admin {
+            return Some(None);
+        }
+        let bytes = text.len() as u32;
+        let mine = self.limits.own_bytes.clone().acquire_many_owned(bytes).await.ok()?;
+        match self.shared.room.viewer_bytes.clone().try_acquire_many_owned(bytes) {
+            Ok(all) => Some(Some((mine, all))),
+            Err(_) => {
+                let message = "the proxy holds as many viewers' requests as it may: try again in a moment";
+                self.send(&error(frame_id(text), ErrorKind::Unavailable, message));
+                None
+            }
+        }
+    }
+
+    /// Most likely the gate cut a frame too large for a viewer: say so, and close.
+    fn too_big(&self, e: axum::Error) {
+        let message = format!(
+            "this connection was closed: a viewer's frame may hold at most {} KiB ({e}); with the token, frames \
+             up to 8 MiB are accepted",
+            VIEWER_FRAME_BYTES >> 10
+        );
+        self.send(&error(None, ErrorKind::TooLarge, message));
+        let _ = self.outbox.send(ToConnection::CloseTooBig);
+    }
+
+    fn count(&self, frame: &ClientFrame) {
+        let metrics = &self.shared.metrics;
+        let kind = match frame {
+            ClientFrame::Put { .. } => "put",
+            ClientFrame::Delete { .. } => "delete",
+            ClientFrame::Cas { .. } => "cas",
+            ClientFrame::Get { consistency, .. } => {
+                metrics.read(*consistency);
+                "get"
+            }
+            ClientFrame::Status { .. } => "status",
+            ClientFrame::Admin { .. } => "admin",
+            ClientFrame::Register { .. } => "register",
+            ClientFrame::Hello { .. } => return,
+        };
+        metrics.request(kind);
+    }
 }
 
-/// The `id` of a frame that failed to parse, so the error can still be matched to it.
+/// The `id` of a frame (one that failed to parse too, so the error can still be matched to it).
 fn frame_id(text: &str) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(text).ok()?.get("id")?.as_u64()
-}
-
-/// Sessions for writes that come without one (pages, simple clients): one client id per
-/// connection, and many writes may be in flight on it. Clients that may fail over between
-/// proxies send their own.
-struct Connection {
-    client: u64,
-    numbers: Mutex<ClientSession>,
-}
-
-impl Connection {
-    fn new() -> Connection {
-        let client = crate::secret::random_u64();
-        Connection { client, numbers: Mutex::new(ClientSession::new(client)) }
-    }
-
-    /// The write's session: the client's own, or the next number of this connection's.
-    fn begin(&self, given: Option<Session>) -> Session {
-        if let Some(session) = given {
-            return session;
-        }
-        let numbered = self.numbers.lock().expect("not poisoned").number();
-        Session { client: self.client, seq: numbered.seq, answered_below: Some(numbered.answered_below) }
-    }
-
-    /// Records what the client was told about a write of this connection's session.
-    fn settle(&self, session: Session, reply: &ProxyFrame) {
-        if session.client != self.client {
-            return;
-        }
-        let known = match reply {
-            ProxyFrame::Done { .. } => true,
-            ProxyFrame::Error { error, .. } => error.kind.outcome_is_known(),
-            _ => true,
-        };
-        if known {
-            self.numbers.lock().expect("not poisoned").settled(session.seq);
-        }
-    }
-}
-
-async fn write(
-    hub: &Hub,
-    connection: &Connection,
-    id: u64,
-    session: Option<Session>,
-    op: WriteOp,
-) -> ProxyFrame {
-    // Refused before it takes a sequence number: a number that never reaches the log would
-    // make the next write of this session look like one of a forgotten session.
-    if let Some(error) = shared::protocol::too_large(&op) {
-        return ProxyFrame::Error { id: Some(id), error };
-    }
-    let session = connection.begin(session);
-    let command = Command {
-        client: session.client,
-        seq: session.seq,
-        op,
-        answered_below: session.answered_below.unwrap_or(0),
-    };
-    let reply = routing::write(hub, id, command).await;
-    connection.settle(session, &reply);
-    reply
-}
-
-fn count(hub: &Hub, frame: &ClientFrame) {
-    let kind = match frame {
-        ClientFrame::Put { .. } => "put",
-        ClientFrame::Delete { .. } => "delete",
-        ClientFrame::Cas { .. } => "cas",
-        ClientFrame::Get { consistency, .. } => {
-            hub.metrics.read(*consistency);
-            "get"
-        }
-        ClientFrame::Status { .. } => "status",
-        ClientFrame::Admin { .. } => "admin",
-        ClientFrame::Hello { .. } => return,
-    };
-    hub.metrics.request(kind);
-}
-
-async fn handle(hub: &Arc<Hub>, connection: &Connection, admin: bool, frame: ClientFrame) -> ProxyFrame {
-    let writes_open = admin || hub.open_writes.load(Ordering::Relaxed);
-    match frame {
-        ClientFrame::Hello { .. } => error(None, ErrorKind::BadRequest, "hello was already received"),
-        ClientFrame::Put { id, .. } | ClientFrame::Delete { id, .. } | ClientFrame::Cas { id, .. }
-            if !writes_open =>
-        {
-            error(
-                Some(id),
-                ErrorKind::Unauthorized,
-                "writes need the cluster's token (the lecturer can open them to everyone: \
-                 `cluster --open-writes`, or 'students may write' in the page)",
-            )
-        }
-        ClientFrame::Put { id, key, value, session } => {
-            write(hub, connection, id, session, WriteOp::Put { key, value }).await
-        }
-        ClientFrame::Delete { id, key, session } => {
-            write(hub, connection, id, session, WriteOp::Delete { key }).await
-        }
-        ClientFrame::Cas { id, key, expected, new, session } => {
-            write(hub, connection, id, session, WriteOp::Cas { key, expected, new }).await
-        }
-        ClientFrame::Get { id, key, .. } if shared::protocol::key_too_large(&key).is_some() => {
-            ProxyFrame::Error { id: Some(id), error: shared::protocol::key_too_large(&key).expect("checked") }
-        }
-        ClientFrame::Get { id, key, consistency } => routing::read(hub, id, key, consistency).await,
-        ClientFrame::Status { id } => {
-            ProxyFrame::Status { id: Some(id), cluster: Box::new(status::cluster_status(hub)) }
-        }
-        ClientFrame::Admin { id, command } => {
-            if !admin {
-                return error(Some(id), ErrorKind::Unauthorized, "admin commands need the cluster's token");
-            }
-            admin::execute(hub, id, command).await
-        }
-    }
 }

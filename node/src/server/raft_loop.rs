@@ -235,7 +235,7 @@ impl Server {
                 match &request {
                     Request::Write { .. } => self.shared.metrics.proposals.add(1),
                     Request::Read { consistency, .. } => self.shared.metrics.read(*consistency),
-                    Request::ChangeMembership { .. } => {}
+                    Request::ChangeMembership { .. } | Request::Register => {}
                 }
                 let rid = self.next_request;
                 self.next_request += 1;

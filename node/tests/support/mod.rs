@@ -227,6 +227,14 @@ impl Client {
         }
     }
 
+    /// Opens a write session (registered through the log); its client id.
+    pub async fn register(&mut self) -> u64 {
+        match self.request(ClientFrame::Register { id: 0 }).await {
+            Some(ProxyFrame::Registered { client, .. }) => client,
+            other => panic!("no session was opened: {other:?}"),
+        }
+    }
+
     /// Sends a frame with a fresh id and returns the answer to it.
     pub async fn request(&mut self, mut frame: ClientFrame) -> Option<ProxyFrame> {
         let id = self.next;
@@ -236,7 +244,9 @@ impl Client {
         loop {
             let answer = self.next_frame().await?;
             let answer_id = match &answer {
-                ProxyFrame::Done { id, .. } | ProxyFrame::AdminDone { id, .. } => Some(*id),
+                ProxyFrame::Done { id, .. }
+                | ProxyFrame::AdminDone { id, .. }
+                | ProxyFrame::Registered { id, .. } => Some(*id),
                 ProxyFrame::Error { id, .. } => *id,
                 ProxyFrame::Status { id, .. } => *id,
                 _ => None,
@@ -255,7 +265,8 @@ fn set_id(frame: &mut ClientFrame, new: u64) {
         | ClientFrame::Delete { id, .. }
         | ClientFrame::Cas { id, .. }
         | ClientFrame::Status { id }
-        | ClientFrame::Admin { id, .. } => *id = new,
+        | ClientFrame::Admin { id, .. }
+        | ClientFrame::Register { id } => *id = new,
         ClientFrame::Hello { .. } => {}
     }
 }

@@ -156,6 +156,9 @@ pub struct SafetyChecker {
     leading: BTreeMap<NodeId, (Term, Index, Term)>,
     commits: BTreeMap<NodeId, Index>,
     fresh_writes: BTreeMap<(ClientId, u64), Index>,
+    /// With values unique to each write (the simulator's): where each value was first
+    /// written, so that a write sent again under another session is seen taking effect twice.
+    unique_values: Option<HashMap<String, Index>>,
     /// A digest of the store (data and sessions) at recent applied indices, and who had it.
     stores: BTreeMap<Index, (NodeId, u64)>,
     violations: Vec<Violation>,
@@ -187,6 +190,13 @@ impl SafetyChecker {
             .map(|id| (id, Mirror { base_config: first.clone(), admitted: true, ..Mirror::default() }))
             .collect();
         SafetyChecker { mirrors, ..SafetyChecker::default() }
+    }
+
+    /// Every write's value is its own (as in the simulator): a value written at two indices is
+    /// one write applied twice, whatever sessions it came with.
+    pub fn with_unique_values(mut self) -> SafetyChecker {
+        self.unique_values = Some(HashMap::new());
+        self
     }
 
     pub fn violations(&self) -> &[Violation] {
@@ -467,6 +477,36 @@ impl SafetyChecker {
                         self.fresh_writes.insert(key, entry.index);
                     }
                 }
+                self.check_value_written_once(node, command, entry.index, step);
+            }
+        }
+    }
+
+    fn check_value_written_once(
+        &mut self,
+        node: NodeId,
+        command: &crate::kv::Command,
+        index: Index,
+        step: u64,
+    ) {
+        let Some(values) = self.unique_values.as_mut() else { return };
+        let value = match &command.op {
+            crate::kv::WriteOp::Put { value, .. } => value,
+            crate::kv::WriteOp::Cas { new, .. } => new,
+            crate::kv::WriteOp::Delete { .. } => return,
+        };
+        match values.get(value) {
+            Some(first) if *first != index => {
+                let detail = format!(
+                    "write {} took effect at index {first} and again at index {index} on node {node}, the second \
+                     time as client {} seq {}: sent again on another session",
+                    command.op, command.client, command.seq
+                );
+                self.violation(Property::ExactlyOnce, step, detail);
+            }
+            Some(_) => {}
+            None => {
+                values.insert(value.clone(), index);
             }
         }
     }

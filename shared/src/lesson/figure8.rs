@@ -82,7 +82,7 @@ pub async fn figure_8<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     // (a) X reaches b only.
     d.admin(AdminCommand::Partition { groups: vec![vec![a, b], vec![c, dd, e]] }).await?;
     let x = last_index(&d.status().await?, a).unwrap_or(base) + 1;
-    d.write_via(a, "figure-8", "X");
+    d.write_via(a, "figure-8", "X").await?;
     wait_for(d, say("a to append X", "que a añada X"), 10.0, |s| last_index(s, a).filter(|l| *l >= x))
         .await?;
     deliver_all(d, 10, |m| (m.from == a && m.to == b) || (m.from == b && m.to == a)).await?;

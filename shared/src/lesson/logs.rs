@@ -30,7 +30,7 @@ pub async fn replication<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         ),
     ))
     .await;
-    d.write_via(boss, "greeting", "hello");
+    d.write_via(boss, "greeting", "hello").await?;
     let index =
         wait_for(d, say("the leader to append the entry", "que el líder añada la entrada"), 10.0, |s| {
             last_index(s, boss).filter(|last| *last > before)
@@ -133,8 +133,8 @@ pub async fn log_repair<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let (old, term) = fresh_cluster(d).await?;
     let base = d.write("repair", "base").await?;
     d.admin(AdminCommand::Partition { groups: vec![vec![old]] }).await?;
-    d.write_via(old, "repair", "lost 1");
-    d.write_via(old, "repair", "lost 2");
+    d.write_via(old, "repair", "lost 1").await?;
+    d.write_via(old, "repair", "lost 2").await?;
     wait_for(d, say("the cut-off leader to append", "que el líder aislado añada"), 10.0, |s| {
         last_index(s, old).filter(|l| *l >= base + 2)
     })

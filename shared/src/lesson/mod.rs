@@ -227,7 +227,7 @@ pub trait Driver {
     /// A client write through the proxy, retried until it is applied (or the patience ends).
     async fn write(&mut self, key: &str, value: &str) -> Result<Index, Failure>;
     /// A client write sent once, to one server, without waiting for its outcome.
-    fn write_via(&mut self, node: NodeId, key: &str, value: &str);
+    async fn write_via(&mut self, node: NodeId, key: &str, value: &str) -> Result<(), Failure>;
     /// A read served by one given server, or that server's refusal.
     async fn read_via(
         &mut self,

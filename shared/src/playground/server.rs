@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::{Event, LogMirror, LossReason, OBSERVED_LOG_WINDOW, Observed};
-use crate::protocol::{
-    ClockStatus, FaultSettings, HELD_LISTED, HeldMessage, NodeView, ProcessState, ServerStatus, kv_sample,
-};
+use crate::protocol::{ClockStatus, FaultSettings, HELD_LISTED, HeldMessage, ServerStatus, kv_sample};
 use crate::raft::{Config, Message, Millis, NodeId, Persisted, summarize};
 use crate::replica::{Replica, Reply, Request, RequestId};
 use crate::sim::Disk;
@@ -25,7 +23,7 @@ pub(super) struct Server {
     pub inbox: Vec<Message>,
     /// How far this server's clock is ahead of the cluster's.
     pub skew: Millis,
-    /// Client requests in the replica: replica request id → the playground's operation.
+    /// Client requests in the replica: replica request id → the proxy's request id.
     pub requests: BTreeMap<RequestId, u64>,
     next_request: RequestId,
     pub events: Vec<Event>,
@@ -158,37 +156,31 @@ impl Server {
         })
     }
 
-    pub fn view(&self, cluster_now: Millis, stopped: bool) -> NodeView {
-        let state = match (&self.replica, self.paused) {
-            (None, _) => ProcessState::Crashed,
-            (Some(_), true) => ProcessState::Paused,
-            (Some(_), false) => ProcessState::Up,
-        };
-        let status = self.replica.as_ref().map(|replica| {
-            let (sample, truncated) = kv_sample(replica.kv());
-            let policy = self.faults.network_policy(replica.raft().config().election_timeout);
-            ServerStatus {
-                replica: replica.status(),
-                pid: 0,
-                address: address(self.id),
-                now: self.now(cluster_now),
-                faults: FaultSettings { time_stopped: stopped, ..self.faults.clone() },
-                kv: Some(sample),
-                kv_truncated: truncated,
-                rss_bytes: None,
-                clock: ClockStatus {
-                    stopped,
-                    next_deadline: replica.next_deadline(),
-                    latency_ms: policy.latency,
-                    jitter_ms: policy.jitter,
-                    held_count: self.transit.len() as u64,
-                    held: self.held(),
-                    messages_sent: self.messages_sent,
-                },
-                bugs: replica.raft().config().bugs.iter().collect(),
-            }
-        });
-        NodeView::new(self.id, address(self.id), None, state, self.faults.partitioned(), status)
+    /// Its status report, as a real server sends it (none while crashed).
+    pub fn status(&self, cluster_now: Millis) -> Option<ServerStatus> {
+        let replica = self.replica.as_ref()?;
+        let (sample, truncated) = kv_sample(replica.kv());
+        let policy = self.faults.network_policy(replica.raft().config().election_timeout);
+        Some(ServerStatus {
+            replica: replica.status(),
+            pid: 0,
+            address: address(self.id),
+            now: self.now(cluster_now),
+            faults: self.faults.clone(),
+            kv: Some(sample),
+            kv_truncated: truncated,
+            rss_bytes: None,
+            clock: ClockStatus {
+                stopped: self.faults.time_stopped,
+                next_deadline: replica.next_deadline(),
+                latency_ms: policy.latency,
+                jitter_ms: policy.jitter,
+                held_count: self.transit.len() as u64,
+                held: self.held(),
+                messages_sent: self.messages_sent,
+            },
+            bugs: replica.raft().config().bugs.iter().collect(),
+        })
     }
 
     /// The next moment, on the cluster's clock, when this server has something to do.
@@ -208,6 +200,6 @@ impl Server {
 }
 
 /// How a simulated server is named on the page.
-pub(super) fn address(id: NodeId) -> String {
+pub fn address(id: NodeId) -> String {
     format!("in-page-{id}")
 }

@@ -99,13 +99,16 @@ pub enum Bug {
     /// Snapshots leave out the client sessions: a server restored from one forgets which
     /// writes it applied, and its store differs from the others'.
     SnapshotWithoutSessions,
+    /// The proxy sends a write it retries on a fresh session (a defect of the proxy core, not
+    /// the servers'): a write applied before the retry is applied again.
+    RetryWithoutSession,
 }
 
 // Every defect has a bit in `Bugs`.
 const _: () = assert!(Bug::ALL.len() <= 32);
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::CommitOldTerm,
         Bug::VoteWithoutLogCheck,
         Bug::ForgetVote,
@@ -115,6 +118,7 @@ impl Bug {
         Bug::VoteOnEmptyDisk,
         Bug::NoBacktrack,
         Bug::SnapshotWithoutSessions,
+        Bug::RetryWithoutSession,
     ];
 
     pub fn name(self) -> &'static str {
@@ -128,6 +132,7 @@ impl Bug {
             Bug::VoteOnEmptyDisk => "vote-on-empty-disk",
             Bug::NoBacktrack => "no-backtrack",
             Bug::SnapshotWithoutSessions => "snapshot-without-sessions",
+            Bug::RetryWithoutSession => "retry-without-session",
         }
     }
 
@@ -154,6 +159,9 @@ impl Bug {
             }
             Bug::SnapshotWithoutSessions => {
                 "a snapshot holds the whole state machine, client sessions included (dissertation §6.3)"
+            }
+            Bug::RetryWithoutSession => {
+                "a retried write must keep its session, so that the cluster applies it at most once (§6.3)"
             }
         }
     }

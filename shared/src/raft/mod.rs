@@ -293,6 +293,19 @@ impl Raft {
         Ok((index, self.term))
     }
 
+    /// Appends a client's registration (a new write session) on the leader; as `propose`.
+    pub fn propose_register(&mut self, now: Millis) -> Result<(Index, Term), ProposeError> {
+        self.set_now(now);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if let Some((to, _)) = self.transfer {
+            return Err(ProposeError::TransferInProgress { to });
+        }
+        let index = self.append_own(Payload::Register);
+        Ok((index, self.term))
+    }
+
     /// Starts handing leadership to `to` (dissertation §3.10).
     pub fn transfer_leadership(&mut self, now: Millis, to: NodeId) -> Result<(), ProposeError> {
         self.set_now(now);
@@ -459,6 +472,7 @@ impl Raft {
     }
 
     pub fn status(&self) -> Status {
+        let committed = self.log.config_at(self.commit);
         Status {
             id: self.id,
             role: self.role,
@@ -475,6 +489,8 @@ impl Raft {
             election_timeout: self.election_timeout,
             voters: self.voters(),
             learners: self.log.config().learners.iter().copied().collect(),
+            committed_voters: committed.voters.iter().copied().collect(),
+            committed_learners: committed.learners.iter().copied().collect(),
             progress: self
                 .progress
                 .iter()

@@ -52,6 +52,11 @@ pub(crate) struct Progress {
     /// The offset from which chunks were last sent again after the follower said it still
     /// waited there: once per gap, or every late answer would resend the whole window.
     pub snapshot_resent_from: Option<u64>,
+    /// What the follower said it has, in its latest answer on this transfer. Usually what
+    /// `snapshot_offset` says; lower when an answer from before the follower restarted came
+    /// late and raised the offset past what it now holds — the transfer resumes from here when
+    /// it stalls.
+    pub snapshot_reported: Option<u64>,
     /// Heard from since the last check-quorum round (an unadmitted voter is not heard: its
     /// answers promise nothing).
     pub recent_active: bool,
@@ -83,6 +88,7 @@ impl Progress {
             snapshot_offset: 0,
             snapshot_sent: 0,
             snapshot_resent_from: None,
+            snapshot_reported: None,
             recent_active: true,
             last_heard: None,
             admitted: false,

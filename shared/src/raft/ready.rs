@@ -121,6 +121,12 @@ pub struct Status {
     /// Members that receive the log without a vote yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learners: Vec<NodeId>,
+    /// The configuration as of the commit index (the one in force may be newer, not yet
+    /// committed): what decisions about servers rest on.
+    #[serde(default)]
+    pub committed_voters: Vec<NodeId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub committed_learners: Vec<NodeId>,
     /// On a leader: each follower's next and match index.
     pub progress: Vec<PeerProgress>,
     pub transfer_to: Option<NodeId>,

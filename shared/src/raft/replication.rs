@@ -299,6 +299,7 @@ impl Raft {
             if !current {
                 return;
             }
+            pr.snapshot_reported = Some(received);
             if received > pr.snapshot_offset {
                 pr.snapshot_offset = received;
                 pr.snapshot_sent = pr.snapshot_sent.max(received);
@@ -397,6 +398,7 @@ impl Raft {
                 ProgressState::Snapshot => {
                     // A lost chunk: probe again; the transfer resumes where it stopped.
                     if now >= pr.snapshot_sent_at + resend_snapshot_after {
+                        pr.snapshot_resent_from = None;
                         pr.snapshot_sent = pr.snapshot_offset;
                         pr.next = pr.matched + 1;
                         pr.become_probe();
@@ -517,8 +519,13 @@ impl Raft {
             // A new transfer: it keeps these bytes until it ends, whatever compacts meanwhile.
             pr.snapshot = Some(outgoing);
             pr.snapshot_offset = 0;
+            pr.snapshot_reported = None;
         }
-        // From what the follower is known to have.
+        // From what the follower is known to have — as it last said: an answer from before it
+        // restarted, arriving late, may have raised the offset past what it holds now.
+        if let Some(reported) = pr.snapshot_reported {
+            pr.snapshot_offset = pr.snapshot_offset.min(reported);
+        }
         pr.snapshot_sent = pr.snapshot_offset;
         if pr.snapshot_offset == 0 {
             self.emit(Event::SnapshotSent { to: peer, index });

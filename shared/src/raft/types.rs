@@ -33,6 +33,9 @@ pub enum Payload {
     Noop,
     /// A client's write.
     Command(Command),
+    /// A client opens a write session; its id is this entry's index (dissertation §6.3), so
+    /// that a session the store does not have is one it forgot — never one it has not seen.
+    Register,
     /// A cluster membership. The configuration in force is the latest one in the log, committed
     /// or not (dissertation §4.1), so changing membership is appending one of these.
     Config(Configuration),
@@ -44,7 +47,7 @@ impl Payload {
     pub fn approx_bytes(&self) -> usize {
         const OVERHEAD: usize = 96;
         match self {
-            Payload::Noop => OVERHEAD,
+            Payload::Noop | Payload::Register => OVERHEAD,
             Payload::Command(c) => OVERHEAD + c.op.approx_bytes(),
             Payload::Config(c) => {
                 OVERHEAD
@@ -58,6 +61,7 @@ impl Payload {
     pub fn describe(&self) -> String {
         match self {
             Payload::Noop => "no-op".to_string(),
+            Payload::Register => "open a session".to_string(),
             Payload::Command(c) => c.op.to_string(),
             Payload::Config(c) if c.learners.is_empty() => format!("config voters {:?}", c.voters),
             Payload::Config(c) => format!("config voters {:?} learners {:?}", c.voters, c.learners),

@@ -13,6 +13,7 @@ impl Simulation {
         }
         self.maybe_tear_the_write_in_progress(id);
         self.node(id).crash();
+        self.links_to(id, false);
         self.report.crashes += 1;
         self.note(format!("n{id} CRASHED (volatile state and unfinished disk writes lost)"));
         self.schedule(self.now + restart_after, SimEvent::Restart(id));
@@ -62,6 +63,7 @@ impl Simulation {
         let was_up = self.node(id).is_up();
         if was_up {
             self.node(id).crash();
+            self.links_to(id, false);
             self.report.crashes += 1;
         }
         self.node(id).disk.wipe();
@@ -186,9 +188,13 @@ impl Simulation {
             self.schedule(self.now + heal_after, SimEvent::Heal);
         } else if roll < 85 {
             self.schedule(self.now, SimEvent::Heal);
-        } else if roll < 93 {
+        } else if roll < 90 {
             let id = self.rng.range(1, n);
             self.schedule(self.now, SimEvent::Compact(id));
+        } else if roll < 93 {
+            let p = self.rng.below(self.proxies.len() as u64) as usize;
+            let restart_after = self.rng.range(20, 800);
+            self.crash_proxy(p, restart_after);
         } else {
             self.schedule(self.now, SimEvent::Transfer);
         }
@@ -239,16 +245,27 @@ impl Simulation {
 }
 
 impl Simulation {
-    /// Whether the configuration in force (as the most advanced server sees it) keeps a
-    /// majority of voters whose disks are admitted once `lost` is not counted.
+    /// Whether every configuration a server may act on keeps a majority of voters whose disks
+    /// are admitted once `lost` is not counted — the ones in force on servers, and the ones a
+    /// removal the operator asked for would bring (its entry may be appended at any moment).
     pub(super) fn majority_admitted_without(&self, lost: NodeId) -> bool {
-        let configs: Vec<crate::raft::Configuration> = self
+        let mut configs: Vec<crate::raft::Configuration> = self
             .nodes
             .iter()
             .filter_map(|n| n.replica.as_ref())
             .map(|r| r.raft().membership().clone())
             .collect();
-        // Every configuration a server may act on must keep its majority.
+        let asked: Vec<_> = configs
+            .iter()
+            .flat_map(|config| {
+                self.removals_asked.iter().map(move |id| {
+                    let mut after = config.clone();
+                    after.voters.remove(id);
+                    after
+                })
+            })
+            .collect();
+        configs.extend(asked.into_iter().filter(|c| !c.voters.is_empty()));
         configs.iter().all(|config| {
             let admitted = config
                 .voters

@@ -23,7 +23,7 @@ impl Simulation {
         if self.calm() {
             return;
         }
-        let next = self.membership_rng.range(200, 1_000);
+        let next = self.membership_rng.range(100, 500);
         self.schedule(self.now + next, SimEvent::Operate);
         self.ask_for_a_change(false);
     }
@@ -59,6 +59,7 @@ impl Simulation {
                 if !self.majority_admitted_without(id) {
                     return;
                 }
+                self.removals_asked.insert(id);
                 MembershipChange::Remove { id }
             }
             _ => return,

@@ -12,7 +12,8 @@
 //!
 //! - `network`: delays, loss, duplication, partitions; the JSON wire round trip.
 //! - `node`: a server with its simulated disk; crash and restart.
-//! - `client`: the workload and its retry discipline.
+//! - `client`: the workload, through the proxies, and what its answers mean.
+//! - `proxies`: real proxy cores between the clients and the servers; proxy crashes.
 //! - `faults`: the fault schedule, random and at critical moments.
 //! - `membership`: the operator that adds and removes servers during a run.
 //! - `liveness`: the calm after the faults, and the check that the cluster gets going again.
@@ -24,6 +25,7 @@ mod liveness;
 mod membership;
 mod network;
 mod node;
+mod proxies;
 pub(crate) use node::Disk;
 
 use std::cmp::Reverse;
@@ -33,12 +35,15 @@ use serde::Serialize;
 
 use crate::check::{Operation, Output, Property, SafetyChecker, Violation, check_history};
 use crate::event::Event;
+use crate::protocol::{ClientFrame, ProxyFrame, ServerOutbound};
+use crate::proxy::ConnId;
 use crate::raft::{Bugs, Config, Millis, NodeId, Role};
-use crate::replica::{Replica, Reply};
+use crate::replica::Replica;
 use crate::rng::Rng;
 use client::SimClient;
 use network::{Network, NetworkFaults, wire_round_trip, wire_round_trip_reply};
 use node::{Input, SimNode};
+use proxies::{SessionsSeen, SimProxy};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -83,6 +88,8 @@ pub struct SimReport {
     /// Servers restarted on an empty disk, and crashes that left a batch half written.
     pub disks_wiped: u64,
     pub torn_writes: u64,
+    /// Proxies that crashed (their clients failed over to another).
+    pub proxy_crashes: u64,
     #[serde(skip)]
     pub trace: Vec<String>,
     #[serde(skip)]
@@ -109,7 +116,6 @@ struct Params {
     snapshot_every: u64,
     disk_max: Millis,
     fault_interval: Millis,
-    client_timeout: Millis,
     /// Bytes per message: small values cut snapshots into many chunks.
     max_bytes: usize,
     /// Copies of a multi-byte phrase in values, at most (0: short ASCII values).
@@ -117,14 +123,20 @@ struct Params {
     /// How many disks this run may wipe (a server restarted on an empty directory). Without an
     /// operator to replace them, at most a minority: a wiped voter never counts again.
     wipes: u32,
+    /// Proxies between the clients and the servers.
+    proxies: usize,
+    /// Sessions each store keeps (`None`: the default): in some seeds barely more than the
+    /// clients, so that sessions of dead connections are evicted, and now and then a live one.
+    session_capacity: Option<usize>,
 }
 
 impl Params {
     fn draw(rng: &mut Rng, cfg: &SimConfig) -> Params {
         let nodes = cfg.nodes.unwrap_or_else(|| *rng.pick(&[3, 3, 3, 5, 5, 7]));
+        let clients = rng.range(2, 5) as usize;
         Params {
             nodes,
-            clients: rng.range(2, 5) as usize,
+            clients,
             keys: rng.range(1, 4),
             election_timeout: 150,
             heartbeat: rng.range(30, 60),
@@ -135,7 +147,6 @@ impl Params {
             snapshot_every: *rng.pick(&[0, 4, 8, 16, 64]),
             disk_max: *rng.pick(&[0, 2, 5, 20]),
             fault_interval: rng.range(80, 500),
-            client_timeout: rng.range(200, 500),
             max_bytes: *rng.pick(&[1 << 20, 1 << 20, 1 << 20, 64, 300]),
             padding: if rng.chance(300_000) { rng.range(1, 40) as u32 } else { 0 },
             wipes: if cfg.faults && rng.chance(400_000) {
@@ -143,6 +154,8 @@ impl Params {
             } else {
                 0
             },
+            proxies: rng.range(1, 2) as usize,
+            session_capacity: rng.chance(250_000).then(|| clients + rng.range(1, 3) as usize),
         }
     }
 }
@@ -150,10 +163,40 @@ impl Params {
 #[derive(Debug)]
 enum SimEvent {
     DeliverToNode(NodeId, Input),
-    DeliverToClient {
-        client: usize,
-        op: u64,
-        reply: Reply,
+    /// A client's frame reaches proxy `proxy` (if it still lives its life `incarnation`).
+    ToProxy {
+        proxy: usize,
+        incarnation: u64,
+        conn: ConnId,
+        frame: ClientFrame,
+    },
+    /// A server's frame (an answer, a status) reaches a proxy.
+    ToProxyFromServer {
+        proxy: usize,
+        incarnation: u64,
+        node: NodeId,
+        frame: ServerOutbound,
+    },
+    /// A proxy's answer reaches the client on connection `conn`.
+    ToClient {
+        conn: ConnId,
+        frame: ProxyFrame,
+    },
+    /// A client's connection to its proxy dropped (the proxy died).
+    ConnectionLost {
+        conn: ConnId,
+    },
+    /// A proxy's timer.
+    ProxyWake {
+        proxy: usize,
+        incarnation: u64,
+        at: Millis,
+    },
+    ProxyRestart(usize),
+    /// A server's periodic status report.
+    ReportStatus {
+        node: NodeId,
+        incarnation: u64,
     },
     Tick(NodeId),
     DiskDone {
@@ -186,6 +229,17 @@ enum SimEvent {
     CheckLiveness,
 }
 
+impl SimEvent {
+    /// A status report on its way: it changes what proxies know, not what servers do.
+    fn is_measurement(&self) -> bool {
+        matches!(
+            self,
+            SimEvent::ReportStatus { .. }
+                | SimEvent::ToProxyFromServer { frame: ServerOutbound::Status { .. }, .. }
+        )
+    }
+}
+
 #[derive(Debug)]
 struct Scheduled {
     at: Millis,
@@ -215,11 +269,17 @@ struct Simulation {
     params: Params,
     rng: Rng,
     now: Millis,
+    /// Events handled: the clock of the history (invocations and completions).
     step: u64,
+    /// Events handled but the servers' status reports, which only inform the proxies: what
+    /// the run's budget (`SimConfig::steps`) counts.
+    work: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     nodes: Vec<SimNode>,
     clients: Vec<SimClient>,
+    proxies: Vec<SimProxy>,
+    sessions_seen: SessionsSeen,
     /// Servers started so far: the first configuration, then those the operator added.
     provisioned: usize,
     /// Whether this seed has an operator changing membership, and its own choices.
@@ -227,6 +287,8 @@ struct Simulation {
     membership_rng: Rng,
     /// Servers a leader reported as restarted on an empty disk, for the operator to repair.
     lost_disks: std::collections::BTreeSet<NodeId>,
+    /// Servers the operator asked to remove (the removal may still come into force).
+    removals_asked: std::collections::BTreeSet<NodeId>,
     calm: liveness::Calm,
     network: Network,
     checker: SafetyChecker,
@@ -268,6 +330,7 @@ impl Simulation {
             membership_changes: 0,
             disks_wiped: 0,
             torn_writes: 0,
+            proxy_crashes: 0,
             trace: Vec::new(),
             history: Vec::new(),
         };
@@ -275,23 +338,32 @@ impl Simulation {
         let nodes = (0..params.nodes + membership::SPARE_SERVERS).map(|_| SimNode::new()).collect();
         let mut membership_rng = Rng::new(cfg.seed ^ 0x6d65_6d62_6572_7321);
         let operator = cfg.faults && membership_rng.chance(800_000);
-        let clients = (1..=params.clients as u64).map(SimClient::new).collect();
+        // Some clients number their own writes (and fail over with them), some let the proxy.
+        let clients = (1..=params.clients as u64)
+            .map(|n| SimClient::new(n, rng.chance(600_000), n as usize % params.proxies))
+            .collect();
+        let proxies = (0..params.proxies).map(|_| SimProxy::new()).collect();
+        let sessions_seen = SessionsSeen::new(params.session_capacity);
         Simulation {
             params,
             rng,
             now: 0,
             step: 0,
+            work: 0,
             queue: BinaryHeap::new(),
             seq: 0,
             nodes,
             clients,
+            proxies,
+            sessions_seen,
             provisioned: node_count,
             operator,
             membership_rng,
             lost_disks: std::collections::BTreeSet::new(),
+            removals_asked: std::collections::BTreeSet::new(),
             calm: liveness::Calm::default(),
             network: Network::new(faults),
-            checker: SafetyChecker::new(1..=node_count as NodeId),
+            checker: SafetyChecker::new(1..=node_count as NodeId).with_unique_values(),
             history: Vec::new(),
             abandoned: Vec::new(),
             trace: Vec::new(),
@@ -331,6 +403,9 @@ impl Simulation {
             self.node(id).disk.bootstrap(first.clone());
             self.start_node(id);
         }
+        for p in 0..self.proxies.len() {
+            self.start_proxy(p);
+        }
         for client in 0..self.clients.len() {
             let at = self.rng.range(0, 50);
             self.schedule(at, SimEvent::ClientWake { client, generation: 0 });
@@ -346,16 +421,19 @@ impl Simulation {
         let calm_at = self.cfg.steps * 3 / 4;
         let hard_stop = self.cfg.steps * liveness::CALM_STEP_FACTOR;
         while self.report.violation.is_none() {
-            let in_budget = self.step < self.cfg.steps && !self.calm.checked;
-            let checking = self.calm() && !self.calm.checked && self.step < hard_stop;
+            let in_budget = self.work < self.cfg.steps && !self.calm.checked;
+            let checking = self.calm() && !self.calm.checked && self.work < hard_stop;
             if !in_budget && !checking {
                 break;
             }
-            if self.cfg.faults && self.step == calm_at && !self.calm() {
+            if self.cfg.faults && self.work >= calm_at && !self.calm() {
                 self.begin_calm();
             }
             let Some(Reverse(next)) = self.queue.pop() else { break };
             self.step += 1;
+            if !next.event.is_measurement() {
+                self.work += 1;
+            }
             debug_assert!(next.at >= self.now, "time never goes backwards");
             self.now = next.at;
             self.handle(next.event);
@@ -431,7 +509,20 @@ impl Simulation {
                     self.run_node(id);
                 }
             }
-            SimEvent::DeliverToClient { client, op, reply } => self.client_reply(client, op, reply),
+            SimEvent::ToProxy { proxy, incarnation, conn, frame } => {
+                self.proxy_hears_client(proxy, incarnation, conn, frame)
+            }
+            SimEvent::ToProxyFromServer { proxy, incarnation, node, frame } => {
+                self.proxy_hears_server(proxy, incarnation, node, frame)
+            }
+            SimEvent::ToClient { conn, frame } => self.client_answer(conn, frame),
+            SimEvent::ConnectionLost { conn } => self.connection_lost(conn),
+            SimEvent::ProxyWake { proxy, incarnation, at } => self.proxy_wake(proxy, incarnation, at),
+            SimEvent::ProxyRestart(p) => {
+                self.note(format!("proxy {} restarted", p + 1));
+                self.start_proxy(p);
+            }
+            SimEvent::ReportStatus { node, incarnation } => self.report_status(node, incarnation),
             SimEvent::Tick(id) => {
                 let now = self.now;
                 let node = self.node(id);
@@ -508,13 +599,19 @@ impl Simulation {
         let persisted = self.node(id).disk.persisted();
         let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let restarted = self.node(id).incarnation > 0;
-        let replica = Replica::new(cfg, persisted, seed, now, snapshot_every);
+        let mut replica = Replica::new(cfg, persisted, seed, now, snapshot_every);
+        if let Some(capacity) = self.params.session_capacity {
+            replica.set_session_capacity(capacity);
+        }
         let (admitted, config) = (replica.raft().admitted(), replica.raft().membership().clone());
         self.node(id).replica = Some(replica);
         self.checker.on_restart(id, snapshot_index, admitted, config, self.step);
         if restarted {
             self.note(format!("n{id} restarted from its disk"));
         }
+        let incarnation = self.node(id).incarnation;
+        self.links_to(id, true);
+        self.report_status(id, incarnation);
         self.run_node(id);
     }
 
@@ -535,10 +632,10 @@ impl Simulation {
             match input {
                 Input::Raft(msg) => replica.step(now, msg),
                 Input::Tick => replica.tick(now),
-                Input::Request { client, op, request } => {
+                Input::Request { proxy, incarnation, id, request } => {
                     let rid = node.next_request;
                     node.next_request += 1;
-                    node.requests.insert(rid, (client, op));
+                    node.requests.insert(rid, (proxy, incarnation, id));
                     replica.request(now, rid, request);
                 }
                 Input::Operator(request) => replica.request(now, OPERATOR_REQUEST, request),
@@ -606,8 +703,9 @@ impl Simulation {
         let Some(mut work) = node.io.take() else { return };
         node.disk.write(&work.persist);
         self.checker.on_persist(id, &work.persist, step);
-        if work.persist.snapshot.is_some() {
+        if let Some(snapshot) = &work.persist.snapshot {
             self.report.snapshots_installed += 1;
+            self.sessions_seen.installed(snapshot.meta.index);
         }
         let messages = std::mem::take(&mut work.messages);
         self.send_messages(messages.into_iter());
@@ -616,6 +714,7 @@ impl Simulation {
         let replica = node.replica.as_mut().expect("up");
         let done = replica.finish(work);
         self.checker.after_finish(id, replica.raft(), &done.applied, step);
+        self.sessions_seen.applied(&done.applied);
         if !done.applied.is_empty() || done.snapshot.is_some() || work_restored {
             self.checker.store_at(id, replica.kv().applied(), replica.kv().digest(), step);
         }
@@ -628,14 +727,12 @@ impl Simulation {
                 self.operator_heard(id, reply);
                 continue;
             }
-            let Some((client, op)) = self.nodes[id as usize - 1].requests.remove(&rid) else { continue };
+            let Some((proxy, incarnation, request)) = self.nodes[id as usize - 1].requests.remove(&rid)
+            else {
+                continue;
+            };
             let reply = wire_round_trip_reply(reply);
-            for delay in self.network.route(&mut self.rng, None) {
-                self.schedule(
-                    self.now + delay,
-                    SimEvent::DeliverToClient { client, op, reply: reply.clone() },
-                );
-            }
+            self.answer_proxy(id, proxy, incarnation, ServerOutbound::Reply { id: request, reply });
         }
         for event in done.events {
             if matches!(event, Event::RoleChanged { role: Role::Leader, .. }) {

@@ -98,3 +98,17 @@ pub(super) fn wire_round_trip_reply(reply: crate::replica::Reply) -> crate::repl
         other => panic!("a reply does not survive the wire format: {other:?}"),
     }
 }
+
+pub(super) fn wire_round_trip_client(frame: crate::protocol::ClientFrame) -> crate::protocol::ClientFrame {
+    use crate::protocol::{ClientFrame, encode, parse};
+    let text = encode(&frame);
+    parse::<ClientFrame>(&text)
+        .unwrap_or_else(|e| panic!("a client frame does not survive the wire format: {e}: {text}"))
+}
+
+pub(super) fn wire_round_trip_proxy(frame: crate::protocol::ProxyFrame) -> crate::protocol::ProxyFrame {
+    use crate::protocol::{ProxyFrame, encode, parse};
+    let text = encode(&frame);
+    parse::<ProxyFrame>(&text)
+        .unwrap_or_else(|e| panic!("a proxy frame does not survive the wire format: {e}: {text}"))
+}

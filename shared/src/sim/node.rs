@@ -97,9 +97,11 @@ fn through_json<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) ->
 #[derive(Debug)]
 pub(super) enum Input {
     Raft(Message),
+    /// A request from proxy `proxy` (in its life `incarnation`), numbered `id` there.
     Request {
-        client: usize,
-        op: u64,
+        proxy: usize,
+        incarnation: u64,
+        id: u64,
         request: Request,
     },
     /// A membership change from the operator; its answer goes to the trace.
@@ -120,7 +122,8 @@ pub(super) struct SimNode {
     /// Stopped (like SIGSTOP): inputs wait in the inbox, timers do not fire.
     pub paused: bool,
     pub next_tick: Option<Millis>,
-    pub requests: BTreeMap<RequestId, (usize, u64)>,
+    /// Requests in the replica: its id → the proxy, its life, and the proxy's request id.
+    pub requests: BTreeMap<RequestId, (usize, u64, u64)>,
     pub next_request: RequestId,
 }
 

@@ -238,7 +238,10 @@ impl Model {
                 };
                 self.versions.logs += 1;
             }
-            ProxyFrame::Done { .. } | ProxyFrame::Error { .. } | ProxyFrame::AdminDone { .. } => {}
+            ProxyFrame::Done { .. }
+            | ProxyFrame::Registered { .. }
+            | ProxyFrame::Error { .. }
+            | ProxyFrame::AdminDone { .. } => {}
         }
         self.advance_to(t);
     }

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use shared::check::{Input, Operation, Output};
-use shared::event::Consistency;
-use shared::protocol::{AdminCommand, ClientFrame, OpResult, ProxyFrame, Session};
+use shared::check::Operation;
+use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 use shared::raft::NodeId;
-use shared::rng::Rng;
-use shared::session::ClientSession;
+
+mod client;
 
 use crate::output::outln;
 use crate::ws;
@@ -53,17 +52,17 @@ pub struct Args {
 }
 
 /// Patience for one operation before it counts as unknown.
-const OP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
-struct Totals {
-    writes: Option<Histogram<u64>>,
-    reads: Option<Histogram<u64>>,
-    errors: u64,
-    error_kinds: std::collections::BTreeMap<String, u64>,
-    unknown: u64,
+pub(crate) struct Totals {
+    pub writes: Option<Histogram<u64>>,
+    pub reads: Option<Histogram<u64>>,
+    pub errors: u64,
+    pub error_kinds: std::collections::BTreeMap<String, u64>,
+    pub unknown: u64,
     /// Microseconds since the start at which each write was acknowledged.
-    acks: Vec<u64>,
+    pub acks: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -153,7 +152,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     for c in 0..args.clients {
         let proxies = proxies.clone();
         let totals = totals.clone();
-        let config = ClientConfig {
+        let config = client::ClientConfig {
             index: c,
             value_size: args.value_size,
             reads: args.reads,
@@ -164,7 +163,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
             end: start + duration,
             token: args.cluster.token(),
         };
-        tasks.push(tokio::spawn(async move { client(config, proxies, totals).await }));
+        tasks.push(tokio::spawn(async move { client::run(config, proxies, totals).await }));
     }
     let kills = Arc::new(Mutex::new(Vec::new()));
     let killer = args.kill_leader_every.map(|every| {
@@ -295,25 +294,6 @@ fn print_report(r: &Report) {
     }
 }
 
-/// One benchmark operation; each attempt gets a fresh frame id but keeps the session.
-enum BenchOp {
-    Get { key: String },
-    Put { key: String, value: String, session: Session },
-}
-
-impl BenchOp {
-    fn frame(&self, id: u64) -> ClientFrame {
-        match self {
-            BenchOp::Get { key } => {
-                ClientFrame::Get { id, key: key.clone(), consistency: Consistency::Linearizable }
-            }
-            BenchOp::Put { key, value, session } => {
-                ClientFrame::Put { id, key: key.clone(), value: value.clone(), session: Some(*session) }
-            }
-        }
-    }
-}
-
 /// Writes operations as they complete, a line each, flushed often: a run that is killed
 /// still leaves a usable history up to that point.
 fn write_history(
@@ -330,185 +310,6 @@ fn write_history(
         }
     }
     out.flush()?;
-    Ok(())
-}
-
-struct ClientConfig {
-    index: u32,
-    value_size: usize,
-    reads: f64,
-    keys: u64,
-    key_prefix: Arc<str>,
-    history: Option<tokio::sync::mpsc::UnboundedSender<Operation>>,
-    start: Instant,
-    end: Instant,
-    /// Writes need the cluster's token.
-    token: Option<String>,
-}
-
-async fn connect(proxies: &[String], first: usize, token: &Option<String>) -> Option<(ws::Stream, usize)> {
-    for i in 0..proxies.len() {
-        let which = (first + i) % proxies.len();
-        if let Ok((stream, _)) = ws::open_client(&proxies[which], token.clone()).await {
-            return Some((stream, which));
-        }
-    }
-    None
-}
-
-/// One closed-loop client. A write is resent with the same session after a proxy failure.
-async fn client(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Totals>>) -> anyhow::Result<()> {
-    let mut rng = Rng::new(crate::secret::random_u64());
-    let client_id = crate::secret::random_u64();
-    let mut writes = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut reads = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut errors, mut unknown) = (0, 0);
-    let mut error_kinds = std::collections::BTreeMap::new();
-    let mut acks = Vec::new();
-    let mut numbers = ClientSession::new(client_id);
-    // In the history, clients are numbered from 1: small numbers every JSON tool reads exactly.
-    let history_client = u64::from(cfg.index) + 1;
-    let mut proxy = cfg.index as usize % proxies.len();
-    let mut stream = None;
-    let mut next_id = 1u64;
-    while Instant::now() < cfg.end {
-        let key = format!("{}{}", cfg.key_prefix, rng.below(cfg.keys));
-        let is_read = cfg.reads > 0.0 && (rng.below(1_000_000) as f64) < cfg.reads * 1_000_000.0;
-        let (op, input) = if is_read {
-            (BenchOp::Get { key: key.clone() }, Input::Get { key })
-        } else {
-            let numbered = numbers.number();
-            let seq = numbered.seq;
-            // Unique in the run (a read then says which write it saw): client and number,
-            // padded to the size asked for but never cut below that.
-            let mut value = format!("{history_client}.{seq}.");
-            while value.len() < cfg.value_size {
-                value.push((b'a' + rng.below(26) as u8) as char);
-            }
-            let session = Session { client: client_id, seq, answered_below: Some(numbered.answered_below) };
-            (BenchOp::Put { key: key.clone(), value: value.clone(), session }, Input::Put { key, value })
-        };
-        let invoked = Instant::now();
-        let op_deadline = invoked + OP_TIMEOUT;
-        let mut outcome = None;
-        while outcome.is_none() && Instant::now() < op_deadline {
-            if stream.is_none() {
-                match connect(&proxies, proxy, &cfg.token).await {
-                    Some((s, which)) => {
-                        stream = Some(s);
-                        proxy = which;
-                    }
-                    None => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-            }
-            let s = stream.as_mut().expect("connected above");
-            let id = next_id;
-            next_id += 1;
-            let answer = async {
-                ws::send(s, &op.frame(id)).await?;
-                loop {
-                    match ws::recv::<ProxyFrame>(s).await? {
-                        Some(Ok(ProxyFrame::Done { id: got, result, .. })) if got == id => {
-                            return Ok(Ok(result));
-                        }
-                        Some(Ok(ProxyFrame::Error { id: Some(got), error })) if got == id => {
-                            return Ok(Err(error));
-                        }
-                        Some(_) => continue,
-                        None => bail!("proxy closed"),
-                    }
-                }
-            };
-            match tokio::time::timeout_at(op_deadline.into(), answer).await {
-                Ok(Ok(Ok(result))) => outcome = Some(Ok(result)),
-                Ok(Ok(Err(error))) => outcome = Some(Err(error)),
-                // The proxy died or hung: try the next one with the same request.
-                Ok(Err(_)) | Err(_) => {
-                    stream = None;
-                    proxy = (proxy + 1) % proxies.len();
-                }
-            }
-        }
-        if let BenchOp::Put { session, .. } = &op {
-            let known = match &outcome {
-                Some(Ok(_)) => true,
-                Some(Err(error)) => error.kind.outcome_is_known(),
-                None => false,
-            };
-            if known {
-                numbers.settled(session.seq);
-            }
-        }
-        let done = Instant::now();
-        let since = |t: Instant| t.duration_since(cfg.start).as_micros() as u64;
-        let latency = done.duration_since(invoked).as_micros() as u64;
-        // What the history records: an answer, "unknown" (the write may or may not have
-        // happened: no answer, or an error that does not rule it out), or a refusal.
-        let is_read = matches!(input, Input::Get { .. });
-        let (complete, output) = match outcome {
-            Some(Ok(result)) => {
-                if is_read {
-                    reads.record(latency.max(1))?;
-                } else {
-                    writes.record(latency.max(1))?;
-                    acks.push(since(done));
-                }
-                let output = match result {
-                    OpResult::Get { value } => Output::Value { value },
-                    OpResult::Put { previous } => Output::Put { previous },
-                    OpResult::Delete { existed } => Output::Delete { existed },
-                    OpResult::Cas { swapped, current } => Output::Cas { swapped, current: Some(current) },
-                };
-                (Some(since(done)), output)
-            }
-            Some(Err(error)) if is_read || error.kind.had_no_effect() => {
-                errors += 1;
-                *error_kinds.entry(error.kind.as_str().to_string()).or_insert(0) += 1;
-                (Some(since(done)), Output::Failed { error: error.kind.as_str().to_string() })
-            }
-            Some(Err(error)) => {
-                unknown += 1;
-                *error_kinds.entry(error.kind.as_str().to_string()).or_insert(0) += 1;
-                (None, Output::Unknown)
-            }
-            None => {
-                unknown += 1;
-                (None, Output::Unknown)
-            }
-        };
-        if let Some(history) = &cfg.history {
-            let consistency = is_read.then_some(Consistency::Linearizable);
-            let op = Operation {
-                client: history_client,
-                input,
-                consistency,
-                invoke: since(invoked),
-                complete,
-                output,
-            };
-            let _ = history.send(op);
-        }
-    }
-    let mut t = totals.lock().expect("totals lock");
-    merge(&mut t.writes, writes)?;
-    merge(&mut t.reads, reads)?;
-    t.errors += errors;
-    for (k, n) in error_kinds {
-        *t.error_kinds.entry(k).or_insert(0) += n;
-    }
-    t.unknown += unknown;
-    t.acks.extend(acks);
-    Ok(())
-}
-
-fn merge(into: &mut Option<Histogram<u64>>, h: Histogram<u64>) -> anyhow::Result<()> {
-    match into {
-        Some(total) => total.add(&h)?,
-        None => *into = Some(h),
-    }
     Ok(())
 }
 

@@ -7,45 +7,39 @@
 //! pages get every event that changes something (roles, votes, entries, commits, snapshots,
 //! reads, faults) and, per link and kind of message, at most one routine message (heartbeat,
 //! append, acknowledgement) every `ROUTINE_EVERY` — the servers' samples, merged. In slow
-//! motion nothing is dropped: messages are rarer than the limit. A message's later events
-//! (lost, stepped) follow it only if the page got the message itself.
+//! motion nothing is dropped: messages are rarer than the limit. A message's loss follows it
+//! only if the page got the message itself; a step always passes (the lecturer asked for it,
+//! and the page knows held messages from the status).
 //!
 //! The fanout also keeps the recent events worth a line in the timeline, so that a page that
 //! opens late sees the election that happened before it came.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use shared::event::{Event, Observed};
-use shared::raft::{MessageId, MessageKind, NodeId};
+use crate::event::{Event, Observed};
+use crate::raft::{MessageId, MessageKind, Millis, NodeId};
 
-/// Routine messages per link and kind shown at most this often.
-const ROUTINE_EVERY: Duration = Duration::from_millis(150);
+/// Routine messages per link and kind shown at most this often (ms of the proxy's time).
+const ROUTINE_EVERY_MS: Millis = 150;
 /// Election timer resets per server shown at most this often (the status corrects the rest).
-const TIMER_EVERY: Duration = Duration::from_millis(100);
+const TIMER_EVERY_MS: Millis = 100;
 /// Messages whose later events are forwarded: the newest this many that pages got.
 const FOLLOWED: usize = 8_192;
 /// Timeline events kept for pages that open later.
-pub const RECENT: usize = 300;
+pub(crate) const RECENT: usize = 300;
 
-#[derive(Default)]
-pub struct Fanout {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
+#[derive(Debug, Default)]
+pub(crate) struct Fanout {
     pending: Vec<Observed>,
-    last_message: HashMap<(NodeId, NodeId, MessageKind), Instant>,
-    last_timer: HashMap<NodeId, Instant>,
+    last_message: HashMap<(NodeId, NodeId, MessageKind), Millis>,
+    last_timer: HashMap<NodeId, Millis>,
     /// Messages pages got, so that their loss or step follows them.
     followed: HashSet<(NodeId, MessageId)>,
     followed_order: VecDeque<(NodeId, MessageId)>,
     recent: VecDeque<Observed>,
 }
 
-impl State {
+impl Fanout {
     fn follow(&mut self, key: (NodeId, MessageId)) {
         if self.followed.insert(key) {
             self.followed_order.push_back(key);
@@ -78,69 +72,67 @@ fn worth_a_line(event: &Event) -> bool {
 }
 
 impl Fanout {
-    /// Takes a server's events: keeps what pages should see.
-    pub fn offer(&self, events: &[Observed]) {
-        let now = Instant::now();
-        let mut s = self.state.lock().expect("fanout lock");
+    /// Takes a server's events at `now`: keeps what pages should see.
+    pub fn offer(&mut self, events: &[Observed], now: Millis) {
         for observed in events {
             let keep = match &observed.event {
                 Event::MessageSent { id, to, message, .. } => {
                     let kind = message.kind();
                     let keep = !kind.is_routine()
-                        || due(&mut s.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY);
+                        || due(&mut self.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY_MS);
                     if keep {
-                        s.follow((observed.node, *id));
+                        self.follow((observed.node, *id));
                     }
                     keep
                 }
-                Event::MessageLost { from, id, .. } => s.followed.contains(&(*from, *id)),
-                Event::MessageStepped { id, .. } => s.followed.contains(&(observed.node, *id)),
-                Event::ElectionTimerReset { .. } => due(&mut s.last_timer, observed.node, now, TIMER_EVERY),
+                Event::MessageLost { from, id, .. } => self.followed.contains(&(*from, *id)),
+                Event::MessageStepped { .. } => true,
+                Event::ElectionTimerReset { .. } => {
+                    due(&mut self.last_timer, observed.node, now, TIMER_EVERY_MS)
+                }
                 _ => true,
             };
             if worth_a_line(&observed.event) {
-                s.remember(observed);
+                self.remember(observed);
             }
             if keep {
-                s.pending.push(observed.clone());
+                self.pending.push(observed.clone());
             }
         }
     }
 
     /// An event every page must get (an alarm), unsampled.
-    pub fn push(&self, observed: Observed) {
-        let mut s = self.state.lock().expect("fanout lock");
-        s.remember(&observed);
-        s.pending.push(observed);
+    pub fn push(&mut self, observed: Observed) {
+        self.remember(&observed);
+        self.pending.push(observed);
     }
 
     /// The recent timeline events, oldest first, for a page that just opened.
     pub fn recent(&self) -> Vec<Observed> {
-        self.state.lock().expect("fanout lock").recent.iter().cloned().collect()
+        self.recent.iter().cloned().collect()
     }
 
     /// The cluster was reset: its past is not this cluster's.
-    pub fn forget(&self) {
-        let mut s = self.state.lock().expect("fanout lock");
-        s.recent.clear();
-        s.followed.clear();
-        s.followed_order.clear();
+    pub fn forget(&mut self) {
+        self.recent.clear();
+        self.followed.clear();
+        self.followed_order.clear();
+    }
+
+    /// Whether events wait to go out.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The events gathered since the last call.
-    pub fn take(&self) -> Vec<Observed> {
-        std::mem::take(&mut self.state.lock().expect("fanout lock").pending)
+    pub fn take(&mut self) -> Vec<Observed> {
+        std::mem::take(&mut self.pending)
     }
 }
 
-fn due<K: std::hash::Hash + Eq>(
-    last: &mut HashMap<K, Instant>,
-    key: K,
-    now: Instant,
-    every: Duration,
-) -> bool {
+fn due<K: std::hash::Hash + Eq>(last: &mut HashMap<K, Millis>, key: K, now: Millis, every: Millis) -> bool {
     match last.get(&key) {
-        Some(t) if now.duration_since(*t) < every => false,
+        Some(t) if now.saturating_sub(*t) < every => false,
         _ => {
             last.insert(key, now);
             true
@@ -151,7 +143,7 @@ fn due<K: std::hash::Hash + Eq>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::event::{LossReason, MessageSummary};
+    use crate::event::{LossReason, MessageSummary};
 
     fn sent(node: NodeId, to: NodeId, kind: MessageKind) -> Observed {
         sent_id(node, to, kind, 0)
@@ -178,14 +170,17 @@ mod tests {
 
     #[test]
     fn routine_traffic_is_sampled_and_the_rest_passes() {
-        let f = Fanout::default();
+        let mut f = Fanout::default();
         let burst: Vec<Observed> = (0..50).map(|_| sent(1, 2, MessageKind::Heartbeat)).collect();
-        f.offer(&burst);
-        f.offer(&[
-            sent(1, 2, MessageKind::RequestVote),
-            sent(1, 2, MessageKind::RequestVote),
-            sent(1, 3, MessageKind::Heartbeat),
-        ]);
+        f.offer(&burst, 1_000);
+        f.offer(
+            &[
+                sent(1, 2, MessageKind::RequestVote),
+                sent(1, 2, MessageKind::RequestVote),
+                sent(1, 3, MessageKind::Heartbeat),
+            ],
+            1_000,
+        );
         let kept = f.take();
         let heartbeats = kept
             .iter()
@@ -201,14 +196,17 @@ mod tests {
 
     #[test]
     fn a_loss_follows_its_message_only_if_pages_got_the_message() {
-        let f = Fanout::default();
-        f.offer(&[sent_id(1, 2, MessageKind::Heartbeat, 10), sent_id(1, 2, MessageKind::Heartbeat, 11)]);
+        let mut f = Fanout::default();
+        f.offer(
+            &[sent_id(1, 2, MessageKind::Heartbeat, 10), sent_id(1, 2, MessageKind::Heartbeat, 11)],
+            1_000,
+        );
         let lost = |id| Observed {
             node: 1,
             at: 0,
             event: Event::MessageLost { from: 1, id, to: 2, reason: LossReason::Partition },
         };
-        f.offer(&[lost(10), lost(11)]);
+        f.offer(&[lost(10), lost(11)], 1_000);
         let kept = f.take();
         assert_eq!(kept.len(), 2, "heartbeat 10 and its loss; not 11 (sampled out) nor its loss");
         assert!(f.recent().is_empty(), "messages are not timeline lines");
