@@ -387,63 +387,82 @@ impl Replica {
             self.kv.set_applied(snapshot.meta.index);
             self.answer_writes_covered_by_snapshot(snapshot.meta.index);
         }
-        let mut last_applied = None;
         for entry in work.committed {
             if entry.index <= self.kv.applied() {
                 continue;
             }
-            let (result, duplicate) = match &entry.payload {
-                Payload::Command(command) => {
-                    let applied = self.kv.apply(entry.index, command);
-                    (Some(applied.result), applied.duplicate)
+            debug_assert_eq!(
+                entry.index,
+                self.kv.applied() + 1,
+                "committed entries are applied in order, once"
+            );
+            let applied = self.apply(entry);
+            done.applied.push(applied);
+        }
+        if let Some(last) = done.applied.last() {
+            done.events.push(Event::Applied { index: last.index });
+        }
+        self.take_read_indices(work.reads);
+        self.serve_applied_reads();
+        self.raft.advance();
+        if self.raft.role() != Role::Leader {
+            self.fail_pending_writes();
+        }
+        done.snapshot = self.maybe_compact();
+        done.replies = std::mem::take(&mut self.replies);
+        done.events.append(&mut self.events);
+        done
+    }
+
+    /// Applies one committed entry to the store, and answers whoever waited for it here.
+    fn apply(&mut self, entry: Entry) -> AppliedEntry {
+        let (result, duplicate) = match &entry.payload {
+            Payload::Command(command) => {
+                let applied = self.kv.apply(entry.index, command);
+                (Some(applied.result), applied.duplicate)
+            }
+            Payload::Register => {
+                let client = self.kv.register(entry.index);
+                if let Some((request, term)) = self.registrations.remove(&entry.index) {
+                    // Another leader's entry in this slot is someone else's registration.
+                    let reply = if term == entry.term {
+                        Reply::Registered { client }
+                    } else {
+                        Reply::Error { error: ReplyError::LeadershipLost }
+                    };
+                    self.replies.push((request, reply));
                 }
-                Payload::Register => {
-                    let client = self.kv.register(entry.index);
-                    if let Some((request, term)) = self.registrations.remove(&entry.index) {
-                        let reply = if term == entry.term {
-                            Reply::Registered { client }
-                        } else {
-                            Reply::Error { error: ReplyError::LeadershipLost }
-                        };
-                        self.replies.push((request, reply));
-                    }
-                    (None, false)
-                }
-                Payload::Noop | Payload::Config(_) => {
-                    self.kv.skip(entry.index);
-                    (None, false)
-                }
+                (None, false)
+            }
+            Payload::Noop | Payload::Config(_) => {
+                self.kv.skip(entry.index);
+                (None, false)
+            }
+        };
+        if let Some((request, term)) = self.membership_changes.remove(&entry.index) {
+            let reply = if term == entry.term && matches!(entry.payload, Payload::Config(_)) {
+                Reply::MembershipChanged { index: entry.index }
+            } else {
+                Reply::Error { error: ReplyError::LeadershipLost }
             };
-            if let Some((request, term)) = self.membership_changes.remove(&entry.index) {
-                let reply = if term == entry.term && matches!(entry.payload, Payload::Config(_)) {
-                    Reply::MembershipChanged { index: entry.index }
-                } else {
-                    Reply::Error { error: ReplyError::LeadershipLost }
-                };
-                self.replies.push((request, reply));
-            }
-            if let Some(pending) = self.writes.remove(&entry.index) {
-                let reply = match result.clone() {
-                    Some(result) if pending.term == entry.term => {
-                        Reply::Written { result, index: entry.index }
-                    }
-                    // Another leader's entry took this slot: ours was lost (the client retries).
-                    _ => Reply::Error { error: ReplyError::LeadershipLost },
-                };
-                self.replies.push((pending.request, reply));
-            }
-            last_applied = Some(entry.index);
-            done.applied.push(AppliedEntry {
-                index: entry.index,
-                term: entry.term,
-                payload: entry.payload,
-                duplicate,
-            });
+            self.replies.push((request, reply));
         }
-        if let Some(index) = last_applied {
-            done.events.push(Event::Applied { index });
+        if let Some(pending) = self.writes.remove(&entry.index) {
+            let reply = match result {
+                Some(result) if pending.term == entry.term => Reply::Written { result, index: entry.index },
+                // Another leader's entry took this slot: ours was lost (the client retries).
+                _ => Reply::Error { error: ReplyError::LeadershipLost },
+            };
+            self.replies.push((pending.request, reply));
         }
-        for outcome in work.reads {
+        debug_assert_eq!(self.kv.applied(), entry.index, "the store applied exactly this entry");
+        AppliedEntry { index: entry.index, term: entry.term, payload: entry.payload, duplicate }
+    }
+
+    /// Reads whose index the leader confirmed now wait for the store to reach it; the others
+    /// are answered with why they failed.
+    fn take_read_indices(&mut self, outcomes: Vec<ReadOutcome>) {
+        for outcome in outcomes {
             let Some(read) = self.reads_awaiting_index.remove(&outcome.id) else { continue };
             match outcome.result {
                 Ok(index) => {
@@ -458,15 +477,6 @@ impl Replica {
                 }
             }
         }
-        self.serve_applied_reads();
-        self.raft.advance();
-        if self.raft.role() != Role::Leader {
-            self.fail_pending_writes();
-        }
-        done.snapshot = self.maybe_compact();
-        done.replies = std::mem::take(&mut self.replies);
-        done.events.append(&mut self.events);
-        done
     }
 
     /// Serves every read whose index the store has reached.

@@ -133,11 +133,6 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
     let start = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
     let totals = Arc::new(Mutex::new(Totals::default()));
-    let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise}/{duration_precise} {msg}")
-            .expect("valid template"),
-    );
     let key_prefix: Arc<str> = format!("bench-{:08x}-", crate::secret::random_u64() as u32).into();
     let (history, writer) = match &args.history {
         Some(path) => {
@@ -173,6 +168,30 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
             kill_leaders(proxies, token, Duration::from_secs_f64(every), start, duration, kills).await
         })
     });
+    show_progress(start, duration, &totals).await;
+    for task in tasks {
+        task.await??;
+    }
+    if let Some(killer) = killer {
+        killer.await??;
+    }
+    let mut totals = std::mem::take(&mut *totals.lock().expect("totals lock"));
+    drop(history);
+    if let Some(writer) = writer {
+        writer.await?.context("cannot write the history")?;
+    }
+    totals.acks.sort_unstable();
+    let kills = std::mem::take(&mut *kills.lock().expect("kills lock"));
+    Ok(report(args, key_prefix.to_string(), totals, kills))
+}
+
+/// A progress bar until the run ends, with the write rate so far.
+async fn show_progress(start: Instant, duration: Duration, totals: &Mutex<Totals>) {
+    let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise}/{duration_precise} {msg}")
+            .expect("valid template"),
+    );
     while start.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let done = totals.lock().expect("totals lock").acks.len();
@@ -180,34 +199,24 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
         progress.set_message(format!("{:.0} writes/s", done as f64 / start.elapsed().as_secs_f64()));
     }
     progress.finish_and_clear();
-    for task in tasks {
-        task.await??;
-    }
-    if let Some(killer) = killer {
-        killer.await??;
-    }
-    let elapsed = duration.as_secs_f64();
-    let mut totals = std::mem::take(&mut *totals.lock().expect("totals lock"));
-    drop(history);
-    if let Some(writer) = writer {
-        writer.await?.context("cannot write the history")?;
-    }
-    totals.acks.sort_unstable();
+}
+
+/// What the run measured, with each leader kill's write gap.
+fn report(args: &Args, key_prefix: String, totals: Totals, kills: Vec<Kill>) -> Report {
+    let elapsed = args.duration;
     let kills: Vec<Kill> = kills
-        .lock()
-        .expect("kills lock")
-        .iter()
-        .map(|k: &Kill| {
+        .into_iter()
+        .map(|k| {
             let window = args.kill_leader_every.map_or(1_000_000, |e| (e * 1e6) as u64);
-            Kill { gap_ms: gap_around(&totals.acks, (k.at_s * 1e6) as u64, window), ..k.clone() }
+            Kill { gap_ms: gap_around(&totals.acks, (k.at_s * 1e6) as u64, window), ..k }
         })
         .collect();
     let mut gaps: Vec<f64> = kills.iter().filter_map(|k| k.gap_ms).collect();
     gaps.sort_by(f64::total_cmp);
     let count = |h: &Option<Histogram<u64>>| h.as_ref().map_or(0, |h| h.len());
-    Ok(Report {
+    Report {
         clients: args.clients,
-        key_prefix: key_prefix.to_string(),
+        key_prefix,
         duration_s: elapsed,
         value_size: args.value_size,
         read_fraction: args.reads,
@@ -222,7 +231,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
         read_latency_ms: percentiles(&totals.reads),
         median_gap_ms: (!gaps.is_empty()).then(|| gaps[gaps.len() / 2]),
         kills,
-    })
+    }
 }
 
 /// The longest stretch without an acknowledged write in the `window` after a kill at `at`

@@ -149,27 +149,32 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let app = axum::Router::new()
-            .route("/ws", get(session::upgrade))
-            .route("/health", get(|| async { "ok\n" }))
-            .route("/recording", get(downloads::recording))
-            .route("/diagram", get(downloads::diagram))
-            .route("/metrics", {
-                let own = own.clone();
-                get(move |axum::extract::State(shared): axum::extract::State<Shared>| async move {
-                    crate::metrics::response(metrics_text(&shared, &own).await)
-                })
-            })
-            .with_state(shared);
-        let app = match web_dir {
-            Some(dir) => app.merge(pages::routes(&dir)),
-            None => app.route("/", get(|| async { axum::response::Html(NOT_BUILT) })),
-        };
+        let app = router(shared, web_dir, own.clone());
         tracing::info!("proxy listening on http://{own}/ (nodes: {})", args.nodes);
         crate::listener::serve(listener, app, crate::shutdown_signal()).await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
     })
+}
+
+/// The proxy's HTTP side: the WebSocket endpoint, health, downloads, metrics and the page.
+fn router(shared: Shared, web_dir: Option<PathBuf>, own: String) -> axum::Router {
+    let app = axum::Router::new()
+        .route("/ws", get(session::upgrade))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/recording", get(downloads::recording))
+        .route("/diagram", get(downloads::diagram))
+        .route(
+            "/metrics",
+            get(move |axum::extract::State(shared): axum::extract::State<Shared>| async move {
+                crate::metrics::response(metrics_text(&shared, &own).await)
+            }),
+        )
+        .with_state(shared);
+    match web_dir {
+        Some(dir) => app.merge(pages::routes(&dir)),
+        None => app.route("/", get(|| async { axum::response::Html(NOT_BUILT) })),
+    }
 }
 
 /// Starts the core and the links it asks for (the servers it knows, and later those that

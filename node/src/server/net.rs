@@ -146,43 +146,13 @@ const PROXY_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// A proxy: client requests in, replies and (once subscribed) events and status out.
 async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut replies) = mpsc::unbounded_channel::<Arc<str>>();
+    let (tx, replies) = mpsc::unbounded_channel::<Arc<str>>();
     shared.connections.lock().expect("connections lock").insert(connection, tx.clone());
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let subscribed = Arc::new(AtomicBool::new(false));
-    let mut observers = shared.observers.subscribe();
-    let writer_subscribed = subscribed.clone();
-    let inputs = shared.inputs.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                reply = replies.recv() => match reply { Some(f) => f, None => break },
-                event = observers.recv() => match event {
-                    Ok(f) if writer_subscribed.load(Ordering::Relaxed) => f,
-                    Ok(_) => continue,
-                    // A slow proxy misses events rather than slowing the server down; it gets
-                    // the whole log again to resynchronise.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = inputs.send(Input::Subscribe);
-                        continue;
-                    }
-                    Err(_) => break,
-                },
-            };
-            // A proxy that stops reading (SIGSTOP) is let go rather than waited for.
-            match tokio::time::timeout(PROXY_SEND_TIMEOUT, sink.send(Message::text(frame.as_ref()))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        "a proxy took no data for {} s: closing its connection",
-                        PROXY_SEND_TIMEOUT.as_secs()
-                    );
-                    break;
-                }
-            }
-        }
-    });
+    let observers = shared.observers.subscribe();
+    let writer =
+        tokio::spawn(write_to_proxy(sink, replies, observers, subscribed.clone(), shared.inputs.clone()));
     while let Some(message) = stream.next().await {
         if writer.is_finished() {
             break;
@@ -193,39 +163,7 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
             Ok(_) => continue,
         };
         match parse::<ServerInbound>(text.as_str()) {
-            Ok(ServerInbound::Request { id, request }) => {
-                let _ = shared.inputs.send(Input::Request { connection, id, request });
-            }
-            Ok(ServerInbound::Subscribe) => {
-                subscribed.store(true, Ordering::Relaxed);
-                let _ = shared.inputs.send(Input::Subscribe);
-            }
-            Ok(ServerInbound::Faults { faults }) => {
-                let faults = super::faults::sanitize(faults);
-                tracing::info!("faults set: {faults:?}");
-                shared.faults.set(faults);
-                let _ = shared.inputs.send(Input::FaultsChanged);
-            }
-            Ok(ServerInbound::Transfer { to }) => {
-                let _ = shared.inputs.send(Input::Transfer(to));
-            }
-            Ok(ServerInbound::Time { id, command }) => {
-                let _ = shared.inputs.send(Input::Time { connection, id, command });
-            }
-            Ok(ServerInbound::Snapshot) => {
-                let _ = shared.inputs.send(Input::Snapshot);
-            }
-            Ok(ServerInbound::Bootstrap { id, cluster, voters }) => {
-                let _ = shared.inputs.send(Input::Bootstrap { connection, id, cluster, voters });
-            }
-            Ok(ServerInbound::Crash) => {
-                tracing::warn!("crash requested: exiting with SIGKILL");
-                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-            }
-            Ok(ServerInbound::Hello { .. } | ServerInbound::Raft { .. }) => {
-                let error = ApiError::new(ErrorKind::BadRequest, "unexpected frame on a proxy connection");
-                let _ = tx.send(encode(&ServerOutbound::Error { error }).into());
-            }
+            Ok(frame) => from_proxy(&shared, connection, &subscribed, &tx, frame),
             Err(error) => {
                 let _ = tx.send(encode(&ServerOutbound::Error { error }).into());
             }
@@ -233,4 +171,82 @@ async fn proxy(socket: WebSocket, shared: Arc<Shared>) {
     }
     shared.connections.lock().expect("connections lock").remove(&connection);
     writer.abort();
+}
+
+/// Replies, and once subscribed every event and status, to one proxy.
+async fn write_to_proxy(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut replies: mpsc::UnboundedReceiver<Arc<str>>,
+    mut observers: tokio::sync::broadcast::Receiver<Arc<str>>,
+    subscribed: Arc<AtomicBool>,
+    inputs: std::sync::mpsc::Sender<Input>,
+) {
+    loop {
+        let frame = tokio::select! {
+            reply = replies.recv() => match reply { Some(f) => f, None => return },
+            event = observers.recv() => match event {
+                Ok(f) if subscribed.load(Ordering::Relaxed) => f,
+                Ok(_) => continue,
+                // A slow proxy misses events rather than slowing the server down; it gets
+                // the whole log again to resynchronise.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = inputs.send(Input::Subscribe);
+                    continue;
+                }
+                Err(_) => return,
+            },
+        };
+        // A proxy that stops reading (SIGSTOP) is let go rather than waited for.
+        match tokio::time::timeout(PROXY_SEND_TIMEOUT, sink.send(Message::text(frame.as_ref()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(
+                    "a proxy took no data for {} s: closing its connection",
+                    PROXY_SEND_TIMEOUT.as_secs()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// One frame from a proxy, handed to the Raft thread (or acted on at once: a crash).
+fn from_proxy(
+    shared: &Shared,
+    connection: u64,
+    subscribed: &AtomicBool,
+    tx: &mpsc::UnboundedSender<Arc<str>>,
+    frame: ServerInbound,
+) {
+    let input = match frame {
+        ServerInbound::Request { id, request } => Input::Request { connection, id, request },
+        ServerInbound::Subscribe => {
+            subscribed.store(true, Ordering::Relaxed);
+            Input::Subscribe
+        }
+        ServerInbound::Faults { faults } => {
+            let faults = super::faults::sanitize(faults);
+            tracing::info!("faults set: {faults:?}");
+            shared.faults.set(faults);
+            Input::FaultsChanged
+        }
+        ServerInbound::Transfer { to } => Input::Transfer(to),
+        ServerInbound::Time { id, command } => Input::Time { connection, id, command },
+        ServerInbound::Snapshot => Input::Snapshot,
+        ServerInbound::Bootstrap { id, cluster, voters } => {
+            Input::Bootstrap { connection, id, cluster, voters }
+        }
+        ServerInbound::Crash => {
+            tracing::warn!("crash requested: exiting with SIGKILL");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            return;
+        }
+        ServerInbound::Hello { .. } | ServerInbound::Raft { .. } => {
+            let error = ApiError::new(ErrorKind::BadRequest, "unexpected frame on a proxy connection");
+            let _ = tx.send(encode(&ServerOutbound::Error { error }).into());
+            return;
+        }
+    };
+    let _ = shared.inputs.send(input);
 }

@@ -115,43 +115,36 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         event_frames: 0,
     };
     server.apply_faults(&mut replica);
-    let mut shutting_down = false;
-    while !shutting_down {
-        let mut batch = Vec::new();
-        match inputs.recv_timeout(server.wait(&replica)) {
-            Ok(input) => batch.push(input),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        while batch.len() < INPUTS_PER_TURN {
-            match inputs.try_recv() {
-                Ok(input) => batch.push(input),
-                Err(_) => break,
-            }
-        }
+    loop {
+        let wait = server.wait(&replica);
+        let Some(batch) = next_inputs(&inputs, wait) else { return Ok(()) };
+        let mut shutting_down = false;
         for input in batch {
             shutting_down |= server.input(&mut replica, &mut storage, input)?;
         }
-        replica.tick(server.clock.now());
-        server.outbox.dispatch(&server.clock);
-        let worked = replica.has_work();
-        while replica.has_work() {
-            server.round(&mut replica, &mut storage)?;
-        }
-        if worked && server.clock.is_stopped() {
-            // Stepping a stopped cluster: every move should show at once.
-            server.next_status = Instant::now();
-        }
-        server.connect_new_members(&replica);
-        server.update_gauges(&replica);
-        server.answer_reports(&replica);
-        server.publish_events();
-        if Instant::now() >= server.next_status {
-            server.publish_status(&replica);
-            server.next_status = Instant::now() + STATUS_EVERY;
+        server.turn(&mut replica, &mut storage)?;
+        if shutting_down {
+            return Ok(());
         }
     }
-    Ok(())
+}
+
+/// The inputs of one turn: the first within `wait` (none if it passes), then whatever else has
+/// arrived, up to `INPUTS_PER_TURN`. `None` once every sender is gone.
+fn next_inputs(inputs: &Receiver<Input>, wait: Duration) -> Option<Vec<Input>> {
+    let mut batch = Vec::new();
+    match inputs.recv_timeout(wait) {
+        Ok(input) => batch.push(input),
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(RecvTimeoutError::Disconnected) => return None,
+    }
+    while batch.len() < INPUTS_PER_TURN {
+        match inputs.try_recv() {
+            Ok(input) => batch.push(input),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 /// A time command awaiting its answer.
@@ -187,6 +180,30 @@ struct Server {
 }
 
 impl Server {
+    /// After a turn's inputs: timers, due messages, rounds until the core is idle, and what
+    /// the world is told (new members connected, gauges, time reports, events, the status).
+    fn turn(&mut self, replica: &mut Replica, storage: &mut Storage) -> anyhow::Result<()> {
+        replica.tick(self.clock.now());
+        self.outbox.dispatch(&self.clock);
+        let worked = replica.has_work();
+        while replica.has_work() {
+            self.round(replica, storage)?;
+        }
+        if worked && self.clock.is_stopped() {
+            // Stepping a stopped cluster: every move should show at once.
+            self.next_status = Instant::now();
+        }
+        self.connect_new_members(replica);
+        self.update_gauges(replica);
+        self.answer_reports(replica);
+        self.publish_events();
+        if Instant::now() >= self.next_status {
+            self.publish_status(replica);
+            self.next_status = Instant::now() + STATUS_EVERY;
+        }
+        Ok(())
+    }
+
     /// Opens a connection to every member of the configuration this server has none to: a
     /// server added at run time, whose address came with the change that added it.
     fn connect_new_members(&mut self, replica: &Replica) {
@@ -231,17 +248,7 @@ impl Server {
                 self.shared.metrics.received(msg.body.kind());
                 replica.step(now, msg);
             }
-            Input::Request { connection, id, request } => {
-                match &request {
-                    Request::Write { .. } => self.shared.metrics.proposals.add(1),
-                    Request::Read { consistency, .. } => self.shared.metrics.read(*consistency),
-                    Request::ChangeMembership { .. } | Request::Register => {}
-                }
-                let rid = self.next_request;
-                self.next_request += 1;
-                self.pending.insert(rid, (connection, id));
-                replica.request(now, rid, request);
-            }
+            Input::Request { connection, id, request } => self.request(replica, connection, id, request),
             Input::Subscribe => {
                 // Through the same channel as events, so that the log and the events that
                 // follow it arrive in order.
@@ -256,20 +263,7 @@ impl Server {
                 self.apply_faults(replica);
                 self.next_status = Instant::now();
             }
-            Input::Time { connection, id, command } => {
-                let acted = match command {
-                    TimeCommand::Report => Vec::new(),
-                    TimeCommand::Release { ids } => self.outbox.release(&self.clock, &ids),
-                    TimeCommand::Drop { ids } => self.outbox.drop_messages(&ids),
-                    TimeCommand::Advance { ms } => {
-                        self.clock.advance(ms);
-                        self.events.push(Event::ClockAdvanced { by: ms });
-                        Vec::new()
-                    }
-                };
-                self.reports.push(PendingReport { connection, id, acted });
-                self.next_status = Instant::now();
-            }
+            Input::Time { connection, id, command } => self.time(connection, id, command),
             Input::Snapshot => {
                 if let Some(snapshot) = replica.compact_now() {
                     store_snapshot(replica, storage, &snapshot)?;
@@ -295,6 +289,35 @@ impl Server {
             Input::Shutdown => return Ok(true),
         }
         Ok(false)
+    }
+
+    fn request(&mut self, replica: &mut Replica, connection: u64, id: u64, request: Request) {
+        match &request {
+            Request::Write { .. } => self.shared.metrics.proposals.add(1),
+            Request::Read { consistency, .. } => self.shared.metrics.read(*consistency),
+            Request::ChangeMembership { .. } | Request::Register => {}
+        }
+        let rid = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(rid, (connection, id));
+        replica.request(self.clock.now(), rid, request);
+    }
+
+    /// A time command acts on the clock or the held messages now; it is answered after the
+    /// turn's rounds, with the clock and queue as they are then.
+    fn time(&mut self, connection: u64, id: u64, command: TimeCommand) {
+        let acted = match command {
+            TimeCommand::Report => Vec::new(),
+            TimeCommand::Release { ids } => self.outbox.release(&self.clock, &ids),
+            TimeCommand::Drop { ids } => self.outbox.drop_messages(&ids),
+            TimeCommand::Advance { ms } => {
+                self.clock.advance(ms);
+                self.events.push(Event::ClockAdvanced { by: ms });
+                Vec::new()
+            }
+        };
+        self.reports.push(PendingReport { connection, id, acted });
+        self.next_status = Instant::now();
     }
 
     /// `consenso init` asks this server to be a voter of a new cluster. Only a server that

@@ -224,84 +224,111 @@ fn step(state: &State, input: &Input, output: &Output) -> Option<State> {
     }
 }
 
-fn check_key(ops: &[&Operation], budget: u64) -> KeyResult {
-    let n = ops.len();
-    // Events: (time, is_return, op). Calls sort before returns at the same time, which treats
-    // touching operations as concurrent (the permissive reading).
-    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
-    for (i, op) in ops.iter().enumerate() {
-        events.push((op.invoke, false, i));
-        events.push((op.complete.unwrap_or(u64::MAX), true, i));
-    }
-    events.sort();
-    // A doubly linked list over the events, with head and tail sentinels, so that linearized
-    // operations can be lifted out and put back in O(1) (dancing links).
-    let len = events.len();
-    debug_assert!(len > 0, "a key appears only with operations");
-    let (head, tail) = (len, len + 1);
-    let mut next: Vec<usize> = (0..len + 2).map(|i| i + 1).collect();
-    let mut prev: Vec<usize> = (0..len + 2).map(|i| i.wrapping_sub(1)).collect();
-    next[head] = 0;
-    prev[0] = head;
-    next[len - 1] = tail;
-    prev[tail] = len - 1;
-    let mut return_of = vec![0; n];
-    for (pos, (_, is_return, op)) in events.iter().enumerate() {
-        if *is_return {
-            return_of[*op] = pos;
-        }
-    }
-    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, x: usize| {
-        let (p, q) = (prev[x], next[x]);
-        next[p] = q;
-        prev[q] = p;
-    };
-    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, x: usize| {
-        let (p, q) = (prev[x], next[x]);
-        next[p] = x;
-        prev[q] = x;
-    };
+/// Calls and returns in time order, as a doubly linked list with head and tail sentinels, so
+/// that linearized operations can be lifted out and put back in O(1) (dancing links).
+struct Timeline {
+    /// (time, is_return, op). Calls sort before returns at the same time, which treats
+    /// touching operations as concurrent (the permissive reading).
+    events: Vec<(u64, bool, usize)>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Where each operation's return is in `events`.
+    return_of: Vec<usize>,
+    head: usize,
+    tail: usize,
+}
 
-    let words = n.div_ceil(64).max(1);
-    let mut linearized = vec![0u64; words];
+impl Timeline {
+    fn new(ops: &[&Operation]) -> Timeline {
+        let n = ops.len();
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+        for (i, op) in ops.iter().enumerate() {
+            events.push((op.invoke, false, i));
+            events.push((op.complete.unwrap_or(u64::MAX), true, i));
+        }
+        events.sort();
+        let len = events.len();
+        debug_assert!(len > 0, "a key appears only with operations");
+        let (head, tail) = (len, len + 1);
+        let mut next: Vec<usize> = (0..len + 2).map(|i| i + 1).collect();
+        let mut prev: Vec<usize> = (0..len + 2).map(|i| i.wrapping_sub(1)).collect();
+        next[head] = 0;
+        prev[0] = head;
+        next[len - 1] = tail;
+        prev[tail] = len - 1;
+        let mut return_of = vec![0; n];
+        for (pos, (_, is_return, op)) in events.iter().enumerate() {
+            if *is_return {
+                return_of[*op] = pos;
+            }
+        }
+        Timeline { events, next, prev, return_of, head, tail }
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first() == self.tail
+    }
+
+    fn unlink(&mut self, x: usize) {
+        let (p, q) = (self.prev[x], self.next[x]);
+        self.next[p] = q;
+        self.prev[q] = p;
+    }
+
+    fn relink(&mut self, x: usize) {
+        let (p, q) = (self.prev[x], self.next[x]);
+        self.next[p] = x;
+        self.prev[q] = x;
+    }
+}
+
+/// Wing and Gong's search with Lowe's memoisation (as in Porcupine): linearize a pending call
+/// whose effect the state allows, or backtrack when an operation returns before any did.
+fn check_key(ops: &[&Operation], budget: u64) -> KeyResult {
+    let mut t = Timeline::new(ops);
+    let mut linearized = vec![0u64; ops.len().div_ceil(64).max(1)];
     let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
     let mut calls: Vec<(usize, State)> = Vec::new();
     let mut state: State = None;
-    let mut entry = next[head];
+    let mut entry = t.first();
     let mut budget = budget;
     // The deepest attempt and where it failed, to show the user where to look.
     let (mut deepest, mut stuck) = (0, 0);
-    while next[head] != tail {
+    while !t.is_empty() {
         budget -= 1;
         if budget == 0 {
             return KeyResult::Inconclusive;
         }
-        let (_, is_return, op) = events[entry];
+        let (_, is_return, op) = t.events[entry];
         if !is_return {
             if let Some(new_state) = step(&state, &ops[op].input, &ops[op].output) {
                 linearized[op / 64] |= 1 << (op % 64);
                 if seen.insert((linearized.clone(), new_state.clone())) {
                     calls.push((entry, std::mem::replace(&mut state, new_state)));
-                    unlink(&mut next, &mut prev, entry);
-                    unlink(&mut next, &mut prev, return_of[op]);
-                    entry = next[head];
+                    t.unlink(entry);
+                    t.unlink(t.return_of[op]);
+                    entry = t.first();
                     continue;
                 }
                 linearized[op / 64] &= !(1 << (op % 64));
             }
-            entry = next[entry];
+            entry = t.next[entry];
         } else {
             // This operation returned before any order of the pending calls worked: backtrack.
             if calls.len() >= deepest {
                 (deepest, stuck) = (calls.len(), op);
             }
             let Some((call, previous)) = calls.pop() else { return KeyResult::Violation { stuck } };
-            let op = events[call].2;
+            let op = t.events[call].2;
             state = previous;
             linearized[op / 64] &= !(1 << (op % 64));
-            relink(&mut next, &mut prev, return_of[op]);
-            relink(&mut next, &mut prev, call);
-            entry = next[call];
+            t.relink(t.return_of[op]);
+            t.relink(call);
+            entry = t.next[call];
         }
     }
     KeyResult::Linearizable

@@ -157,37 +157,7 @@ pub(crate) async fn route(core: &Core, mut request: Request, pick: &Pick) -> Rou
                 problem = format!("node {node}: {error}");
                 no_leader = matches!(error, ReplyError::NoLeader | ReplyError::NotLeader { leader: None });
                 retries += 1;
-                let now = core.now();
-                match error {
-                    ReplyError::NotLeader { leader: Some(l) }
-                    | ReplyError::TransferInProgress { to: l }
-                    | ReplyError::HandingOver { to: l } => {
-                        // A hint at a server that just failed us means the cluster has not
-                        // noticed yet: give the election a moment instead of spinning.
-                        let moving = matches!(
-                            error,
-                            ReplyError::TransferInProgress { .. } | ReplyError::HandingOver { .. }
-                        );
-                        if avoid.contains(l, now) || moving {
-                            sleep(core, SETTLING_MS).await;
-                        }
-                        if !avoid.contains(l, core.now()) {
-                            hint = Some(l);
-                        }
-                    }
-                    ReplyError::NotLeader { leader: None }
-                    | ReplyError::NoLeader
-                    | ReplyError::LeadershipLost
-                    | ReplyError::Behind => {
-                        avoid.add(node, now + AVOID_AFTER_ERROR_MS);
-                        sleep(core, NO_LEADER_BACKOFF_MS).await;
-                    }
-                    ReplyError::MembershipBusy { .. } => {
-                        hint = Some(node);
-                        sleep(core, BUSY_BACKOFF_MS).await;
-                    }
-                    ReplyError::MembershipRefused { .. } => unreachable!("answered above"),
-                }
+                hint = after_error(core, node, error, &mut avoid).await;
             }
             Outcome::Reply(reply) => return Routed::Answered { reply, node, retries },
             Outcome::NoAnswer => {
@@ -203,6 +173,40 @@ pub(crate) async fn route(core: &Core, mut request: Request, pick: &Pick) -> Rou
         }
     }
     Routed::GaveUp { problem, no_leader, after: overall }
+}
+
+/// What to do after `node` answered with `error`: wait a moment or avoid it for a while, and
+/// whom to try next (`Some`: the server named by the hint).
+async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut Avoid) -> Option<NodeId> {
+    let now = core.now();
+    match error {
+        ReplyError::NotLeader { leader: Some(l) }
+        | ReplyError::TransferInProgress { to: l }
+        | ReplyError::HandingOver { to: l } => {
+            // A hint at a server that just failed us means the cluster has not noticed yet:
+            // give the election a moment instead of spinning.
+            let moving =
+                matches!(error, ReplyError::TransferInProgress { .. } | ReplyError::HandingOver { .. });
+            if avoid.contains(l, now) || moving {
+                sleep(core, SETTLING_MS).await;
+            }
+            (!avoid.contains(l, core.now())).then_some(l)
+        }
+        ReplyError::NotLeader { leader: None }
+        | ReplyError::NoLeader
+        | ReplyError::LeadershipLost
+        | ReplyError::Behind => {
+            avoid.add(node, now + AVOID_AFTER_ERROR_MS);
+            sleep(core, NO_LEADER_BACKOFF_MS).await;
+            None
+        }
+        ReplyError::MembershipBusy { .. } => {
+            sleep(core, BUSY_BACKOFF_MS).await;
+            Some(node)
+        }
+        // Asking again changes nothing: answered by the caller.
+        ReplyError::MembershipRefused { .. } => None,
+    }
 }
 
 /// The deliberate defect `retry-without-session`: the write, renumbered on a new session.

@@ -29,6 +29,7 @@
 
 mod config;
 mod election;
+mod invariants;
 mod log;
 mod membership;
 mod message;
@@ -359,6 +360,8 @@ impl Raft {
     /// Takes everything produced since the last call. See [`Ready`] for what to do with it.
     pub fn ready(&mut self) -> Ready {
         self.check_not_awaiting();
+        #[cfg(debug_assertions)]
+        self.check_invariants();
         if self.role == Role::Leader {
             self.flush_replication();
         }

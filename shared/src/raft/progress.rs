@@ -108,6 +108,7 @@ impl Progress {
         self.probe_sent = false;
         self.inflight.clear();
         self.next = self.next.max(self.matched + 1);
+        debug_assert!(self.matched < self.next, "a probe starts past what the follower has");
     }
 
     pub fn become_replicate(&mut self) {
@@ -118,16 +119,27 @@ impl Progress {
 
     /// Records an acknowledgement. Returns true if `matched` moved.
     pub fn acknowledge(&mut self, index: Index) -> bool {
+        let before = self.matched;
         while self.inflight.front().is_some_and(|i| *i <= index) {
             self.inflight.pop_front();
         }
-        if index > self.matched {
+        let moved = index > self.matched;
+        if moved {
             self.matched = index;
             self.next = self.next.max(index + 1);
-            true
-        } else {
-            false
         }
+        // What a follower acknowledged it stores: the leader's knowledge of it only grows.
+        debug_assert!(
+            self.matched >= before && self.matched < self.next,
+            "matched {} next {}",
+            self.matched,
+            self.next
+        );
+        debug_assert!(
+            self.inflight.iter().zip(self.inflight.iter().skip(1)).all(|(a, b)| a < b),
+            "appends in flight end at increasing indices"
+        );
+        moved
     }
 }
 

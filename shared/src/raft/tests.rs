@@ -938,3 +938,33 @@ fn no_input_may_arrive_between_ready_and_advance() {
 }
 
 mod membership;
+
+#[test]
+#[should_panic(expected = "beyond the last entry")]
+fn the_invariants_catch_a_commit_index_past_the_log() {
+    let mut h = Harness::new(3, |_| {});
+    h.elect(1);
+    let r = h.raft_mut(1);
+    r.commit = r.log.last_index() + 1;
+    r.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "only a leader leads")]
+fn the_invariants_catch_a_follower_that_thinks_it_leads() {
+    let mut h = Harness::new(3, |_| {});
+    h.elect(1);
+    let r = h.raft_mut(2);
+    r.leader = Some(2);
+    r.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "without progress")]
+fn the_invariants_catch_a_leader_that_lost_track_of_a_follower() {
+    let mut h = Harness::new(3, |_| {});
+    h.elect(1);
+    let r = h.raft_mut(1);
+    r.progress.remove(&3);
+    r.check_invariants();
+}

@@ -96,6 +96,31 @@ pub struct SimReport {
     pub history: Vec<Operation>,
 }
 
+impl SimReport {
+    fn empty(seed: u64, nodes: usize) -> SimReport {
+        SimReport {
+            seed,
+            nodes,
+            steps: 0,
+            virtual_ms: 0,
+            violation: None,
+            operations_completed: 0,
+            operations_unknown: 0,
+            linearizability_unknown: Vec::new(),
+            elections_won: 0,
+            crashes: 0,
+            partitions: 0,
+            snapshots_installed: 0,
+            membership_changes: 0,
+            disks_wiped: 0,
+            torn_writes: 0,
+            proxy_crashes: 0,
+            trace: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
 /// Runs one seed to the end (or to its first violation).
 pub fn run(cfg: &SimConfig) -> SimReport {
     Simulation::new(cfg.clone()).run()
@@ -314,26 +339,7 @@ impl Simulation {
         } else {
             NetworkFaults { drop_ppm: 0, duplicate_ppm: 0, min_delay: 1, max_delay: 5, slow_ppm: 0 }
         };
-        let report = SimReport {
-            seed: cfg.seed,
-            nodes: params.nodes,
-            steps: 0,
-            virtual_ms: 0,
-            violation: None,
-            operations_completed: 0,
-            operations_unknown: 0,
-            linearizability_unknown: Vec::new(),
-            elections_won: 0,
-            crashes: 0,
-            partitions: 0,
-            snapshots_installed: 0,
-            membership_changes: 0,
-            disks_wiped: 0,
-            torn_writes: 0,
-            proxy_crashes: 0,
-            trace: Vec::new(),
-            history: Vec::new(),
-        };
+        let report = SimReport::empty(cfg.seed, params.nodes);
         let node_count = params.nodes;
         let nodes = (0..params.nodes + membership::SPARE_SERVERS).map(|_| SimNode::new()).collect();
         let mut membership_rng = Rng::new(cfg.seed ^ 0x6d65_6d62_6572_7321);
@@ -629,6 +635,7 @@ impl Simulation {
             }
             let Some(input) = node.inbox.pop_front() else { break };
             let now = self.now;
+            let term_before = replica.raft().term();
             match input {
                 Input::Raft(msg) => replica.step(now, msg),
                 Input::Tick => replica.tick(now),
@@ -641,11 +648,14 @@ impl Simulation {
                 Input::Operator(request) => replica.request(now, OPERATOR_REQUEST, request),
             }
             let step = self.step;
-            self.checker.after_input(
-                id,
-                self.nodes[id as usize - 1].replica.as_ref().expect("up").raft(),
-                step,
+            let raft = self.nodes[id as usize - 1].replica.as_ref().expect("up").raft();
+            raft.check_invariants();
+            assert!(
+                raft.term() >= term_before,
+                "n{id}: term went back from {term_before} to {}",
+                raft.term()
             );
+            self.checker.after_input(id, raft, step);
         }
         self.schedule_tick(id);
     }

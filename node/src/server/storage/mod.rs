@@ -120,7 +120,17 @@ impl Storage {
 
     /// Makes a round's state durable before anything that depends on it is sent.
     pub fn persist(&mut self, persist: &Persist) -> anyhow::Result<()> {
+        assert!(
+            persist.entries.windows(2).all(|w| w[1].index == w[0].index + 1 && w[1].term >= w[0].term),
+            "a batch of entries is contiguous and its terms never go back"
+        );
         if let Some(hs) = persist.hard_state {
+            assert!(
+                hs.term >= self.hard_state.term,
+                "the term on disk never goes back ({} → {})",
+                self.hard_state.term,
+                hs.term
+            );
             self.hard_state = hs;
         }
         if let Some(snapshot) = &persist.snapshot {
@@ -149,6 +159,10 @@ impl Storage {
     /// Stores a snapshot taken here and drops the log entries it covers. `entries_after` are
     /// the log entries following the snapshot, which the rewritten log keeps.
     pub fn compact(&mut self, snapshot: &Snapshot, entries_after: &[Entry]) -> anyhow::Result<()> {
+        assert!(
+            entries_after.first().is_none_or(|e| e.index == snapshot.meta.index + 1),
+            "the entries kept follow the snapshot"
+        );
         self.write_snapshot(snapshot)?;
         self.rewrite_wal(entries_after)
     }
