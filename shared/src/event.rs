@@ -7,8 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Property;
-use crate::raft::{
+use crate::types::{
     Body, ConflictHint, Index, Message, MessageId, MessageKind, Millis, NodeId, ReadId, Role, Term,
     VoteRefusal,
 };
@@ -483,7 +482,7 @@ fn yes() -> bool {
 
 impl Event {
     /// What a server starting from its disk found there (the node's and the playground's).
-    pub fn recovered(persisted: &crate::raft::Persisted) -> Event {
+    pub fn recovered(persisted: &crate::types::Persisted) -> Event {
         let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
         Event::Recovered {
             term: persisted.hard_state.term,
@@ -491,6 +490,85 @@ impl Event {
             snapshot_index,
             last_index: persisted.entries.last().map_or(snapshot_index, |e| e.index),
         }
+    }
+}
+
+/// A safety property a checker or the live monitor holds the cluster to (an alarm names
+/// one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Property {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// A leader never overwrites or deletes entries in its log.
+    LeaderAppendOnly,
+    /// Two logs with an entry of the same index and term are identical up to it.
+    LogMatching,
+    /// A committed entry is in the log of every leader of a later term.
+    LeaderCompleteness,
+    /// No two servers apply different entries at the same index.
+    StateMachineSafety,
+    /// No client write takes effect twice.
+    ExactlyOnce,
+    /// The clients' history has a legal sequential order consistent with real time.
+    Linearizability,
+    /// A client's session is refused as forgotten only after the store evicted it (§6.3).
+    LiveSessions,
+    /// Once faults end, a leader commits again and every running member catches up.
+    Liveness,
+}
+
+impl Property {
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "Election Safety",
+            Property::LeaderAppendOnly => "Leader Append-Only",
+            Property::LogMatching => "Log Matching",
+            Property::LeaderCompleteness => "Leader Completeness",
+            Property::StateMachineSafety => "State Machine Safety",
+            Property::ExactlyOnce => "Exactly Once",
+            Property::Linearizability => "Linearizability",
+            Property::LiveSessions => "Live Sessions",
+            Property::Liveness => "Liveness",
+        }
+    }
+}
+
+impl Property {
+    /// The property as a stable key (`election_safety`…), for `data-alarm` and scripts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "election_safety",
+            Property::LeaderAppendOnly => "leader_append_only",
+            Property::LogMatching => "log_matching",
+            Property::LeaderCompleteness => "leader_completeness",
+            Property::StateMachineSafety => "state_machine_safety",
+            Property::ExactlyOnce => "exactly_once",
+            Property::Linearizability => "linearizability",
+            Property::LiveSessions => "live_sessions",
+            Property::Liveness => "liveness",
+        }
+    }
+
+    /// The property's name in Spanish, for the page.
+    pub fn name_es(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "Seguridad de la elección",
+            Property::LeaderAppendOnly => "El líder solo añade",
+            Property::LogMatching => "Coincidencia de logs",
+            Property::LeaderCompleteness => "Completitud del líder",
+            Property::StateMachineSafety => "Seguridad de la máquina de estados",
+            Property::ExactlyOnce => "Exactamente una vez",
+            Property::Linearizability => "Linealizabilidad",
+            Property::LiveSessions => "Sesiones vivas",
+            Property::Liveness => "Vivacidad",
+        }
+    }
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

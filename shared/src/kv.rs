@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::Index;
+use crate::ids::Index;
 
 /// A client's identity for session purposes. Chosen by the client (randomly) so that a retry
 /// through a different proxy is recognised as the same request.

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`ids`], [`types`]: the numbers everything is counted in, and Raft's vocabulary — entries,
+//!   configurations, snapshots, roles, messages — as plain data at the bottom of the crate.
 //! - [`raft`]: the Raft consensus algorithm as a sans-IO state machine. Time and a seed are
 //!   inputs; messages, things to persist, entries to apply and observation events are outputs.
 //! - [`protocol`]: the JSON frames spoken over WebSockets by clients, pages, proxies and servers.
@@ -31,6 +33,7 @@ pub mod check;
 pub mod diagram;
 pub mod event;
 pub mod event_text;
+pub mod ids;
 pub mod kv;
 pub mod lesson;
 pub mod playground;
@@ -43,4 +46,5 @@ pub mod rng;
 pub mod session;
 pub mod sim;
 pub mod transit;
+pub mod types;
 pub mod visible;

@@ -579,7 +579,9 @@ fn refusal(error: ProposeError) -> ReplyError {
         ProposeError::MembershipChangePending { index } => {
             ReplyError::MembershipBusy { reason: format!("the change at index {index} is not committed yet") }
         }
-        ProposeError::InvalidChange { reason } => ReplyError::MembershipRefused { reason },
+        ProposeError::InvalidChange { refused } => {
+            ReplyError::MembershipRefused { reason: refused.to_string() }
+        }
         ProposeError::LeaderRemovalHandsOver { to } => ReplyError::HandingOver { to },
     }
 }

@@ -15,13 +15,41 @@
 use std::collections::BTreeMap;
 
 use crate::event::{Event, LossReason, message_sent};
-use crate::protocol::HeldMessage;
-use crate::raft::{Message, MessageId, Millis, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::event::MessageSummary;
+use crate::raft::{Message, MessageId, MessageKind, Millis, NodeId, Term};
 use crate::rng::Rng;
 
 /// Messages a sender keeps at most. Beyond this (a stopped clock under a flood of client
 /// requests) new messages are lost with `LossReason::Overflow` instead of exhausting memory.
 pub const TRANSIT_LIMIT: usize = 20_000;
+
+/// Held messages listed in a status at most.
+pub const HELD_LISTED: usize = 100;
+
+/// A message waiting in its sender's network queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMessage {
+    pub id: MessageId,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub kind: MessageKind,
+    pub term: Term,
+    pub message: MessageSummary,
+    /// When it left and when it arrives, on the sender's clock.
+    pub sent_at: Millis,
+    pub due: Millis,
+    /// Wall-clock milliseconds at sending, for ordering messages of different senders.
+    pub stamp: u64,
+}
+
+impl HeldMessage {
+    /// Sorts held messages of every server in the order they were sent.
+    pub fn send_order(&self) -> (u64, NodeId, MessageId) {
+        (self.stamp, self.from, self.id)
+    }
+}
 
 /// What the network does to one server's outgoing messages, in numbers.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -28,7 +28,7 @@ use axum::routing::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shared::protocol::FaultSettings;
-use shared::raft::{Bug, NodeId};
+use shared::raft::NodeId;
 use tokio::process::Command;
 use tokio::sync::watch;
 
@@ -52,24 +52,9 @@ pub struct Args {
     /// Directory for the servers' data and every process's log
     #[arg(long, default_value = "consenso-data")]
     data_dir: PathBuf,
-    /// Stretch all timeouts by this factor (10 = ten times slower, for teaching)
-    #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
     /// Admin token (default: a fresh random one)
     #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Base election timeout in ms
-    #[arg(long, default_value_t = 150)]
-    election_timeout: u64,
-    /// Heartbeat interval in ms
-    #[arg(long, default_value_t = 50)]
-    heartbeat: u64,
-    /// Snapshot every N applied entries
-    #[arg(long, default_value_t = 10_000)]
-    snapshot_every: u64,
-    /// Most bytes of keys and values the store may hold (writes past it answer store_full)
-    #[arg(long, default_value_t = shared::kv::DEFAULT_STORE_LIMIT)]
-    max_store_bytes: u64,
     /// Directory with the built page (passed to the proxies)
     #[arg(long)]
     web_dir: Option<PathBuf>,
@@ -99,12 +84,9 @@ pub struct Args {
     /// (0: none)
     #[arg(long, default_value_t = 10)]
     recent_minutes: u64,
-    /// Start the servers with one of the simulator's deliberate defects (repeatable), to watch
-    /// the live invariant monitor catch it: commit-old-term, vote-without-log-check,
-    /// forget-vote, stale-read, no-dedup, change-before-commit, vote-on-empty-disk, no-backtrack,
-    /// snapshot-without-sessions
-    #[arg(long = "bug")]
-    bugs: Vec<Bug>,
+    /// How every server runs Raft (passed on to each)
+    #[command(flatten)]
+    raft: crate::server::RaftOptions,
 }
 
 /// Where a server lives, and how it starts.
@@ -156,14 +138,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let supervisor_address = format!("127.0.0.1:{}", args.port + 9);
     let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
 
-    let mut common_args = vec![
-        format!("--election-timeout={}", args.election_timeout),
-        format!("--heartbeat={}", args.heartbeat),
-        format!("--time-scale={}", args.time_scale),
-        format!("--snapshot-every={}", args.snapshot_every),
-        format!("--max-store-bytes={}", args.max_store_bytes),
-    ];
-    common_args.extend(args.bugs.iter().map(|b| format!("--bug={b}")));
+    let common_args = args.raft.to_args();
     let places: BTreeMap<NodeId, ServerPlace> = servers
         .iter()
         .map(|(id, address)| {
@@ -173,7 +148,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let initial_faults = FaultSettings {
-        time_scale: args.time_scale,
+        time_scale: args.raft.time_scale,
         latency_ms: args.latency,
         jitter_ms: args.jitter,
         ..FaultSettings::normal()
@@ -256,8 +231,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             }
             outln!();
         }
-        if !args.bugs.is_empty() {
-            let names: Vec<String> = args.bugs.iter().map(|b| format!("{b} ({})", b.explanation())).collect();
+        if !args.raft.bugs.is_empty() {
+            let names: Vec<String> = args.raft.bugs.iter().map(|b| format!("{b} ({})", b.explanation())).collect();
             outln!("  DELIBERATE DEFECTS: {}", names.join("; "));
             outln!("  The page's invariant monitor should raise an alarm when they bite (try the lesson figure-8).");
             outln!();

@@ -56,35 +56,60 @@ pub struct Args {
     /// Shared secret that peers and proxies must present
     #[arg(long, env = "CONSENSO_TOKEN", hide_env_values = true)]
     token: String,
+    #[command(flatten)]
+    pub raft: RaftOptions,
+    /// Faults to start with, as the JSON of the protocol's fault settings (the supervisor
+    /// passes them on restart, so that a server never runs a moment without them)
+    #[arg(long)]
+    faults: Option<String>,
+}
+
+/// How a server runs Raft: timers, snapshots, limits and deliberate defects. One declaration
+/// for `consenso server` and `consenso cluster`, which passes its own to every server it
+/// starts (`to_args`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct RaftOptions {
     /// Base election timeout in ms; each timer is random in [T, 2T)
     #[arg(long, default_value_t = 150)]
-    election_timeout: u64,
+    pub election_timeout: u64,
     /// Heartbeat interval in ms
     #[arg(long, default_value_t = 50)]
-    heartbeat: u64,
-    /// Stretch all timeouts by this factor (slow motion)
+    pub heartbeat: u64,
+    /// Stretch all timeouts by this factor (10 = ten times slower, for teaching)
     #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
+    pub time_scale: f64,
     /// Take a snapshot and compact the log every N applied entries
     #[arg(long, default_value_t = 10_000)]
-    snapshot_every: u64,
+    pub snapshot_every: u64,
     /// Most bytes of keys and values the store may hold; a write past it answers store_full.
     /// Every server of a cluster must use the same (the supervisor sees to it)
     #[arg(long, default_value_t = shared::kv::DEFAULT_STORE_LIMIT)]
-    max_store_bytes: u64,
+    pub max_store_bytes: u64,
     /// Most entries in one AppendEntries
     #[arg(long, default_value_t = 512)]
-    max_batch: usize,
+    pub max_batch: usize,
     /// Run with one of the simulator's deliberate defects, to show that the live invariant
     /// monitor catches it (repeatable): commit-old-term, vote-without-log-check, forget-vote,
     /// stale-read, no-dedup, change-before-commit, vote-on-empty-disk, no-backtrack,
     /// snapshot-without-sessions
     #[arg(long = "bug")]
-    bugs: Vec<Bug>,
-    /// Faults to start with, as the JSON of the protocol's fault settings (the supervisor
-    /// passes them on restart, so that a server never runs a moment without them)
-    #[arg(long)]
-    faults: Option<String>,
+    pub bugs: Vec<Bug>,
+}
+
+impl RaftOptions {
+    /// The same options as `consenso server` flags, for a server this process starts.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--election-timeout={}", self.election_timeout),
+            format!("--heartbeat={}", self.heartbeat),
+            format!("--time-scale={}", self.time_scale),
+            format!("--snapshot-every={}", self.snapshot_every),
+            format!("--max-store-bytes={}", self.max_store_bytes),
+            format!("--max-batch={}", self.max_batch),
+        ];
+        args.extend(self.bugs.iter().map(|b| format!("--bug={b}")));
+        args
+    }
 }
 
 /// What the networking tasks and the Raft thread share.
@@ -189,7 +214,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     let identity = claim(&mut storage, &persisted, args.id, &data_dir)?;
     let mut voters = identity.first_voters.clone();
     if voters.is_empty()
-        && args.bugs.contains(&Bug::VoteOnEmptyDisk)
+        && args.raft.bugs.contains(&Bug::VoteOnEmptyDisk)
         && persisted.hard_state == Default::default()
     {
         // The deliberate defect: an empty disk taken for a new cluster of every known server.
@@ -200,10 +225,10 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         );
     }
     let mut cfg = if voters.is_empty() { Config::joining(args.id) } else { Config::new(args.id, voters) };
-    cfg.election_timeout = args.election_timeout;
-    cfg.heartbeat_interval = args.heartbeat;
-    cfg.max_entries_per_message = args.max_batch;
-    cfg.bugs = args.bugs.iter().copied().collect();
+    cfg.election_timeout = args.raft.election_timeout;
+    cfg.heartbeat_interval = args.raft.heartbeat;
+    cfg.max_entries_per_message = args.raft.max_batch;
+    cfg.bugs = args.raft.bugs.iter().copied().collect();
     cfg.validate();
     if !cfg.bugs.is_empty() {
         let names: Vec<&str> = cfg.bugs.iter().map(|b| b.name()).collect();
@@ -223,7 +248,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
             serde_json::from_str::<FaultSettings>(json)
                 .context("--faults is not valid fault settings JSON")?,
         ),
-        None => FaultSettings { time_scale: args.time_scale, ..FaultSettings::normal() },
+        None => FaultSettings { time_scale: args.raft.time_scale, ..FaultSettings::normal() },
     };
 
     let runtime = crate::runtime()?;
@@ -267,9 +292,9 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         storage,
         persisted,
         seed,
-        snapshot_every: args.snapshot_every,
-        max_store_bytes: args.max_store_bytes,
-        max_batch: args.max_batch,
+        snapshot_every: args.raft.snapshot_every,
+        max_store_bytes: args.raft.max_store_bytes,
+        max_batch: args.raft.max_batch,
         links,
         inputs: input_rx,
     };

@@ -343,10 +343,10 @@ pub async fn stale_read<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     ))
 }
 
-fn shown(read: &Result<Option<String>, String>) -> String {
+fn shown(read: &Result<Option<String>, super::ReadRefused>) -> String {
     match read {
         Ok(Some(v)) => format!("\"{v}\""),
         Ok(None) => "(absent)".into(),
-        Err(e) => e.clone(),
+        Err(e) => e.to_string(),
     }
 }

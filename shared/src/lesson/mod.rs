@@ -21,29 +21,11 @@ mod figure8;
 mod logs;
 mod membership;
 
-use serde::{Deserialize, Serialize};
-
 use crate::event::{Consistency, LogMirror};
 use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage, NodeView, ProcessState};
+// The lesson's state and controls travel in frames: defined with them, shown here.
+pub use crate::protocol::{LessonAction, LessonStatus, Outcome, Text, say};
 use crate::raft::{Index, MessageKind, NodeId, Role, Term};
-
-/// A sentence in both of the page's languages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Text {
-    pub en: String,
-    pub es: String,
-}
-
-/// Builds a `Text` from English and Spanish.
-pub fn say(en: impl Into<String>, es: impl Into<String>) -> Text {
-    Text { en: en.into(), es: es.into() }
-}
-
-impl std::fmt::Display for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.en)
-    }
-}
 
 /// One lesson in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,52 +128,6 @@ pub fn find(name: &str) -> Option<&'static LessonInfo> {
     CATALOG.iter().find(|l| l.name == name)
 }
 
-/// What a page or the CLI asks of the lesson runner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LessonAction {
-    /// Start a lesson (stopping any other). `auto`: run through without waiting for *Next*.
-    Start {
-        name: String,
-        #[serde(default)]
-        auto: bool,
-    },
-    /// Go on past the caption shown.
-    Next,
-    /// Abandon the lesson; the cluster stays as it is.
-    Stop,
-}
-
-impl LessonAction {
-    pub fn describe(&self) -> String {
-        match self {
-            LessonAction::Start { name, .. } => format!("start the lesson {name}"),
-            LessonAction::Next => "next step of the lesson".to_string(),
-            LessonAction::Stop => "stop the lesson".to_string(),
-        }
-    }
-}
-
-/// A lesson in progress (or just finished), as every page shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LessonStatus {
-    pub name: String,
-    pub title: Text,
-    /// Captions so far, the one on screen last.
-    pub captions: Vec<Text>,
-    /// The caption on screen waits for *Next*.
-    pub waiting: bool,
-    pub auto: bool,
-    /// Set when the lesson ended: whether its check held, and what it found.
-    pub outcome: Option<Outcome>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub passed: bool,
-    pub message: Text,
-}
-
 impl LessonStatus {
     /// A lesson about to start, or why there is no such lesson (the proxy's and the
     /// playground's).
@@ -211,6 +147,24 @@ impl LessonStatus {
             auto,
             outcome: None,
         })
+    }
+}
+
+/// Why a read sent to one server gave no value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadRefused {
+    /// The server refused it, and said why.
+    Refused(crate::replica::ReplyError),
+    /// The server did not answer in time.
+    NoAnswer(NodeId),
+}
+
+impl std::fmt::Display for ReadRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadRefused::Refused(error) => write!(f, "{error}"),
+            ReadRefused::NoAnswer(node) => write!(f, "node {node} did not answer"),
+        }
     }
 }
 
@@ -234,7 +188,7 @@ pub trait Driver {
         node: NodeId,
         key: &str,
         consistency: Consistency,
-    ) -> Result<Option<String>, String>;
+    ) -> Result<Option<String>, ReadRefused>;
     /// A server's log as the proxy mirrors it.
     async fn log(&mut self, node: NodeId) -> LogMirror;
     /// Waits `ms` of real time.

@@ -10,8 +10,9 @@ use crate::protocol::{
 };
 use crate::raft::NodeId;
 
-use super::core::{Answered, Core, wait_supervisor};
-use super::{lessons, membership, time};
+use super::core::Core;
+use super::supervise::{known, supervise};
+use super::{membership, time};
 
 /// The slowest the cluster's time may run (×1000: a second takes a quarter of an hour) and the
 /// fastest (×0.1), as a factor on every timeout.
@@ -19,8 +20,6 @@ pub const TIME_SCALE_MIN: f64 = 0.1;
 pub const TIME_SCALE_MAX: f64 = 1000.0;
 /// `advance` moves clocks at most this far at once.
 pub const MAX_ADVANCE_MS: u64 = MAX_DELAY_MS * 10;
-/// How long the supervisor may take to carry out a command.
-const SUPERVISOR_PATIENCE_MS: u64 = 20_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::BadRequest, message)
@@ -29,16 +28,6 @@ fn bad(message: impl Into<String>) -> ApiError {
 /// An admin command from a client or page, answered as frame `id`.
 pub(crate) async fn execute(core: &Core, id: u64, command: AdminCommand) -> ProxyFrame {
     let description = command.describe();
-    if let AdminCommand::Lesson { action } = command {
-        return match lessons::control(core, action) {
-            Ok(message) => ProxyFrame::AdminDone { id, message },
-            Err(error) => ProxyFrame::Error { id: Some(id), error },
-        };
-    }
-    if matches!(command, AdminCommand::Reset) {
-        // Someone starts over by hand: a lesson in progress would fight them.
-        lessons::stop(core);
-    }
     match run(core, command).await {
         Ok(message) => {
             core.state().note(format!("admin: {description}: {message}"));
@@ -113,16 +102,6 @@ async fn carry_out(core: &Core, command: AdminCommand) -> Result<String, ApiErro
     }
 }
 
-/// The error a client sees for a server that does not exist.
-pub(crate) fn known(core: &Core, node: NodeId) -> Result<(), ApiError> {
-    let state = core.state();
-    if state.servers.contains_key(&node) {
-        return Ok(());
-    }
-    let ids: Vec<String> = state.servers.keys().map(|i| i.to_string()).collect();
-    Err(bad(format!("there is no node {node} (nodes: {})", ids.join(", "))))
-}
-
 /// The servers a fault applies to: one, or all.
 fn targets(core: &Core, node: Option<NodeId>) -> Result<Vec<NodeId>, ApiError> {
     match node {
@@ -184,29 +163,6 @@ async fn process(core: &Core, node: NodeId, action: ProcessAction) -> Result<Str
             });
             supervise(core, |id| crate::protocol::SupervisorInbound::Process { id, node, action, faults })
                 .await
-        }
-    }
-}
-
-/// Asks the supervisor and waits for its answer.
-pub(crate) async fn supervise(
-    core: &Core,
-    make: impl FnOnce(u64) -> crate::protocol::SupervisorInbound,
-) -> Result<String, ApiError> {
-    let (id, deadline) = {
-        let mut state = core.state();
-        let id = state.ask_supervisor(make)?;
-        (id, state.now + SUPERVISOR_PATIENCE_MS)
-    };
-    loop {
-        match wait_supervisor(core, id, deadline).await {
-            Answered::Yes(result) => return result,
-            Answered::No => return Err(ApiError::new(ErrorKind::Unavailable, "the supervisor went away")),
-            Answered::Late if core.now() < deadline => continue,
-            Answered::Late => {
-                core.state().forget_supervisor(id);
-                return Err(ApiError::new(ErrorKind::Timeout, "the supervisor did not answer"));
-            }
         }
     }
 }
@@ -360,6 +316,6 @@ async fn reset(core: &Core) -> Result<String, ApiError> {
     };
     let result =
         supervise(core, |id| crate::protocol::SupervisorInbound::Reset { id, faults: Some(faults) }).await;
-    super::forget_cluster(&mut core.state());
+    core.state().forget_cluster();
     result
 }

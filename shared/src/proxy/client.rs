@@ -12,13 +12,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::kv::{Command, WriteOp};
-use crate::protocol::{ApiError, ClientFrame, ErrorKind, ProxyFrame, Session};
-use crate::raft::Bug;
+use crate::protocol::{AdminCommand, ApiError, ClientFrame, ErrorKind, ProxyFrame, Session};
 use crate::session::ClientSession;
 
-use super::ConnId;
 use super::core::Core;
-use super::{admin, route};
+use super::ready::ConnId;
+use super::{admin, lessons, route};
 
 /// Why a write (or the session for one) is refused to a viewer.
 const WRITES_NEED_THE_TOKEN: &str = "writes need the cluster's token (the lecturer can open them to everyone: \
@@ -69,7 +68,19 @@ pub(crate) async fn handle(core: Core, conn: ConnId, frame: ClientFrame) -> Prox
         ClientFrame::Admin { id, .. } if !admin => {
             error(Some(id), ErrorKind::Unauthorized, "admin commands need the cluster's token")
         }
-        ClientFrame::Admin { id, command } => admin::execute(&core, id, command).await,
+        ClientFrame::Admin { id, command: AdminCommand::Lesson { action } } => {
+            match lessons::control(&core, action) {
+                Ok(message) => ProxyFrame::AdminDone { id, message },
+                Err(error) => ProxyFrame::Error { id: Some(id), error },
+            }
+        }
+        ClientFrame::Admin { id, command } => {
+            if matches!(command, AdminCommand::Reset) {
+                // Someone starts over by hand: a lesson in progress would fight them.
+                lessons::stop(&core);
+            }
+            admin::execute(&core, id, command).await
+        }
     }
 }
 
@@ -167,10 +178,4 @@ fn settle(core: &Core, conn: ConnId, session: Session, reply: &ProxyFrame) {
         ProxyFrame::Error { error, .. } if !error.kind.outcome_is_known() => {}
         _ => own.settled(session.seq),
     }
-}
-
-/// The deliberate defect `retry-without-session`: whether a write retried after no answer goes
-/// out on a fresh session, as a student's proxy might — and applies twice.
-pub(crate) fn retries_without_session(core: &Core) -> bool {
-    core.state().settings.bugs.has(Bug::RetryWithoutSession)
 }

@@ -21,9 +21,9 @@ use crate::replica::{Reply, Request};
 use crate::session::ClientSession;
 
 use super::fanout::Fanout;
-use super::status::StatsWindow;
+use super::ready::{ConnId, Ready, Settings};
+use super::stats::StatsWindow;
 use super::tasks::SpawnQueue;
-use super::{ConnId, Ready, Settings};
 
 /// A status older than this means the server is not answering (crashed, paused, cut off).
 pub(crate) const STALE_AFTER_MS: Millis = 1_200;

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use crate::event::{Consistency, LogMirror};
 use crate::kv::{Command, WriteOp};
-use crate::lesson::{self, Driver, Failure, LessonAction, LessonStatus, Outcome, Text, say};
+use crate::lesson::{self, Driver, Failure, LessonAction, LessonStatus, Outcome, ReadRefused, Text, say};
 use crate::protocol::{AdminCommand, ApiError, ClusterStatus, ErrorKind, ProxyFrame};
 use crate::raft::{Index, Millis, NodeId};
 use crate::replica::{Reply, Request};
@@ -204,13 +204,13 @@ impl Driver for ProxyDriver {
         node: NodeId,
         key: &str,
         consistency: Consistency,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, ReadRefused> {
         let request = Request::Read { key: key.to_string(), consistency };
         match route::ask(&self.core, node, request, READ_PATIENCE_MS).await {
             Asked::Reply(Reply::Value { value, .. }) => Ok(value),
-            Asked::Reply(Reply::Error { error }) => Err(error.to_string()),
-            Asked::Reply(other) => Err(format!("unexpected answer {other:?}")),
-            Asked::NoAnswer => Err(format!("node {node} did not answer")),
+            Asked::Reply(Reply::Error { error }) => Err(ReadRefused::Refused(error)),
+            // A server answers a read with a value or an error; nothing else counts as an answer.
+            Asked::Reply(_) | Asked::NoAnswer => Err(ReadRefused::NoAnswer(node)),
         }
     }
 

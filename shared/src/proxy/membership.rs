@@ -8,9 +8,10 @@
 use crate::protocol::{ApiError, ErrorKind, Members, SupervisorInbound};
 use crate::raft::{MembershipChange, NodeId};
 
-use super::LinkChange;
-use super::core::Core;
-use super::{admin, route};
+use super::core::{Core, sleep};
+use super::ready::LinkChange;
+use super::route;
+use super::supervise::{known, supervise};
 
 /// Node ids are small positive integers (people say "node 4"); beyond this one is a typo.
 pub const MAX_NODE_ID: NodeId = 9_999;
@@ -47,8 +48,9 @@ pub(crate) async fn add(
         }
         (None, true) => {}
     }
-    // A change needs a leader that can make it: without one, nothing is started.
-    if leader_committed(core).is_none() {
+    // A change needs a leader that can make it: without one (an election may be under way,
+    // as after a removal), wait as long as a write would; then nothing is started.
+    if wait_for_leader(core).await.is_none() {
         return Err(ApiError::new(
             ErrorKind::NoLeader,
             "there is no leader to add a server: nothing was started",
@@ -59,9 +61,7 @@ pub(crate) async fn add(
     let id = node.unwrap_or_else(|| next_free_id(core));
     let address = match address {
         Some(address) => address,
-        None => {
-            admin::supervise(core, |request| SupervisorInbound::StartServer { id: request, node: id }).await?
-        }
+        None => supervise(core, |request| SupervisorInbound::StartServer { id: request, node: id }).await?,
     };
     link(core, id, &address);
     let change = MembershipChange::AddLearner { id, address: address.clone() };
@@ -79,8 +79,7 @@ pub(crate) async fn add(
             unlink(core, id);
             if supervised {
                 let _ =
-                    admin::supervise(core, |request| SupervisorInbound::StopServer { id: request, node: id })
-                        .await;
+                    supervise(core, |request| SupervisorInbound::StopServer { id: request, node: id }).await;
             }
             Err(error)
         }
@@ -88,7 +87,7 @@ pub(crate) async fn add(
 }
 
 pub(crate) async fn remove(core: &Core, node: NodeId) -> Result<String, ApiError> {
-    admin::known(core, node)?;
+    known(core, node)?;
     // Whatever comes of the request, the server stops once its removal is committed.
     core.state().removing.insert(node);
     let message = match route::change_membership(core, MembershipChange::Remove { id: node }).await {
@@ -118,7 +117,7 @@ async fn stop_removed(core: &Core, node: NodeId) -> String {
     if !core.state().supervisor.exists {
         return String::new();
     }
-    match admin::supervise(core, |id| SupervisorInbound::StopServer { id, node }).await {
+    match supervise(core, |id| SupervisorInbound::StopServer { id, node }).await {
         Ok(_) => "; its process is stopped".to_string(),
         Err(e) => format!("; its process could not be stopped: {}", e.message),
     }
@@ -159,6 +158,24 @@ fn unlink(core: &Core, id: NodeId) {
         state.out.links.push(LinkChange::Remove { node: id });
     }
 }
+
+/// The leader, once there is one, waiting at most a request's patience.
+async fn wait_for_leader(core: &Core) -> Option<NodeId> {
+    let (_, overall) = route::patience(core);
+    let start = core.state().mark();
+    loop {
+        if let Some(leader) = leader_committed(core) {
+            return Some(leader);
+        }
+        if core.state().running_since(start) >= overall {
+            return None;
+        }
+        sleep(core, LEADER_POLL_MS).await;
+    }
+}
+
+/// How often to look again for a leader: about a status round.
+const LEADER_POLL_MS: crate::raft::Millis = 50;
 
 /// The leader, if one has committed an entry of its term (so it may change membership).
 fn leader_committed(core: &Core) -> Option<NodeId> {

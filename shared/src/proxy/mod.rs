@@ -32,7 +32,10 @@
 //! - `membership`: adding and removing servers;
 //! - `lessons`: the lesson driver;
 //! - `status`: the cluster as this proxy sees it;
-//! - `fanout`: events sampled and batched for pages.
+//! - `supervise`: asking the supervisor; the servers known;
+//! - `fanout`: events sampled and batched for pages;
+//! - `stats`: the requests completed, for rates and latencies;
+//! - `ready`: what the proxy is told at start and what it asks to be done.
 
 mod admin;
 mod client;
@@ -40,31 +43,32 @@ mod core;
 mod fanout;
 mod lessons;
 mod membership;
+mod ready;
 mod route;
+mod stats;
 mod status;
+mod supervise;
 mod tasks;
 mod time;
 
 pub use admin::{MAX_ADVANCE_MS, TIME_SCALE_MAX, TIME_SCALE_MIN};
 pub use membership::MAX_NODE_ID;
+pub use ready::{ConnId, LinkChange, Ready, Settings};
 pub use route::{ATTEMPT_MS, OVERALL_MS};
 pub use status::leader_of;
 pub use time::MAX_STEPS;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::event::{Event, LogMirror, Observed};
 use crate::protocol::{
     AdminCommand, ClientFrame, ClusterStatus, NodeAddress, PROTOCOL_VERSION, Picture, ProxyFrame,
-    ServerInbound, ServerOutbound, SupervisorInbound, SupervisorOutbound,
+    ServerInbound, ServerOutbound, SupervisorOutbound,
 };
-use crate::raft::{Bugs, Millis, NodeId};
+use crate::raft::{Millis, NodeId};
 
 use self::core::{Connection, Core, State};
 use self::tasks::{SpawnQueue, Tasks};
-
-/// A client connection, numbered by whoever drives the proxy.
-pub type ConnId = u64;
 
 /// How often pages get the cluster's status.
 const STATUS_EVERY_MS: Millis = 250;
@@ -77,65 +81,6 @@ const EVENTS_PROMPTLY_MS: Millis = 3;
 /// fill the widest logs view and scroll back a while, in a first frame of a few hundred KB.
 const PICTURE_LOG_ENTRIES: usize = 2_400;
 const PICTURE_LOG_ENTRIES_PER_NODE: usize = 1_000;
-
-/// What a proxy is told when it starts.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Every proxy of the cluster (`host:port`), told to clients for failover.
-    pub proxies: Vec<String>,
-    /// The servers it knows at start, by id, with their addresses.
-    pub servers: BTreeMap<NodeId, String>,
-    /// Whether a supervisor runs the processes (crash, restart, pause, reset, add servers).
-    pub supervised: bool,
-    /// Whether clients without the token may write.
-    pub open_writes: bool,
-    /// The file being recorded to, for the status (recording itself is I/O: the driver's).
-    pub recording: Option<String>,
-    /// Deliberate defects of the proxy itself (the simulator's `retry-without-session`).
-    pub bugs: Bugs,
-}
-
-/// A link to open or close, because a server joined or left.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkChange {
-    /// Start talking to `node` at `address` (and keep reconnecting).
-    Add { node: NodeId, address: String },
-    /// Stop talking to `node`: it left the cluster.
-    Remove { node: NodeId },
-}
-
-/// What the proxy wants done, gathered since the last `ready`. Every field must be acted on,
-/// in this order: links first (frames below may be for a server just added), then frames.
-#[derive(Debug, Default)]
-pub struct Ready {
-    /// Links to open or close. A link opened is reported back with `link(node, true)` once
-    /// it is up (and `false` each time it drops); a closed one is never reported again.
-    pub links: Vec<LinkChange>,
-    /// Frames for servers, in order per server. One for a server whose link is down may be
-    /// dropped: the proxy fails what waited on it when told the link dropped.
-    pub to_servers: Vec<(NodeId, ServerInbound)>,
-    /// Answers for client connections (a connection closed meanwhile: drop them).
-    pub to_clients: Vec<(ConnId, ProxyFrame)>,
-    /// Frames for every subscribed page (and recordings): events, statuses and logs, in order.
-    pub publish: Vec<ProxyFrame>,
-    /// Requests for the supervisor (their answers come back through `supervisor`).
-    pub to_supervisor: Vec<SupervisorInbound>,
-    /// What happened worth a line in the proxy's log (alarms, admin commands, lessons).
-    pub log: Vec<String>,
-    /// Call `tick` at this time (or earlier) even if nothing else comes.
-    pub wake_at: Option<Millis>,
-}
-
-impl Ready {
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-            && self.to_servers.is_empty()
-            && self.to_clients.is_empty()
-            && self.publish.is_empty()
-            && self.to_supervisor.is_empty()
-            && self.log.is_empty()
-    }
-}
 
 /// One proxy.
 pub struct Proxy {
@@ -446,22 +391,11 @@ fn from_supervisor(state: &mut State, frame: SupervisorOutbound) {
             state.supervisor.retired = retired.into_iter().collect::<BTreeSet<_>>();
             if state.supervisor.epoch.replace(epoch).is_some_and(|before| before != epoch) {
                 // Reset by this proxy or another: what it knew is void.
-                forget_cluster(state);
+                state.forget_cluster();
             }
         }
         SupervisorOutbound::Done { id, result } => state.answer_supervisor(id, result),
         SupervisorOutbound::Error { error } => state.note(format!("the supervisor reports: {error}")),
         SupervisorOutbound::Welcome { .. } => {}
     }
-}
-
-/// The cluster was reset onto empty disks: its logs, statuses, alarms and past are void.
-pub(crate) fn forget_cluster(state: &mut State) {
-    state.monitor.reset();
-    for server in state.servers.values_mut() {
-        server.forget();
-    }
-    state.fanout.forget();
-    state.sent_kv.clear();
-    state.publish_status_now();
 }

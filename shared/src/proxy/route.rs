@@ -72,7 +72,7 @@ pub(crate) async fn ask(core: &Core, node: NodeId, request: Request, patience: M
 }
 
 /// Patience for one attempt and for the whole request, stretched by the time scale.
-fn patience(core: &Core) -> (Millis, Millis) {
+pub(crate) fn patience(core: &Core) -> (Millis, Millis) {
     let scale = core.state().time_scale();
     ((ATTEMPT_MS as f64 * scale.max(0.5)) as Millis, (OVERALL_MS as f64 * scale.max(1.0)) as Millis)
 }
@@ -166,7 +166,7 @@ pub(crate) async fn route(core: &Core, mut request: Request, pick: &Pick) -> Rou
                 let now = core.now();
                 avoid.add(node, now + attempt);
                 retries += 1;
-                if super::client::retries_without_session(core) {
+                if retries_without_session(core) {
                     request = on_a_fresh_session(core, request).await;
                 }
             }
@@ -334,4 +334,10 @@ pub(crate) async fn change_membership(core: &Core, change: MembershipChange) -> 
             ),
         )),
     }
+}
+
+/// The deliberate defect `retry-without-session`: whether a write retried after no answer goes
+/// out on a fresh session, as a student's proxy might — and applies twice.
+fn retries_without_session(core: &Core) -> bool {
+    core.state().settings.bugs.has(crate::raft::Bug::RetryWithoutSession)
 }

@@ -1,17 +1,23 @@
 //! The cluster as one proxy sees it — for `status` requests, the pages' periodic update and
-//! the decisions the proxy makes (who leads, who is a member) — and the statistics of the
-//! requests it completed.
+//! the decisions the proxy makes (who leads, who is a member).
 
-use std::collections::VecDeque;
-
-use crate::protocol::{
-    ClusterStatus, HELD_LISTED, HeldMessage, Members, NodeView, ProcessState, RequestStats, TimeStatus,
-};
-use crate::raft::{Bug, Millis, NodeId, Role, Term};
+use crate::protocol::{ClusterStatus, HELD_LISTED, HeldMessage, Members, NodeView, ProcessState, TimeStatus};
+use crate::raft::{Bug, NodeId, Role, Term};
 
 use super::core::State;
 
 impl State {
+    /// The cluster was reset onto empty disks: its logs, statuses, alarms and past are void.
+    pub fn forget_cluster(&mut self) {
+        self.monitor.reset();
+        for server in self.servers.values_mut() {
+            server.forget();
+        }
+        self.fanout.forget();
+        self.sent_kv.clear();
+        self.publish_status_now();
+    }
+
     /// The whole cluster, as pages and `status` show it.
     pub fn cluster_status(&self) -> ClusterStatus {
         let now = self.now;
@@ -127,47 +133,4 @@ impl State {
 /// The leader of the highest term that any reachable server reports.
 pub fn leader_of(nodes: &[NodeView]) -> Option<NodeId> {
     nodes.iter().filter(|n| n.role == Some(Role::Leader)).max_by_key(|n| n.term).map(|n| n.id)
-}
-
-/// Completed requests over the last `WINDOW_MS`, for rates and latency percentiles.
-#[derive(Debug, Default)]
-pub(crate) struct StatsWindow {
-    done: VecDeque<(Millis, bool, Millis)>,
-}
-
-const WINDOW_MS: Millis = 2_000;
-/// Samples kept at most; beyond this rate the percentiles come from the newest ones.
-const MAX_SAMPLES: usize = 50_000;
-
-impl StatsWindow {
-    pub fn record(&mut self, is_write: bool, started: Millis, now: Millis) {
-        self.done.push_back((now, is_write, now.saturating_sub(started)));
-        while self.done.len() > MAX_SAMPLES || self.done.front().is_some_and(|(t, _, _)| now - *t > WINDOW_MS)
-        {
-            self.done.pop_front();
-        }
-    }
-
-    pub fn summary(&self, now: Millis) -> RequestStats {
-        let recent = self.done.iter().filter(|(t, _, _)| now.saturating_sub(*t) <= WINDOW_MS);
-        let (mut writes, mut reads): (Vec<Millis>, Vec<Millis>) = (Vec::new(), Vec::new());
-        for (_, is_write, ms) in recent {
-            if *is_write { writes.push(*ms) } else { reads.push(*ms) }
-        }
-        let pct = |v: &mut Vec<Millis>, q: f64| {
-            if v.is_empty() {
-                return 0.0;
-            }
-            v.sort_unstable();
-            v[((v.len() - 1) as f64 * q).round() as usize] as f64
-        };
-        let secs = WINDOW_MS as f64 / 1000.0;
-        RequestStats {
-            writes_per_s: writes.len() as f64 / secs,
-            reads_per_s: reads.len() as f64 / secs,
-            write_p50_ms: pct(&mut writes, 0.5),
-            write_p99_ms: pct(&mut writes, 0.99),
-            read_p50_ms: pct(&mut reads, 0.5),
-        }
-    }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Millis, NodeId};
+use crate::types::{Millis, NodeId};
 
 #[derive(Debug, Clone)]
 pub struct Config {

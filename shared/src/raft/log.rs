@@ -1,7 +1,7 @@
 //! The in-memory view of a server's log: a snapshot prefix followed by entries, plus the
 //! bookkeeping of what has been handed to storage.
 
-use super::types::{Configuration, Entry, Index, Payload, SnapshotMeta, Term};
+use crate::types::{Configuration, Entry, Index, Payload, SnapshotMeta, Term};
 
 #[derive(Debug, Clone)]
 pub(crate) struct RaftLog {

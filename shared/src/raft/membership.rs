@@ -23,9 +23,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Configuration, Index, Millis, NodeId, Payload, Role};
 use super::{Bug, ProposeError, Raft};
 use crate::event::Event;
+use crate::types::{Configuration, Index, Millis, NodeId, Payload, Role};
 
 /// A change to the cluster's membership, asked of the leader.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +40,30 @@ pub enum MembershipChange {
     Remove { id: NodeId },
 }
 
+/// Why a membership change does not apply to a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeRefused {
+    AlreadyAMember(NodeId),
+    NotALearner(NodeId),
+    LastVoter(NodeId),
+    NotAMember(NodeId),
+    /// The leader would leave, and no admitted voter can take over.
+    NoSuccessor(NodeId),
+}
+
+impl std::fmt::Display for ChangeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangeRefused::AlreadyAMember(id) => write!(f, "node {id} is already a member"),
+            ChangeRefused::NotALearner(id) => write!(f, "node {id} is not a learner"),
+            ChangeRefused::LastVoter(id) => write!(f, "node {id} is the last voter"),
+            ChangeRefused::NotAMember(id) => write!(f, "node {id} is not a member"),
+            ChangeRefused::NoSuccessor(_) => f.write_str("no other voter can take over (none admitted)"),
+        }
+    }
+}
+
 impl Configuration {
     /// Voters and learners: every server the leader replicates to.
     pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
@@ -51,12 +75,12 @@ impl Configuration {
     }
 
     /// The configuration after `change`, or why it does not apply to this one.
-    pub fn apply(&self, change: &MembershipChange) -> Result<Configuration, String> {
+    pub fn apply(&self, change: &MembershipChange) -> Result<Configuration, ChangeRefused> {
         let mut next = self.clone();
         match change {
             MembershipChange::AddLearner { id, address } => {
                 if self.is_member(*id) {
-                    return Err(format!("node {id} is already a member"));
+                    return Err(ChangeRefused::AlreadyAMember(*id));
                 }
                 next.learners.insert(*id);
                 if !address.is_empty() {
@@ -65,16 +89,16 @@ impl Configuration {
             }
             MembershipChange::Promote { id } => {
                 if !next.learners.remove(id) {
-                    return Err(format!("node {id} is not a learner"));
+                    return Err(ChangeRefused::NotALearner(*id));
                 }
                 next.voters.insert(*id);
             }
             MembershipChange::Remove { id } => {
                 if self.voters.contains(id) && self.voters.len() == 1 {
-                    return Err(format!("node {id} is the last voter"));
+                    return Err(ChangeRefused::LastVoter(*id));
                 }
                 if !next.voters.remove(id) && !next.learners.remove(id) {
-                    return Err(format!("node {id} is not a member"));
+                    return Err(ChangeRefused::NotAMember(*id));
                 }
                 next.addresses.remove(id);
             }
@@ -105,11 +129,10 @@ impl Raft {
             return Err(ProposeError::MembershipChangePending { index });
         }
         let config =
-            self.log.config().apply(&change).map_err(|reason| ProposeError::InvalidChange { reason })?;
+            self.log.config().apply(&change).map_err(|refused| ProposeError::InvalidChange { refused })?;
         if change == (MembershipChange::Remove { id: self.id }) {
             let Some(to) = self.most_up_to_date_voter() else {
-                let reason = "no other voter can take over (none admitted)".to_string();
-                return Err(ProposeError::InvalidChange { reason });
+                return Err(ProposeError::InvalidChange { refused: ChangeRefused::NoSuccessor(self.id) });
             };
             self.transfer_leadership(now, to)?;
             return Err(ProposeError::LeaderRemovalHandsOver { to });

@@ -32,12 +32,10 @@ mod election;
 mod invariants;
 mod log;
 mod membership;
-mod message;
 mod progress;
 mod read;
 mod ready;
 mod replication;
-mod types;
 
 #[cfg(test)]
 mod tests;
@@ -45,15 +43,14 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use crate::types::{
+    Body, Configuration, ConflictHint, Entry, HardState, Index, Message, MessageId, MessageKind, Millis,
+    NodeId, Payload, Persisted, ReadId, Role, Snapshot, SnapshotMeta, Term, VoteRefusal,
+};
 pub use config::{Bug, Bugs, Config};
-pub use membership::MembershipChange;
-pub use message::{Body, ConflictHint, Message, MessageId, MessageKind, ReadId, VoteRefusal};
+pub use membership::{ChangeRefused, MembershipChange};
 pub use progress::{PeerProgress, ProgressState};
 pub use ready::{ProposeError, ReadError, ReadOutcome, Ready, Status};
-pub use types::{
-    Configuration, Entry, HardState, Index, Millis, NodeId, Payload, Persisted, Role, Snapshot, SnapshotMeta,
-    Term,
-};
 
 use crate::event::{EntrySummary, Event, RoleReason};
 use crate::kv::{Command, KvStore};

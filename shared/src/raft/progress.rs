@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Index, Millis, NodeId, SnapshotMeta};
+use crate::types::{Index, Millis, NodeId, SnapshotMeta};
 
 /// A snapshot as it travels: its place in the log and its state machine, encoded once. A
 /// transfer keeps the one it started with to the end, whatever the leader compacts meanwhile,

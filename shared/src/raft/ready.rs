@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::message::{Message, ReadId};
 use super::progress::PeerProgress;
-use super::types::{Entry, HardState, Index, Millis, NodeId, Role, Snapshot, Term};
 use crate::event::Event;
+use crate::types::{Entry, HardState, Index, Millis, NodeId, Role, Snapshot, Term};
+use crate::types::{Message, ReadId};
 
 /// The outputs of the core since the last `Raft::ready`. The driver must handle them in this
 /// order, then call `Raft::advance`:
@@ -90,7 +90,7 @@ pub enum ProposeError {
     },
     /// The change does not apply to the current configuration.
     InvalidChange {
-        reason: String,
+        refused: super::membership::ChangeRefused,
     },
     /// Removing the leader: leadership is handed to `to` first; ask `to` to remove it.
     LeaderRemovalHandsOver {

@@ -3,15 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Entry, Index, NodeId, SnapshotMeta, Term};
-
-/// Identifies a linearizable read request on the server that asked for it.
-pub type ReadId = u64;
-
-/// Identifies a message among those its sender ever sent, so that observers can follow it from
-/// sending to delivery or loss. The core leaves it 0; the sender's network layer
-/// ([`crate::transit::Transit`]) numbers messages as they leave.
-pub type MessageId = u64;
+use super::{Entry, Index, MessageId, NodeId, ReadId, SnapshotMeta, Term};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

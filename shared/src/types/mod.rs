@@ -1,21 +1,17 @@
-//! The vocabulary of Raft: terms, indices, entries, hard state, configurations, snapshots.
+//! The vocabulary of Raft: entries, hard state, configurations, snapshots, roles, and the
+//! messages servers exchange (`message`). Plain data: the core (`crate::raft`) acts on it, and
+//! the events, the protocol and the checkers describe it, all looking down to it.
+
+mod message;
+
+pub use crate::ids::{Index, MessageId, Millis, NodeId, ReadId, Term};
+pub use message::{Body, ConflictHint, Message, MessageKind, VoteRefusal};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{Command, KvStore};
-
-/// A server's identity in the cluster. Small positive integers (1, 2, 3…) so that people can
-/// say "node 2" in a lecture.
-pub type NodeId = u64;
-/// Raft's logical clock: each term has at most one leader.
-pub type Term = u64;
-/// Position in the replicated log; the first entry has index 1.
-pub type Index = u64;
-/// Time as given by the caller, in milliseconds. The core never reads a clock: in the node it is
-/// real time (stretched by the time scale), in the simulator it is virtual.
-pub type Millis = u64;
 
 /// One slot of the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
