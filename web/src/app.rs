@@ -1,25 +1,26 @@
 //! The root component: owns the store and the connection, runs the animation loop, listens to
 //! the keyboard, and lays out the views. UI state (language, selection, filters, the message
-//! being inspected) lives in one reducer; the streamed cluster data lives in the store, and
-//! views re-render when its versions move.
+//! being inspected) lives in one reducer (`ui`); the cluster's data lives in the store, whose
+//! parts reach the views as props — a view re-renders exactly when the part it draws changed.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use shared::lesson::LessonAction;
 use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
-use shared::raft::{MessageId, NodeId};
+use shared::raft::NodeId;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use yew::prelude::*;
 
 use crate::connection::{Connection, Source};
 use crate::i18n::Lang;
-use crate::store::{Link, Store};
+use crate::store::{Link, Model, Nodes, Part, Store, TimelineItem};
+use crate::ui::{Ui, UiAction};
 use crate::view::{
     AdminPanel, Banners, ChartsView, ClientPanel, ClusterView, Header, Help, Inspector, KvView, Legend,
-    LessonPanel, LogsView, ReplayBar, SaveFrom, SavePanel, TimeBar, TimelineFilter, TimelineView,
+    LessonPanel, LogsView, ReplayBar, SaveFrom, SavePanel, TimeBar, TimelineView,
 };
 
 pub fn now_ms() -> f64 {
@@ -69,93 +70,60 @@ fn initial_lang() -> Lang {
     }
 }
 
-/// Everything the user changes about the view.
-#[derive(Clone, PartialEq)]
-pub struct Ui {
-    pub lang: Lang,
-    pub presentation: bool,
-    pub selected: Option<NodeId>,
-    /// The node whose context menu is open.
-    pub menu: Option<NodeId>,
-    /// Nodes ticked for a partition.
-    pub partition: BTreeSet<NodeId>,
-    pub filter: TimelineFilter,
-    /// The message being inspected: (sender, id).
-    pub message: Option<(NodeId, MessageId)>,
-    pub help: bool,
-}
-
-pub enum UiAction {
-    SetLang(Lang),
-    TogglePresentation,
-    /// Select a node (or none, by clicking the background).
-    Select(Option<NodeId>),
-    OpenMenu(NodeId),
-    CloseMenu,
-    TogglePartition(NodeId),
-    ClearPartition,
-    Filter(TimelineFilter),
-    Inspect(Option<(NodeId, MessageId)>),
-    ToggleHelp,
-    /// Escape: close whatever is open.
-    CloseAll,
-}
-
-impl Reducible for Ui {
-    type Action = UiAction;
-    fn reduce(self: Rc<Self>, action: UiAction) -> Rc<Self> {
-        let mut ui = (*self).clone();
-        match action {
-            UiAction::SetLang(lang) => ui.lang = lang,
-            UiAction::TogglePresentation => ui.presentation = !ui.presentation,
-            UiAction::Select(node) => {
-                ui.selected = node;
-                ui.menu = None;
-            }
-            UiAction::OpenMenu(node) => {
-                ui.selected = Some(node);
-                ui.menu = Some(node);
-            }
-            UiAction::CloseMenu => ui.menu = None,
-            UiAction::TogglePartition(node) => {
-                if !ui.partition.remove(&node) {
-                    ui.partition.insert(node);
-                }
-            }
-            UiAction::ClearPartition => ui.partition.clear(),
-            UiAction::Filter(filter) => ui.filter = filter,
-            UiAction::Inspect(message) => ui.message = message,
-            UiAction::ToggleHelp => ui.help = !ui.help,
-            UiAction::CloseAll => {
-                ui.menu = None;
-                ui.help = false;
-                ui.message = None;
-            }
-        }
-        Rc::new(ui)
-    }
-}
-
-/// Lets a view's version through at most every `every` ms: a timeline or a table redrawn more
-/// than ~20 times a second is unreadable anyway, and the frames are better spent on animation.
-#[derive(Default)]
-struct Throttle {
-    shown: u64,
+/// Lets a new version of a part through at most every `every` ms: a timeline or a table redrawn
+/// more than ~20 times a second is unreadable anyway, and the frames are better spent on
+/// animation.
+struct Throttle<T> {
+    shown: Option<Part<T>>,
     at: f64,
 }
 
-impl Throttle {
-    /// The version to draw now, and whether a newer one is being held back.
-    fn gate(&mut self, version: u64, now: f64, every: f64) -> (u64, bool) {
-        if version != self.shown && now - self.at >= every {
-            self.shown = version;
-            self.at = now;
-        }
-        (self.shown, self.shown != version)
+impl<T> Default for Throttle<T> {
+    fn default() -> Self {
+        Throttle { shown: None, at: f64::NEG_INFINITY }
     }
 }
 
-/// What every view may use: the store, and a way to send requests.
+impl<T: Clone> Throttle<T> {
+    /// The version to draw now, and whether a newer one is being held back.
+    fn gate(&mut self, current: &Part<T>, now: f64, every: f64) -> (Part<T>, bool) {
+        if self.shown.as_ref() != Some(current) && now - self.at >= every {
+            self.shown = Some(current.clone());
+            self.at = now;
+        }
+        let shown = self.shown.clone().unwrap_or_else(|| current.clone());
+        let held = shown != *current;
+        (shown, held)
+    }
+}
+
+/// The parts drawn at a gentler pace than the animation.
+#[derive(Default)]
+struct Throttles {
+    logs: Throttle<Nodes>,
+    kv: Throttle<Nodes>,
+    timeline: Throttle<VecDeque<TimelineItem>>,
+}
+
+/// Those parts as they are drawn now, and whether a newer version waits.
+struct Slow {
+    logs: Part<Nodes>,
+    kv: Part<Nodes>,
+    timeline: Part<VecDeque<TimelineItem>>,
+    held: bool,
+}
+
+impl Throttles {
+    fn gate(&mut self, model: &Model, now: f64) -> Slow {
+        let (logs, a) = self.logs.gate(&model.nodes, now, 50.0);
+        let (kv, b) = self.kv.gate(&model.nodes, now, 250.0);
+        let (timeline, c) = self.timeline.gate(&model.timeline, now, 250.0);
+        Slow { logs, kv, timeline, held: a || b || c }
+    }
+}
+
+/// What every view may use to act: send requests, freeze the view, open recordings. Views
+/// *read* nothing through it: what they draw comes as props.
 #[derive(Clone)]
 pub struct Shared {
     pub store: Rc<RefCell<Store>>,
@@ -183,6 +151,21 @@ impl Shared {
             let id = request_id(&frame);
             self.store.borrow_mut().receive(ProxyFrame::Error { id: Some(id), error }, now_ms());
         }
+        self.touch.emit(());
+    }
+
+    /// Freezes the view at page time `at` (now, if `None`), or moves the frozen moment there.
+    pub fn freeze(&self, at: Option<f64>) {
+        {
+            let mut store = self.store.borrow_mut();
+            let at = at.unwrap_or(store.live.now);
+            store.freeze(at);
+        }
+        self.touch.emit(());
+    }
+
+    pub fn go_live(&self) {
+        self.store.borrow_mut().go_live();
         self.touch.emit(());
     }
 
@@ -225,85 +208,16 @@ fn request_id(frame: &ClientFrame) -> u64 {
 pub fn App() -> Html {
     let store = use_mut_ref(Store::default);
     let connection = use_mut_ref(|| None::<Source>);
-    let dirty = use_mut_ref(|| Rc::new(Cell::new(true)));
+    let dirty: Rc<Cell<bool>> = (*use_memo((), |_| Rc::new(Cell::new(true)))).clone();
     let now = use_state(now_ms);
-    let ui = use_reducer(|| Ui {
-        lang: initial_lang(),
-        presentation: query("present").is_some(),
-        selected: None,
-        menu: None,
-        partition: BTreeSet::new(),
-        filter: TimelineFilter::default(),
-        message: None,
-        help: false,
-    });
-
-    {
-        // Connect once, and run the animation loop for the life of the page.
-        let (store, connection, dirty, now) =
-            (store.clone(), connection.clone(), dirty.borrow().clone(), now.clone());
-        use_effect_with((), move |_| {
-            let redraw = redraw_soon(now.clone());
-            let on_frame = {
-                let (store, dirty, redraw) = (store.clone(), dirty.clone(), redraw.clone());
-                Callback::from(move |frame: ProxyFrame| {
-                    store.borrow_mut().receive(frame, now_ms());
-                    dirty.set(true);
-                    redraw.emit(());
-                })
-            };
-            let on_link = {
-                let (store, dirty) = (store.clone(), dirty.clone());
-                Callback::from(move |link: Link| {
-                    store.borrow_mut().link = link;
-                    dirty.set(true);
-                })
-            };
-            if let Some(url) = query("replay") {
-                // A recording to watch: nothing to connect to.
-                let touch = {
-                    let dirty = dirty.clone();
-                    Callback::from(move |_| dirty.set(true))
-                };
-                let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
-                yew::platform::spawn_local(async move {
-                    match crate::replay::fetch(&url).await {
-                        Ok(text) => shared.open_recording(&text, url),
-                        Err(reason) => shared.failed(reason),
-                    }
-                });
-            } else {
-                let source = match crate::simulated::settings_from_url() {
-                    Some(settings) => {
-                        Source::Simulated(crate::simulated::Simulated::start(&settings, on_frame, on_link))
-                    }
-                    None => Source::Live(Connection::start(initial_token(), on_frame, on_link)),
-                };
-                *connection.borrow_mut() = Some(source);
-            }
-            start_animation(store, dirty, now);
-            || ()
-        });
-    }
-
+    let ui = use_reducer(|| Ui::new(initial_lang(), query("present").is_some()));
     let touch = {
-        let dirty = dirty.borrow().clone();
+        let dirty = dirty.clone();
         Callback::from(move |_| dirty.set(true))
     };
-    let shared = Shared { store: store.clone(), connection: connection.clone(), touch };
-    {
-        let lang = ui.lang;
-        use_effect_with(lang, move |lang| {
-            if let Some(s) = local_storage() {
-                let _ = s.set_item("consenso-lang", if *lang == Lang::Es { "es" } else { "en" });
-            }
-            if let Some(root) =
-                web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element())
-            {
-                let _ = root.set_attribute("lang", if *lang == Lang::Es { "es" } else { "en" });
-            }
-        });
-    }
+    let shared = Shared { store: store.clone(), connection, touch };
+    use_source(shared.clone(), dirty.clone(), now.clone());
+    use_lang(ui.lang);
     {
         let (shared, dispatcher) = (shared.clone(), ui.dispatcher());
         use_effect_with((), move |_| {
@@ -311,97 +225,205 @@ pub fn App() -> Html {
             || ()
         });
     }
-    let throttles = use_mut_ref(|| [Throttle::default(), Throttle::default(), Throttle::default()]);
+    let throttles = use_mut_ref(Throttles::default);
     let s = store.borrow();
-    let model = s.view();
-    let (logs_version, kv_version, timeline_version) = {
-        let mut th = throttles.borrow_mut();
-        let v = &model.versions;
-        let (logs, a) = th[0].gate(v.logs + v.nodes, *now, 50.0);
-        let (kv, b) = th[1].gate(v.nodes, *now, 250.0);
-        let (timeline, c) = th[2].gate(v.timeline, *now, 250.0);
-        if a || b || c {
-            dirty.borrow().set(true);
-        }
-        (logs, kv, timeline)
-    };
-    let lang = ui.lang;
+    let slow = throttles.borrow_mut().gate(s.view(), *now);
+    if slow.held {
+        dirty.set(true);
+    }
     let dispatch = {
         let ui = ui.clone();
         Callback::from(move |a: UiAction| ui.dispatch(a))
     };
-    let frozen = s.frozen.is_some();
-    let classes = classes!(
-        "app",
-        ui.presentation.then_some("presentation"),
-        frozen.then_some("frozen"),
-        s.replay.is_some().then_some("replaying"),
-        matches!(s.link, Link::Simulated { .. }).then_some("simulating"),
-        query("debug").is_some().then_some("debug")
-    );
-    let rows = model.nodes.len().max(3);
+    let page = Page { store: &s, ui: &ui, now: *now, dispatch };
     html! {
         <ContextProvider<Shared> context={shared.clone()}>
-            <div class={classes} style={format!("--rows: {rows}")}
-                ondragover={Callback::from(|e: DragEvent| e.prevent_default())}
-                ondrop={
-                    let shared = shared.clone();
-                    Callback::from(move |e: DragEvent| {
-                        e.prevent_default();
-                        let file = e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0));
-                        if let Some(file) = file {
-                            shared.open_file(file);
-                        }
-                    })
+            { page.draw(&shared, slow) }
+        </ContextProvider<Shared>>
+    }
+}
+
+/// Connects once — to a proxy, a cluster simulated in the page, or a recording (`?replay=`) —
+/// and runs the animation loop for the life of the page.
+#[hook]
+fn use_source(shared: Shared, dirty: Rc<Cell<bool>>, now: UseStateHandle<f64>) {
+    use_effect_with((), move |_| {
+        let redraw = redraw_soon(now.clone());
+        let store = shared.store.clone();
+        let on_frame = {
+            let (store, dirty) = (store.clone(), dirty.clone());
+            Callback::from(move |frame: ProxyFrame| {
+                store.borrow_mut().receive(frame, now_ms());
+                dirty.set(true);
+                redraw.emit(());
+            })
+        };
+        let on_link = {
+            let (store, dirty) = (store.clone(), dirty.clone());
+            Callback::from(move |link: Link| {
+                store.borrow_mut().link = link;
+                dirty.set(true);
+            })
+        };
+        if let Some(url) = query("replay") {
+            // A recording to watch: nothing to connect to.
+            let shared = shared.clone();
+            yew::platform::spawn_local(async move {
+                match crate::replay::fetch(&url).await {
+                    Ok(text) => shared.open_recording(&text, url),
+                    Err(reason) => shared.failed(reason),
                 }
-                onclick={
-                let (dispatch, open) = (dispatch.clone(), ui.menu.is_some());
-                Callback::from(move |_: MouseEvent| if open { dispatch.emit(UiAction::CloseMenu) })
-            }>
-                { perf_meter(&s) }
+            });
+        } else {
+            let source = match crate::simulated::settings_from_url() {
+                Some(settings) => {
+                    Source::Simulated(crate::simulated::Simulated::start(&settings, on_frame, on_link))
+                }
+                None => Source::Live(Connection::start(initial_token(), on_frame, on_link)),
+            };
+            *shared.connection.borrow_mut() = Some(source);
+        }
+        start_animation(store, dirty, now);
+        || ()
+    });
+}
+
+/// Remembers the language and tells the browser (screen readers, hyphenation).
+#[hook]
+fn use_lang(lang: Lang) {
+    use_effect_with(lang, move |lang| {
+        let code = if *lang == Lang::Es { "es" } else { "en" };
+        if let Some(s) = local_storage() {
+            let _ = s.set_item("consenso-lang", code);
+        }
+        if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = root.set_attribute("lang", code);
+        }
+    });
+}
+
+/// Everything one drawing of the page needs: the store (whose parts go to the views as props),
+/// the UI state, and the page time.
+struct Page<'a> {
+    store: &'a Store,
+    ui: &'a Ui,
+    now: f64,
+    dispatch: Callback<UiAction>,
+}
+
+impl Page<'_> {
+    fn draw(&self, shared: &Shared, slow: Slow) -> Html {
+        let (s, ui) = (self.store, self.ui);
+        let classes = classes!(
+            "app",
+            ui.presentation.then_some("presentation"),
+            s.frozen.is_some().then_some("frozen"),
+            s.replay.is_some().then_some("replaying"),
+            matches!(s.link, Link::Simulated { .. }).then_some("simulating"),
+            query("debug").is_some().then_some("debug")
+        );
+        let rows = s.view().nodes.len().max(3);
+        let on_drop = {
+            let shared = shared.clone();
+            Callback::from(move |e: DragEvent| {
+                e.prevent_default();
+                if let Some(file) = e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+                    shared.open_file(file);
+                }
+            })
+        };
+        let on_click = {
+            let (dispatch, open) = (self.dispatch.clone(), ui.menu.is_some());
+            Callback::from(move |_: MouseEvent| {
+                if open {
+                    dispatch.emit(UiAction::CloseMenu)
+                }
+            })
+        };
+        html! {
+            <div class={classes} style={format!("--rows: {rows}")}
+                ondragover={Callback::from(|e: DragEvent| e.prevent_default())} ondrop={on_drop} onclick={on_click}>
+                { perf_meter(s) }
                 <div class="screen">
-                    <Header lang={lang} presentation={ui.presentation} link={s.link.clone()} admin={s.admin}
-                        leader={model.shown_leader()} term={model.term} deposed={model.deposed_leaders()}
-                        frozen={s.frozen.as_ref().map(|(t, _)| *t)}
-                        live_now={s.live.now} earliest={s.earliest()} dispatch={dispatch.clone()} />
-                    <Banners lang={lang} admin={s.admin} alarms={model.alarms.clone()} bugs={model.bugs.clone()}
-                        lesson={model.lesson.clone()} />
-                    <section class="stage" aria-label="cluster">
-                        { for s.replay.clone().map(|replay| html! { <ReplayBar lang={lang} replay={replay} /> }) }
-                        <TimeBar lang={lang} admin={s.admin} frozen={frozen} time={model.time.clone()} scale={model.time_scale} />
-                        <ClusterView lang={lang} now={*now} version={model.versions.nodes} presentation={ui.presentation}
-                            selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}
-                            message={ui.message} admin={s.admin} dispatch={dispatch.clone()} />
-                    </section>
-                    <aside class={classes!("side", ui.message.is_some().then_some("inspecting"))}>
-                        <Inspector lang={lang} admin={s.admin} message={ui.message} now={*now} dispatch={dispatch.clone()} />
-                        <LessonPanel lang={lang} admin={s.admin} lesson={model.lesson.clone()} />
-                        <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} version={model.versions.nodes}
-                            partition={ui.partition.clone()} supervised={model.supervised} frozen={frozen}
-                            dispatch={dispatch.clone()} />
-                        <ClientPanel lang={lang} version={s.requests_version}
-                            may_write={s.admin || s.live.open_writes} />
-                        { for save_from(&s).map(|from| html! { <SavePanel lang={lang} from={from} /> }) }
-                        <Legend lang={lang} />
-                    </aside>
+                    { self.header() }
+                    { self.stage() }
+                    { self.side() }
                     <section class="logs-area">
-                        <LogsView lang={lang} version={logs_version} presentation={ui.presentation} />
+                        <LogsView lang={ui.lang} nodes={slow.logs} presentation={ui.presentation} />
                     </section>
                 </div>
-                <main class="more">
-                    <section class="kv-area">
-                        <KvView lang={lang} version={kv_version} />
-                    </section>
-                    <section class="timeline-area">
-                        <TimelineView lang={lang} version={timeline_version} filter={ui.filter.clone()} dispatch={dispatch.clone()} />
-                    </section>
-                    <section class="charts-area">
-                        <ChartsView lang={lang} version={model.versions.charts} />
-                    </section>
-                </main>
-                { if ui.help { html! { <Help lang={lang} dispatch={dispatch} /> } } else { html! {} } }
+                { self.more(slow.kv, slow.timeline) }
+                if ui.help { <Help lang={ui.lang} dispatch={self.dispatch.clone()} /> }
             </div>
-        </ContextProvider<Shared>>
+        }
+    }
+
+    fn header(&self) -> Html {
+        let (s, m, lang) = (self.store, self.store.view(), self.ui.lang);
+        html! { <>
+            <Header lang={lang} presentation={self.ui.presentation} link={s.link.clone()} admin={s.admin}
+                leader={m.shown_leader()} term={m.term} deposed={m.deposed_leaders()}
+                frozen={s.frozen.as_ref().map(|(t, _)| *t)}
+                live_now={s.live.now} earliest={s.earliest()} dispatch={self.dispatch.clone()} />
+            <Banners lang={lang} admin={s.admin} alarms={m.alarms.clone()} bugs={m.bugs.clone()}
+                lesson={m.lesson.clone()} />
+        </> }
+    }
+
+    /// The cluster drawn, with the replay and time bars above it.
+    fn stage(&self) -> Html {
+        let (s, m, ui) = (self.store, self.store.view(), self.ui);
+        // A frozen view draws its own moment, not the page's clock.
+        let now = if s.frozen.is_some() { m.now } else { self.now };
+        html! {
+            <section class="stage" aria-label="cluster">
+                { for s.replay.clone().map(|replay| html! { <ReplayBar lang={ui.lang} replay={replay} /> }) }
+                <TimeBar lang={ui.lang} admin={s.admin} frozen={s.frozen.is_some()} time={m.time.clone()} scale={m.time_scale} />
+                <ClusterView lang={ui.lang} now={now} nodes={m.nodes.clone()} flights={m.flights.clone()}
+                    learners={m.members.learners.clone()} messages_per_s={m.messages_per_s}
+                    drawn_rate={m.message_rate()} time_stopped={m.time.stopped} presentation={ui.presentation}
+                    selected={ui.selected} menu={ui.menu} partition={ui.partition.clone()}
+                    message={ui.message} admin={s.admin} dispatch={self.dispatch.clone()} />
+            </section>
+        }
+    }
+
+    /// The side column: inspector, lesson, admin and client panels, saving, legend.
+    fn side(&self) -> Html {
+        let (s, m, ui, lang) = (self.store, self.store.view(), self.ui, self.ui.lang);
+        html! {
+            <aside class={classes!("side", ui.message.is_some().then_some("inspecting"))}>
+                <Inspector lang={lang} admin={s.admin} message={ui.message} flights={m.flights.clone()} now={self.now}
+                    dispatch={self.dispatch.clone()} />
+                <LessonPanel lang={lang} admin={s.admin} lesson={m.lesson.clone()} />
+                <AdminPanel lang={lang} admin={s.admin} selected={ui.selected} nodes={m.nodes.clone()}
+                    open_writes={m.open_writes} partition={ui.partition.clone()} supervised={m.supervised}
+                    frozen={s.frozen.is_some()} dispatch={self.dispatch.clone()} />
+                <ClientPanel lang={lang} requests={s.requests.clone()} may_write={s.admin || s.live.open_writes} />
+                { for save_from(s).map(|from| html! { <SavePanel lang={lang} from={from} /> }) }
+                <Legend lang={lang} />
+            </aside>
+        }
+    }
+
+    /// Below the screen: the stores side by side, the event timeline, the numbers.
+    fn more(&self, kv: Part<Nodes>, timeline: Part<VecDeque<TimelineItem>>) -> Html {
+        let (m, lang) = (self.store.view(), self.ui.lang);
+        let nodes: Vec<NodeId> = m.nodes.keys().copied().collect();
+        html! {
+            <main class="more">
+                <section class="kv-area">
+                    <KvView lang={lang} nodes={kv} />
+                </section>
+                <section class="timeline-area">
+                    <TimelineView lang={lang} timeline={timeline} nodes={nodes} filter={self.ui.filter.clone()}
+                        dispatch={self.dispatch.clone()} />
+                </section>
+                <section class="charts-area">
+                    <ChartsView lang={lang} charts={m.charts.clone()} />
+                </section>
+            </main>
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! - `store/`: the cluster as the page knows it, built from the proxy's frames (`model`), the
 //!   messages on their way in the cluster's time (`flights`), the recent history for freezing
 //!   and scrubbing back, and how smoothly the page draws (`perf`). Plain Rust, tested natively.
-//! - `app`: the root component: the store, the UI state reducer, the animation loop, keyboard
-//!   shortcuts, layout.
+//! - `ui`: what the user changes about the view, one reducer (plain Rust, tested natively).
+//! - `app`: the root component: the store, the animation loop, keyboard shortcuts, layout; it
+//!   hands each view the part of the store it draws, as props.
 //! - `view/`: one small component per area — cluster drawing and its messages, time bar,
 //!   message inspector, lessons and captions, alarms, logs, key-value table, event timeline,
 //!   numbers, client and admin panels, legend, help.
@@ -23,6 +24,7 @@ mod recordings;
 mod replay;
 mod simulated;
 mod store;
+mod ui;
 mod view;
 
 fn main() {

@@ -55,6 +55,8 @@ impl Landmark {
     }
 }
 
+/// The playback itself — where in the recording, playing or not, how fast — feeding a store.
+/// Plain Rust with the page clock (`wall`) as an input, so it is tested natively.
 struct Player {
     lines: Vec<Line>,
     /// The next line to show.
@@ -67,6 +69,14 @@ struct Player {
 }
 
 impl Player {
+    /// A player at the start of `lines`, playing at `speed`, with `store` showing the start.
+    fn new(lines: Vec<Line>, speed: f64, wall: f64, store: &mut Store) -> Player {
+        let lines = one_event_per_line(lines);
+        let mut player = Player { lines, next: 0, at: 0.0, anchor: wall, playing: true, speed };
+        player.rebuild(0.0, wall, store);
+        player
+    }
+
     fn duration(&self) -> f64 {
         self.lines.last().map_or(0.0, |l| l.t as f64)
     }
@@ -83,6 +93,89 @@ impl Player {
     /// The page time at which a recorded moment is shown, so that animations keep their pace.
     fn page_time(&self, t: f64, wall: f64) -> f64 {
         wall - (self.clock(wall) - t) / self.speed
+    }
+
+    fn act(&mut self, action: ReplayAction, wall: f64, store: &mut Store) {
+        let now = self.clock(wall);
+        self.at = now;
+        self.anchor = wall;
+        match action {
+            ReplayAction::Play => {
+                if now >= self.duration() {
+                    self.rebuild(0.0, wall, store);
+                }
+                self.playing = true;
+            }
+            ReplayAction::Pause => self.playing = false,
+            ReplayAction::Speed(speed) => self.speed = speed.clamp(0.01, 100.0),
+            ReplayAction::Step => {
+                // Exactly one more line: one event (or one status, one log).
+                self.playing = false;
+                if let Some(line) = self.lines.get(self.next).cloned() {
+                    self.at = line.t as f64;
+                    let t = self.page_time(self.at, wall);
+                    self.next += 1;
+                    store.receive(line.frame, t);
+                    store.admin = false;
+                }
+                return;
+            }
+            ReplayAction::Seek(t) => return self.rebuild(t, wall, store),
+            ReplayAction::Jump(landmark) => {
+                let found = self.lines[self.next..].iter().find(|l| landmark.in_frame(&l.frame));
+                if let Some(line) = found {
+                    self.at = line.t as f64;
+                }
+            }
+        }
+        self.feed(wall, store);
+    }
+
+    /// Moves playback on to the page time `wall`; stops at the end.
+    fn tick(&mut self, wall: f64, store: &mut Store) {
+        if !self.playing {
+            return;
+        }
+        self.feed(wall, store);
+        if self.clock(wall) >= self.duration() && self.next >= self.lines.len() {
+            self.at = self.duration();
+            self.playing = false;
+        }
+    }
+
+    /// Shows every frame recorded up to the recording time now.
+    fn feed(&mut self, wall: f64, store: &mut Store) {
+        let until = self.clock(wall);
+        while let Some(line) = self.lines.get(self.next).filter(|l| l.t as f64 <= until) {
+            store.receive(line.frame.clone(), self.page_time(line.t as f64, wall));
+            self.next += 1;
+        }
+        // A recording is watched, never driven: no admin controls.
+        store.admin = false;
+    }
+
+    /// A new store showing the moment `t` of the recording.
+    fn rebuild(&mut self, t: f64, wall: f64, store: &mut Store) {
+        // Never before the first frame: it holds the picture everything else builds on.
+        let first = self.lines.first().map_or(0.0, |l| l.t as f64);
+        self.at = t.clamp(first, self.duration().max(first));
+        self.anchor = wall;
+        self.next = 0;
+        let link = store.link.clone();
+        *store = Store::default();
+        store.link = link;
+        self.feed(wall, store);
+    }
+
+    fn view(&self, wall: f64) -> ReplayView {
+        ReplayView {
+            at_ms: self.clock(wall),
+            duration_ms: self.duration(),
+            playing: self.playing,
+            speed: self.speed,
+            frame: self.next,
+            frames: self.lines.len(),
+        }
     }
 }
 
@@ -115,17 +208,18 @@ impl Replay {
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .unwrap_or(1.0);
-        let player =
-            Player { lines: one_event_per_line(lines), next: 0, at: 0.0, anchor: wall, playing: true, speed };
+        store.borrow_mut().link = Link::Replay { name };
+        let player = Player::new(lines, speed, wall, &mut store.borrow_mut());
         let stopped = Rc::new(std::cell::Cell::new(false));
         let replay =
             Replay { text: Rc::new(text), player: Rc::new(RefCell::new(player)), store, touch, stopped };
-        replay.rebuild(0.0);
-        replay.store.borrow_mut().link = Link::Replay { name };
+        replay.publish(wall);
         let running = replay.clone();
         yew::platform::spawn_local(async move {
             while !running.stopped.get() {
-                running.tick();
+                let wall = now_ms();
+                running.player.borrow_mut().tick(wall, &mut running.store.borrow_mut());
+                running.publish(wall);
                 yew::platform::time::sleep(TICK).await;
             }
         });
@@ -146,114 +240,14 @@ impl Replay {
             return;
         }
         let wall = now_ms();
-        {
-            let mut p = self.player.borrow_mut();
-            let now = p.clock(wall);
-            p.at = now;
-            p.anchor = wall;
-            match action {
-                ReplayAction::Play => {
-                    if now >= p.duration() {
-                        drop(p);
-                        self.rebuild(0.0);
-                        p = self.player.borrow_mut();
-                    }
-                    p.playing = true;
-                }
-                ReplayAction::Pause => p.playing = false,
-                ReplayAction::Speed(speed) => p.speed = speed.clamp(0.01, 100.0),
-                ReplayAction::Step => {
-                    // Exactly one more line: one event (or one status, one log).
-                    p.playing = false;
-                    if let Some(line) = p.lines.get(p.next).cloned() {
-                        p.at = line.t as f64;
-                        let (frame, t) = (line.frame, p.page_time(line.t as f64, wall));
-                        p.next += 1;
-                        drop(p);
-                        self.store.borrow_mut().receive(frame, t);
-                        self.store.borrow_mut().admin = false;
-                        self.publish(wall);
-                        self.touch.emit(());
-                        return;
-                    }
-                }
-                ReplayAction::Seek(t) => {
-                    drop(p);
-                    self.rebuild(t);
-                    self.touch.emit(());
-                    return;
-                }
-                ReplayAction::Jump(landmark) => {
-                    let found =
-                        p.lines[p.next..].iter().find(|l| landmark.in_frame(&l.frame)).map(|l| l.t as f64);
-                    if let Some(t) = found {
-                        p.at = t;
-                    }
-                }
-            }
-        }
-        self.feed(wall);
+        self.player.borrow_mut().act(action, wall, &mut self.store.borrow_mut());
         self.publish(wall);
         self.touch.emit(());
     }
 
-    fn tick(&self) {
-        let wall = now_ms();
-        if self.player.borrow().playing {
-            self.feed(wall);
-            let mut p = self.player.borrow_mut();
-            if p.clock(wall) >= p.duration() && p.next >= p.lines.len() {
-                p.at = p.duration();
-                p.playing = false;
-            }
-        }
-        self.publish(wall);
-    }
-
-    /// Shows every frame recorded up to the recording time now.
-    fn feed(&self, wall: f64) {
-        let p = &mut *self.player.borrow_mut();
-        let until = p.clock(wall);
-        let mut store = self.store.borrow_mut();
-        while let Some(line) = p.lines.get(p.next).filter(|l| l.t as f64 <= until) {
-            store.receive(line.frame.clone(), p.page_time(line.t as f64, wall));
-            p.next += 1;
-        }
-        // A recording is watched, never driven: no admin controls.
-        store.admin = false;
-    }
-
-    /// A new store showing the moment `t` of the recording.
-    fn rebuild(&self, t: f64) {
-        let wall = now_ms();
-        {
-            let mut p = self.player.borrow_mut();
-            // Never before the first frame: it holds the picture everything else builds on.
-            let first = p.lines.first().map_or(0.0, |l| l.t as f64);
-            p.at = t.clamp(first, p.duration().max(first));
-            p.anchor = wall;
-            p.next = 0;
-            let mut store = self.store.borrow_mut();
-            let link = store.link.clone();
-            *store = Store::default();
-            store.link = link;
-        }
-        self.feed(wall);
-        self.publish(wall);
-    }
-
+    /// Tells the replay bar where playback is, when that changed.
     fn publish(&self, wall: f64) {
-        let view = {
-            let p = self.player.borrow();
-            ReplayView {
-                at_ms: p.clock(wall),
-                duration_ms: p.duration(),
-                playing: p.playing,
-                speed: p.speed,
-                frame: p.next,
-                frames: p.lines.len(),
-            }
-        };
+        let view = self.player.borrow().view(wall);
         let mut store = self.store.borrow_mut();
         if store.replay.as_ref() != Some(&view) {
             store.replay = Some(view);
@@ -302,4 +296,120 @@ pub async fn fetch(url: &str) -> Result<String, String> {
 pub async fn read_file(file: web_sys::File) -> Result<String, String> {
     let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|e| format!("{e:?}"))?;
     text.as_string().ok_or_else(|| "the file is not text".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::event::{Observed, RoleReason};
+
+    fn event(node: u64, event: Event) -> ProxyFrame {
+        ProxyFrame::Events { events: vec![Observed { node, at: 0, event }] }
+    }
+
+    fn became(node: u64, role: Role, term: u64) -> ProxyFrame {
+        event(node, Event::RoleChanged { role, term, leader: None, reason: RoleReason::ElectionTimeout })
+    }
+
+    /// A recording of ten seconds: node 1 leads term 1 at 0 s, node 2 campaigns at 4 s and
+    /// leads term 2 at 6 s, and both events of 8 s came in one frame.
+    fn recording() -> Vec<Line> {
+        let both = ProxyFrame::Events {
+            events: vec![
+                Observed { node: 2, at: 0, event: Event::CommitAdvanced { from: 0, to: 3, term: 2 } },
+                Observed { node: 1, at: 0, event: Event::CommitAdvanced { from: 0, to: 3, term: 2 } },
+            ],
+        };
+        vec![
+            Line { t: 0, frame: became(1, Role::Leader, 1) },
+            Line { t: 4_000, frame: became(2, Role::Candidate, 2) },
+            Line { t: 6_000, frame: became(2, Role::Leader, 2) },
+            Line { t: 8_000, frame: both },
+            Line { t: 10_000, frame: became(3, Role::Follower, 2) },
+        ]
+    }
+
+    fn role(store: &Store, node: u64) -> Option<Role> {
+        store.view().nodes.get(&node).and_then(|n| n.role)
+    }
+
+    #[test]
+    fn playing_shows_each_frame_at_its_recorded_pace_and_stops_at_the_end() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 1.0, 1_000.0, &mut store);
+        assert_eq!(role(&store, 1), Some(Role::Leader));
+        assert_eq!(role(&store, 2), None, "nothing of 4 s yet");
+        player.tick(5_500.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Candidate));
+        player.tick(20_000.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Leader));
+        assert!(!player.playing, "the end pauses");
+        assert_eq!(player.view(30_000.0).at_ms, 10_000.0);
+    }
+
+    #[test]
+    fn stepping_shows_one_event_at_a_time_even_from_a_frame_of_several() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 1.0, 0.0, &mut store);
+        player.act(ReplayAction::Pause, 0.0, &mut store);
+        for _ in 0..2 {
+            player.act(ReplayAction::Step, 0.0, &mut store);
+        }
+        assert_eq!(role(&store, 2), Some(Role::Leader));
+        player.act(ReplayAction::Step, 0.0, &mut store);
+        let commits = |s: &Store| (s.view().nodes[&2].commit, s.view().nodes.get(&1).map(|n| n.commit));
+        assert_eq!(commits(&store), (3, Some(0)), "one of the two events of 8 s");
+        player.act(ReplayAction::Step, 0.0, &mut store);
+        assert_eq!(commits(&store), (3, Some(3)));
+        assert_eq!(player.view(0.0).frames, 6, "five lines, one of them split in two");
+    }
+
+    #[test]
+    fn seeking_back_rebuilds_the_moment_and_forward_plays_up_to_it() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 1.0, 0.0, &mut store);
+        player.act(ReplayAction::Seek(7_000.0), 0.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Leader));
+        player.act(ReplayAction::Seek(5_000.0), 0.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Candidate), "going back forgets what came later");
+        player.act(ReplayAction::Seek(-50.0), 0.0, &mut store);
+        assert_eq!(role(&store, 1), Some(Role::Leader), "never before the first frame");
+    }
+
+    #[test]
+    fn jumping_to_the_next_election_skips_the_campaign() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 1.0, 0.0, &mut store);
+        player.act(ReplayAction::Pause, 0.0, &mut store);
+        player.act(ReplayAction::Jump(Landmark::Election), 0.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Leader));
+        assert_eq!(player.view(0.0).at_ms, 6_000.0);
+    }
+
+    #[test]
+    fn ten_times_faster_covers_the_recording_in_a_tenth_of_the_time() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 10.0, 0.0, &mut store);
+        player.tick(650.0, &mut store);
+        assert_eq!(role(&store, 2), Some(Role::Leader));
+        assert!(player.playing);
+    }
+
+    #[test]
+    fn play_at_the_end_starts_over() {
+        let mut store = Store::default();
+        let mut player = Player::new(recording(), 1.0, 0.0, &mut store);
+        player.tick(60_000.0, &mut store);
+        player.act(ReplayAction::Play, 60_000.0, &mut store);
+        assert_eq!(role(&store, 2), None, "back at the start");
+        assert!(player.playing);
+    }
+
+    #[test]
+    fn a_recording_is_only_watched_even_if_it_was_made_with_the_token() {
+        let mut store = Store::default();
+        store.admin = true;
+        let _player = Player::new(recording(), 1.0, 0.0, &mut store);
+        assert!(!store.admin);
+    }
 }

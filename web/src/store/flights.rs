@@ -102,6 +102,13 @@ impl Flight {
         }
     }
 
+    fn still_shown(&self, t: f64, paused: impl Fn(NodeId) -> bool) -> bool {
+        match self.journey {
+            Journey::Lost { at, .. } => t - at < LOST_SHOWN_MS,
+            _ => self.progress_at(t) < 1.0 || paused(self.to),
+        }
+    }
+
     fn freeze(&mut self, t: f64) {
         self.progress = self.progress_at(t);
         self.since = t;
@@ -267,10 +274,12 @@ impl Flights {
 
     /// Drops arrived and faded messages. A message for a paused receiver waits at its door.
     pub fn expire(&mut self, t: f64, paused: impl Fn(NodeId) -> bool) {
-        self.list.retain(|f| match f.journey {
-            Journey::Lost { at, .. } => t - at < LOST_SHOWN_MS,
-            _ => f.progress_at(t) < 1.0 || paused(f.to),
-        });
+        self.list.retain(|f| f.still_shown(t, &paused));
+    }
+
+    /// Whether `expire` would drop any message (so that an unchanged list stays the same version).
+    pub fn any_expired(&self, t: f64, paused: impl Fn(NodeId) -> bool) -> bool {
+        self.list.iter().any(|f| !f.still_shown(t, &paused))
     }
 
     /// Messages held in stopped senders' queues.

@@ -5,14 +5,16 @@
 
 mod flights;
 mod model;
+mod part;
 mod perf;
 
 use std::collections::VecDeque;
 
 use shared::protocol::{ClientFrame, ProxyFrame};
 
-pub use flights::{Flight, Journey, LOST_SHOWN_MS, MAX_FLIGHTS};
-pub use model::{Model, NodeModel, Versions};
+pub use flights::{Flight, Flights, Journey, LOST_SHOWN_MS, MAX_FLIGHTS};
+pub use model::{Charts, Model, NodeModel, Nodes, TimelineItem, Timer};
+pub use part::Part;
 pub use perf::Perf;
 
 /// Frames kept for scrubbing back, and how far back.
@@ -79,8 +81,7 @@ pub struct Store {
     pub frozen: Option<(f64, Model)>,
     pub link: Link,
     pub admin: bool,
-    pub requests: VecDeque<RequestRecord>,
-    pub requests_version: u64,
+    pub requests: Part<VecDeque<RequestRecord>>,
     next_request: u64,
     /// Set while a recording plays.
     pub replay: Option<ReplayView>,
@@ -150,19 +151,11 @@ impl Store {
             model.apply(frame, *t);
         }
         model.advance_to(at);
-        // Fresh version numbers make every area redraw the moment shown.
-        let bump = self.live.versions.nodes + self.live.versions.logs + self.live.versions.timeline + 1;
-        model.versions = Versions { nodes: bump, logs: bump, timeline: bump, charts: bump };
         self.frozen = Some((at, model));
     }
 
     pub fn go_live(&mut self) {
         self.frozen = None;
-        let v = &mut self.live.versions;
-        v.nodes += 1_000_000;
-        v.logs += 1_000_000;
-        v.timeline += 1_000_000;
-        v.charts += 1_000_000;
     }
 
     /// Records a request about to be sent; `make` builds it with its id.
@@ -170,23 +163,25 @@ impl Store {
         self.next_request += 1;
         let id = self.next_request;
         let frame = make(id);
-        self.requests.push_front(RequestRecord {
+        let requests = self.requests.edit();
+        requests.push_front(RequestRecord {
             id,
             frame: frame.clone(),
             sent_at: t,
             outcome: None,
             latency_ms: None,
         });
-        self.requests.truncate(12);
-        self.requests_version += 1;
+        requests.truncate(12);
         frame
     }
 
     fn answer(&mut self, id: u64, frame: ProxyFrame, t: f64) {
-        if let Some(r) = self.requests.iter_mut().find(|r| r.id == id) {
+        if !self.requests.iter().any(|r| r.id == id) {
+            return;
+        }
+        if let Some(r) = self.requests.edit().iter_mut().find(|r| r.id == id) {
             r.latency_ms = Some(t - r.sent_at);
             r.outcome = Some(frame);
-            self.requests_version += 1;
         }
     }
 }

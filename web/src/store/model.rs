@@ -1,19 +1,21 @@
 //! The page's model of the cluster at one moment, built only from the proxy's frames.
 //!
 //! `Model::apply` is a pure function of (model, frame, page time): the live view applies frames
-//! as they arrive; a frozen view replays them from the nearest checkpoint. Every view area has
-//! a version number, so components re-render only when their part changed.
+//! as they arrive; a frozen view replays them from the nearest checkpoint. What views draw is
+//! kept in `Part`s (nodes, messages, timeline, charts): a view gets the part it draws as a prop
+//! and re-renders exactly when that part changed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use shared::event::{Alarm, Event, LogMirror, Observed};
 use shared::lesson::LessonStatus;
 use shared::protocol::{
-    ClusterStatus, FaultSettings, NodeAddress, ProcessState, ProxyFrame, RequestStats, TimeStatus,
+    ClusterStatus, FaultSettings, NodeAddress, NodeView, ProcessState, ProxyFrame, RequestStats, TimeStatus,
 };
 use shared::raft::{Bug, Index, NodeId, PeerProgress, Role, Term};
 
 use super::flights::{Flights, Sent};
+use super::part::Part;
 
 /// Events kept for the timeline.
 const TIMELINE_LEN: usize = 1_500;
@@ -58,11 +60,11 @@ pub struct NodeModel {
     pub votes: Vec<(NodeId, bool)>,
     pub votes_needed: u32,
     pub progress: Vec<PeerProgress>,
-    pub kv: Vec<(String, String)>,
+    pub kv: Part<Vec<(String, String)>>,
     pub kv_truncated: bool,
     pub faults: FaultSettings,
     pub rss_bytes: Option<u64>,
-    pub log: LogMirror,
+    pub log: Part<LogMirror>,
 }
 
 impl NodeModel {
@@ -72,6 +74,93 @@ impl NodeModel {
 
     fn moving(&self) -> bool {
         !self.clock_stopped && self.process != Some(ProcessState::Paused)
+    }
+
+    /// What a status says of this server; `t` is the page time and `scale` the time scale.
+    fn take_status(&mut self, view: &NodeView, t: f64, scale: f64) {
+        self.address = view.address.clone();
+        self.process = Some(view.state);
+        self.pid = view.pid;
+        self.partitioned = view.partitioned;
+        self.reachable = view.status.is_some();
+        let Some(s) = &view.status else {
+            self.role = None;
+            self.timer = None;
+            return;
+        };
+        let r = &s.replica.raft;
+        self.role = Some(r.role);
+        self.term = r.term;
+        self.voted_for = r.voted_for;
+        self.leader = r.leader;
+        self.commit = r.commit;
+        self.applied = s.replica.applied;
+        self.last_index = r.last_index;
+        self.votes = r.votes.clone();
+        self.votes_needed = r.votes_needed;
+        self.progress = r.progress.clone();
+        // Absent when unchanged since the last status: keep what is shown.
+        if let Some(kv) = &s.kv {
+            self.kv = Part::new(kv.clone());
+        }
+        self.kv_truncated = s.kv_truncated;
+        self.faults = s.faults.clone();
+        self.rss_bytes = s.rss_bytes;
+        self.clock_stopped = s.clock.stopped;
+        self.timer = (r.role != Role::Leader).then(|| {
+            let remaining = r.election_deadline.saturating_sub(s.now) as f64;
+            let span = r.election_timeout as f64;
+            Timer {
+                deadline: t + remaining * scale,
+                span: span * scale,
+                frozen: s.clock.stopped.then(|| remaining / span.max(1.0)),
+            }
+        });
+    }
+
+    /// What an event of this server's says of it: role, votes, timer, log, commit.
+    fn observe(&mut self, observed: &Observed, t: f64, scale: f64, quorum: u32) {
+        match &observed.event {
+            Event::RoleChanged { role, term, leader, .. } => {
+                self.role = Some(*role);
+                self.term = *term;
+                self.leader = *leader;
+                self.reachable = true;
+                self.votes = match role {
+                    Role::PreCandidate | Role::Candidate => vec![(self.id, true)],
+                    _ => Vec::new(),
+                };
+                self.votes_needed = if self.votes.is_empty() { 0 } else { quorum };
+                if *role == Role::Leader {
+                    self.timer = None;
+                }
+            }
+            Event::VoteCounted { voter, granted, needed, .. } => {
+                if !self.votes.iter().any(|(v, _)| v == voter) {
+                    self.votes.push((*voter, *granted));
+                }
+                self.votes_needed = *needed;
+            }
+            Event::ElectionTimerReset { deadline, timeout } if self.role != Some(Role::Leader) => {
+                let remaining = deadline.saturating_sub(observed.at) as f64;
+                let span = *timeout as f64;
+                self.timer = Some(Timer {
+                    deadline: t + remaining * scale,
+                    span: span * scale,
+                    frozen: self.clock_stopped.then(|| remaining / span.max(1.0)),
+                });
+            }
+            Event::EntriesAppended { .. }
+            | Event::LogTruncated { .. }
+            | Event::SnapshotTaken { .. }
+            | Event::SnapshotInstalled { .. } => {
+                self.log.edit().apply(&observed.event);
+                self.last_index = self.log.last_index();
+            }
+            Event::CommitAdvanced { to, .. } => self.commit = self.commit.max(*to),
+            Event::Applied { index } => self.applied = self.applied.max(*index),
+            _ => {}
+        }
     }
 
     fn stop_clock(&mut self, t: f64) {
@@ -107,17 +196,9 @@ pub struct Charts {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Versions {
-    pub nodes: u64,
-    pub logs: u64,
-    pub timeline: u64,
-    pub charts: u64,
-}
-
-#[derive(Debug, Clone, Default)]
 pub struct Model {
     pub now: f64,
-    pub nodes: BTreeMap<NodeId, NodeModel>,
+    pub nodes: Part<Nodes>,
     pub proxies: Vec<String>,
     pub leader: Option<NodeId>,
     pub term: Term,
@@ -136,27 +217,21 @@ pub struct Model {
     pub open_writes: bool,
     /// Who votes, and who is still catching up without a vote (a server joining).
     pub members: shared::protocol::Members,
-    pub flights: Flights,
+    pub flights: Part<Flights>,
     /// When recent messages were sent (page time), for the rate.
     pub message_times: VecDeque<f64>,
-    pub timeline: VecDeque<TimelineItem>,
-    pub charts: Charts,
-    pub versions: Versions,
+    pub timeline: Part<VecDeque<TimelineItem>>,
+    pub charts: Part<Charts>,
 }
 
-impl Model {
-    /// Whether `id` is a learner: it receives the log but has no vote yet.
-    pub fn is_learner(&self, id: NodeId) -> bool {
-        self.members.learners.contains(&id)
-    }
+/// The servers as drawn, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Nodes(BTreeMap<NodeId, NodeModel>);
 
-    pub fn node(&mut self, id: NodeId) -> &mut NodeModel {
-        self.nodes.entry(id).or_insert_with(|| NodeModel { id, ..NodeModel::default() })
-    }
-
+impl Nodes {
     /// The leader as shown: the reachable node that says it leads, in the highest term.
     pub fn shown_leader(&self) -> Option<NodeId> {
-        self.nodes
+        self.0
             .values()
             .filter(|n| n.role == Some(Role::Leader) && n.reachable)
             .max_by_key(|n| n.term)
@@ -166,7 +241,7 @@ impl Model {
     /// Servers that still believe they lead an older term (cut off, not yet stepped down).
     pub fn deposed_leaders(&self) -> Vec<(NodeId, Term)> {
         let shown = self.shown_leader();
-        self.nodes
+        self.0
             .values()
             .filter(|n| n.role == Some(Role::Leader) && n.reachable && Some(n.id) != shown)
             .map(|n| (n.id, n.term))
@@ -175,8 +250,8 @@ impl Model {
 
     /// Whether messages from `from` to `to` are cut (a partition or a one-way block).
     pub fn blocked(&self, from: NodeId, to: NodeId) -> bool {
-        self.nodes.get(&from).is_some_and(|n| n.faults.blocked_to.contains(&to))
-            || self.nodes.get(&to).is_some_and(|n| n.faults.blocked_from.contains(&from))
+        self.0.get(&from).is_some_and(|n| n.faults.blocked_to.contains(&to))
+            || self.0.get(&to).is_some_and(|n| n.faults.blocked_from.contains(&from))
     }
 
     /// The sides of a partition: groups of servers that can talk both ways. One group when the
@@ -184,7 +259,7 @@ impl Model {
     pub fn sides(&self) -> Vec<Vec<NodeId>> {
         let mut sides: Vec<Vec<NodeId>> = Vec::new();
         let mut placed = BTreeSet::new();
-        for id in self.nodes.keys() {
+        for id in self.0.keys() {
             if !placed.insert(*id) {
                 continue;
             }
@@ -192,7 +267,7 @@ impl Model {
             let mut i = 0;
             while i < side.len() {
                 let a = side[i];
-                for b in self.nodes.keys() {
+                for b in self.0.keys() {
                     if !placed.contains(b) && !self.blocked(a, *b) && !self.blocked(*b, a) {
                         placed.insert(*b);
                         side.push(*b);
@@ -205,6 +280,33 @@ impl Model {
         }
         sides
     }
+}
+
+impl std::ops::Deref for Nodes {
+    type Target = BTreeMap<NodeId, NodeModel>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Nodes {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Model {
+    pub fn node(&mut self, id: NodeId) -> &mut NodeModel {
+        self.nodes.edit().entry(id).or_insert_with(|| NodeModel { id, ..NodeModel::default() })
+    }
+
+    pub fn shown_leader(&self) -> Option<NodeId> {
+        self.nodes.shown_leader()
+    }
+
+    pub fn deposed_leaders(&self) -> Vec<(NodeId, Term)> {
+        self.nodes.deposed_leaders()
+    }
 
     pub fn apply(&mut self, frame: &ProxyFrame, t: f64) {
         self.now = self.now.max(t);
@@ -214,12 +316,11 @@ impl Model {
                 if let Some(picture) = picture {
                     self.status(&picture.cluster, t);
                     for (node, log) in &picture.logs {
-                        self.node(*node).log = log.clone();
+                        self.node(*node).log = Part::new(log.clone());
                     }
                     for observed in &picture.recent {
                         self.remember(observed, t);
                     }
-                    self.versions.logs += 1;
                 }
             }
             ProxyFrame::Status { cluster, .. } => self.status(cluster, t),
@@ -230,13 +331,12 @@ impl Model {
             }
             ProxyFrame::Log { node, snapshot_index, snapshot_term, skipped, entries } => {
                 let n = self.node(*node);
-                n.log = LogMirror {
+                n.log = Part::new(LogMirror {
                     snapshot_index: *snapshot_index,
                     snapshot_term: *snapshot_term,
                     skipped: *skipped,
                     entries: entries.clone(),
-                };
-                self.versions.logs += 1;
+                });
             }
             ProxyFrame::Done { .. }
             | ProxyFrame::Registered { .. }
@@ -251,7 +351,6 @@ impl Model {
         for n in nodes {
             self.node(n.id).address = n.address.clone();
         }
-        self.versions.nodes += 1;
     }
 
     fn status(&mut self, cluster: &ClusterStatus, t: f64) {
@@ -271,65 +370,30 @@ impl Model {
         self.members = cluster.members.clone();
         // A server that left the cluster leaves the drawing.
         if !cluster.nodes.is_empty() {
-            self.nodes.retain(|id, _| cluster.nodes.iter().any(|v| v.id == *id));
+            let listed = |id: &NodeId| cluster.nodes.iter().any(|v| v.id == *id);
+            if !self.nodes.keys().all(listed) {
+                self.nodes.edit().retain(|id, _| listed(id));
+            }
         }
-        self.flights.rescale(t, old_scale, cluster.time_scale);
+        if old_scale != cluster.time_scale {
+            self.flights.edit().rescale(t, old_scale, cluster.time_scale);
+        }
         let scale = cluster.time_scale.max(0.01);
         for view in &cluster.nodes {
             let n = self.node(view.id);
             let moving_before = n.moving();
-            n.address = view.address.clone();
-            n.process = Some(view.state);
-            n.pid = view.pid;
-            n.partitioned = view.partitioned;
-            n.reachable = view.status.is_some();
-            match &view.status {
-                Some(s) => {
-                    let r = &s.replica.raft;
-                    n.role = Some(r.role);
-                    n.term = r.term;
-                    n.voted_for = r.voted_for;
-                    n.leader = r.leader;
-                    n.commit = r.commit;
-                    n.applied = s.replica.applied;
-                    n.last_index = r.last_index;
-                    n.votes = r.votes.clone();
-                    n.votes_needed = r.votes_needed;
-                    n.progress = r.progress.clone();
-                    // Absent when unchanged since the last status: keep what is shown.
-                    if let Some(kv) = &s.kv {
-                        n.kv = kv.clone();
-                    }
-                    n.kv_truncated = s.kv_truncated;
-                    n.faults = s.faults.clone();
-                    n.rss_bytes = s.rss_bytes;
-                    n.clock_stopped = s.clock.stopped;
-                    n.timer = (r.role != Role::Leader).then(|| {
-                        let remaining = r.election_deadline.saturating_sub(s.now) as f64;
-                        let span = r.election_timeout as f64;
-                        Timer {
-                            deadline: t + remaining * scale,
-                            span: span * scale,
-                            frozen: s.clock.stopped.then(|| remaining / span.max(1.0)),
-                        }
-                    });
-                }
-                None => {
-                    n.role = None;
-                    n.timer = None;
-                }
-            }
+            n.take_status(view, t, scale);
             let moving = n.moving();
             if moving != moving_before {
-                self.flights.sender_moving(t, view.id, moving);
+                self.flights.edit().sender_moving(t, view.id, moving);
             }
-            if view.state == ProcessState::Crashed {
-                self.flights.sender_crashed(view.id);
+            let crashed = view.state == ProcessState::Crashed;
+            if crashed && self.flights.list.iter().any(|f| f.from == view.id) {
+                self.flights.edit().sender_crashed(view.id);
             }
         }
         self.held_by_servers(cluster, t);
         self.chart(cluster, t);
-        self.versions.nodes += 1;
     }
 
     /// Draws the messages the servers say they hold, even those sent before this page opened.
@@ -362,12 +426,12 @@ impl Model {
             })
             .collect();
         let complete = cluster.time.held as usize <= cluster.time.messages.len();
-        self.flights.held_by_servers(t, &held, cluster.time_scale, complete);
+        self.flights.edit().held_by_servers(t, &held, cluster.time_scale, complete);
     }
 
     fn chart(&mut self, cluster: &ClusterStatus, t: f64) {
         let leader_commit = cluster.leader.and_then(|l| self.nodes.get(&l)).map(|n| n.commit);
-        let charts = &mut self.charts;
+        let charts = self.charts.edit();
         push_point(&mut charts.writes_per_s, cluster.stats.writes_per_s);
         push_point(&mut charts.write_p50_ms, cluster.stats.write_p50_ms);
         if let Some(commit) = leader_commit {
@@ -378,61 +442,48 @@ impl Model {
             push_point(&mut charts.commits_per_s, rate);
             charts.last_commit = Some((t, commit));
         }
-        self.versions.charts += 1;
     }
 
     fn event(&mut self, observed: &Observed, t: f64) {
+        let scale = self.time_scale.max(0.01);
+        match &observed.event {
+            Event::ClockStopped
+            | Event::ClockStarted
+            | Event::MessageSent { .. }
+            | Event::MessageLost { .. }
+            | Event::MessageStepped { .. } => self.traffic(observed, t),
+            Event::RoleChanged { .. }
+            | Event::VoteCounted { .. }
+            | Event::ElectionTimerReset { .. }
+            | Event::EntriesAppended { .. }
+            | Event::LogTruncated { .. }
+            | Event::SnapshotTaken { .. }
+            | Event::SnapshotInstalled { .. }
+            | Event::CommitAdvanced { .. }
+            | Event::Applied { .. } => {
+                let quorum = self.nodes.len() as u32 / 2 + 1;
+                self.node(observed.node).observe(observed, t, scale, quorum);
+            }
+            Event::Alarm { alarm } if !self.alarms.contains(alarm) => self.alarms.push(alarm.clone()),
+            _ => {}
+        }
+        self.remember(observed, t);
+    }
+
+    /// Messages on their way, and the clocks that move them.
+    fn traffic(&mut self, observed: &Observed, t: f64) {
         let id = observed.node;
         let scale = self.time_scale.max(0.01);
-        let quorum = self.nodes.len() as u32 / 2 + 1;
         match &observed.event {
-            Event::RoleChanged { role, term, leader, .. } => {
-                let n = self.node(id);
-                n.role = Some(*role);
-                n.term = *term;
-                n.leader = *leader;
-                n.reachable = true;
-                n.votes = match role {
-                    Role::PreCandidate | Role::Candidate => vec![(id, true)],
-                    _ => Vec::new(),
-                };
-                n.votes_needed = if n.votes.is_empty() { 0 } else { quorum };
-                if *role == Role::Leader {
-                    n.timer = None;
-                }
-                self.versions.nodes += 1;
-            }
-            Event::VoteCounted { voter, granted, needed, .. } => {
-                let n = self.node(id);
-                if !n.votes.iter().any(|(v, _)| v == voter) {
-                    n.votes.push((*voter, *granted));
-                }
-                n.votes_needed = *needed;
-                self.versions.nodes += 1;
-            }
-            Event::ElectionTimerReset { deadline, timeout } => {
-                let n = self.node(id);
-                if n.role != Some(Role::Leader) {
-                    let remaining = deadline.saturating_sub(observed.at) as f64;
-                    let span = *timeout as f64;
-                    n.timer = Some(Timer {
-                        deadline: t + remaining * scale,
-                        span: span * scale,
-                        frozen: n.clock_stopped.then(|| remaining / span.max(1.0)),
-                    });
-                }
-            }
             Event::ClockStopped => {
                 self.node(id).stop_clock(t);
-                self.flights.sender_moving(t, id, false);
-                self.versions.nodes += 1;
+                self.flights.edit().sender_moving(t, id, false);
             }
             Event::ClockStarted => {
                 let n = self.node(id);
                 n.start_clock(t);
                 let moving = n.moving();
-                self.flights.sender_moving(t, id, moving);
-                self.versions.nodes += 1;
+                self.flights.edit().sender_moving(t, id, moving);
             }
             Event::MessageSent { id: message_id, to, term, message, delay } => {
                 self.message_times.push_back(t);
@@ -450,43 +501,16 @@ impl Model {
                     message: *message,
                     delay: *delay,
                 };
-                self.flights.sent(t, sent, scale, moving);
+                self.flights.edit().sent(t, sent, scale, moving);
             }
             Event::MessageLost { from, id: message_id, reason, .. } => {
-                self.flights.lost(t, *from, *message_id, *reason);
+                self.flights.edit().lost(t, *from, *message_id, *reason);
             }
             Event::MessageStepped { id: message_id, travel_ms, .. } => {
-                self.flights.stepped(t, id, *message_id, *travel_ms);
-            }
-            Event::EntriesAppended { .. } | Event::LogTruncated { .. } => {
-                let n = self.node(id);
-                n.log.apply(&observed.event);
-                n.last_index = n.log.last_index();
-                self.versions.logs += 1;
-            }
-            Event::SnapshotTaken { .. } | Event::SnapshotInstalled { .. } => {
-                self.node(id).log.apply(&observed.event);
-                self.versions.logs += 1;
-            }
-            Event::CommitAdvanced { to, .. } => {
-                let n = self.node(id);
-                n.commit = n.commit.max(*to);
-                self.versions.logs += 1;
-            }
-            Event::Applied { index } => {
-                let n = self.node(id);
-                n.applied = n.applied.max(*index);
-                self.versions.logs += 1;
-            }
-            Event::Alarm { alarm } => {
-                if !self.alarms.contains(alarm) {
-                    self.alarms.push(alarm.clone());
-                }
-                self.versions.nodes += 1;
+                self.flights.edit().stepped(t, id, *message_id, *travel_ms);
             }
             _ => {}
         }
-        self.remember(observed, t);
     }
 
     /// Adds the event to the timeline if it is worth a line there.
@@ -500,9 +524,9 @@ impl Model {
                 | Event::Applied { .. }
         );
         if line {
-            self.timeline.push_front(TimelineItem { t, node: observed.node, event: observed.event.clone() });
-            self.timeline.truncate(TIMELINE_LEN);
-            self.versions.timeline += 1;
+            let timeline = self.timeline.edit();
+            timeline.push_front(TimelineItem { t, node: observed.node, event: observed.event.clone() });
+            timeline.truncate(TIMELINE_LEN);
         }
     }
 
@@ -516,7 +540,10 @@ impl Model {
         self.now = self.now.max(now);
         let paused: BTreeSet<NodeId> =
             self.nodes.values().filter(|n| n.process == Some(ProcessState::Paused)).map(|n| n.id).collect();
-        self.flights.expire(now, |node| paused.contains(&node));
+        let paused = |node: NodeId| paused.contains(&node);
+        if self.flights.any_expired(now, paused) {
+            self.flights.edit().expire(now, paused);
+        }
     }
 }
 
@@ -598,15 +625,15 @@ mod tests {
     #[test]
     fn the_sides_of_a_partition_and_one_way_blocks() {
         let mut m = three_nodes();
-        assert_eq!(m.sides(), vec![vec![1, 2, 3]]);
+        assert_eq!(m.nodes.sides(), vec![vec![1, 2, 3]]);
         m.node(3).faults.blocked_to = vec![1, 2];
         m.node(3).faults.blocked_from = vec![1, 2];
         m.node(1).faults.blocked_to = vec![3];
         m.node(2).faults.blocked_to = vec![3];
-        assert_eq!(m.sides(), vec![vec![1, 2], vec![3]]);
+        assert_eq!(m.nodes.sides(), vec![vec![1, 2], vec![3]]);
         let mut m = three_nodes();
         m.node(1).faults.blocked_to = vec![2];
-        assert!(m.blocked(1, 2) && !m.blocked(2, 1));
+        assert!(m.nodes.blocked(1, 2) && !m.nodes.blocked(2, 1));
     }
 
     #[test]

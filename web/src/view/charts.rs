@@ -5,13 +5,13 @@ use std::collections::VecDeque;
 
 use yew::prelude::*;
 
-use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
+use crate::store::{Charts, Part};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
-    pub version: u64,
+    pub charts: Part<Charts>,
 }
 
 fn sparkline(values: &VecDeque<f64>) -> Html {
@@ -31,11 +31,8 @@ fn sparkline(values: &VecDeque<f64>) -> Html {
 
 #[function_component]
 pub fn ChartsView(props: &Props) -> Html {
-    let shared = use_context::<Shared>().expect("shared context");
-    let store = shared.store.borrow();
-    let model = store.view();
     let lang = props.lang;
-    let c = &model.charts;
+    let c = &props.charts;
     let last = |v: &VecDeque<f64>| v.back().copied().unwrap_or(0.0);
     let row = |label: T, series: &VecDeque<f64>, value: String, attr: &'static str| {
         html! {

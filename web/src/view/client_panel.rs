@@ -1,6 +1,8 @@
 //! Reads and writes from the page: put, get, delete, compare-and-swap; for reads, the
 //! consistency to ask for, and which server answered.
 
+use std::collections::VecDeque;
+
 use shared::event::Consistency;
 use shared::protocol::{ClientFrame, OpResult, ProxyFrame};
 use web_sys::HtmlInputElement;
@@ -8,12 +10,13 @@ use yew::prelude::*;
 
 use crate::app::Shared;
 use crate::i18n::{Lang, T, error, request, t};
-use crate::store::RequestRecord;
+use crate::store::{Part, RequestRecord};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
-    pub version: u64,
+    /// This page's recent requests and what came of them, newest first.
+    pub requests: Part<VecDeque<RequestRecord>>,
     /// Admin, or the lecturer opened writes to everyone.
     pub may_write: bool,
 }
@@ -117,19 +120,7 @@ pub fn ClientPanel(props: &Props) -> Html {
         let (shared, form) = (shared.clone(), (*form).clone());
         Callback::from(move |e: MouseEvent| {
             e.prevent_default();
-            let Form { key, value, expected, consistency } = form.clone();
-            if key.is_empty() {
-                return;
-            }
-            match which {
-                "put" => shared.request(|id| ClientFrame::Put { id, key, value, session: None }),
-                "get" => shared.request(|id| ClientFrame::Get { id, key, consistency }),
-                "delete" => shared.request(|id| ClientFrame::Delete { id, key, session: None }),
-                _ => {
-                    let expected = (!expected.is_empty()).then_some(expected);
-                    shared.request(|id| ClientFrame::Cas { id, key, expected, new: value, session: None })
-                }
-            }
+            send(&shared, which, form.clone());
         })
     };
     let on_consistency = {
@@ -143,7 +134,6 @@ pub fn ClientPanel(props: &Props) -> Html {
             }
         })
     };
-    let store = shared.store.borrow();
     let f = &*form;
     html! {
         <div class="client-panel">
@@ -168,18 +158,42 @@ pub fn ClientPanel(props: &Props) -> Html {
                     <option value="leader" selected={f.consistency == Consistency::Leader}>{ t(lang, T::LeaderRead) }</option>
                 </select>
             </form>
-            <ul class="results">
-                { for store.requests.iter().map(|r| {
-                    let (text, class) = describe_outcome(lang, r);
-                    // The proxy's own words (English) stay available on hover.
-                    let detail = match &r.outcome {
-                        Some(ProxyFrame::AdminDone { message, .. }) => message.clone(),
-                        Some(ProxyFrame::Error { error, .. }) => error.to_string(),
-                        _ => String::new(),
-                    };
-                    html! { <li class={class} data-request={r.id.to_string()} title={detail}><code>{ request(lang, &r.frame) }</code>{ " → " }{ text }</li> }
-                }) }
-            </ul>
+            { results(lang, &props.requests) }
         </div>
+    }
+}
+
+/// Sends the operation `which` with what the form holds (nothing without a key).
+fn send(shared: &Shared, which: &str, form: Form) {
+    let Form { key, value, expected, consistency } = form;
+    if key.is_empty() {
+        return;
+    }
+    match which {
+        "put" => shared.request(|id| ClientFrame::Put { id, key, value, session: None }),
+        "get" => shared.request(|id| ClientFrame::Get { id, key, consistency }),
+        "delete" => shared.request(|id| ClientFrame::Delete { id, key, session: None }),
+        _ => {
+            let expected = (!expected.is_empty()).then_some(expected);
+            shared.request(|id| ClientFrame::Cas { id, key, expected, new: value, session: None })
+        }
+    }
+}
+
+/// This page's requests, newest first, and what came of them.
+fn results(lang: Lang, requests: &VecDeque<RequestRecord>) -> Html {
+    html! {
+    <ul class="results">
+        { for requests.iter().map(|r| {
+            let (text, class) = describe_outcome(lang, r);
+            // The proxy's own words (English) stay available on hover.
+            let detail = match &r.outcome {
+                Some(ProxyFrame::AdminDone { message, .. }) => message.clone(),
+                Some(ProxyFrame::Error { error, .. }) => error.to_string(),
+                _ => String::new(),
+            };
+            html! { <li class={class} data-request={r.id.to_string()} title={detail}><code>{ request(lang, &r.frame) }</code>{ " → " }{ text }</li> }
+        }) }
+    </ul>
     }
 }

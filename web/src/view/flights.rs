@@ -10,9 +10,9 @@ use shared::raft::{MessageId, MessageKind, NodeId};
 use yew::prelude::*;
 
 use super::geometry::polygon;
-use crate::app::UiAction;
 use crate::i18n::Lang;
 use crate::store::{Flight, Journey, LOST_SHOWN_MS};
+use crate::ui::UiAction;
 
 /// How far apart (in fractions of the way) held messages on one link are parked.
 const PARK_SPACING: f64 = 0.09;

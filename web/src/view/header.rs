@@ -4,9 +4,10 @@
 use shared::raft::{NodeId, Term};
 use yew::prelude::*;
 
-use crate::app::{Shared, UiAction};
+use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
 use crate::store::Link;
+use crate::ui::UiAction;
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -28,6 +29,58 @@ pub struct Props {
 pub fn Header(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
     let lang = props.lang;
+    let on_file = {
+        let shared = shared.clone();
+        Callback::from(move |e: Event| {
+            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
+            if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                shared.open_file(file);
+            }
+        })
+    };
+    let (leader, term, deposed) = (props.leader, props.term, &props.deposed);
+    let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
+        format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
+    });
+    let set_lang = |l: Lang| {
+        let d = props.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.emit(UiAction::SetLang(l)))
+    };
+    let emit = |action: fn() -> UiAction| {
+        let d = props.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.emit(action()))
+    };
+    html! {
+        <header>
+            <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
+            { link(props) }
+            <label class="open-recording" title={t(lang, T::DropRecording)}>
+                { t(lang, T::OpenRecording) }
+                <input type="file" accept=".rec,.jsonl,.json,.txt" data-action="open-recording" onchange={on_file} />
+            </label>
+            <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
+                { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
+            </span>
+            { for deposed.iter().map(|(node, old)| html! {
+                <span class="deposed" data-deposed={node.to_string()}>
+                    { format!("⚠ {} {node} {} {old} ({})", t(lang, T::Node), t(lang, T::StillLeads), t(lang, T::Deposed)) }
+                </span>
+            }) }
+            { time_travel(props, &shared) }
+            <span class="toggles">
+                <button class={classes!((lang == Lang::En).then_some("on"))} onclick={set_lang(Lang::En)} lang="en" aria-pressed={(lang == Lang::En).to_string()}>{ "EN" }</button>
+                <button class={classes!((lang == Lang::Es).then_some("on"))} onclick={set_lang(Lang::Es)} lang="es" aria-pressed={(lang == Lang::Es).to_string()}>{ "ES" }</button>
+                <button class={classes!(props.presentation.then_some("on"))} onclick={emit(|| UiAction::TogglePresentation)}
+                    data-action="presentation" aria-pressed={props.presentation.to_string()}>{ t(lang, T::Presentation) }</button>
+                <button onclick={emit(|| UiAction::ToggleHelp)} data-action="help" aria-label={t(lang, T::Shortcuts)} title={t(lang, T::Shortcuts)}>{ "?" }</button>
+            </span>
+        </header>
+    }
+}
+
+/// The connection, and when no proxy answers, the way to a simulated cluster instead.
+fn link(props: &Props) -> Html {
+    let lang = props.lang;
     let (link_text, link_class) = match &props.link {
         Link::Connecting => (t(lang, T::Connecting).to_string(), "connecting"),
         Link::Connected { proxy } => (format!("{} {proxy}", t(lang, T::ConnectedTo)), "connected"),
@@ -47,89 +100,41 @@ pub fn Header(props: &Props) -> Html {
             </a>
         }
     });
-    let on_file = {
-        let shared = shared.clone();
-        Callback::from(move |e: Event| {
-            let input: web_sys::HtmlInputElement = e.target_unchecked_into();
-            if let Some(file) = input.files().and_then(|f| f.get(0)) {
-                shared.open_file(file);
-            }
-        })
-    };
-    let (leader, term, deposed) = (props.leader, props.term, &props.deposed);
-    let leader_text = leader.map_or(t(lang, T::NoLeader).to_string(), |l| {
-        format!("{} {} {l}", t(lang, T::Leader), t(lang, T::Node))
-    });
+    html! { <>
+        <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
+        { for offer_simulation }
+    </> }
+}
+
+/// Freeze the view, scrub back, come back live.
+fn time_travel(props: &Props, shared: &Shared) -> Html {
+    let lang = props.lang;
     let freeze = {
         let shared = shared.clone();
         let frozen = props.frozen.is_some();
-        Callback::from(move |_: MouseEvent| {
-            {
-                let mut store = shared.store.borrow_mut();
-                if frozen {
-                    store.go_live();
-                } else {
-                    let now = store.live.now;
-                    store.freeze(now);
-                }
-            }
-            shared.touch.emit(());
-        })
+        Callback::from(move |_: MouseEvent| if frozen { shared.go_live() } else { shared.freeze(None) })
     };
     let scrub = {
         let shared = shared.clone();
         Callback::from(move |e: InputEvent| {
             let input: web_sys::HtmlInputElement = e.target_unchecked_into();
             let at = input.value().parse::<f64>().unwrap_or(0.0);
-            shared.store.borrow_mut().freeze(at);
-            shared.touch.emit(());
+            shared.freeze(Some(at));
         })
     };
-    let set_lang = |l: Lang| {
-        let d = props.dispatch.clone();
-        Callback::from(move |_: MouseEvent| d.emit(UiAction::SetLang(l)))
-    };
-    let emit = |action: fn() -> UiAction| {
-        let d = props.dispatch.clone();
-        Callback::from(move |_: MouseEvent| d.emit(action()))
-    };
     html! {
-        <header>
-            <h1>{ "Consenso" }<small>{ t(lang, T::Tagline) }</small></h1>
-            <span class={classes!("link", link_class)} data-link={link_class} data-admin={props.admin.to_string()}>{ link_text }</span>
-            { for offer_simulation }
-            <label class="open-recording" title={t(lang, T::DropRecording)}>
-                { t(lang, T::OpenRecording) }
-                <input type="file" accept=".rec,.jsonl,.json,.txt" data-action="open-recording" onchange={on_file} />
-            </label>
-            <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
-                { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
-            </span>
-            { for deposed.iter().map(|(node, old)| html! {
-                <span class="deposed" data-deposed={node.to_string()}>
-                    { format!("⚠ {} {node} {} {old} ({})", t(lang, T::Node), t(lang, T::StillLeads), t(lang, T::Deposed)) }
-                </span>
-            }) }
-            <span class="time-travel">
-                <button onclick={freeze} data-action="freeze">{ if props.frozen.is_some() { t(lang, T::Live) } else { t(lang, T::Freeze) } }</button>
-                { match props.frozen {
-                    Some(at) => html! {
-                        <>
-                            <input type="range" min={props.earliest.to_string()} max={props.live_now.to_string()} step="50"
-                                value={at.to_string()} oninput={scrub} aria-label="scrub" />
-                            <span class="frozen-at">{ format!("{} −{:.1} s", t(lang, T::FrozenAt), (props.live_now - at) / 1000.0) }</span>
-                        </>
-                    },
-                    None => html! {},
-                } }
-            </span>
-            <span class="toggles">
-                <button class={classes!((lang == Lang::En).then_some("on"))} onclick={set_lang(Lang::En)} lang="en" aria-pressed={(lang == Lang::En).to_string()}>{ "EN" }</button>
-                <button class={classes!((lang == Lang::Es).then_some("on"))} onclick={set_lang(Lang::Es)} lang="es" aria-pressed={(lang == Lang::Es).to_string()}>{ "ES" }</button>
-                <button class={classes!(props.presentation.then_some("on"))} onclick={emit(|| UiAction::TogglePresentation)}
-                    data-action="presentation" aria-pressed={props.presentation.to_string()}>{ t(lang, T::Presentation) }</button>
-                <button onclick={emit(|| UiAction::ToggleHelp)} data-action="help" aria-label={t(lang, T::Shortcuts)} title={t(lang, T::Shortcuts)}>{ "?" }</button>
-            </span>
-        </header>
+        <span class="time-travel">
+            <button onclick={freeze} data-action="freeze">{ if props.frozen.is_some() { t(lang, T::Live) } else { t(lang, T::Freeze) } }</button>
+            { match props.frozen {
+                Some(at) => html! {
+                    <>
+                        <input type="range" min={props.earliest.to_string()} max={props.live_now.to_string()} step="50"
+                            value={at.to_string()} oninput={scrub} aria-label="scrub" />
+                        <span class="frozen-at">{ format!("{} −{:.1} s", t(lang, T::FrozenAt), (props.live_now - at) / 1000.0) }</span>
+                    </>
+                },
+                None => html! {},
+            } }
+        </span>
     }
 }

@@ -2,8 +2,8 @@
 
 use yew::prelude::*;
 
-use crate::app::UiAction;
 use crate::i18n::{Lang, T, t};
+use crate::ui::UiAction;
 
 #[derive(Properties, PartialEq)]
 pub struct Props {

@@ -7,15 +7,18 @@ use shared::protocol::AdminCommand;
 use shared::raft::{MessageId, NodeId, VoteRefusal};
 use yew::prelude::*;
 
-use crate::app::{Shared, UiAction};
+use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
-use crate::store::{Flight, Journey};
+use crate::store::{Flight, Flights, Journey, Part};
+use crate::ui::UiAction;
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
     pub admin: bool,
     pub message: Option<(NodeId, MessageId)>,
+    /// The messages drawn, where the inspected one is looked up.
+    pub flights: Part<Flights>,
     pub now: f64,
     pub dispatch: Callback<UiAction>,
 }
@@ -123,7 +126,7 @@ pub fn Inspector(props: &Props) -> Html {
         *last.borrow_mut() = None;
         return html! {};
     };
-    let live = shared.store.borrow().view().flights.find(from, id).cloned();
+    let live = props.flights.find(from, id).cloned();
     let arrived = live.is_none();
     if let Some(f) = live {
         *last.borrow_mut() = Some(f);

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use shared::raft::NodeId;
 use yew::prelude::*;
 
-use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
+use crate::store::{Nodes, Part};
 
 /// Keys shown at most.
 const ROWS: usize = 25;
@@ -15,23 +15,21 @@ const ROWS: usize = 25;
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
-    pub version: u64,
+    pub nodes: Part<Nodes>,
 }
 
 #[function_component]
 pub fn KvView(props: &Props) -> Html {
-    let shared = use_context::<Shared>().expect("shared context");
-    let store = shared.store.borrow();
-    let model = store.view();
+    let model = &props.nodes;
     let lang = props.lang;
     let leader = model.shown_leader();
-    let nodes: Vec<NodeId> = model.nodes.keys().copied().collect();
-    let keys: BTreeSet<&String> = model.nodes.values().flat_map(|n| n.kv.iter().map(|(k, _)| k)).collect();
-    let truncated = model.nodes.values().any(|n| n.kv_truncated) || keys.len() > ROWS;
+    let nodes: Vec<NodeId> = model.keys().copied().collect();
+    let keys: BTreeSet<&String> = model.values().flat_map(|n| n.kv.iter().map(|(k, _)| k)).collect();
+    let truncated = model.values().any(|n| n.kv_truncated) || keys.len() > ROWS;
     let value = |node: NodeId, key: &str| {
-        model.nodes.get(&node).and_then(|n| n.kv.iter().find(|(k, _)| k == key)).map(|(_, v)| v.clone())
+        model.get(&node).and_then(|n| n.kv.iter().find(|(k, _)| k == key)).map(|(_, v)| v.clone())
     };
-    let reachable = |node: NodeId| model.nodes.get(&node).is_some_and(|n| n.reachable);
+    let reachable = |node: NodeId| model.get(&node).is_some_and(|n| n.reachable);
     html! {
         <div class="kv">
             <h2>{ t(lang, T::StateMachine) }</h2>

@@ -5,13 +5,13 @@
 //! entries as fit the width are drawn — the newest, unless scrolled back — so long logs stay
 //! smooth and the newest entry is never cut off.
 
-use shared::raft::{NodeId, Role};
+use shared::raft::{NodeId, PeerProgress, Role};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use yew::prelude::*;
 
-use crate::app::Shared;
 use crate::i18n::{Lang, T, t};
+use crate::store::{NodeModel, Nodes, Part};
 
 /// Entries shown at once before the page has measured how many fit, and the bounds.
 const WINDOW: u64 = 36;
@@ -31,25 +31,19 @@ fn cells_that_fit(area: &web_sys::Element) -> Option<u64> {
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
-    pub version: u64,
+    pub nodes: Part<Nodes>,
     /// The mode changes cell sizes: measure again.
     pub presentation: bool,
 }
 
-#[function_component]
-pub fn LogsView(props: &Props) -> Html {
-    let shared = use_context::<Shared>().expect("shared context");
-    // How far back from the newest entry the window is scrolled (0 = follow the tail).
-    let back = use_state(|| 0u64);
-    let area = use_node_ref();
+/// How many cells fit: measured once drawn, and again whenever the window changes size or the
+/// mode changes (measuring forces a layout: not at every redraw).
+#[hook]
+fn use_cells_that_fit(area: NodeRef, presentation: bool, drawn: bool) -> u64 {
     let fit = use_state(|| WINDOW);
     {
-        // Measure how many cells fit once drawn, and again whenever the window changes size or
-        // the mode changes (measuring forces a layout: not at every redraw).
-        let (area, fit) = (area.clone(), fit.clone());
-        // The ruler has cells to measure once any log has an entry.
-        let drawn = shared.store.borrow().view().nodes.values().any(|n| n.log.last_index() > 0);
-        use_effect_with((props.presentation, drawn), move |_| {
+        let fit = fit.clone();
+        use_effect_with((presentation, drawn), move |_| {
             let measure = move || {
                 if let Some(n) = area.cast::<web_sys::Element>().and_then(|a| cells_that_fit(&a)) {
                     fit.set(n);
@@ -65,62 +59,73 @@ pub fn LogsView(props: &Props) -> Html {
             }
         });
     }
-    let window = *fit;
-    let store = shared.store.borrow();
-    let model = store.view();
+    *fit
+}
+
+/// One server's log from `first` to `last`: its snapshot, a mark for entries not sent to the
+/// page, and a cell per entry; `p` is the leader's view of it (match and next index).
+fn log_row(n: &NodeModel, p: Option<&PeerProgress>, (first, last): (u64, u64), lang: Lang) -> Html {
+    let role = n.role.map_or("—".to_string(), |r| shared::event_text::role_name(r, lang).to_string());
+    let snapshot = (n.log.snapshot_index >= first).then(|| html! {
+        <span class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
+            data-snapshot-index={n.log.snapshot_index.to_string()}>{ format!("≤{}", n.log.snapshot_index) }</span>
+    });
+    let earlier = (n.log.skipped > 0 && n.log.first_kept() > first).then(|| html! {
+        <span class="cell earlier" title={format!("{} {}", n.log.skipped, t(lang, T::EarlierEntries))}>{ "…" }</span>
+    });
+    let start = first.max(n.log.first_kept());
+    let cells = (start..=last).map(|index| {
+        let marks = classes!(
+            (index == n.applied).then_some("applied"),
+            p.is_some_and(|p| p.match_index == index).then_some("match"),
+            p.is_some_and(|p| p.next_index == index).then_some("next"),
+        );
+        match n.log.get(index) {
+            Some(e) => {
+                let committed = e.index <= n.commit;
+                let title = format!("#{} · {} {} · {}", e.index, t(lang, T::Term), e.term, e.text);
+                html! {
+                    <span class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
+                        data-index={e.index.to_string()} data-term={e.term.to_string()} data-committed={committed.to_string()}
+                        title={title}>{ e.term }</span>
+                }
+            }
+            None => html! { <span class={classes!("cell", "empty", marks)}></span> },
+        }
+    });
+    html! {
+        <div class={classes!("log-row", (n.role == Some(Role::Leader)).then_some("leader"))} data-node={n.id.to_string()}>
+            <span class="row-label" title={format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied)}>
+                <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
+                <small>{ format!(" {role} · c{} a{}", n.commit, n.applied) }</small>
+            </span>
+            // Cells are not keyed: a log that grows faster than the window moves every cell
+            // at each redraw, and rewriting attributes in place is cheaper than replacing them.
+            <span class="cells">{ for snapshot.into_iter().chain(earlier).chain(cells) }</span>
+        </div>
+    }
+}
+
+#[function_component]
+pub fn LogsView(props: &Props) -> Html {
+    // How far back from the newest entry the window is scrolled (0 = follow the tail).
+    let back = use_state(|| 0u64);
+    let area = use_node_ref();
+    // The ruler has cells to measure once any log has an entry.
+    let drawn = props.nodes.values().any(|n| n.log.last_index() > 0);
+    let window = use_cells_that_fit(area.clone(), props.presentation, drawn);
+    let nodes = &props.nodes;
     let lang = props.lang;
-    let newest = model.nodes.values().map(|n| n.log.last_index()).max().unwrap_or(0);
-    let oldest = model.nodes.values().map(|n| n.log.first_kept()).min().unwrap_or(1);
+    let newest = nodes.values().map(|n| n.log.last_index()).max().unwrap_or(0);
+    let oldest = nodes.values().map(|n| n.log.first_kept()).min().unwrap_or(1);
     let span = newest.saturating_sub(oldest);
     let back_by = (*back).min(span.saturating_sub(window.min(span)));
     let last = newest.saturating_sub(back_by).max(window.min(newest));
     let first = last.saturating_sub(window - 1).max(1);
-    let leader = model.shown_leader().and_then(|l| model.nodes.get(&l));
+    let leader = nodes.shown_leader().and_then(|l| nodes.get(&l));
     let progress_of = |id: NodeId| leader.and_then(|l| l.progress.iter().find(|p| p.id == id));
 
-    let rows = model.nodes.values().map(|n| {
-        let p = progress_of(n.id);
-        let role = n.role.map_or("—".to_string(), |r| shared::event_text::role_name(r, lang).to_string());
-        let snapshot = (n.log.snapshot_index >= first).then(|| html! {
-            <span class="cell snapshot" title={format!("{} ≤ {} ({} {})", t(lang, T::Snapshot), n.log.snapshot_index, t(lang, T::Term), n.log.snapshot_term)}
-                data-snapshot-index={n.log.snapshot_index.to_string()}>{ format!("≤{}", n.log.snapshot_index) }</span>
-        });
-        let earlier = (n.log.skipped > 0 && n.log.first_kept() > first).then(|| html! {
-            <span class="cell earlier" title={format!("{} {}", n.log.skipped, t(lang, T::EarlierEntries))}>{ "…" }</span>
-        });
-        let start = first.max(n.log.first_kept());
-        let cells = (start..=last).map(|index| {
-            let entry = n.log.get(index);
-            let marks = classes!(
-                (index == n.applied).then_some("applied"),
-                p.is_some_and(|p| p.match_index == index).then_some("match"),
-                p.is_some_and(|p| p.next_index == index).then_some("next"),
-            );
-            match entry {
-                Some(e) => {
-                    let committed = e.index <= n.commit;
-                    let title = format!("#{} · {} {} · {}", e.index, t(lang, T::Term), e.term, e.text);
-                    html! {
-                        <span class={classes!("cell", format!("t{}", e.term % 8), (!committed).then_some("uncommitted"), marks)}
-                            data-index={e.index.to_string()} data-term={e.term.to_string()} data-committed={committed.to_string()}
-                            title={title}>{ e.term }</span>
-                    }
-                }
-                None => html! { <span class={classes!("cell", "empty", marks)}></span> },
-            }
-        });
-        html! {
-            <div class={classes!("log-row", (n.role == Some(Role::Leader)).then_some("leader"))} data-node={n.id.to_string()}>
-                <span class="row-label" title={format!("{role} · {} {} · {} {}", t(lang, T::Commit), n.commit, t(lang, T::Applied), n.applied)}>
-                    <strong>{ format!("{} {}", t(lang, T::Node), n.id) }</strong>
-                    <small>{ format!(" {role} · c{} a{}", n.commit, n.applied) }</small>
-                </span>
-                // Cells are not keyed: a log that grows faster than the window moves every cell
-                // at each redraw, and rewriting attributes in place is cheaper than replacing them.
-                <span class="cells">{ for snapshot.into_iter().chain(earlier).chain(cells) }</span>
-            </div>
-        }
-    });
+    let rows = nodes.values().map(|n| log_row(n, progress_of(n.id), (first, last), lang));
     let on_scroll = {
         let back = back.clone();
         Callback::from(move |e: InputEvent| {

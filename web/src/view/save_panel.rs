@@ -57,7 +57,6 @@ pub fn SavePanel(props: &Props) -> Html {
     let lang = props.lang;
     let minutes = use_state(|| 5u32);
     let seconds = use_state(|| 10u32);
-    let code = if lang == Lang::Es { "es" } else { "en" };
     let recent = html! {
         <>{ t(lang, T::RecordingOfTheLast) }{ " " }{ picker(&MINUTES, &minutes, "min", "minutes") }</>
     };
@@ -69,58 +68,79 @@ pub fn SavePanel(props: &Props) -> Html {
             html! { <>{ t(lang, T::DiagramOfTheLast) }{ " " }{ picker(&SECONDS, &seconds, "s", "seconds") }</> }
         }
     };
+    let choice = Choice { recent, window, minutes: *minutes, seconds: *seconds };
     let body = match &props.from {
         SaveFrom::Live { token, recording } => {
-            let record = {
-                let (shared, on) = (shared.clone(), recording.is_none());
-                Callback::from(move |_: MouseEvent| {
-                    shared.admin(shared::protocol::AdminCommand::Record { on, file: None })
-                })
-            };
-            html! {
-                <>
-                    <p>{ recent }{ " " }
-                        <a data-save="recording" download="" href={format!("/recording?minutes={}&token={token}", *minutes)}>{ t(lang, T::Download) }</a>
-                    </p>
-                    <p>{ window }{ " " }
-                        <a data-save="diagram" download="" href={format!("/diagram?seconds={}&token={token}", *seconds)}>{ "SVG" }</a>
-                        { " · " }
-                        <a data-save="words" download="" href={format!("/diagram?seconds={}&format=text&lang={code}&token={token}", *seconds)}>{ t(lang, T::InWords) }</a>
-                    </p>
-                    <p>
-                        <button data-action="record" data-recording={recording.is_some().to_string()} onclick={record}>
-                            { if recording.is_some() { t(lang, T::StopRecording) } else { t(lang, T::RecordToFile) } }
-                        </button>
-                        { for recording.as_ref().map(|f| html! { <span class="recording-to">{ format!(" ● {} {f}", t(lang, T::RecordingTo)) }</span> }) }
-                    </p>
-                </>
-            }
+            live_saves(lang, &shared, token, recording.as_deref(), &choice)
         }
-        from => {
-            let save = |what: Save| {
-                let shared = shared.clone();
-                Callback::from(move |_: MouseEvent| shared.save(what))
-            };
-            let seconds = f64::from(*seconds);
-            html! {
-                <>
-                    { for (*from == SaveFrom::Simulated).then(|| html! {
-                        <p>{ recent.clone() }{ " " }
-                            <button data-save="recording" onclick={save(Save::Recording { minutes: f64::from(*minutes) })}>{ t(lang, T::Download) }</button>
-                        </p>
-                    }) }
-                    <p>{ window }{ " " }
-                        <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang })}>{ "SVG" }</button>
-                        <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang })}>{ t(lang, T::InWords) }</button>
-                    </p>
-                </>
-            }
-        }
+        from => local_saves(lang, &shared, from, &choice),
     };
     html! {
         <div class="save-panel">
             <h2>{ t(lang, T::SaveHeading) }</h2>
             { body }
         </div>
+    }
+}
+
+/// What the user picked: how many minutes of recording, how many seconds of diagram, and the
+/// sentences that say so.
+struct Choice {
+    recent: Html,
+    window: Html,
+    minutes: u32,
+    seconds: u32,
+}
+
+/// A live cluster's are links to the proxy, which keeps the last minutes; and recording to a file.
+fn live_saves(lang: Lang, shared: &Shared, token: &str, recording: Option<&str>, choice: &Choice) -> Html {
+    let Choice { recent, window, minutes, seconds } = choice;
+    let code = if lang == Lang::Es { "es" } else { "en" };
+    let record = {
+        let (shared, on) = (shared.clone(), recording.is_none());
+        Callback::from(move |_: MouseEvent| {
+            shared.admin(shared::protocol::AdminCommand::Record { on, file: None })
+        })
+    };
+    html! {
+        <>
+            <p>{ recent.clone() }{ " " }
+                <a data-save="recording" download="" href={format!("/recording?minutes={}&token={token}", *minutes)}>{ t(lang, T::Download) }</a>
+            </p>
+            <p>{ window.clone() }{ " " }
+                <a data-save="diagram" download="" href={format!("/diagram?seconds={}&token={token}", *seconds)}>{ "SVG" }</a>
+                { " · " }
+                <a data-save="words" download="" href={format!("/diagram?seconds={}&format=text&lang={code}&token={token}", *seconds)}>{ t(lang, T::InWords) }</a>
+            </p>
+            <p>
+                <button data-action="record" data-recording={recording.is_some().to_string()} onclick={record}>
+                    { if recording.is_some() { t(lang, T::StopRecording) } else { t(lang, T::RecordToFile) } }
+                </button>
+                { for recording.as_ref().map(|f| html! { <span class="recording-to">{ format!(" ● {} {f}", t(lang, T::RecordingTo)) }</span> }) }
+            </p>
+        </>
+    }
+}
+
+/// A simulated cluster or a replay saves from the page itself.
+fn local_saves(lang: Lang, shared: &Shared, from: &SaveFrom, choice: &Choice) -> Html {
+    let Choice { recent, window, minutes, seconds } = choice;
+    let save = |what: Save| {
+        let shared = shared.clone();
+        Callback::from(move |_: MouseEvent| shared.save(what))
+    };
+    let seconds = f64::from(*seconds);
+    html! {
+        <>
+            { for (*from == SaveFrom::Simulated).then(|| html! {
+                <p>{ recent.clone() }{ " " }
+                    <button data-save="recording" onclick={save(Save::Recording { minutes: f64::from(*minutes) })}>{ t(lang, T::Download) }</button>
+                </p>
+            }) }
+            <p>{ window.clone() }{ " " }
+                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang })}>{ "SVG" }</button>
+                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang })}>{ t(lang, T::InWords) }</button>
+            </p>
+        </>
     }
 }

@@ -1,13 +1,14 @@
 //! Recent events in words, newest first, filterable by server and by kind.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use shared::event::Event;
 use shared::raft::NodeId;
 use yew::prelude::*;
 
-use crate::app::{Shared, UiAction};
 use crate::i18n::{Lang, T, t};
+use crate::store::{Part, TimelineItem};
+use crate::ui::UiAction;
 
 /// Lines drawn at most.
 const SHOWN: usize = 80;
@@ -91,7 +92,9 @@ pub struct TimelineFilter {
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub lang: Lang,
-    pub version: u64,
+    pub timeline: Part<VecDeque<TimelineItem>>,
+    /// The servers, to filter by.
+    pub nodes: Vec<NodeId>,
     pub filter: TimelineFilter,
     pub dispatch: Callback<UiAction>,
 }
@@ -105,12 +108,9 @@ fn wall_clock(page_time: f64, origin: f64, zone_offset_minutes: f64) -> String {
 
 #[function_component]
 pub fn TimelineView(props: &Props) -> Html {
-    let shared = use_context::<Shared>().expect("shared context");
-    let store = shared.store.borrow();
-    let model = store.view();
     let lang = props.lang;
     let filter = &props.filter;
-    let items = model
+    let items = props
         .timeline
         .iter()
         .filter(|i| {
@@ -159,7 +159,7 @@ pub fn TimelineView(props: &Props) -> Html {
                     <label><input type="checkbox" checked={!filter.hidden_kinds.contains(k)} onchange={toggle_kind(*k)} />{ t(lang, k.label()) }</label>
                 }) }
                 <span class="sep">{ "·" }</span>
-                { for model.nodes.keys().map(|n| html! {
+                { for props.nodes.iter().map(|n| html! {
                     <label><input type="checkbox" checked={!filter.hidden_nodes.contains(n)} onchange={toggle_node(*n)} />{ n.to_string() }</label>
                 }) }
             </div>
