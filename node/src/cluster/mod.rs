@@ -208,6 +208,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 command.arg("--open-writes");
             }
             command.arg(format!("--recent-minutes={}", args.recent_minutes));
+            command.args(args.raft.bugs.iter().map(|b| format!("--bug={b}")));
             command.args(args.allow_origins.iter().map(|o| format!("--allow-origin={o}")));
             let log = log_file(&logs, &format!("proxy-{}", address.rsplit(':').next().unwrap_or("0")))?;
             let child = command

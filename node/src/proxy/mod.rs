@@ -1,4 +1,4 @@
-//! `consenso proxy`: the cluster's front door, stateless, and there may be several.
+//! `consenso proxy`: the cluster's front door, with nothing on disk, and there may be several.
 //!
 //! Every decision a proxy makes — where a request goes and how it is retried, what an admin
 //! command means, time control, membership steps, lessons, the invariant monitor's feed — is
@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - `driver`: the core on its own thread; what carries out its outputs;
+//! - `driver`: the core on its own thread, reached through `CoreHandle` (an `Input` in, replies
+//!   by oneshot); what carries out its `Ready` (`ToConnection` frames for each connection);
 //! - `links`: the WebSocket links to every server and to the supervisor;
 //! - `session`: one client or page connection (the room's limits, the hello, frames in and out);
 //! - `recorder`: recordings of what pages see (the recent minutes, a file);
@@ -67,6 +68,10 @@ pub struct Args {
     /// download button (0: keep nothing)
     #[arg(long, default_value_t = 10)]
     recent_minutes: u64,
+    /// Run with a deliberate defect of the proxy's (repeatable): retry-without-session. The
+    /// servers' defects are accepted and ignored here, so that `cluster` can pass every `--bug`.
+    #[arg(long = "bug")]
+    bugs: Vec<shared::raft::Bug>,
 }
 
 /// Who may come in: the token, the origins whose pages may connect, and the room's seats and
@@ -128,7 +133,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         supervised: args.supervisor.is_some(),
         open_writes: args.open_writes,
         recording: None,
-        bugs: shared::raft::Bugs::none(),
+        bugs: args.bugs.iter().fold(shared::raft::Bugs::none(), |all, bug| all.with(*bug)),
     };
     let runtime = crate::runtime()?;
     runtime.block_on(async move {

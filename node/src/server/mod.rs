@@ -7,6 +7,18 @@
 //! queue (`outbox`) until its delivery time on the server's clock (`clock`), which a lecturer
 //! can slow down, stop and step; faults injected by admins (partitions, loss, delay, latency)
 //! are applied there and where messages arrive (`faults`).
+//!
+//! The data directory (`storage`) holds the write-ahead log (format 2, CRC32C-checked
+//! batches: a torn tail is cut off, any other damage refuses to start), the snapshot and the
+//! `identity` file, written before anything else. A directory of another node is refused; a
+//! server on an empty one starts outside any cluster and never makes itself a voter (but under
+//! `--bug vote-on-empty-disk`): `consenso init` (`bootstrap`) makes it one of a new cluster, or
+//! `add-server` adds it to a running one. A voter whose disk was emptied is not *admitted*: it
+//! never votes and its acknowledgements do not count until it is removed and added again.
+//!
+//! How Raft runs (timers, snapshots, limits, deliberate defects) is `RaftOptions`, one clap
+//! declaration flattened into `consenso server` and `consenso cluster` (which passes its own to
+//! every server it starts).
 
 mod clock;
 mod faults;
@@ -91,7 +103,7 @@ pub struct RaftOptions {
     /// Run with one of the simulator's deliberate defects, to show that the live invariant
     /// monitor catches it (repeatable): commit-old-term, vote-without-log-check, forget-vote,
     /// stale-read, no-dedup, change-before-commit, vote-on-empty-disk, no-backtrack,
-    /// snapshot-without-sessions
+    /// snapshot-without-sessions, retry-without-session (the proxy's: `cluster` passes it on)
     #[arg(long = "bug")]
     pub bugs: Vec<Bug>,
 }

@@ -53,7 +53,8 @@ impl Playground {
             supervised: true,
             open_writes: true,
             recording: None,
-            bugs: Bugs::none(),
+            // The proxy's own defects (`retry-without-session`) live in its core.
+            bugs,
         };
         let mut proxy = Proxy::new(settings, 0);
         proxy.supervisor_link(0, true);

@@ -18,15 +18,17 @@
 //! close, lines for the log, and when to call `tick` next. Requests, admin commands and
 //! lessons wait on servers and on time, so they are written as `async` tasks run by a tiny
 //! executor of its own (`tasks`), polled only by these inputs: the same inputs in the same
-//! order give the same outputs.
+//! order give the same outputs (the simulator replays a seed exactly, proxies included).
 //!
 //! # Layout
 //!
 //! - `core`: what the proxy knows (servers, connections, the supervisor, the time gate) and
 //!   waits on (answers, timers);
 //! - `tasks`: the executor;
-//! - `client`: one client frame, from validation to answer, with the connection's session;
-//! - `route`: where a request goes and its retries (sessions make them safe);
+//! - `client`: one client frame, from validation to answer, with the connection's own session
+//!   (registered through the log at its first write, like a client's `register`);
+//! - `route`: where a request goes and its retries (sessions make them safe; the deliberate
+//!   defect `retry-without-session` is here);
 //! - `admin`: what each admin command means and its one validation;
 //! - `time`: stop, step, start, deliver and drop held messages;
 //! - `membership`: adding and removing servers;
