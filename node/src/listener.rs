@@ -90,9 +90,49 @@ const READ_SLACK: usize = 16 << 10;
 /// whose task owns it — so the cap counts every open connection, not only those still
 /// speaking HTTP.
 struct Budgeted {
-    tcp: TcpStream,
+    /// Always `Some` until dropped (then a connection cut by its budget lingers: see `Drop`).
+    tcp: Option<TcpStream>,
     gate: Arc<Gate>,
-    _slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
+    /// The budget was exceeded: reads fail from now on.
+    cut: bool,
+}
+
+impl Budgeted {
+    fn tcp(&mut self) -> &mut TcpStream {
+        self.tcp.as_mut().expect("the stream lives as long as its wrapper")
+    }
+}
+
+/// How long, and how many bytes, a connection cut by its budget is drained after the answer
+/// that says why: closing a socket with unread bytes resets it, and a reset can destroy that
+/// answer (an error frame and a Close frame with the reason) before the peer reads it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        let (Some(mut tcp), true) = (self.tcp.take(), self.cut) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // The slot stays taken while the connection lingers.
+        let slot = self.slot.take();
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tcp.shutdown().await;
+            let mut buf = vec![0u8; 16 << 10];
+            let mut drained = 0;
+            let _ = tokio::time::timeout(LINGER, async {
+                while drained < LINGER_BYTES {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
+            })
+            .await;
+            drop(slot);
+        });
+    }
 }
 
 impl AsyncRead for Budgeted {
@@ -101,10 +141,14 @@ impl AsyncRead for Budgeted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.cut {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::PermissionDenied, "over its budget")));
+        }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        let polled = Pin::new(self.tcp()).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
             if !self.gate.admit(buf.filled().len() - before) {
+                self.cut = true;
                 let why = if self.gate.open.load(Ordering::Relaxed) {
                     "a frame larger than a viewer may send"
                 } else {
@@ -119,15 +163,15 @@ impl AsyncRead for Budgeted {
 
 impl AsyncWrite for Budgeted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        Pin::new(self.tcp()).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        Pin::new(self.tcp()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Pin::new(self.tcp()).poll_shutdown(cx)
     }
 }
 
@@ -158,7 +202,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         let _ = tcp.set_nodelay(true);
         let gate = Arc::new(Gate::default());
         let service = TowerToHyperService::new(app.clone().layer(axum::Extension(gate.clone())));
-        let io = TokioIo::new(Budgeted { tcp, gate, _slot: slot });
+        let io = TokioIo::new(Budgeted { tcp: Some(tcp), gate, slot: Some(slot), cut: false });
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
