@@ -111,12 +111,15 @@ pub fn main(args: Args) -> ExitCode {
     }
     let started = Instant::now();
     let (mut ops, mut elections, mut crashes, mut changes, mut wiped) = (0, 0, 0, 0, 0);
+    let (mut registered, mut evicted) = (0, 0);
     let summary = run_batch(&base, args.seed_start, args.seeds, |report| {
         ops += report.operations_completed;
         elections += report.elections_won;
         crashes += report.crashes;
         changes += report.membership_changes;
         wiped += report.disks_wiped;
+        registered += report.sessions_registered;
+        evicted += report.sessions_evicted;
         if let Some(v) = &report.violation {
             outln!("seed {}: {} at step {}: {}", report.seed, v.property, v.step, v.detail);
         } else if !report.linearizability_unknown.is_empty() {
@@ -126,7 +129,8 @@ pub fn main(args: Args) -> ExitCode {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{:.1} s, {:.0} steps/s; {elections} elections, {crashes} crashes, {wiped} disks wiped, \
-         {changes} membership changes, {ops} client operations checked{}",
+         {changes} membership changes, {registered} sessions registered ({evicted} evicted), {ops} client \
+         operations checked{}",
         secs,
         summary.steps as f64 / secs.max(1e-9),
         if bugs.is_empty() {

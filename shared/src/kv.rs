@@ -355,6 +355,10 @@ impl KvStore {
     }
 
     /// Whether the store holds this client's session.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn has_session(&self, client: ClientId) -> bool {
         self.sessions.contains_key(&client)
     }

@@ -90,6 +90,10 @@ pub struct SimReport {
     pub torn_writes: u64,
     /// Proxies that crashed (their clients failed over to another).
     pub proxy_crashes: u64,
+    /// Sessions registered through the log, and those the store forgot to make room (the
+    /// simulator shrinks the table in some seeds, so eviction is reached with few clients).
+    pub sessions_registered: u64,
+    pub sessions_evicted: u64,
     #[serde(skip)]
     pub trace: Vec<String>,
     #[serde(skip)]
@@ -115,6 +119,8 @@ impl SimReport {
             disks_wiped: 0,
             torn_writes: 0,
             proxy_crashes: 0,
+            sessions_registered: 0,
+            sessions_evicted: 0,
             trace: Vec::new(),
             history: Vec::new(),
         }
@@ -485,6 +491,7 @@ impl Simulation {
         }
         self.report.steps = self.step;
         self.report.virtual_ms = self.now;
+        (self.report.sessions_registered, self.report.sessions_evicted) = self.sessions_seen.counts();
         self.report.trace = self.trace;
         self.report.history = history;
         self.report

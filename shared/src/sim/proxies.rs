@@ -223,6 +223,8 @@ pub(super) struct SessionsSeen {
     pub store: KvStore,
     /// The highest index any server applied (or installed in a snapshot).
     highest: Index,
+    registered: u64,
+    evicted: u64,
 }
 
 impl SessionsSeen {
@@ -231,7 +233,7 @@ impl SessionsSeen {
         if let Some(capacity) = capacity {
             store.set_session_capacity(capacity);
         }
-        SessionsSeen { store, highest: 0 }
+        SessionsSeen { store, highest: 0, registered: 0, evicted: 0 }
     }
 
     pub fn applied(&mut self, entries: &[AppliedEntry]) {
@@ -245,7 +247,12 @@ impl SessionsSeen {
                     self.store.apply(entry.index, command);
                 }
                 Payload::Register => {
+                    let before = self.store.session_count();
                     self.store.register(entry.index);
+                    self.registered += 1;
+                    if self.store.session_count() <= before {
+                        self.evicted += 1;
+                    }
                 }
                 Payload::Noop | Payload::Config(_) => self.store.skip(entry.index),
             }
@@ -254,6 +261,11 @@ impl SessionsSeen {
 
     pub fn installed(&mut self, index: Index) {
         self.highest = self.highest.max(index);
+    }
+
+    /// Sessions registered, and evicted to make room.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.registered, self.evicted)
     }
 
     /// Whether it has applied everything any server has.
