@@ -92,7 +92,7 @@ async fn serve_server(
     loop {
         tokio::select! {
             frame = frames.recv() => match frame {
-                Some(frame) => ws::send(stream, &frame).await?,
+                Some(frame) => ws::send_ready(stream, frame, frames).await?,
                 None => return Ok(()),
             },
             incoming = ws::recv::<ServerOutbound>(stream) => match incoming? {

@@ -64,6 +64,7 @@ pub async fn upgrade(
     }
     ws.max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
+        .read_buffer_size(crate::ws::READ_BUFFER_BYTES)
         .on_upgrade(move |s| serve(s, shared, gate))
 }
 

@@ -51,6 +51,7 @@ async fn upgrade(
     }
     ws.max_message_size(TRANSPORT_LIMIT)
         .max_frame_size(TRANSPORT_LIMIT)
+        .read_buffer_size(crate::ws::READ_BUFFER_BYTES)
         .on_upgrade(move |s| connection(s, shared, gate))
 }
 
@@ -184,20 +185,48 @@ async fn write_to_proxy(
     loop {
         let frame = tokio::select! {
             reply = replies.recv() => match reply { Some(f) => f, None => return },
-            event = observers.recv() => match event {
-                Ok(f) if subscribed.load(Ordering::Relaxed) => f,
-                Ok(_) => continue,
-                // A slow proxy misses events rather than slowing the server down; it gets
-                // the whole log again to resynchronise.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = inputs.send(Input::Subscribe);
-                    continue;
-                }
-                Err(_) => return,
+            event = observers.recv() => match observed(event, &subscribed, &inputs) {
+                Some(Some(f)) => f,
+                Some(None) => continue,
+                None => return,
             },
         };
+        // Whatever else is ready goes in the same write: one syscall for a round's replies and
+        // events instead of one each.
+        let mut frames = vec![frame];
+        while frames.len() < MAX_FRAMES_PER_WRITE {
+            if let Ok(reply) = replies.try_recv() {
+                frames.push(reply);
+                continue;
+            }
+            match observers.try_recv() {
+                Ok(event) => {
+                    if let Some(Some(f)) = observed(Ok(event), &subscribed, &inputs) {
+                        frames.push(f);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                Err(e) => {
+                    let e = match e {
+                        tokio::sync::broadcast::error::TryRecvError::Lagged(n) => {
+                            tokio::sync::broadcast::error::RecvError::Lagged(n)
+                        }
+                        _ => tokio::sync::broadcast::error::RecvError::Closed,
+                    };
+                    if observed(Err(e), &subscribed, &inputs).is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+        let write = async {
+            for f in frames {
+                sink.feed(Message::text(f.as_ref())).await?;
+            }
+            sink.flush().await
+        };
         // A proxy that stops reading (SIGSTOP) is let go rather than waited for.
-        match tokio::time::timeout(PROXY_SEND_TIMEOUT, sink.send(Message::text(frame.as_ref()))).await {
+        match tokio::time::timeout(PROXY_SEND_TIMEOUT, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
@@ -208,6 +237,30 @@ async fn write_to_proxy(
                 return;
             }
         }
+    }
+}
+
+/// The most frames written to a connection at once.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+/// What to do with one event from the server's stream: `Some(Some(frame))` send it,
+/// `Some(None)` skip it (not subscribed, or lagging: the proxy gets the whole log again),
+/// `None` the stream is closed.
+fn observed(
+    event: Result<Arc<str>, tokio::sync::broadcast::error::RecvError>,
+    subscribed: &AtomicBool,
+    inputs: &std::sync::mpsc::Sender<Input>,
+) -> Option<Option<Arc<str>>> {
+    match event {
+        Ok(f) if subscribed.load(Ordering::Relaxed) => Some(Some(f)),
+        Ok(_) => Some(None),
+        // A slow proxy misses events rather than slowing the server down; it gets the whole
+        // log again to resynchronise.
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+            let _ = inputs.send(Input::Subscribe);
+            Some(None)
+        }
+        Err(_) => None,
     }
 }
 
