@@ -14,7 +14,9 @@ use shared::check::Operation;
 use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 use shared::raft::NodeId;
 
+mod ab;
 mod client;
+mod floor;
 
 use crate::output::outln;
 use crate::ws;
@@ -49,6 +51,19 @@ pub struct Args {
     /// Print the results as JSON
     #[arg(long)]
     json: bool,
+    /// Where to measure the disk's fsync for the floor (the cluster's data directory's disk)
+    #[arg(long, default_value = ".")]
+    floor_dir: PathBuf,
+    /// Skip measuring the floor (the disk's fsync and a loopback round trip) before the run
+    #[arg(long)]
+    no_floor: bool,
+    /// Run the same benchmark against a cluster of OLD_BINARY and of this binary, alternating,
+    /// and compare (see `bench/RESULTS.md`)
+    #[arg(long, value_name = "OLD_BINARY")]
+    ab: Option<PathBuf>,
+    /// With --ab: rounds of (old, new)
+    #[arg(long, default_value_t = 3)]
+    reps: u32,
 }
 
 /// Patience for one operation before it counts as unknown.
@@ -84,6 +99,10 @@ struct Report {
     read_latency_ms: Percentiles,
     kills: Vec<Kill>,
     median_gap_ms: Option<f64>,
+    /// The least one write can take here, measured before the run; and this run's write p50
+    /// against it.
+    floor: Option<floor::Floor>,
+    p50_over_floor: Option<f64>,
 }
 
 #[derive(Serialize, Default)]
@@ -119,8 +138,19 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .split(',')
         .map(|p| crate::addr::ws_url(p.trim()))
         .collect::<anyhow::Result<_>>()?;
+    if let Some(old) = &args.ab {
+        return ab::main(&args, old);
+    }
     let runtime = crate::runtime()?;
-    let report = runtime.block_on(run(&args, proxies))?;
+    let floor = match args.no_floor {
+        true => None,
+        false => Some(runtime.block_on(floor::measure(&args.floor_dir))?),
+    };
+    let mut report = runtime.block_on(run(&args, proxies))?;
+    if let Some(floor) = floor {
+        report.p50_over_floor = (report.writes > 0).then(|| report.write_latency_ms.p50 / floor.write_ms);
+        report.floor = Some(floor);
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -231,6 +261,8 @@ fn report(args: &Args, key_prefix: String, totals: Totals, kills: Vec<Kill>) -> 
         read_latency_ms: percentiles(&totals.reads),
         median_gap_ms: (!gaps.is_empty()).then(|| gaps[gaps.len() / 2]),
         kills,
+        floor: None,
+        p50_over_floor: None,
     }
 }
 
@@ -277,6 +309,17 @@ fn print_report(r: &Report) {
         );
     };
     line("writes", r.writes, r.writes_per_s, &r.write_latency_ms);
+    if let Some(f) = &r.floor {
+        outln!(
+            "  floor here: fsync p50 {:.3} ms, loopback round trip p50 {:.3} ms → one write ≥ {:.3} ms; \
+             write p50 = {:.2}× the floor, p99 = {:.1}× p50",
+            f.fsync_p50_ms,
+            f.loopback_rtt_p50_ms,
+            f.write_ms,
+            r.p50_over_floor.unwrap_or(f64::NAN),
+            r.write_latency_ms.p99 / r.write_latency_ms.p50.max(1e-9)
+        );
+    }
     if r.reads > 0 {
         line("reads", r.reads, r.reads_per_s, &r.read_latency_ms);
     }
