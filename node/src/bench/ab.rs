@@ -117,6 +117,10 @@ fn run_once(binary: &Path, args: &Args) -> anyhow::Result<Sample> {
         .args(["--clients", &args.clients.to_string(), "--duration", &args.duration.to_string()])
         .args(["--value-size", &args.value_size.to_string(), "--reads", &args.reads.to_string()])
         .args(["--keys", &args.keys.to_string()])
+        .args(
+            (args.consistency != shared::event::Consistency::Linearizable)
+                .then(|| format!("--consistency={}", args.consistency)),
+        )
         .env("CONSENSO_TOKEN", &token)
         .current_dir(data.path())
         .stderr(Stdio::null())

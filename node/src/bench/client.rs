@@ -20,6 +20,8 @@ pub struct ClientConfig {
     pub index: u32,
     pub value_size: usize,
     pub reads: f64,
+    /// How reads are asked for.
+    pub consistency: Consistency,
     pub keys: u64,
     pub key_prefix: Arc<str>,
     pub history: Option<tokio::sync::mpsc::UnboundedSender<Operation>>,
@@ -31,15 +33,15 @@ pub struct ClientConfig {
 
 /// One benchmark operation; each attempt gets a fresh frame id but keeps the session.
 enum BenchOp {
-    Get { key: String },
+    Get { key: String, consistency: Consistency },
     Put { key: String, value: String, session: Session },
 }
 
 impl BenchOp {
     fn frame(&self, id: u64) -> ClientFrame {
         match self {
-            BenchOp::Get { key } => {
-                ClientFrame::Get { id, key: key.clone(), consistency: Consistency::Linearizable }
+            BenchOp::Get { key, consistency } => {
+                ClientFrame::Get { id, key: key.clone(), consistency: *consistency }
             }
             BenchOp::Put { key, value, session } => {
                 ClientFrame::Put { id, key: key.clone(), value: value.clone(), session: Some(*session) }
@@ -243,7 +245,7 @@ pub async fn run(cfg: ClientConfig, proxies: Vec<String>, totals: Arc<Mutex<Tota
         let latency = done.duration_since(invoked).as_micros() as u64;
         let (complete, output) = tally.count(is_read, outcome, latency, since(done))?;
         if let Some(history) = &cfg.history {
-            let consistency = is_read.then_some(Consistency::Linearizable);
+            let consistency = is_read.then_some(cfg.consistency);
             let invoke = since(invoked);
             let _ = history.send(Operation {
                 client: history_client,
@@ -268,7 +270,7 @@ fn next_op(
 ) -> (BenchOp, Input) {
     let key = format!("{}{}", cfg.key_prefix, rng.below(cfg.keys));
     let Some(session) = session.filter(|_| !is_read) else {
-        return (BenchOp::Get { key: key.clone() }, Input::Get { key });
+        return (BenchOp::Get { key: key.clone(), consistency: cfg.consistency }, Input::Get { key });
     };
     let numbered = session.number();
     let seq = numbered.seq;

@@ -34,9 +34,13 @@ pub struct Args {
     /// Bytes per written value
     #[arg(long, default_value_t = 256)]
     value_size: usize,
-    /// Fraction of operations that are (linearizable) reads, 0–1
+    /// Fraction of operations that are reads, 0–1
     #[arg(long, default_value_t = 0.0)]
     reads: f64,
+    /// How reads are asked for: linearizable (ReadIndex), leader (the leader's store, no round)
+    /// or stale (any server's store)
+    #[arg(long, default_value = "linearizable")]
+    consistency: shared::event::Consistency,
     /// Keys to spread the load over
     #[arg(long, default_value_t = 1000)]
     keys: u64,
@@ -181,6 +185,7 @@ async fn run(args: &Args, proxies: Vec<String>) -> anyhow::Result<Report> {
             index: c,
             value_size: args.value_size,
             reads: args.reads,
+            consistency: args.consistency,
             keys: args.keys,
             key_prefix: key_prefix.clone(),
             history: history.clone(),
