@@ -57,8 +57,12 @@ pub async fn recording(State(shared): State<Shared>, Query(ask): Query<Ask>) -> 
         return refusal;
     }
     let minutes = ask.minutes.unwrap_or(5.0).clamp(0.0, shared.recorder.recent_minutes() as f64);
-    let text = shared.recorder.recent(minutes);
-    attachment("application/x-ndjson", format!("consenso-{}.rec", stamp()), text)
+    // Up to tens of MB to copy: off the proxy's one thread.
+    let recorder = shared.recorder.clone();
+    match tokio::task::spawn_blocking(move || recorder.recent(minutes)).await {
+        Ok(text) => attachment("application/x-ndjson", format!("consenso-{}.rec", stamp()), text),
+        Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "the recording could not be put together"),
+    }
 }
 
 /// `GET /diagram?seconds=S&token=T[&format=text&lang=es]`: the last S seconds drawn.
@@ -67,7 +71,16 @@ pub async fn diagram(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Re
         return refusal;
     }
     let seconds = ask.seconds.unwrap_or(10.0).clamp(0.5, shared.recorder.recent_minutes() as f64 * 60.0);
-    let text = shared.recorder.recent(seconds / 60.0);
+    // Drawing minutes of a cluster takes a while: off the proxy's one thread.
+    let recorder = shared.recorder.clone();
+    match tokio::task::spawn_blocking(move || draw(&recorder, seconds, &ask)).await {
+        Ok(response) => response,
+        Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "the diagram could not be drawn"),
+    }
+}
+
+fn draw(recorder: &super::recorder::Recorder, seconds: f64, ask: &Ask) -> Response {
+    let text = recorder.recent(seconds / 60.0);
     let Ok((_, lines)) = shared::recording::parse(&text) else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "the recent frames do not read back");
     };
@@ -80,8 +93,7 @@ pub async fn diagram(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Re
             attachment("text/plain; charset=utf-8", format!("consenso-{}.txt", stamp()), words)
         }
         Some("svg") | None => {
-            let title =
-                format!("Consenso — the last {seconds:.0} s, recorded by {}", shared.recorder.proxy());
+            let title = format!("Consenso — the last {seconds:.0} s, recorded by {}", recorder.proxy());
             let svg = shared::diagram::render(&lines, window, &title);
             attachment("image/svg+xml", format!("consenso-{}.svg", stamp()), svg)
         }

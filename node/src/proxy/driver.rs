@@ -1,10 +1,11 @@
-//! The proxy core (`shared::proxy::Proxy`) on a thread of its own, and what carries out its
+//! The proxy core (`shared::proxy::Proxy`) as a task, and what carries out its
 //! `Ready`: frames to server links, answers to connections, frames to every page, requests to
 //! the supervisor, links opened and closed.
 //!
-//! The core is a single-threaded state machine, so it runs on one thread that owns it; every
-//! other task talks to it through `CoreHandle` (a channel in, replies by oneshot). Its clock
-//! is the time since the proxy started.
+//! The core is a single-threaded state machine: it runs as a local task on the proxy's one
+//! thread, and every other task talks to it through `CoreHandle` (a channel in, replies by
+//! oneshot) — on the same thread, so that no request waits for another thread to wake. Its
+//! clock is the time since the proxy started.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -117,22 +118,13 @@ pub struct Outputs {
     pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
-/// Starts the core on its own thread; `ready` gets its handle before it produces anything
-/// (the links it opens need it).
-pub fn start_with(settings: Settings, outputs: Outputs, ready: impl FnOnce(&CoreHandle)) -> CoreHandle {
+/// Starts the core as a task of this thread (inside a `LocalSet`); `ready` gets its handle
+/// before it produces anything (the links it opens need it).
+pub fn start(settings: Settings, outputs: Outputs, ready: impl FnOnce(&CoreHandle)) -> CoreHandle {
     let (inputs, rx) = mpsc::unbounded_channel();
     let handle = CoreHandle { inputs };
     ready(&handle);
-    std::thread::Builder::new()
-        .name("proxy-core".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
-            match runtime {
-                Ok(runtime) => runtime.block_on(run(settings, outputs, rx)),
-                Err(e) => tracing::error!("the proxy core cannot start: {e}"),
-            }
-        })
-        .expect("a thread can be started");
+    tokio::task::spawn_local(run(settings, outputs, rx));
     handle
 }
 

@@ -7,8 +7,9 @@
 //!
 //! # Layout
 //!
-//! - `driver`: the core on its own thread, reached through `CoreHandle` (an `Input` in, replies
-//!   by oneshot); what carries out its `Ready` (`ToConnection` frames for each connection);
+//! - `driver`: the core as a task on the proxy's one thread, reached through `CoreHandle` (an
+//!   `Input` in, replies by oneshot); what carries out its `Ready` (`ToConnection` frames for
+//!   each connection);
 //! - `links`: the WebSocket links to every server and to the supervisor;
 //! - `session`: one client or page connection (the room's limits, the hello, frames in and out);
 //! - `recorder`: recordings of what pages see (the recent minutes, a file);
@@ -135,8 +136,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         recording: None,
         bugs: args.bugs.iter().fold(shared::raft::Bugs::none(), |all, bug| all.with(*bug)),
     };
-    let runtime = crate::runtime()?;
-    runtime.block_on(async move {
+    // One thread for everything: the core and every connection's tasks. A request then crosses
+    // no thread inside the proxy (each crossing is a wake-up of another thread, tens of µs on
+    // a loaded machine); the proxy's work per write is small enough for one core. Heavy,
+    // rare work (a diagram, a recording's download) goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
         let metrics = Arc::new(crate::metrics::ProxyMetrics::default());
         let core = start_core(settings, &args, metrics.clone());
         let room = Arc::new(Room {
@@ -204,7 +210,7 @@ fn start_core(settings: Settings, args: &Args, metrics: Arc<crate::metrics::Prox
         None => (None, None),
     };
     let outputs = driver::Outputs { observers, open_link, supervisor, metrics };
-    let core = driver::start_with(settings, outputs, |core| {
+    let core = driver::start(settings, outputs, |core| {
         let _ = handle.set(core.clone());
     });
     if let (Some(address), Some(frames)) = (&args.supervisor, supervisor_frames) {
