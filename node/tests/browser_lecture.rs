@@ -312,3 +312,68 @@ fn one_projector_screen_holds_the_cluster_the_logs_the_caption_and_the_controls(
         }
     });
 }
+
+/// A projector shows the address bar and the links: the token leaves both on load, and a
+/// reload keeps the lecturer's controls. Space is time's, whatever has the focus: a focused
+/// button is not pressed again, a focused server does not open its menu.
+#[test]
+fn the_token_leaves_the_address_bar_and_space_always_stops_and_runs_time() {
+    let _turn = serial();
+    let cluster = Cluster::start(3, 1);
+    run(async {
+        let b = admin_page(&cluster, "").await;
+        let href = b.js("return location.href").await;
+        assert!(
+            !href.as_str().unwrap_or_default().contains(TOKEN),
+            "the address still shows the token: {href}"
+        );
+        let links = b
+            .js("return [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || e.getAttribute('src')).join(' ')")
+            .await;
+        assert!(!links.as_str().unwrap_or_default().contains(TOKEN), "a link carries the token: {links}");
+        let text = b.js("return document.body.innerText").await;
+        assert!(!text.as_str().unwrap_or_default().contains(TOKEN), "the page shows the token");
+        b.client.refresh().await.unwrap();
+        b.wait(SOON, "the lecturer's controls after a reload", || async {
+            (b.attr_all("[data-admin]", "data-admin").await == ["true"]).then_some(())
+        })
+        .await;
+        // The last seconds in words, fetched with the token in a header (no link carries it).
+        b.js(r#"window.__saved = []; const make = URL.createObjectURL;
+            URL.createObjectURL = function (blob) { blob.text().then(t => window.__saved.push(t)); return make.call(URL, blob); };"#)
+            .await;
+        b.click(r#".save-panel button[data-save="words"]"#).await;
+        let words = b
+            .wait(SOON, "the words saved", || async {
+                b.js("return window.__saved.length ? window.__saved[0] : null")
+                    .await
+                    .as_str()
+                    .map(String::from)
+            })
+            .await;
+        assert!(words.contains("node") || words.contains("Node"), "the diagram in words: {words:.200}");
+        // Heal, then Space with the Heal button still focused: time stops, Heal is not pressed.
+        b.click(r#"button[data-action="heal"]"#).await;
+        let heals = || async {
+            b.js("return [...document.querySelectorAll('.results li code')].filter(c => c.textContent.toLowerCase().includes('heal')).length")
+                .await
+                .as_u64()
+        };
+        b.wait(SOON, "one heal sent", || async { (heals().await == Some(1)).then_some(()) }).await;
+        b.key(" ").await;
+        b.wait(SOON, "time stopped by Space", || async {
+            (time_state(&b).await.as_deref() == Some("stopped")).then_some(())
+        })
+        .await;
+        assert_eq!(heals().await, Some(1), "Space pressed the focused Heal button");
+        // A server with the focus: Space runs time, its menu stays closed.
+        b.js(r#"document.querySelector('[data-node-id="1"]').focus()"#).await;
+        b.key(" ").await;
+        b.wait(SOON, "time running again", || async {
+            (time_state(&b).await.as_deref() == Some("running")).then_some(())
+        })
+        .await;
+        assert_eq!(b.count(".menu").await, 0, "Space opened the server's menu");
+        b.close().await;
+    });
+}

@@ -31,27 +31,62 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
-/// The token: only from this page's URL (`?token=…`, the admin link the cluster printed). It is
-/// never remembered elsewhere, so the view-only link stays view-only in the lecturer's own
-/// browser too.
-fn initial_token() -> Option<String> {
-    query("token").filter(|t| !t.is_empty())
+/// Where this tab keeps the token: `sessionStorage`, so that a reload keeps it but no other
+/// tab sees it — and only for a reload: opening the view-only link, even in this tab, forgets
+/// it, so the viewer link stays view-only in the lecturer's own browser.
+const TOKEN_KEY: &str = "consenso-token";
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok()?
 }
 
-/// Puts the token in the page's URL (or takes it out), so that a reload keeps what was typed.
-fn token_in_url(token: Option<&str>) {
+/// The token: from the admin link the cluster printed (`?token=…`), which then leaves the
+/// address bar at once — a projector shows the address — or from this tab's earlier visit.
+fn initial_token() -> Option<String> {
+    if let Some(token) = query("token").filter(|t| !t.is_empty()) {
+        remember_token(Some(&token));
+        remove_token_from_address();
+        return Some(token);
+    }
+    if !reloaded() {
+        remember_token(None);
+        return None;
+    }
+    session_storage()?.get_item(TOKEN_KEY).ok()?.filter(|t| !t.is_empty())
+}
+
+/// Whether this page was reloaded (not opened from a link or the address bar).
+fn reloaded() -> bool {
+    let Some(performance) = web_sys::window().and_then(|w| w.performance()) else { return false };
+    let entry = performance.get_entries_by_type("navigation").get(0);
+    js_sys::Reflect::get(&entry, &"type".into()).ok().and_then(|t| t.as_string()).as_deref() == Some("reload")
+}
+
+/// The token this tab uses from now on (typed in, or forgotten).
+fn remember_token(token: Option<&str>) {
+    let Some(storage) = session_storage() else { return };
+    let _ = match token {
+        Some(t) => storage.set_item(TOKEN_KEY, t),
+        None => storage.remove_item(TOKEN_KEY),
+    };
+}
+
+fn remove_token_from_address() {
     let Some(window) = web_sys::window() else { return };
     let (Ok(search), Ok(path)) = (window.location().search(), window.location().pathname()) else { return };
     let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else { return };
-    match token {
-        Some(t) => params.set("token", t),
-        None => params.delete("token"),
-    }
+    params.delete("token");
     let query: String = params.to_string().into();
-    let url = if query.is_empty() { path } else { format!("{path}?{query}") };
+    let hash = window.location().hash().unwrap_or_default();
+    let url = if query.is_empty() { format!("{path}{hash}") } else { format!("{path}?{query}{hash}") };
     if let Ok(history) = window.history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
     }
+}
+
+/// The token this tab holds now, for downloads from the proxy.
+pub fn current_token() -> Option<String> {
+    session_storage()?.get_item(TOKEN_KEY).ok()?.filter(|t| !t.is_empty())
 }
 
 /// A query parameter of the page's URL (`?lang=es&present`).
@@ -178,7 +213,7 @@ impl Shared {
         if !matches!(self.connection.borrow().as_ref(), Some(Source::Live(_))) {
             return;
         }
-        token_in_url(token.as_deref());
+        remember_token(token.as_deref());
         self.store.borrow_mut().admin = false;
         if let Some(c) = self.connection.borrow().as_ref() {
             c.set_token(token);
@@ -192,10 +227,9 @@ fn save_from(store: &Store) -> Option<SaveFrom> {
     match &store.link {
         Link::Simulated { .. } => Some(SaveFrom::Simulated),
         Link::Replay { .. } => Some(SaveFrom::Replay),
-        Link::Connected { .. } if store.admin => Some(SaveFrom::Live {
-            token: initial_token().unwrap_or_default(),
-            recording: store.live.recording.clone(),
-        }),
+        Link::Connected { .. } if store.admin => {
+            Some(SaveFrom::Live { recording: store.live.recording.clone() })
+        }
         _ => None,
     }
 }
@@ -428,8 +462,9 @@ impl Page<'_> {
 }
 
 /// Keyboard shortcuts: Space stops or runs time, → steps, N goes on with a lesson, P toggles
-/// presentation, ? shows the help, Escape closes. Keys typed into a form field are the
-/// field's.
+/// presentation, ? shows the help, Escape closes. Space and → are the lecturer's, whatever has
+/// the focus: they are taken at the document, before any button (Enter presses a focused
+/// button). Keys typed into a form field are the field's.
 fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
     let Some(window) = web_sys::window() else { return };
     let handler = Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |e: web_sys::KeyboardEvent| {
@@ -441,15 +476,20 @@ fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
             let live = &store.live;
             (store.admin, live.time.stopped, live.lesson.as_ref().is_some_and(|l| l.waiting))
         };
+        let time_key = admin && matches!(e.key().as_str(), " " | "ArrowRight");
+        if time_key {
+            // Not for the focused control: Space would press it, → move a slider.
+            e.prevent_default();
+            e.stop_propagation();
+        }
+        if e.type_() != "keydown" {
+            return;
+        }
         match e.key().as_str() {
-            " " if admin && !on_button(&e) => {
-                e.prevent_default();
-                shared.admin(if stopped { AdminCommand::StartTime } else { AdminCommand::StopTime });
+            " " if admin => {
+                shared.admin(if stopped { AdminCommand::StartTime } else { AdminCommand::StopTime })
             }
-            "ArrowRight" if admin => {
-                e.prevent_default();
-                shared.admin(AdminCommand::Step { count: 1 });
-            }
+            "ArrowRight" if admin => shared.admin(AdminCommand::Step { count: 1 }),
             "n" | "N" if admin && waiting => {
                 shared.admin(AdminCommand::Lesson { action: LessonAction::Next })
             }
@@ -459,26 +499,31 @@ fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
             _ => {}
         }
     });
-    let _ = window.add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+    // Capture: before the focused element sees the key. Key-up too: a button is pressed by
+    // Space when the key comes up.
+    for kind in ["keydown", "keyup"] {
+        let _ =
+            window.add_event_listener_with_callback_and_bool(kind, handler.as_ref().unchecked_ref(), true);
+    }
     // The listener lives as long as the page.
     handler.forget();
 }
 
-/// Whether the key goes to a text field or a menu.
+/// Whether the key goes to a text field or a list.
 fn typing(e: &web_sys::KeyboardEvent) -> bool {
     let tag = e
         .target()
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
         .map(|el| el.tag_name().to_lowercase())
         .unwrap_or_default();
-    matches!(tag.as_str(), "input" | "select" | "textarea")
-}
-
-/// Space on a focused button presses that button, not the time toggle.
-fn on_button(e: &web_sys::KeyboardEvent) -> bool {
-    e.target()
+    let input_type = e
+        .target()
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        .is_some_and(|el| el.tag_name().eq_ignore_ascii_case("button") || el.get_attribute("role").is_some())
+        .and_then(|el| el.get_attribute("type"))
+        .unwrap_or_default();
+    // A checkbox or a slider is not typed into: the time keys stay the lecturer's there too.
+    let not_text = matches!(input_type.as_str(), "checkbox" | "range" | "radio" | "button" | "submit");
+    (tag == "input" && !not_text) || matches!(tag.as_str(), "select" | "textarea")
 }
 
 /// Frame rate and drawing lag, as data attributes for benchmarks (and visible with `?debug`).

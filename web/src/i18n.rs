@@ -395,7 +395,10 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         }
         T::LegendLostMsg => w!("✗ lost, with the reason", "✗ perdido, con el motivo"),
         T::Shortcuts => w!("Keyboard shortcuts", "Atajos de teclado"),
-        T::KeySpace => w!("stop / run time", "parar / correr el tiempo"),
+        T::KeySpace => w!(
+            "stop / run time (whatever has the focus)",
+            "parar / correr el tiempo (tenga el foco lo que tenga)"
+        ),
         T::KeyRight => w!("one step", "un paso"),
         T::KeyNext => w!("next caption of the lesson", "siguiente rótulo de la lección"),
         T::KeyEnter => w!(

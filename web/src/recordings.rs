@@ -51,6 +51,9 @@ impl Shared {
     pub fn save(&self, what: crate::view::Save) {
         use crate::view::Save;
         let source = self.connection.borrow().clone();
+        if let Some(Source::Live(_)) = &source {
+            return self.save_from_proxy(what);
+        }
         let (recording, end_s) = match (&source, what) {
             (Some(Source::Simulated(sim)), Save::Recording { minutes }) => {
                 return crate::simulated::download(
@@ -84,6 +87,37 @@ impl Shared {
                 Err(reason) => shared.failed(reason),
             }
         });
+    }
+
+    /// A live cluster's recent minutes, or a diagram of its last seconds, as the proxy keeps
+    /// them, fetched with the token in a header.
+    fn save_from_proxy(&self, what: crate::view::Save) {
+        use crate::view::Save;
+        let Some(token) = crate::app::current_token() else { return };
+        let (url, name, mime) = match what {
+            Save::Recording { minutes } => {
+                (format!("/recording?minutes={minutes}"), "consenso.rec", "application/x-ndjson")
+            }
+            Save::Diagram { seconds, words: false, .. } => {
+                (format!("/diagram?seconds={seconds}"), "consenso.svg", "image/svg+xml")
+            }
+            Save::Diagram { seconds, words: true, lang } => {
+                let lang = if lang == crate::i18n::Lang::Es { "es" } else { "en" };
+                (format!("/diagram?seconds={seconds}&format=text&lang={lang}"), "consenso.txt", "text/plain")
+            }
+        };
+        let shared = self.clone();
+        yew::platform::spawn_local(async move {
+            match crate::simulated::fetch_text(&url, &token).await {
+                Ok(text) => crate::simulated::download(name, mime, &text),
+                Err(reason) => shared.failed_quietly(reason),
+            }
+        });
+    }
+
+    /// A save that failed: said in the console, the view stays as it is.
+    fn failed_quietly(&self, reason: String) {
+        web_sys::console::warn_1(&format!("Consenso: {reason}").into());
     }
 
     pub fn replay(&self, action: crate::replay::ReplayAction) {

@@ -45,6 +45,12 @@ export function simulator_url() {
   const meta = document.querySelector('meta[name="consenso-sim"]');
   return meta ? meta.content : null;
 }
+export async function fetch_with_token(url, token) {
+  const response = await fetch(url, { headers: { Authorization: "Bearer " + token } });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`HTTP ${response.status}: ${text}`);
+  return text;
+}
 export function download(name, type, text) {
   const url = URL.createObjectURL(new Blob([text], { type }));
   const a = document.createElement("a");
@@ -72,6 +78,8 @@ extern "C" {
     fn simulator_url() -> Option<String>;
     /// Saves `text` as a file the browser downloads.
     pub fn download(name: &str, mime: &str, text: &str);
+    #[wasm_bindgen(catch)]
+    async fn fetch_with_token(url: &str, token: &str) -> Result<JsValue, JsValue>;
 
     /// The simulator module's cluster (web/sim).
     type SimCluster;
@@ -83,6 +91,15 @@ extern "C" {
     fn take_frames(this: &SimCluster) -> String;
     #[wasm_bindgen(method)]
     fn picture(this: &SimCluster) -> String;
+}
+
+/// `GET url` from this page's proxy with the token in a header (never in a link a class could
+/// read off the projector).
+pub async fn fetch_text(url: &str, token: &str) -> Result<String, String> {
+    match fetch_with_token(url, token).await {
+        Ok(text) => text.as_string().ok_or_else(|| format!("{url}: not text")),
+        Err(e) => Err(format!("{url}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")))),
+    }
 }
 
 /// A window of a recording drawn by the simulator module (which also holds the diagram code,

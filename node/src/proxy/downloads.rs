@@ -3,7 +3,7 @@
 //! need the token: they cost the proxy work, and a class of viewers has no need for them.
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::diagram::Window;
@@ -30,9 +30,18 @@ fn refused(status: StatusCode, why: &str) -> Response {
 }
 
 /// Why a download is refused, if it is.
-fn refusal(shared: &Shared, ask: &Ask) -> Option<Response> {
-    if !crate::secret::same_token(&ask.token, &shared.room.token) {
-        return Some(refused(StatusCode::UNAUTHORIZED, "unauthorized: add ?token=… (the cluster's token)"));
+/// The token comes in an `Authorization: Bearer …` header (what the page sends: it never puts
+/// the token in a link a class could read) or as `?token=…` (for curl and scripts).
+fn refusal(shared: &Shared, headers: &HeaderMap, ask: &Ask) -> Option<Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let token = if bearer.is_empty() { ask.token.as_str() } else { bearer };
+    if !crate::secret::same_token(token, &shared.room.token) {
+        let why = "unauthorized: send the cluster's token (Authorization: Bearer …, or ?token=…)";
+        return Some(refused(StatusCode::UNAUTHORIZED, why));
     }
     if shared.recorder.recent_minutes() == 0 {
         let why = "this proxy keeps no recent minutes (--recent-minutes 0)";
@@ -52,8 +61,8 @@ fn stamp() -> u64 {
 }
 
 /// `GET /recording?minutes=N&token=T`: the last N minutes (from a picture at or before then).
-pub async fn recording(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Response {
-    if let Some(refusal) = refusal(&shared, &ask) {
+pub async fn recording(State(shared): State<Shared>, headers: HeaderMap, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&shared, &headers, &ask) {
         return refusal;
     }
     let minutes = ask.minutes.unwrap_or(5.0).clamp(0.0, shared.recorder.recent_minutes() as f64);
@@ -66,8 +75,8 @@ pub async fn recording(State(shared): State<Shared>, Query(ask): Query<Ask>) -> 
 }
 
 /// `GET /diagram?seconds=S&token=T[&format=text&lang=es]`: the last S seconds drawn.
-pub async fn diagram(State(shared): State<Shared>, Query(ask): Query<Ask>) -> Response {
-    if let Some(refusal) = refusal(&shared, &ask) {
+pub async fn diagram(State(shared): State<Shared>, headers: HeaderMap, Query(ask): Query<Ask>) -> Response {
+    if let Some(refusal) = refusal(&shared, &headers, &ask) {
         return refusal;
     }
     let seconds = ask.seconds.unwrap_or(10.0).clamp(0.5, shared.recorder.recent_minutes() as f64 * 60.0);

@@ -349,7 +349,8 @@ fn node_handlers(
     let onkeydown = {
         let d = dispatch.clone();
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Enter" || e.key() == " " {
+            // Enter; Space belongs to time (see `app::listen_to_keys`).
+            if e.key() == "Enter" {
                 e.prevent_default();
                 e.stop_propagation();
                 d.emit(UiAction::OpenMenu(id));

@@ -18,9 +18,8 @@ pub enum Save {
 /// Where the page's frames come from, as far as saving goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SaveFrom {
-    /// A proxy, with the lecturer's token; the file it records to, if any.
+    /// A proxy (the lecturer's token fetches from it); the file it records to, if any.
     Live {
-        token: String,
         recording: Option<String>,
     },
     Simulated,
@@ -70,9 +69,7 @@ pub fn SavePanel(props: &Props) -> Html {
     };
     let choice = Choice { recent, window, minutes: *minutes, seconds: *seconds };
     let body = match &props.from {
-        SaveFrom::Live { token, recording } => {
-            live_saves(lang, &shared, token, recording.as_deref(), &choice)
-        }
+        SaveFrom::Live { recording } => live_saves(lang, &shared, recording.as_deref(), &choice),
         from => local_saves(lang, &shared, from, &choice),
     };
     html! {
@@ -93,9 +90,14 @@ struct Choice {
 }
 
 /// A live cluster's are links to the proxy, which keeps the last minutes; and recording to a file.
-fn live_saves(lang: Lang, shared: &Shared, token: &str, recording: Option<&str>, choice: &Choice) -> Html {
+fn live_saves(lang: Lang, shared: &Shared, recording: Option<&str>, choice: &Choice) -> Html {
     let Choice { recent, window, minutes, seconds } = choice;
-    let code = if lang == Lang::Es { "es" } else { "en" };
+    // Buttons, not links: a link would carry the token where the class can read it.
+    let save = |what: Save| {
+        let shared = shared.clone();
+        Callback::from(move |_: MouseEvent| shared.save(what))
+    };
+    let seconds = f64::from(*seconds);
     let record = {
         let (shared, on) = (shared.clone(), recording.is_none());
         Callback::from(move |_: MouseEvent| {
@@ -105,12 +107,11 @@ fn live_saves(lang: Lang, shared: &Shared, token: &str, recording: Option<&str>,
     html! {
         <>
             <p>{ recent.clone() }{ " " }
-                <a data-save="recording" download="" href={format!("/recording?minutes={}&token={token}", *minutes)}>{ t(lang, T::Download) }</a>
+                <button data-save="recording" onclick={save(Save::Recording { minutes: f64::from(*minutes) })}>{ t(lang, T::Download) }</button>
             </p>
             <p>{ window.clone() }{ " " }
-                <a data-save="diagram" download="" href={format!("/diagram?seconds={}&token={token}", *seconds)}>{ "SVG" }</a>
-                { " · " }
-                <a data-save="words" download="" href={format!("/diagram?seconds={}&format=text&lang={code}&token={token}", *seconds)}>{ t(lang, T::InWords) }</a>
+                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang })}>{ "SVG" }</button>
+                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang })}>{ t(lang, T::InWords) }</button>
             </p>
             <p>
                 <button data-action="record" data-recording={recording.is_some().to_string()} onclick={record}>
