@@ -374,6 +374,19 @@ fn the_token_leaves_the_address_bar_and_space_always_stops_and_runs_time() {
         })
         .await;
         assert_eq!(b.count(".menu").await, 0, "Space opened the server's menu");
+        // Reset asks first: dismissed, nothing is sent; accepted, the reset goes.
+        let resets = || async {
+            b.js("return [...document.querySelectorAll('.results li code')].filter(c => c.textContent.toLowerCase().includes('reset')).length")
+                .await
+                .as_u64()
+        };
+        b.click(r#"button[data-action="reset"]"#).await;
+        b.client.dismiss_alert().await.expect("a confirmation was asked");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(resets().await, Some(0), "a dismissed reset was sent");
+        b.click(r#"button[data-action="reset"]"#).await;
+        b.client.accept_alert().await.expect("a confirmation was asked");
+        b.wait(SOON, "the reset sent", || async { (resets().await == Some(1)).then_some(()) }).await;
         b.close().await;
     });
 }

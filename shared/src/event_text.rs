@@ -450,3 +450,65 @@ impl Event {
         }
     }
 }
+
+/// What a safety property promises, in words a class can read under an alarm that says it broke.
+pub fn property_rule(property: crate::event::Property, lang: Lang) -> &'static str {
+    use crate::event::Property as P;
+    let es = lang == Lang::Es;
+    match property {
+        P::ElectionSafety if es => "en cada término hay como mucho un líder",
+        P::ElectionSafety => "there is at most one leader in each term",
+        P::LeaderAppendOnly if es => "un líder nunca borra ni cambia entradas de su log",
+        P::LeaderAppendOnly => "a leader never deletes or changes entries of its log",
+        P::LogMatching if es => "dos logs con una entrada del mismo índice y término son iguales hasta ella",
+        P::LogMatching => "two logs with an entry of the same index and term are identical up to it",
+        P::LeaderCompleteness if es => {
+            "una entrada confirmada está en el log de todo líder de un término posterior"
+        }
+        P::LeaderCompleteness => "a committed entry is in the log of every leader of a later term",
+        P::StateMachineSafety if es => {
+            "ningún par de servidores aplica entradas distintas en el mismo índice"
+        }
+        P::StateMachineSafety => "no two servers apply different entries at the same index",
+        P::ExactlyOnce if es => "ninguna escritura de un cliente tiene efecto dos veces",
+        P::ExactlyOnce => "no client write takes effect twice",
+        P::Linearizability if es => {
+            "las operaciones de los clientes tienen un orden legal que respeta el tiempo real"
+        }
+        P::Linearizability => "the clients' operations have a legal order that respects real time",
+        P::LiveSessions if es => "una sesión activa no se da por olvidada",
+        P::LiveSessions => "a live session is never treated as forgotten",
+        P::Liveness if es => "cuando los fallos terminan, el clúster vuelve a confirmar entradas",
+        P::Liveness => "once faults end, the cluster commits again",
+    }
+}
+
+/// What a deliberate defect leaves out, in Spanish (`Bug::explanation` is the English).
+pub fn bug_explanation(bug: crate::raft::Bug, lang: Lang) -> &'static str {
+    use crate::raft::Bug as B;
+    if lang == Lang::En {
+        return bug.explanation();
+    }
+    match bug {
+        B::CommitOldTerm => "un líder solo confirma entradas de su término contando réplicas (Figura 8)",
+        B::VoteWithoutLogCheck => "el voto solo va a un candidato cuyo log está al menos tan al día (§5.4.1)",
+        B::ForgetVote => "el voto de un servidor debe estar en disco antes de concederse (Figura 2)",
+        B::StaleRead => "una lectura linealizable debe confirmarla un líder vigente (§6.4)",
+        B::NoDedup => "una escritura reintentada debe aplicarse exactamente una vez (tesis §6.3)",
+        B::ChangeBeforeCommit => {
+            "un líder nuevo cambia la configuración solo tras confirmar una entrada de su término (§4.1)"
+        }
+        B::VoteOnEmptyDisk => {
+            "un servidor que perdió su disco olvidó votos y entradas: no vota hasta que lo vuelvan a añadir"
+        }
+        B::NoBacktrack => {
+            "un AppendEntries rechazado hace que el líder retroceda hasta que los logs coincidan (§5.3)"
+        }
+        B::SnapshotWithoutSessions => {
+            "un snapshot guarda toda la máquina de estados, sesiones de clientes incluidas (tesis §6.3)"
+        }
+        B::RetryWithoutSession => {
+            "una escritura reintentada conserva su sesión, para que el clúster la aplique como mucho una vez (§6.3)"
+        }
+    }
+}

@@ -137,7 +137,6 @@ pub enum T {
     Close,
     ClickAMessage,
     // Votes and roles
-    Votes,
     StillLeads,
     Deposed,
     Side,
@@ -171,6 +170,9 @@ pub enum T {
     // Help
     Shortcuts,
     KeySpace,
+    ConfirmReset,
+    VotesOf,
+    VotesNeeded,
     KeyRight,
     KeyNext,
     KeyEnter,
@@ -354,7 +356,13 @@ pub fn t(lang: Lang, key: T) -> &'static str {
             "Click a message (or a held envelope) to see its fields.",
             "Haz clic en un mensaje (o en un sobre retenido) para ver sus campos."
         ),
-        T::Votes => w!("votes", "votos"),
+        // "2 of 3 needed" (votes granted, of the votes a majority needs): "2/3" reads as a fraction.
+        T::VotesOf => w!("of", "de"),
+        T::ConfirmReset => w!(
+            "Reset the cluster? Every server starts again on an empty disk: all keys, logs and sessions are lost.",
+            "¿Reiniciar el clúster? Cada servidor vuelve a empezar con el disco vacío: se pierden todas las claves, los registros y las sesiones."
+        ),
+        T::VotesNeeded => w!("needed", "necesarios"),
         T::StillLeads => w!("still believes it leads term", "aún cree que lidera el término"),
         T::Deposed => w!("deposed", "depuesto"),
         T::Side => w!("side", "lado"),

@@ -295,14 +295,14 @@ pub async fn stale_read<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let stale = d.read_via(loner, "balance", Consistency::Stale).await;
     d.caption(say(
         format!(
-            "A stale read from node {loner} answers from its own state at once: {}. That is what the original \
-             project did — fast, and wrong.",
+            "A stale read from node {loner} answers from its own state at once: {}. Fast, and \
+             wrong: the world moved on without it.",
             shown(&stale)
         ),
         format!(
-            "Una lectura obsoleta del nodo {loner} responde enseguida con su propio estado: {}. Es lo que hacía el \
-             proyecto original: rápido, y mal.",
-            shown(&stale)
+            "Una lectura obsoleta del nodo {loner} responde enseguida con su propio estado: {}. Rápido, y mal: el \
+             mundo siguió sin él.",
+            shown_es(&stale)
         ),
     ))
     .await;
@@ -316,7 +316,7 @@ pub async fn stale_read<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         format!(
             "Una lectura linealizable pide al líder que confirme, con una mayoría, el último índice confirmado \
              (ReadIndex). El nodo {loner} no llega a ningún líder, así que se niega: {}.",
-            shown(&linearizable)
+            shown_es(&linearizable)
         ),
     ))
     .await;
@@ -330,7 +330,7 @@ pub async fn stale_read<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     if stale.as_ref().is_ok_and(|v| v.as_deref() != Some("100")) {
         return Err(say(
             format!("the stale read from node {loner} did not show the old value: {}", shown(&stale)),
-            format!("la lectura obsoleta del nodo {loner} no mostró el valor antiguo: {}", shown(&stale)),
+            format!("la lectura obsoleta del nodo {loner} no mostró el valor antiguo: {}", shown_es(&stale)),
         ));
     }
     wait_for(d, say("balance = 50 everywhere", "balance = 50 en todos"), 20.0, |s| {
@@ -348,5 +348,23 @@ fn shown(read: &Result<Option<String>, super::ReadRefused>) -> String {
         Ok(Some(v)) => format!("\"{v}\""),
         Ok(None) => "(absent)".into(),
         Err(e) => e.to_string(),
+    }
+}
+
+/// `shown`, in Spanish: the refusals a cut-off server gives, in words; any other in the
+/// server's own (English) words, said to be so.
+fn shown_es(read: &Result<Option<String>, super::ReadRefused>) -> String {
+    use crate::replica::ReplyError;
+    match read {
+        Ok(Some(v)) => format!("\"{v}\""),
+        Ok(None) => "(no existe)".into(),
+        Err(super::ReadRefused::NoAnswer(node)) => format!("el nodo {node} no respondió"),
+        Err(super::ReadRefused::Refused(ReplyError::NoLeader | ReplyError::NotLeader { leader: None })) => {
+            "no hay líder al que preguntar".into()
+        }
+        Err(super::ReadRefused::Refused(ReplyError::NotLeader { leader: Some(l) })) => {
+            format!("no es el líder (cree que lo es el nodo {l})")
+        }
+        Err(super::ReadRefused::Refused(e)) => format!("rechazada (en palabras del servidor: {e})"),
     }
 }

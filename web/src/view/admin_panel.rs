@@ -44,6 +44,16 @@ pub fn AdminPanel(props: &Props) -> Html {
         let (shared, open) = (shared.clone(), props.open_writes);
         Callback::from(move |_: Event| shared.admin(AdminCommand::OpenWrites { open: !open }))
     };
+    // Everything on every disk goes: asked once more, in words (a stray click in class).
+    let reset = {
+        let (shared, question) = (shared.clone(), t(lang, T::ConfirmReset));
+        Callback::from(move |_: MouseEvent| {
+            let sure = web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false);
+            if sure {
+                shared.admin(AdminCommand::Reset);
+            }
+        })
+    };
     let forget = {
         let shared = shared.clone();
         Callback::from(move |_: MouseEvent| shared.set_token(None))
@@ -58,7 +68,7 @@ pub fn AdminPanel(props: &Props) -> Html {
                 dispatch={props.dispatch.clone()} />
             <div class="row">
                 <button data-action="snapshot" onclick={send(AdminCommand::Snapshot { node: None })}>{ t(lang, T::Snapshot2) }</button>
-                <button data-action="reset" disabled={!props.supervised} onclick={send(AdminCommand::Reset)}>{ t(lang, T::Reset) }</button>
+                <button data-action="reset" disabled={!props.supervised} onclick={reset}>{ t(lang, T::Reset) }</button>
                 <button data-action="add-server" disabled={!props.supervised} onclick={send(AdminCommand::AddServer { node: None, address: None })}>{ t(lang, T::AddServer) }</button>
             </div>
             <label class="open-writes">

@@ -47,12 +47,17 @@ pub fn Banners(props: &Props) -> Html {
             <div class="alarm" role="alert" data-alarm={a.property.key()} title={a.detail.clone()}>
                 <strong>{ format!("{} — {name} {broken}", t(lang, T::Alarm)) }</strong>
                 <span>{ format!(": {}", alarm_text(lang, a)) }</span>
-                { if lang == Lang::En { html! { <span class="detail">{ format!(" — {}", a.detail) }</span> } } else { html! {} } }
+                <span class="rule">{ format!(" — {}", shared::event_text::property_rule(a.property, lang)) }</span>
+                // What was seen, in English (the monitor's words), for whoever reads English.
+                if lang == Lang::En { <span class="detail">{ format!(" — {}", a.detail) }</span> }
             </div>
         }
     });
     let defects = (!bugs.is_empty()).then(|| {
-        let names: Vec<String> = bugs.iter().map(|b| format!("{} ({})", b.name(), b.explanation())).collect();
+        let names: Vec<String> = bugs
+            .iter()
+            .map(|b| format!("{} ({})", b.name(), shared::event_text::bug_explanation(*b, lang)))
+            .collect();
         html! { <div class="defects" data-bugs={bugs.iter().map(|b| b.name()).collect::<Vec<_>>().join(",")}>
             { format!("⚠ {}: {}", t(lang, T::DeliberateDefects), names.join("; ")) }
         </div> }

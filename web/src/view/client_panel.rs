@@ -78,10 +78,9 @@ fn describe_outcome(lang: Lang, r: &RequestRecord) -> (String, &'static str) {
                 "ok",
             )
         }
-        // The proxy's own words are English; the command, above, is already in the page's.
-        ProxyFrame::AdminDone { message, .. } if es => {
-            (format!("{} ({message}){latency}", t(lang, T::Done)), "ok")
-        }
+        // The proxy's own words are English: in Spanish only "hecho" shows (the command, before
+        // it, is in Spanish already); the English stays available on hover.
+        ProxyFrame::AdminDone { .. } if es => (format!("{}{latency}", t(lang, T::Done)), "ok"),
         ProxyFrame::AdminDone { message, .. } => (format!("{message}{latency}"), "ok"),
         ProxyFrame::Error { error: e, .. } => (error(lang, e.kind, &e.message), "error"),
         _ => (String::new(), "pending"),

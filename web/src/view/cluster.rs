@@ -314,7 +314,7 @@ fn votes_drawn(n: &NodeModel, lang: Lang) -> Html {
     let needed = n.votes_needed.max(1);
     html! {
         <g class="votes" data-votes-granted={granted.to_string()} data-votes-needed={needed.to_string()}>
-            <text y={(NODE_R + 30.0).to_string()}>{ format!("{granted}/{needed} {}", t(lang, T::Votes)) }</text>
+            <text y={(NODE_R + 30.0).to_string()}>{ format!("{granted} {} {needed} {}", t(lang, T::VotesOf), t(lang, T::VotesNeeded)) }</text>
             { for n.votes.iter().enumerate().map(|(i, (voter, yes))| {
                 let dx = (i as f64 - (n.votes.len() as f64 - 1.0) / 2.0) * 17.0;
                 html! { <g class={classes!("pip", if *yes { "yes" } else { "no" })} transform={format!("translate({dx:.1},{:.1})", NODE_R + 44.0)}>
