@@ -19,6 +19,7 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
 const SOON: Duration = Duration::from_secs(15);
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
 
 async fn admin_page(cluster: &Cluster, query: &str) -> Browser {
     let b = Browser::open(&format!("{}?token={TOKEN}{query}", cluster.url())).await;
@@ -143,6 +144,14 @@ fn a_lesson_started_in_the_page_shows_its_captions_and_advances_with_next() {
         let outcome = b.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await;
         assert_eq!(outcome, vec!["passed"]);
         b.screenshot("lecture-lesson-passed").await;
+        // Escape closes the finished lesson: its caption leaves the page.
+        b.client.find(Locator::Css("body")).await.unwrap().click().await.unwrap();
+        b.key(ESCAPE).await;
+        b.wait(SOON, "the finished lesson closed", || async {
+            (b.count("[data-lesson-outcome]").await == 0 && b.count("[data-caption]").await == 0)
+                .then_some(())
+        })
+        .await;
         b.close().await;
     });
 }

@@ -300,3 +300,21 @@ fn the_figure_8_defect_is_caught_live_on_the_simulated_cluster() {
     assert!(!outcome.passed, "the lesson's check failed: {}", outcome.message.en);
     assert!(!page.status().alarms.is_empty(), "the monitor raised an alarm");
 }
+
+/// A finished lesson's caption stays until someone closes it — Stop on a finished lesson, as
+/// the page's *Close lesson* and Escape send — and a reset by hand takes it away too.
+#[test]
+fn a_finished_lesson_is_closed_by_stop_and_by_a_reset() {
+    let mut page = Page::open(3, 13, &[]);
+    page.wait_leader(5_000.0);
+    let (outcome, _) = run_lesson(&mut page, "replication");
+    assert!(outcome.passed, "{}", outcome.message.en);
+    page.run(500.0);
+    assert!(page.status().lesson.is_some(), "the outcome stays on screen until closed");
+    page.admin(AdminCommand::Lesson { action: shared::lesson::LessonAction::Stop });
+    assert!(page.status().lesson.is_none(), "Stop closed the finished lesson");
+    let (outcome, _) = run_lesson(&mut page, "replication");
+    assert!(outcome.passed, "{}", outcome.message.en);
+    page.admin(AdminCommand::Reset);
+    assert!(page.status().lesson.is_none(), "a reset took the old lesson's captions away");
+}

@@ -471,10 +471,16 @@ fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
         if e.ctrl_key() || e.meta_key() || e.alt_key() || typing(&e) {
             return;
         }
-        let (admin, stopped, waiting) = {
+        let (admin, stopped, waiting, finished) = {
             let store = shared.store.borrow();
             let live = &store.live;
-            (store.admin, live.time.stopped, live.lesson.as_ref().is_some_and(|l| l.waiting))
+            let lesson = live.lesson.as_ref();
+            (
+                store.admin,
+                live.time.stopped,
+                lesson.is_some_and(|l| l.waiting),
+                lesson.is_some_and(|l| l.outcome.is_some()),
+            )
         };
         let time_key = admin && matches!(e.key().as_str(), " " | "ArrowRight");
         if time_key {
@@ -495,7 +501,13 @@ fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
             }
             "?" => ui.dispatch(UiAction::ToggleHelp),
             "p" | "P" => ui.dispatch(UiAction::TogglePresentation),
-            "Escape" => ui.dispatch(UiAction::CloseAll),
+            "Escape" => {
+                // What is open closes first; then a finished lesson's caption, for every page.
+                if finished && admin && !something_open() {
+                    shared.admin(AdminCommand::Lesson { action: LessonAction::Stop });
+                }
+                ui.dispatch(UiAction::CloseAll)
+            }
             _ => {}
         }
     });
@@ -507,6 +519,12 @@ fn listen_to_keys(shared: Shared, ui: UseReducerDispatcher<Ui>) {
     }
     // The listener lives as long as the page.
     handler.forget();
+}
+
+/// Whether a menu, the help or the message inspector is open (Escape closes those first).
+fn something_open() -> bool {
+    let document = web_sys::window().and_then(|w| w.document());
+    document.and_then(|d| d.query_selector(".menu, .help, .inspector").ok().flatten()).is_some()
 }
 
 /// Whether the key goes to a text field or a list.

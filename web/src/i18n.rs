@@ -170,6 +170,7 @@ pub enum T {
     // Help
     Shortcuts,
     KeySpace,
+    CloseLesson,
     ConfirmReset,
     VotesOf,
     VotesNeeded,
@@ -358,6 +359,7 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         ),
         // "2 of 3 needed" (votes granted, of the votes a majority needs): "2/3" reads as a fraction.
         T::VotesOf => w!("of", "de"),
+        T::CloseLesson => w!("Close lesson", "Cerrar la lección"),
         T::ConfirmReset => w!(
             "Reset the cluster? Every server starts again on an empty disk: all keys, logs and sessions are lost.",
             "¿Reiniciar el clúster? Cada servidor vuelve a empezar con el disco vacío: se pierden todas las claves, los registros y las sesiones."

@@ -76,8 +76,9 @@ pub(crate) async fn handle(core: Core, conn: ConnId, frame: ClientFrame) -> Prox
         }
         ClientFrame::Admin { id, command } => {
             if matches!(command, AdminCommand::Reset) {
-                // Someone starts over by hand: a lesson in progress would fight them.
-                lessons::stop(&core);
+                // Someone starts over by hand: a lesson in progress would fight them, and a
+                // finished one's captions describe a cluster that is gone.
+                lessons::close(&core);
             }
             admin::execute(&core, id, command).await
         }

@@ -47,12 +47,27 @@ pub(crate) fn control(core: &Core, action: LessonAction) -> Result<String, ApiEr
             }
             Ok("next".to_string())
         }
+        // Stop a running lesson; on one that has finished, close it: its caption leaves every
+        // page (a class should not read last lesson's outcome under the next demonstration).
         LessonAction::Stop => {
-            stop(core);
+            let running = core.state().lesson.task.is_some();
+            let message = if running {
+                stop(core);
+                "lesson stopped"
+            } else {
+                close(core);
+                "lesson closed"
+            };
             core.state().publish_status_now();
-            Ok("lesson stopped".to_string())
+            Ok(message.to_string())
         }
     }
+}
+
+/// Abandons the running lesson, if any, and takes its captions off every page.
+pub(crate) fn close(core: &Core) {
+    stop(core);
+    core.state().lesson.status = None;
 }
 
 /// Abandons the running lesson, if any (its last caption stays until the next starts).

@@ -57,7 +57,13 @@ pub fn LessonPanel(props: &Props) -> Html {
             </div>
             <div class="row">
                 <button data-action="lesson-next" class="next" disabled={!waiting} onclick={send(LessonAction::Next)} aria-keyshortcuts="N">{ t(lang, T::Next) }</button>
-                <button data-action="lesson-stop" disabled={!running} onclick={send(LessonAction::Stop)}>{ t(lang, T::StopLesson) }</button>
+                // A finished lesson's caption stays until closed (or Esc).
+                if running {
+                    <button data-action="lesson-stop" onclick={send(LessonAction::Stop)}>{ t(lang, T::StopLesson) }</button>
+                } else {
+                    <button data-action="lesson-close" disabled={lesson.is_none()} onclick={send(LessonAction::Stop)}
+                        aria-keyshortcuts="Escape">{ t(lang, T::CloseLesson) }</button>
+                }
             </div>
         </div>
     }
