@@ -276,25 +276,39 @@ fn one_event_per_line(lines: Vec<Line>) -> Vec<Line> {
     out
 }
 
+/// What a JavaScript error says, without its stack trace: a browser refusing another origin's
+/// file says "Failed to fetch", which the page shows as is.
+fn js_message(e: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(error) => String::from(error.message()),
+        None => e.as_string().unwrap_or_else(|| "the browser refused".to_string()),
+    }
+}
+
 /// Fetches a recording from `url` (`?replay=URL`).
 pub async fn fetch(url: &str) -> Result<String, String> {
     use wasm_bindgen::JsCast;
     let window = web_sys::window().ok_or("no window")?;
-    let response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("cannot fetch {url}: {e:?}"))?;
+    let response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| {
+        format!(
+            "cannot fetch {url}: {} (a file on another site opens only if that site allows it: \
+                 download it and drop it on the page instead)",
+            js_message(&e)
+        )
+    })?;
     let response: web_sys::Response = response.dyn_into().map_err(|_| "not a response".to_string())?;
     if !response.ok() {
         return Err(format!("cannot fetch {url}: HTTP {}", response.status()));
     }
-    let text = response.text().map_err(|e| format!("{e:?}"))?;
-    let text = wasm_bindgen_futures::JsFuture::from(text).await.map_err(|e| format!("{e:?}"))?;
+    let text = response.text().map_err(|e| js_message(&e))?;
+    let text = wasm_bindgen_futures::JsFuture::from(text).await.map_err(|e| js_message(&e))?;
     text.as_string().ok_or_else(|| "the recording is not text".to_string())
 }
 
 /// Reads a file the user picked or dropped.
 pub async fn read_file(file: web_sys::File) -> Result<String, String> {
-    let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|e| format!("{e:?}"))?;
+    let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|e| js_message(&e))?;
     text.as_string().ok_or_else(|| "the file is not text".to_string())
 }
 

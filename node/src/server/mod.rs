@@ -93,6 +93,11 @@ pub struct RaftOptions {
     /// Take a snapshot and compact the log every N applied entries
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// Pre-vote (dissertation §9.6): a candidate first asks whether it could win, so a server
+    /// cut off and back does not disrupt a working leader. `off` shows bare elections (no
+    /// pre-votes on screen); every server of a cluster must use the same
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub pre_vote: bool,
     /// Most bytes of keys and values the store may hold; a write past it answers store_full.
     /// Every server of a cluster must use the same (the supervisor sees to it)
     #[arg(long, default_value_t = shared::kv::DEFAULT_STORE_LIMIT)]
@@ -108,6 +113,14 @@ pub struct RaftOptions {
     pub bugs: Vec<Bug>,
 }
 
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("'{other}' is neither on nor off")),
+    }
+}
+
 impl RaftOptions {
     /// The same options as `consenso server` flags, for a server this process starts.
     pub fn to_args(&self) -> Vec<String> {
@@ -118,6 +131,7 @@ impl RaftOptions {
             format!("--snapshot-every={}", self.snapshot_every),
             format!("--max-store-bytes={}", self.max_store_bytes),
             format!("--max-batch={}", self.max_batch),
+            format!("--pre-vote={}", if self.pre_vote { "on" } else { "off" }),
         ];
         args.extend(self.bugs.iter().map(|b| format!("--bug={b}")));
         args
@@ -240,6 +254,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     cfg.election_timeout = args.raft.election_timeout;
     cfg.heartbeat_interval = args.raft.heartbeat;
     cfg.max_entries_per_message = args.raft.max_batch;
+    cfg.pre_vote = args.raft.pre_vote;
     cfg.bugs = args.raft.bugs.iter().copied().collect();
     cfg.validate();
     if !cfg.bugs.is_empty() {
@@ -348,5 +363,27 @@ mod tests {
         assert_eq!(super::id_from_hostname("consenso-0").unwrap(), 1);
         assert_eq!(super::id_from_hostname("my-db-consenso-12").unwrap(), 13);
         assert!(super::id_from_hostname("consenso").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Options {
+        #[command(flatten)]
+        raft: super::RaftOptions,
+    }
+
+    fn parse(args: &[&str]) -> super::RaftOptions {
+        use clap::Parser;
+        Options::try_parse_from(std::iter::once("consenso").chain(args.iter().copied())).unwrap().raft
+    }
+
+    #[test]
+    fn the_options_a_cluster_passes_on_read_back_the_same_pre_vote_included() {
+        let off = parse(&["--pre-vote", "off", "--election-timeout", "300", "--bug", "no-dedup"]);
+        assert!(!off.pre_vote);
+        let again = parse(&off.to_args().iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!again.pre_vote && again.election_timeout == 300 && again.bugs.len() == 1);
+        assert!(parse(&[]).pre_vote, "on unless asked");
+        use clap::Parser;
+        assert!(Options::try_parse_from(["consenso", "--pre-vote", "maybe"]).is_err());
     }
 }
