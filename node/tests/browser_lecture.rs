@@ -20,6 +20,7 @@ const SOON: Duration = Duration::from_secs(15);
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 const ESCAPE: &str = "\u{E00C}";
+const ARROW_RIGHT: &str = "\u{E014}";
 
 async fn admin_page(cluster: &Cluster, query: &str) -> Browser {
     let b = Browser::open(&format!("{}?token={TOKEN}{query}", cluster.url())).await;
@@ -375,6 +376,23 @@ fn the_token_leaves_the_address_bar_and_space_always_stops_and_runs_time() {
         })
         .await;
         assert_eq!(heals().await, Some(1), "Space pressed the focused Heal button");
+        // → steps (the Heal button still focused): a timer fires, and its messages wait on
+        // screen, each a keyboard stop; Enter on one opens the inspector.
+        b.wait(SOON, "a held message, reachable by keyboard", || async {
+            if b.count(r#".flight[data-held="true"][tabindex="0"]"#).await > 0 {
+                return Some(());
+            }
+            b.key(ARROW_RIGHT).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            None
+        })
+        .await;
+        b.js(r#"document.querySelector('.flight[data-held="true"][tabindex="0"]').focus()"#).await;
+        b.key(ENTER).await;
+        b.wait(SOON, "the inspector, opened from the keyboard", || async {
+            (b.count("[data-inspector]").await == 1).then_some(())
+        })
+        .await;
         // A server with the focus: Space runs time, its menu stays closed.
         b.js(r#"document.querySelector('[data-node-id="1"]').focus()"#).await;
         b.key(" ").await;

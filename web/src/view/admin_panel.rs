@@ -207,28 +207,57 @@ fn NetworkControls(props: &NetworkProps) -> Html {
             <button data-action="block" onclick={block}>{ t(lang, T::Block) }</button>
         </div>
         <button class="heal" data-action="heal" onclick={heal}>{ t(lang, T::Heal) }</button>
-        { loss_and_delay(lang, &props.nodes, &shared) }
+        { loss_and_delay(lang, &props.nodes) }
     </> }
 }
 
-/// Loss and delay for every server, as sliders showing the current setting.
-fn loss_and_delay(lang: Lang, nodes: &Nodes, shared: &Shared) -> Html {
+fn loss_and_delay(lang: Lang, nodes: &Nodes) -> Html {
     let any = nodes.values().next();
-    let drop_rate = any.map_or(0.0, |n| n.faults.drop_rate);
-    let delay = any.map_or(0, |n| n.faults.delay_ms);
+    let (drop_rate, delay_ms) = any.map_or((0.0, 0), |n| (n.faults.drop_rate, n.faults.delay_ms));
+    html! { <LossAndDelay lang={lang} drop_rate={drop_rate} delay_ms={delay_ms} /> }
+}
+
+/// Loss and delay for every server, as sliders showing the current setting. What the user set
+/// shows until the cluster's status says the same: without that, the status of a moment before
+/// pulled the slider back between two key presses, and steps were lost.
+#[derive(Properties, PartialEq)]
+struct SliderProps {
+    lang: Lang,
+    drop_rate: f64,
+    delay_ms: u64,
+}
+
+#[function_component]
+fn LossAndDelay(props: &SliderProps) -> Html {
+    let shared = use_context::<Shared>().expect("shared context");
+    let lang = props.lang;
+    let asked_drop = use_state(|| None::<f64>);
+    let asked_delay = use_state(|| None::<u64>);
+    // The cluster caught up: show what it says again.
+    if asked_drop.is_some_and(|d| (d - props.drop_rate).abs() < 1e-9) {
+        asked_drop.set(None);
+    }
+    if *asked_delay == Some(props.delay_ms) {
+        asked_delay.set(None);
+    }
+    let drop_rate = asked_drop.unwrap_or(props.drop_rate);
+    let delay = asked_delay.unwrap_or(props.delay_ms);
     let on_drop = {
-        let shared = shared.clone();
+        let (shared, asked) = (shared.clone(), asked_drop.clone());
         Callback::from(move |e: Event| {
             let input: HtmlInputElement = e.target_unchecked_into();
             let rate = input.value().parse::<f64>().unwrap_or(0.0) / 100.0;
+            asked.set(Some(rate));
             shared.admin(AdminCommand::Drop { node: None, rate });
         })
     };
     let on_delay = {
-        let shared = shared.clone();
+        let (shared, asked) = (shared.clone(), asked_delay.clone());
         Callback::from(move |e: Event| {
             let input: HtmlInputElement = e.target_unchecked_into();
-            shared.admin(AdminCommand::Delay { node: None, ms: input.value().parse().unwrap_or(0) });
+            let ms = input.value().parse().unwrap_or(0);
+            asked.set(Some(ms));
+            shared.admin(AdminCommand::Delay { node: None, ms });
         })
     };
     html! { <>

@@ -110,6 +110,20 @@ fn flight(
         }
         _ => (None, 1.0),
     };
+    // Enter inspects a message with the focus. Held ones (time stopped: they stand still) are
+    // keyboard stops; moving ones would pass too fast to reach, and would flood the Tab order.
+    let onkeydown = {
+        let (d, key) = (dispatch.clone(), (f.from, f.id));
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" {
+                e.prevent_default();
+                e.stop_propagation();
+                d.emit(UiAction::Inspect(Some(key)));
+            }
+        })
+    };
+    let tabindex = if f.held() { "0" } else { "-1" };
+    let label = format!("{} #{} {} → {}", f.kind.name(), f.id, f.from, f.to);
     let stepped = matches!(f.journey, Journey::Stepped { .. });
     let classes = classes!(
         "flight",
@@ -124,8 +138,9 @@ fn flight(
             data-kind={f.kind.name()} data-from={f.from.to_string()} data-to={f.to.to_string()}
             data-message-id={f.id.to_string()} data-held={f.held().to_string()}
             data-lost={lost.map_or(String::new(), |r| format!("{r:?}").to_lowercase())}
-            {onclick}>
-            <title>{ format!("{} #{} {} → {}", f.kind.name(), f.id, f.from, f.to) }</title>
+            tabindex={tabindex} role="button" aria-label={label.clone()}
+            {onclick} {onkeydown}>
+            <title>{ label }</title>
             // A generous target: the glyphs are small.
             <circle class="hit" r="15" />
             { if f.held() { html! { <rect class="envelope" x="-13" y="-11" width="26" height="22" rx="3" /> } } else { html! {} } }
