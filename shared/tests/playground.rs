@@ -18,7 +18,10 @@ const ADMIN_PATIENCE_MS: u64 = 5_000;
 
 impl Page {
     fn open(servers: usize, seed: u64, bugs: &[Bug]) -> Page {
-        let mut playground = Playground::new(servers, seed, bugs);
+        Page::open_with(Playground::new(servers, seed, bugs))
+    }
+
+    fn open_with(mut playground: Playground) -> Page {
         playground.handle(ClientFrame::Hello {
             version: shared::protocol::PROTOCOL_VERSION,
             token: None,
@@ -317,4 +320,21 @@ fn a_finished_lesson_is_closed_by_stop_and_by_a_reset() {
     assert!(outcome.passed, "{}", outcome.message.en);
     page.admin(AdminCommand::Reset);
     assert!(page.status().lesson.is_none(), "a reset took the old lesson's captions away");
+}
+
+/// `?sim&prevote=off`: elections without the pre-vote round — no server is ever a
+/// pre-candidate — and with it (the default) every election starts with one.
+#[test]
+fn pre_vote_can_be_left_out_of_the_in_page_cluster() {
+    let pre_candidates = |page: &Page| {
+        page.events()
+            .filter(|o| matches!(o.event, Event::RoleChanged { role: Role::PreCandidate, .. }))
+            .count()
+    };
+    let mut bare = Page::open_with(Playground::with_pre_vote(3, 21, &[], false));
+    bare.wait_leader(5_000.0);
+    assert_eq!(pre_candidates(&bare), 0, "a pre-vote round without pre-vote");
+    let mut usual = Page::open(3, 21, &[]);
+    usual.wait_leader(5_000.0);
+    assert!(pre_candidates(&usual) > 0, "the first election starts with a pre-vote round");
 }

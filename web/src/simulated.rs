@@ -31,9 +31,9 @@ async function module_at(url) {
   await module.default();
   return module;
 }
-export async function load_simulator(url, servers, seed, bugs) {
+export async function load_simulator(url, servers, seed, bugs, pre_vote) {
   const module = await module_at(url);
-  return new module.SimCluster(servers, seed, bugs);
+  return new module.SimCluster(servers, seed, bugs, pre_vote);
 }
 export async function render_recording(url, recording, from, to, title, format, lang) {
   const module = await module_at(url);
@@ -64,7 +64,13 @@ export function download(name, type, text) {
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
-    async fn load_simulator(url: &str, servers: usize, seed: f64, bugs: &str) -> Result<JsValue, JsValue>;
+    async fn load_simulator(
+        url: &str,
+        servers: usize,
+        seed: f64,
+        bugs: &str,
+        pre_vote: bool,
+    ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(catch)]
     async fn render_recording(
         url: &str,
@@ -126,6 +132,8 @@ pub struct SimSettings {
     pub seed: u64,
     pub servers: usize,
     pub bugs: Vec<Bug>,
+    /// Elections begin with a pre-vote round (off: `&prevote=off`).
+    pub pre_vote: bool,
 }
 
 #[derive(Clone)]
@@ -164,7 +172,14 @@ impl Simulated {
                 return on_link.emit(Link::Failed { reason: reason.into() });
             };
             let bugs: Vec<&str> = settings.bugs.iter().map(|b| b.name()).collect();
-            let loaded = load_simulator(&url, settings.servers, settings.seed as f64, &bugs.join(",")).await;
+            let loaded = load_simulator(
+                &url,
+                settings.servers,
+                settings.seed as f64,
+                &bugs.join(","),
+                settings.pre_vote,
+            )
+            .await;
             let cluster = match loaded {
                 Ok(cluster) => cluster.unchecked_into::<SimCluster>(),
                 Err(e) => {
@@ -283,7 +298,9 @@ pub fn settings_from_url() -> Option<SimSettings> {
         .filter_map(|v| v.as_string())
         .filter_map(|name| Bug::ALL.into_iter().find(|b| b.name() == name))
         .collect();
-    Some(SimSettings { seed, servers, bugs })
+    // `&prevote=off`: bare elections, without the pre-vote round (as `cluster --pre-vote off`).
+    let pre_vote = params.get("prevote").is_none_or(|v| v != "off");
+    Some(SimSettings { seed, servers, bugs, pre_vote })
 }
 
 /// The page's URL for a simulated cluster, from wherever the page is served.

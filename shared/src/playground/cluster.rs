@@ -27,6 +27,8 @@ const STATUS_EVERY_MS: f64 = 250.0;
 pub(super) struct Cluster {
     pub servers: BTreeMap<NodeId, Server>,
     pub bugs: Bugs,
+    /// Whether elections start with a pre-vote round (`?sim&prevote=off` leaves it out).
+    pub pre_vote: bool,
     pub rng: Rng,
     /// The cluster's clock, in ms of cluster time.
     pub now: Millis,
@@ -55,10 +57,11 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(count: usize, seed: u64, bugs: Bugs) -> Cluster {
+    pub fn new(count: usize, seed: u64, bugs: Bugs, pre_vote: bool) -> Cluster {
         let mut cluster = Cluster {
             servers: BTreeMap::new(),
             bugs,
+            pre_vote,
             rng: Rng::new(seed),
             now: 0,
             carry: 0.0,
@@ -101,6 +104,7 @@ impl Cluster {
             Config::joining(id)
         };
         cfg.bugs = self.bugs;
+        cfg.pre_vote = self.pre_vote;
         cfg
     }
 

@@ -45,8 +45,13 @@ pub struct Playground {
 impl Playground {
     /// A cluster of `servers` (clamped to 3–7) that runs with the deliberate defects `bugs`.
     pub fn new(servers: usize, seed: u64, bugs: &[Bug]) -> Playground {
+        Playground::with_pre_vote(servers, seed, bugs, true)
+    }
+
+    /// As `new`, with elections that start with a pre-vote round or not.
+    pub fn with_pre_vote(servers: usize, seed: u64, bugs: &[Bug], pre_vote: bool) -> Playground {
         let bugs = bugs.iter().fold(Bugs::none(), |all, bug| all.with(*bug));
-        let cluster = Cluster::new(servers.clamp(MIN_SERVERS, MAX_SERVERS), seed, bugs);
+        let cluster = Cluster::new(servers.clamp(MIN_SERVERS, MAX_SERVERS), seed, bugs, pre_vote);
         let settings = Settings {
             proxies: Vec::new(),
             servers: cluster.servers.keys().map(|id| (*id, server::address(*id))).collect(),

@@ -16,15 +16,16 @@ pub struct SimCluster {
 #[wasm_bindgen]
 impl SimCluster {
     /// `servers` (3–7) running the Raft core, seeded with `seed` (an integer below 2^53),
-    /// with the deliberate defects named in `bugs` (comma-separated).
+    /// with the deliberate defects named in `bugs` (comma-separated), and elections with a
+    /// pre-vote round unless `pre_vote` is false.
     #[wasm_bindgen(constructor)]
-    pub fn new(servers: usize, seed: f64, bugs: &str) -> SimCluster {
+    pub fn new(servers: usize, seed: f64, bugs: &str, pre_vote: bool) -> SimCluster {
         let bugs: Vec<Bug> = bugs
             .split(',')
             .map(str::trim)
             .filter_map(|name| Bug::ALL.into_iter().find(|b| b.name() == name))
             .collect();
-        SimCluster { playground: Playground::new(servers, seed as u64, &bugs) }
+        SimCluster { playground: Playground::with_pre_vote(servers, seed as u64, &bugs, pre_vote) }
     }
 
     /// Takes one client frame (JSON); an unreadable one is refused with the reason.
