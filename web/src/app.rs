@@ -52,7 +52,7 @@ fn initial_token() -> Option<String> {
         remember_token(None);
         return None;
     }
-    session_storage()?.get_item(TOKEN_KEY).ok()?.filter(|t| !t.is_empty())
+    current_token()
 }
 
 /// Whether this page was reloaded (not opened from a link or the address bar).
@@ -396,7 +396,7 @@ impl Page<'_> {
         let (s, m, lang) = (self.store, self.store.view(), self.ui.lang);
         html! { <>
             <Header lang={lang} presentation={self.ui.presentation} link={s.link.clone()} admin={s.admin}
-                leader={m.shown_leader()} term={m.term} deposed={m.deposed_leaders()}
+                leader={m.nodes.shown_leader()} term={m.term} deposed={m.nodes.deposed_leaders()}
                 frozen={s.frozen.as_ref().map(|(t, _)| *t)}
                 live_now={s.live.now} earliest={s.earliest()} dispatch={self.dispatch.clone()} />
             <Banners lang={lang} admin={s.admin} alarms={m.alarms.clone()} bugs={m.bugs.clone()}

@@ -204,7 +204,8 @@ fn wait_until_writable(binary: &Path, proxy: &str, token: &str, cluster: &mut Ch
 /// A base port with the `PORTS_PER_CLUSTER` above it free right now.
 fn free_ports() -> anyhow::Result<u16> {
     for _ in 0..200 {
-        let base = 20_000 + (crate::secret::random_u64() % 2_000) as u16 * PORTS_PER_CLUSTER;
+        // Below Linux's ephemeral range (32768–60999), where outgoing connections take ports.
+        let base = 20_000 + (crate::secret::random_u64() % 600) as u16 * PORTS_PER_CLUSTER;
         let free =
             (base..base + PORTS_PER_CLUSTER).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if free {

@@ -136,15 +136,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if args.kill_leader_every.is_some() && args.cluster.token().is_none() {
         bail!("--kill-leader-every needs the admin token (--token or CONSENSO_TOKEN)");
     }
+    if let Some(old) = &args.ab {
+        return ab::main(&args, old);
+    }
     let proxies: Vec<String> = args
         .cluster
         .proxy
         .split(',')
         .map(|p| crate::addr::ws_url(p.trim()))
         .collect::<anyhow::Result<_>>()?;
-    if let Some(old) = &args.ab {
-        return ab::main(&args, old);
-    }
     let runtime = crate::runtime()?;
     let floor = match args.no_floor {
         true => None,

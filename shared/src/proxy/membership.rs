@@ -73,7 +73,7 @@ pub(crate) async fn add(
         Err(error) if error.kind == ErrorKind::Timeout => Err(error),
         Err(error) => {
             // Not added (the configuration says so): nobody keeps a server that is not a member.
-            if committed_members(core).is_some_and(|m| m.voters.contains(&id) || m.learners.contains(&id)) {
+            if committed_members(core).is_some_and(|m| m.is_member(id)) {
                 return Ok(format!("node {id} at {address} is a member"));
             }
             unlink(core, id);

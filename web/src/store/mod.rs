@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(store.view().nodes[&2].role, Some(Role::Candidate));
         store.go_live();
         assert_eq!(store.view().nodes[&2].role, Some(Role::Leader));
-        assert_eq!(store.view().shown_leader(), Some(2), "the leader of the highest term");
+        assert_eq!(store.view().nodes.shown_leader(), Some(2), "the leader of the highest term");
     }
 
     #[test]
