@@ -152,8 +152,15 @@ impl Browser {
     /// Presses a key on whatever has the focus (WebDriver key codes: "\u{E004}" is Tab,
     /// "\u{E007}" Enter, "\u{E014}" the right arrow).
     pub async fn key(&self, key: &str) {
-        let active = self.client.active_element().await.expect("something has the focus");
-        active.send_keys(key).await.expect("the key is sent");
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        // As a person types: to the page, wherever the focus is. (Sending to the focused
+        // element fails whenever the focus rests on one WebDriver deems not interactable — a
+        // server's shape behind a moving message, say — and made keyboard tests flaky.)
+        let mut actions = KeyActions::new("keyboard".to_string());
+        for c in key.chars() {
+            actions = actions.then(KeyAction::Down { value: c }).then(KeyAction::Up { value: c });
+        }
+        self.client.perform_actions(actions).await.expect("the key is typed");
     }
 
     /// Makes the page's viewport exactly `width` × `height` CSS pixels.
