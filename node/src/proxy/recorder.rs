@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use shared::protocol::{AdminCommand, ApiError, ErrorKind, PROTOCOL_VERSION, Picture, ProxyFrame, encode};
-use shared::recording::{Header, Rolling, encode_line};
+use shared::recording::{Header, OneClock, Rolling, encode_line};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::oneshot;
 
@@ -60,7 +60,9 @@ impl Recorder {
     /// The last `minutes` (at most what is kept) as a recording.
     pub fn recent(&self, minutes: f64) -> String {
         let ms = (minutes.max(0.0) * 60_000.0) as u64;
-        self.recent.lock().expect("recent lock").export(self.now(), ms, &self.header())
+        // Only the pointers are copied under the lock: pages and the recorder go on meanwhile.
+        let cut = self.recent.lock().expect("recent lock").cut(self.now(), ms);
+        cut.export(&self.header())
     }
 
     pub fn proxy(&self) -> &str {
@@ -120,7 +122,7 @@ pub async fn keep_recent(core: CoreHandle, recorder: Arc<Recorder>) {
                     .keyframe(t, welcome(picture, &recorder.proxy, false));
             }
         }
-        recorder.recent.lock().expect("recent lock").push(t, frame.to_string());
+        recorder.recent.lock().expect("recent lock").push(t, frame);
     }
 }
 
@@ -168,15 +170,28 @@ pub async fn start_file(shared: &Shared, path: PathBuf) -> anyhow::Result<String
     Ok(shown)
 }
 
+/// Follows the frames on the proxy's thread and hands them to a thread of their own that
+/// writes them: the disk never holds up the proxy.
 async fn write_file(
     recorder: Arc<Recorder>,
     core: CoreHandle,
     path: PathBuf,
-    mut out: std::io::BufWriter<std::fs::File>,
+    out: std::io::BufWriter<std::fs::File>,
     mut frames: broadcast::Receiver<Arc<str>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let start = recorder.now();
+    let (lines, to_disk) = std::sync::mpsc::channel();
+    let writer = {
+        let (recorder, core, path) = (recorder.clone(), core.clone(), path.clone());
+        std::thread::Builder::new()
+            .name("recording".into())
+            .spawn(move || write_lines(&recorder, &core, &path, out, &to_disk))
+    };
+    if let Err(e) = writer {
+        tracing::error!("cannot start writing the recording to {}: {e}", path.display());
+        return;
+    }
     loop {
         let frame = tokio::select! {
             _ = &mut stopped => return,
@@ -189,8 +204,29 @@ async fn write_file(
                 Err(RecvError::Closed) => return,
             },
         };
-        let line = encode_line(recorder.now().saturating_sub(start), &frame);
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        if lines.send((recorder.now().saturating_sub(start), frame)).is_err() {
+            return; // The writer met an error and said so.
+        }
+    }
+}
+
+/// The recording's thread: each frame with its events on the recording's clock, flushed
+/// whenever it has caught up, so that a recording cut short by a crash reads up to its last
+/// whole line.
+fn write_lines(
+    recorder: &Recorder,
+    core: &CoreHandle,
+    path: &std::path::Path,
+    mut out: std::io::BufWriter<std::fs::File>,
+    lines: &std::sync::mpsc::Receiver<(u64, Arc<str>)>,
+) {
+    let mut one_clock = OneClock::new();
+    while let Ok(first) = lines.recv() {
+        let written = std::iter::once(first).chain(lines.try_iter()).try_for_each(|(t, frame)| {
+            let placed = one_clock.frame_json(t, &frame);
+            writeln!(out, "{}", encode_line(t, placed.as_deref().unwrap_or(&frame)))
+        });
+        if written.and_then(|()| out.flush()).is_err() {
             tracing::error!("cannot write the recording to {}; it stops here", path.display());
             *recorder.file.lock().expect("file lock") = None;
             core.send(Input::Recording { file: None });

@@ -6,13 +6,23 @@
 //! `welcome` with the picture of the cluster, then `events`, `status` and `log` frames).
 //! Readers accept every version up to their own; a later version is refused with a clear
 //! error rather than misread.
+//!
+//! Since version 2 every event's `at` is on the recording's clock (`one_clock.rs`); version 1
+//! kept each server's own clock, and is put on one clock as it is read.
+
+mod one_clock;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+pub use one_clock::OneClock;
 
 use crate::protocol::ProxyFrame;
 
 pub const FORMAT: &str = "consenso-recording";
-pub const VERSION: u32 = 1;
+/// 2: events stamped on the recording's clock.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -54,9 +64,15 @@ pub fn parse(text: &str) -> Result<(Header, Vec<Line>), String> {
         ));
     }
     let mut out = Vec::new();
+    let mut one_clock = (header.version < 2).then(OneClock::new);
     while let Some((number, text)) = lines.next() {
         match serde_json::from_str::<Line>(text) {
-            Ok(line) => out.push(line),
+            Ok(mut line) => {
+                if let Some(clock) = one_clock.as_mut() {
+                    clock.frame(line.t, &mut line.frame);
+                }
+                out.push(line)
+            }
             Err(_) if lines.peek().is_none() => break,
             Err(e) => return Err(format!("line {}: {e}", number + 1)),
         }
@@ -88,8 +104,8 @@ pub const KEYFRAME_EVERY_MS: u64 = 30_000;
 #[derive(Debug)]
 struct Segment {
     start: u64,
-    /// Frames as encoded JSON, with their time.
-    lines: Vec<(u64, String)>,
+    /// Frames as encoded JSON, with their time (shared with the pages they were sent to).
+    lines: Vec<(u64, Arc<str>)>,
     bytes: usize,
 }
 
@@ -104,7 +120,7 @@ impl Rolling {
     }
 
     /// Starts a segment with a `welcome` frame that pictures the cluster at `t`.
-    pub fn keyframe(&mut self, t: u64, welcome_json: String) {
+    pub fn keyframe(&mut self, t: u64, welcome_json: impl Into<Arc<str>>) {
         self.segments.push_back(Segment { start: t, lines: Vec::new(), bytes: 0 });
         self.push(t, welcome_json);
         // Keep one segment that starts before the horizon, so that all of it is covered.
@@ -117,8 +133,9 @@ impl Rolling {
     }
 
     /// A frame published at `t` (ignored before the first keyframe).
-    pub fn push(&mut self, t: u64, frame_json: String) {
+    pub fn push(&mut self, t: u64, frame_json: impl Into<Arc<str>>) {
         let Some(segment) = self.segments.back_mut() else { return };
+        let frame_json = frame_json.into();
         let size = frame_json.len() + 16;
         segment.lines.push((t, frame_json));
         segment.bytes += size;
@@ -130,15 +147,40 @@ impl Rolling {
         self.bytes
     }
 
-    /// A recording of (at least) the last `ms` before `now`, times counted from its first frame.
-    pub fn export(&self, now: u64, ms: u64, header: &Header) -> String {
+    /// The frames of (at least) the last `ms` before `now`, from the picture that opens them:
+    /// cheap (shared pointers), so that a caller holding a lock can write them out after.
+    pub fn cut(&self, now: u64, ms: u64) -> Cut {
         let since = now.saturating_sub(ms);
         let first = self.segments.iter().rposition(|s| s.start <= since).unwrap_or(0);
         let start = self.segments.get(first).map_or(0, |s| s.start);
+        let lines = self.segments.iter().skip(first).flat_map(|s| s.lines.iter().cloned()).collect();
+        Cut { start, lines }
+    }
+
+    /// A recording of (at least) the last `ms` before `now`, times counted from its first frame.
+    pub fn export(&self, now: u64, ms: u64, header: &Header) -> String {
+        self.cut(now, ms).export(header)
+    }
+}
+
+/// Frames taken from a [`Rolling`], to be written out as a recording.
+pub struct Cut {
+    start: u64,
+    lines: Vec<(u64, Arc<str>)>,
+}
+
+impl Cut {
+    /// The recording: times counted from the first frame, events on its clock.
+    pub fn export(&self, header: &Header) -> String {
         let mut out = serde_json::to_string(header).expect("headers serialize");
         out.push('\n');
-        for (t, frame) in self.segments.iter().skip(first).flat_map(|s| &s.lines) {
-            out.push_str(&encode_line(t - start, frame));
+        let mut one_clock = OneClock::new();
+        for (t, frame) in &self.lines {
+            let t = t - self.start;
+            match one_clock.frame_json(t, frame) {
+                Some(placed) => out.push_str(&encode_line(t, &placed)),
+                None => out.push_str(&encode_line(t, frame)),
+            }
             out.push('\n');
         }
         out
@@ -167,7 +209,7 @@ mod tests {
             if rolling.wants_keyframe(t) {
                 rolling.keyframe(t, welcome());
             } else {
-                rolling.push(t, r#"{"type":"events","events":[]}"#.into());
+                rolling.push(t, r#"{"type":"events","events":[]}"#);
             }
         }
         let text = rolling.export(299_000, 60_000, &Header::new(0, "p".into()));
