@@ -1,6 +1,7 @@
 //! `consenso diagram FILE`: a recording (`cluster --record FILE`) drawn as a space-time diagram
-//! in SVG, for slides — servers as lifelines, messages as arrows, lost ones crossed out, role
-//! changes and commits marked (see `shared::diagram`) — or, with `--text`, its events in words
+//! in SVG, for slides — servers as lifelines, messages as arrows (routine heartbeats left out
+//! unless `--heartbeats`), lost ones crossed out where they were lost, role changes, commits,
+//! crashes, restarts and admin actions marked (see `shared::diagram`) — or, with `--text`, its events in words
 //! (English or Spanish) for lecture notes.
 
 use std::path::PathBuf;
@@ -27,6 +28,10 @@ pub struct Args {
     /// Print the window's events in words instead (for lecture notes)
     #[arg(long)]
     text: bool,
+    /// Draw every heartbeat and acknowledgement too (by default those that tell nothing new
+    /// are left out, so that a slide shows what matters)
+    #[arg(long)]
+    heartbeats: bool,
     /// Language of --text: en or es
     #[arg(long, default_value = "en", value_parser = ["en", "es"])]
     lang: String,
@@ -47,7 +52,8 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let window = Window { from_s: args.from, to_s: args.to.unwrap_or(f64::INFINITY) };
+    let window =
+        Window { from_s: args.from, to_s: args.to.unwrap_or(f64::INFINITY), routine: args.heartbeats };
     if window.to_s <= window.from_s {
         eprintln!("error: --to must come after --from");
         return ExitCode::FAILURE;

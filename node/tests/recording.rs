@@ -17,7 +17,17 @@ fn a_recorded_election_is_drawn_with_a_lifeline_per_server_and_an_arrow_per_deli
     let cluster = Cluster::start_with(3, 1, &["--record", file.to_str().unwrap(), "--time-scale", "5"]);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     assert!(matches!(cluster.admin(AdminCommand::Crash { node: leader }), ProxyFrame::AdminDone { .. }));
-    support::wait_for(Duration::from_secs(30), "a new leader", || cluster.leader().filter(|l| *l != leader));
+    let second = support::wait_for(Duration::from_secs(30), "a new leader", || {
+        cluster.leader().filter(|l| *l != leader)
+    });
+    // The first leader comes back with a clock that starts at 0 again, and votes in the next
+    // election: the recording must still put its vote before the win it made.
+    assert!(matches!(cluster.admin(AdminCommand::Restart { node: leader }), ProxyFrame::AdminDone { .. }));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: second }), ProxyFrame::AdminDone { .. }));
+    support::wait_for(Duration::from_secs(30), "a third leader", || {
+        cluster.leader().filter(|l| *l != second)
+    });
     std::thread::sleep(Duration::from_secs(1));
     drop(cluster);
 
@@ -46,14 +56,20 @@ fn a_recorded_election_is_drawn_with_a_lifeline_per_server_and_an_arrow_per_deli
         }
     }
     assert!(!lost.is_empty(), "messages to the crashed leader were lost");
+    causes_come_before_effects(&lines);
 
     let svg_path = dir.path().join("election.svg");
-    let out = Command::new(BIN)
-        .args(["diagram", file.to_str().unwrap(), "-o", svg_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let draw = |extra: &[&str]| {
+        let mut args = vec!["diagram", file.to_str().unwrap(), "-o", svg_path.to_str().unwrap()];
+        args.extend(extra);
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(&svg_path).unwrap()
+    };
+    let slide = draw(&[]);
+    assert!(slide.contains("routine heartbeats and acknowledgements not drawn"), "a slide leaves them out");
+    assert!(slide.contains(&format!("crash node {leader}")), "the crash is marked");
+    let svg = draw(&["--heartbeats"]);
     let doc = roxmltree::Document::parse(&svg).expect("valid SVG (well-formed XML)");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     let with_class = |c: &str| {
@@ -77,6 +93,34 @@ fn a_recorded_election_is_drawn_with_a_lifeline_per_server_and_an_arrow_per_deli
     let refused =
         Command::new(BIN).args(["diagram", svg_path.to_str().unwrap(), "-o", "/dev/null"]).output().unwrap();
     assert!(!refused.status.success(), "an SVG is not a recording");
+}
+
+/// Every vote a candidate counts was granted, on the recording's one clock, before it was
+/// counted (and no later than the win it made).
+fn causes_come_before_effects(lines: &[shared::recording::Line]) {
+    use shared::event::Event;
+    let mut granted = std::collections::BTreeMap::new();
+    let mut counted = Vec::new();
+    for line in lines {
+        let ProxyFrame::Events { events } = &line.frame else { continue };
+        for e in events {
+            match e.event {
+                Event::VoteGranted { candidate, term, pre_vote: false } => {
+                    granted.entry((e.node, candidate, term)).or_insert(e.at);
+                }
+                Event::VoteCounted { voter, term, pre_vote: false, granted: true, .. } if voter != e.node => {
+                    counted.push((voter, e.node, term, e.at))
+                }
+                _ => {}
+            }
+        }
+    }
+    let matched: Vec<_> =
+        counted.iter().filter_map(|(v, c, t, at)| Some((granted.get(&(*v, *c, *t))?, at))).collect();
+    assert!(matched.len() >= 2, "votes of at least two elections recorded: {counted:?}");
+    for (granted_at, counted_at) in matched {
+        assert!(granted_at <= counted_at, "a vote granted at {granted_at} ms was counted at {counted_at} ms");
+    }
 }
 
 /// `GET path` on the proxy: the status line, the headers and the body.

@@ -23,6 +23,9 @@ pub struct Ask {
     format: Option<String>,
     /// For `/diagram?format=text`: `en` or `es`.
     lang: Option<String>,
+    /// For `/diagram`: draw routine heartbeats and acknowledgements too.
+    #[serde(default)]
+    heartbeats: bool,
 }
 
 fn refused(status: StatusCode, why: &str) -> Response {
@@ -74,7 +77,8 @@ pub async fn recording(State(shared): State<Shared>, headers: HeaderMap, Query(a
     }
 }
 
-/// `GET /diagram?seconds=S&token=T[&format=text&lang=es]`: the last S seconds drawn.
+/// `GET /diagram?seconds=S&token=T[&heartbeats=true][&format=text&lang=es]`: the last S seconds
+/// drawn.
 pub async fn diagram(State(shared): State<Shared>, headers: HeaderMap, Query(ask): Query<Ask>) -> Response {
     if let Some(refusal) = refusal(&shared, &headers, &ask) {
         return refusal;
@@ -94,7 +98,7 @@ fn draw(recorder: &super::recorder::Recorder, seconds: f64, ask: &Ask) -> Respon
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "the recent frames do not read back");
     };
     let end = lines.last().map_or(0.0, |l| l.t as f64 / 1000.0);
-    let window = Window { from_s: (end - seconds).max(0.0), to_s: f64::INFINITY };
+    let window = Window { from_s: (end - seconds).max(0.0), to_s: f64::INFINITY, routine: ask.heartbeats };
     match ask.format.as_deref() {
         Some("text") => {
             let lang = if ask.lang.as_deref() == Some("es") { Lang::Es } else { Lang::En };

@@ -1,31 +1,41 @@
-//! Space-time (Lamport) diagrams of a recording, as SVG for slides: one vertical lifeline per
-//! server, time flowing down, one arrow per message from its sending to its arrival (lost
-//! messages end in a cross half-way), role changes and commits marked on the lifelines.
+//! Space-time (Lamport) diagrams of a recording, for slides: one vertical lifeline per server,
+//! time flowing down, one arrow per message from its sending to its arrival, a lost message
+//! stopping with a cross where it was lost, role changes, restarts and commits marked on the
+//! lifelines, the time a server was down drawn pale, and every admin action (a crash, a
+//! partition, a heal) as a rule across the picture, named on the right.
 //!
-//! Each server stamps its events with its own clock (which starts at 0 with the process and
-//! runs slower in slow motion). The diagram puts them on one axis by estimating each clock's
-//! offset from when its events reached the proxy: the smallest difference seen is the closest
-//! to the truth (events can only arrive late), as NTP estimates offsets from the fastest
-//! round trip. Arrows therefore show order and latency faithfully to within a few ms.
+//! A slide must read at a glance, so *routine* traffic is left out unless asked for: a
+//! heartbeat that tells its follower nothing new (the same commit index as the last one it
+//! sent there) and an acknowledgement that acknowledges nothing new. The first heartbeat of a
+//! leader, every entry, vote and refusal stays.
+//!
+//! Times come from the recording's one clock (`shared::recording::OneClock`): every event is
+//! stamped on the proxy's clock, so the arrows show order and latency across servers.
+
+mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::event::{Event, Observed};
-use crate::protocol::ProxyFrame;
-use crate::raft::{MessageId, MessageKind, NodeId, Role};
+use crate::event::{Event, MessageSummary, Observed};
+use crate::protocol::{ProcessState, ProxyFrame};
+use crate::raft::{Index, MessageId, MessageKind, NodeId, Role};
 use crate::recording::Line;
 
-/// Which part of a recording to draw, in seconds since it started.
+pub use svg::render;
+
+/// Which part of a recording to draw, in seconds since it started, and whether routine
+/// heartbeats and acknowledgements are drawn too.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
     pub from_s: f64,
     pub to_s: f64,
+    pub routine: bool,
 }
 
 impl Window {
     pub fn all() -> Window {
-        Window { from_s: 0.0, to_s: f64::INFINITY }
+        Window { from_s: 0.0, to_s: f64::INFINITY, routine: false }
     }
 
     fn contains(&self, ms: f64) -> bool {
@@ -43,7 +53,19 @@ pub struct Arrow {
     /// Recording time, ms.
     pub sent: f64,
     pub arrives: f64,
-    pub lost: bool,
+    /// When it was lost, if it was.
+    pub lost: Option<f64>,
+}
+
+/// A note on one server's lifeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub at: f64,
+    pub node: NodeId,
+    pub text: String,
+    /// How it is drawn: `leader`, `candidate`, `pre-candidate`, `follower`, `commit`,
+    /// `restart`, `crash`, `pause`, `cut`.
+    pub class: &'static str,
 }
 
 /// What the diagram shows, before it is drawn (tests and other renderers use it).
@@ -51,25 +73,30 @@ pub struct Arrow {
 pub struct Picture {
     pub servers: Vec<NodeId>,
     pub arrows: Vec<Arrow>,
-    /// (time, server, text) marks on lifelines: roles and commits.
-    pub marks: Vec<(f64, NodeId, String, &'static str)>,
+    pub marks: Vec<Mark>,
+    /// What an admin did (crash, partition, heal…), across every lifeline.
+    pub actions: Vec<(f64, String)>,
+    /// When a server was down (crashed or paused): server, from, to.
+    pub down: Vec<(NodeId, f64, f64)>,
+    /// Routine messages left out.
+    pub routine_hidden: usize,
     pub start: f64,
     pub end: f64,
 }
 
-/// The events of a recording with the time each reached the proxy.
-fn events(lines: &[Line]) -> Vec<(u64, &Observed)> {
+/// Every event of a recording with its time (ms on the recording's clock).
+fn events(lines: &[Line]) -> Vec<(f64, &Observed)> {
     lines
         .iter()
         .flat_map(|line| match &line.frame {
-            ProxyFrame::Events { events } => events.iter().map(|e| (line.t, e)).collect::<Vec<_>>(),
+            ProxyFrame::Events { events } => events.iter().collect::<Vec<_>>(),
             _ => Vec::new(),
         })
-        .filter(|(_, o)| o.node != 0)
+        .map(|o| (o.at as f64, o))
         .collect()
 }
 
-/// The time scale the recording ran at (slow motion stretches the servers' clocks).
+/// The time scale the recording ran at (slow motion stretches message delays).
 fn time_scale(lines: &[Line]) -> f64 {
     lines
         .iter()
@@ -83,25 +110,12 @@ fn time_scale(lines: &[Line]) -> f64 {
         .max(0.01)
 }
 
-/// Every server's events on the recording's time axis (ms), each clock aligned by the least
-/// lag seen between stamping and arrival.
-fn aligned(lines: &[Line]) -> Vec<(f64, &Observed)> {
-    let scale = time_scale(lines);
-    let events = events(lines);
-    let mut offset: BTreeMap<NodeId, f64> = BTreeMap::new();
-    for (t, o) in &events {
-        let lag = *t as f64 - o.at as f64 * scale;
-        offset.entry(o.node).and_modify(|x| *x = x.min(lag)).or_insert(lag);
-    }
-    events.into_iter().map(|(_, o)| (o.at as f64 * scale + offset[&o.node], o)).collect()
-}
-
 /// The events of `window` in words, one line each, for lecture notes. Routine traffic
 /// (messages, timer resets, applying) is left out: the diagram shows it.
 pub fn text(lines: &[Line], window: Window, lang: crate::event_text::Lang) -> String {
     let node = if lang == crate::event_text::Lang::Es { "nodo" } else { "node" };
     let mut out = String::new();
-    let mut events = aligned(lines);
+    let mut events = events(lines);
     // In time order across servers (a stable sort keeps each server's own order).
     events.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (at, o) in events {
@@ -117,180 +131,199 @@ pub fn text(lines: &[Line], window: Window, lang: crate::event_text::Lang) -> St
         if !routine && window.contains(at) {
             let words = o.event.describe_in(lang);
             let words = crate::visible::visible(&words);
-            let _ = writeln!(out, "{:>8.3} s  {node} {}: {words}", at / 1000.0, o.node);
+            let who = if o.node == 0 { "proxy".to_string() } else { format!("{node} {}", o.node) };
+            let _ = writeln!(out, "{:>8.3} s  {who}: {words}", at / 1000.0);
         }
     }
     out
 }
 
+/// Tells routine messages from news, sender by sender.
+#[derive(Default)]
+struct Routine {
+    /// The commit index last sent from one server to another in an AppendEntries.
+    commit_sent: BTreeMap<(NodeId, NodeId), Index>,
+    /// The highest index one server acknowledged to another.
+    acknowledged: BTreeMap<(NodeId, NodeId), Index>,
+}
+
+impl Routine {
+    fn is_routine(&mut self, from: NodeId, to: NodeId, message: &MessageSummary) -> bool {
+        match *message {
+            MessageSummary::AppendEntries { entries, leader_commit, .. } => {
+                let before = self.commit_sent.insert((from, to), leader_commit);
+                entries == 0 && before == Some(leader_commit)
+            }
+            MessageSummary::AppendResponse { success: true, index, .. } => {
+                let before = self.acknowledged.get(&(from, to)).copied();
+                self.acknowledged.insert((from, to), before.unwrap_or(0).max(index));
+                before.is_some_and(|b| index <= b)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The servers a recording knows of: every one pictured or heard from.
+fn servers(lines: &[Line]) -> Vec<NodeId> {
+    let mut servers: BTreeSet<NodeId> = BTreeSet::new();
+    for line in lines {
+        match &line.frame {
+            ProxyFrame::Welcome { nodes, .. } => servers.extend(nodes.iter().map(|n| n.id)),
+            ProxyFrame::Events { events } => servers.extend(events.iter().map(|o| o.node)),
+            _ => {}
+        }
+    }
+    servers.remove(&0);
+    servers.into_iter().collect()
+}
+
 /// Collects what happened in `window`.
 pub fn picture(lines: &[Line], window: Window) -> Picture {
     let scale = time_scale(lines);
-    let mut servers: BTreeSet<NodeId> = lines
+    let events = events(lines);
+    let lost: BTreeMap<(NodeId, MessageId), f64> = events
         .iter()
-        .filter_map(|l| match &l.frame {
-            ProxyFrame::Welcome { nodes, .. } => Some(nodes.iter().map(|n| n.id).collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let events = aligned(lines);
-    servers.extend(events.iter().map(|(_, o)| o.node));
-    let lost: BTreeSet<MessageId> = events
-        .iter()
-        .filter_map(|(_, o)| match &o.event {
-            Event::MessageLost { id, .. } => Some(*id),
+        .filter_map(|(at, o)| match &o.event {
+            Event::MessageLost { from, id, .. } => Some(((*from, *id), *at)),
             _ => None,
         })
         .collect();
-    let mut p = Picture { servers: servers.into_iter().collect(), ..Picture::default() };
+    let mut p = Picture { servers: servers(lines), ..Picture::default() };
+    let mut routine = Routine::default();
+    // Who leads when the recording opens, then every change.
+    let mut roles: BTreeMap<NodeId, Role> = lines
+        .iter()
+        .find_map(|l| match &l.frame {
+            ProxyFrame::Welcome { picture: Some(p), .. } => {
+                Some(p.cluster.nodes.iter().filter_map(|n| Some((n.id, n.role?))).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
     for (at, o) in &events {
-        let at = *at;
-        match &o.event {
-            Event::MessageSent { id, to, message, delay, .. } if window.contains(at) => {
+        let (at, node) = (*at, o.node);
+        let shown = window.contains(at);
+        let mut mark = |text: String, class| {
+            if shown {
+                p.marks.push(Mark { at, node, text, class });
+            }
+        };
+        if let Event::MessageSent { id, to, message, delay, .. } = &o.event {
+            let hidden = routine.is_routine(node, *to, message) && !window.routine;
+            if hidden {
+                p.routine_hidden += usize::from(shown);
+            } else if shown {
+                let (arrives, lost) = (at + *delay as f64 * scale, lost.get(&(node, *id)).copied());
                 p.arrows.push(Arrow {
                     id: *id,
-                    from: o.node,
+                    from: node,
                     to: *to,
                     kind: message.kind(),
                     sent: at,
-                    arrives: at + *delay as f64 * scale,
-                    lost: lost.contains(id),
-                })
+                    arrives,
+                    lost,
+                });
             }
-            Event::RoleChanged { role, term, .. } if window.contains(at) => {
+            continue;
+        }
+        if let Event::Fault { description } = &o.event {
+            if node == 0 && shown {
+                p.actions.push((at, description.clone()));
+            }
+            continue;
+        }
+        match &o.event {
+            Event::RoleChanged { role, term, .. } => {
+                let before = roles.insert(node, *role);
                 let class = match role {
                     Role::Leader => "leader",
                     Role::Candidate => "candidate",
                     Role::PreCandidate => "pre-candidate",
                     Role::Follower => "follower",
                 };
-                p.marks.push((at, o.node, format!("{class} · term {term}"), class));
+                // Every server becomes a follower in every election: only stepping down says
+                // something.
+                let news = *role != Role::Follower || matches!(before, Some(Role::Leader | Role::Candidate));
+                if news || window.routine {
+                    mark(format!("{class} · term {term}"), class);
+                }
             }
-            Event::CommitAdvanced { to, .. } if window.contains(at) => {
-                p.marks.push((at, o.node, format!("commit {to}"), "commit"));
+            Event::CommitAdvanced { to, .. } if window.routine || roles.get(&node) == Some(&Role::Leader) => {
+                mark(format!("commit {to}"), "commit")
             }
+            Event::Recovered { term, .. } => mark(format!("restarted · term {term}"), "restart"),
             _ => {}
         }
     }
-    let times = p.arrows.iter().flat_map(|a| [a.sent, a.arrives]).chain(p.marks.iter().map(|m| m.0));
+    process_states(lines, window, &mut p);
+    let times = p.arrows.iter().flat_map(|a| [a.sent, a.arrives]).chain(p.marks.iter().map(|m| m.at));
+    let times = times.chain(p.actions.iter().map(|a| a.0));
     let (start, end) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| (lo.min(t), hi.max(t)));
     (p.start, p.end) = if start.is_finite() { (start, end.max(start + 1.0)) } else { (0.0, 1.0) };
+    for (_, from, to) in &mut p.down {
+        *from = from.max(p.start);
+        *to = to.min(p.end);
+    }
     p
 }
 
-const LEFT: f64 = 90.0;
-const TOP: f64 = 70.0;
-const COLUMN: f64 = 190.0;
-/// Pixels per ms: a 10 s election is about 1,500 px tall; long windows are squeezed.
-fn pixels_per_ms(span_ms: f64) -> f64 {
-    (1500.0 / span_ms.max(1.0)).clamp(0.02, 2.0)
-}
-
-fn kind_class(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::PreVote | MessageKind::RequestVote => "vote-request",
-        MessageKind::PreVoteResponse | MessageKind::VoteResponse => "vote-response",
-        MessageKind::Heartbeat => "heartbeat",
-        MessageKind::AppendEntries | MessageKind::InstallSnapshot => "append",
-        MessageKind::AppendResponse | MessageKind::SnapshotResponse => "append-response",
-        MessageKind::TimeoutNow | MessageKind::ReadIndexRequest | MessageKind::ReadIndexResponse => "other",
-    }
-}
-
-/// Text for an SVG document: valid XML whatever it holds (control characters written out).
-fn escape(text: &str) -> String {
-    crate::visible::visible(text)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Draws `window` of a recording as an SVG document.
-pub fn render(lines: &[Line], window: Window, title: &str) -> String {
-    let p = picture(lines, window);
-    let ppm = pixels_per_ms(p.end - p.start);
-    let y = |t: f64| TOP + (t - p.start) * ppm;
-    let column: BTreeMap<NodeId, f64> =
-        p.servers.iter().enumerate().map(|(i, id)| (*id, LEFT + i as f64 * COLUMN)).collect();
-    let width = LEFT * 2.0 + (p.servers.len().max(1) - 1) as f64 * COLUMN + 120.0;
-    let height = y(p.end) + 40.0;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="13">
-<style>
-.lifeline {{ stroke: #444; stroke-width: 2; }}
-.msg {{ stroke-width: 1.6; fill: none; }}
-.vote-request {{ stroke: #6a3d9a; }} .vote-response {{ stroke: #1b9e77; }}
-.append {{ stroke: #1f5f9e; }} .append-response {{ stroke: #2a8a5a; }}
-.heartbeat {{ stroke: #9ab; stroke-width: 1; }} .other {{ stroke: #b35806; }}
-.lost {{ stroke: #c0392b; stroke-dasharray: 5 4; }}
-.mark {{ font-size: 12px; }} .mark.leader {{ fill: #1f5f9e; font-weight: bold; }}
-.mark.candidate, .mark.pre-candidate {{ fill: #b35806; }} .mark.commit {{ fill: #2a8a5a; }}
-</style>
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>
-<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>
-"##,
-        escape(title)
-    );
-    // A time scale: a tick every second (every 100 ms for short windows).
-    let step = if p.end - p.start > 3000.0 { 1000.0 } else { 100.0 };
-    let mut t = (p.start / step).ceil() * step;
-    while t <= p.end {
-        let _ = writeln!(
-            s,
-            r##"<text class="tick" x="8" y="{:.1}" fill="#777">{:.1} s</text>"##,
-            y(t) + 4.0,
-            t / 1000.0
-        );
-        t += step;
-    }
-    for (id, x) in &column {
-        let _ = writeln!(
-            s,
-            r#"<text x="{x:.1}" y="52" text-anchor="middle" font-weight="bold">node {id}</text><line class="lifeline" data-node="{id}" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/>"#,
-            y(p.end) + 10.0
-        );
-    }
-    for a in &p.arrows {
-        let (Some(x1), Some(x2)) = (column.get(&a.from), column.get(&a.to)) else { continue };
-        let (y1, y2) = (y(a.sent), y(a.arrives));
-        let label = format!("{} #{} node {} → node {}", a.kind.name(), a.id, a.from, a.to);
-        if a.lost {
-            let (xm, ym) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
-            let _ = writeln!(
-                s,
-                r##"<line class="msg lost {}" data-message="{}" x1="{x1:.1}" y1="{y1:.1}" x2="{xm:.1}" y2="{ym:.1}"><title>{} (lost)</title></line><text x="{xm:.1}" y="{:.1}" text-anchor="middle" fill="#c0392b">✗</text>"##,
-                kind_class(a.kind),
-                a.id,
-                escape(&label),
-                ym + 5.0
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                r#"<line class="msg delivered {}" data-message="{}" x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" marker-end="url(#arrow)"><title>{}</title></line>"#,
-                kind_class(a.kind),
-                a.id,
-                escape(&label)
-            );
+/// Crashes, pauses and cut links from the statuses (whoever caused them: an admin, a lesson,
+/// `kill -9` from a shell): marks where they begin, and the time a server was down.
+fn process_states(lines: &[Line], window: Window, p: &mut Picture) {
+    let mut last: BTreeMap<NodeId, (ProcessState, bool)> = BTreeMap::new();
+    let mut down_since: BTreeMap<NodeId, f64> = BTreeMap::new();
+    for line in lines {
+        let cluster = match &line.frame {
+            ProxyFrame::Status { cluster, .. } => cluster,
+            ProxyFrame::Welcome { picture: Some(picture), .. } => &picture.cluster,
+            _ => continue,
+        };
+        let at = line.t as f64;
+        for n in &cluster.nodes {
+            let now = (n.state, n.partitioned);
+            let Some(before) = last.insert(n.id, now).filter(|b| *b != now) else { continue };
+            // A status comes every 250 ms: the admin action that did it, if any, says when.
+            let cause = |verb: &str| {
+                let what = format!("{verb} node {}", n.id);
+                let recent = p.actions.iter().rev().take_while(|(t, _)| *t > at - 1000.0);
+                recent.filter(|(t, d)| *t <= at && *d == what).map(|(t, _)| *t).next().unwrap_or(at)
+            };
+            let at = match now.0 {
+                ProcessState::Crashed => cause("crash"),
+                ProcessState::Paused => cause("pause"),
+                _ => at,
+            };
+            let shown = window.contains(at);
+            match (before.0, now.0) {
+                (ProcessState::Up, ProcessState::Crashed) if shown => {
+                    p.marks.push(mark(at, n.id, "crashed", "crash"))
+                }
+                (ProcessState::Up, ProcessState::Paused) if shown => {
+                    p.marks.push(mark(at, n.id, "paused", "pause"))
+                }
+                _ => {}
+            }
+            let is_down = matches!(now.0, ProcessState::Crashed | ProcessState::Paused);
+            if is_down {
+                down_since.entry(n.id).or_insert(at);
+            } else if let Some(since) = down_since.remove(&n.id) {
+                p.down.push((n.id, since, at));
+            }
+            if now.1 != before.1 && shown {
+                let (text, class) = if now.1 { ("cut off", "cut") } else { ("reconnected", "cut") };
+                p.marks.push(mark(at, n.id, text, class));
+            }
         }
     }
-    for (t, node, text, class) in &p.marks {
-        let Some(x) = column.get(node) else { continue };
-        let _ = writeln!(
-            s,
-            r##"<circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="#444"/><text class="mark {class}" x="{:.1}" y="{:.1}">{}</text>"##,
-            y(*t),
-            x + 7.0,
-            y(*t) + 4.0,
-            escape(text)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    let end = lines.last().map_or(0.0, |l| l.t as f64);
+    p.down.extend(down_since.into_iter().map(|(node, since)| (node, since, end)));
+    // Kept when it overlaps the window.
+    p.down.retain(|(_, from, to)| *to >= window.from_s * 1000.0 && *from <= window.to_s * 1000.0);
+}
+
+fn mark(at: f64, node: NodeId, text: &str, class: &'static str) -> Mark {
+    Mark { at, node, text: text.to_string(), class }
 }
 
 #[cfg(test)]
@@ -316,7 +349,6 @@ mod tests {
     fn recording() -> Vec<Line> {
         let sent = |id, to| Event::MessageSent { id, to, term: 1, message: heartbeat(), delay: 5 };
         vec![
-            // Node 2's clock started 1,000 ms after node 1's: the diagram aligns them.
             at(
                 1000,
                 1,
@@ -331,24 +363,26 @@ mod tests {
             at(1010, 1, 1010, sent(7, 2)),
             at(1012, 1, 1011, sent(8, 3)),
             at(1020, 1, 1012, Event::MessageLost { from: 1, id: 8, to: 3, reason: LossReason::Partition }),
-            at(1030, 2, 20, sent(9, 1)),
-            at(1031, 3, 500, Event::CommitAdvanced { from: 0, to: 1, term: 1 }),
+            at(1030, 2, 1030, sent(9, 1)),
+            at(1031, 3, 1031, Event::CommitAdvanced { from: 0, to: 1, term: 1 }),
         ]
+    }
+
+    fn class_count(svg: &str, c: &str) -> usize {
+        let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+        doc.descendants()
+            .filter(|n| n.attribute("class").is_some_and(|k| k.split(' ').any(|w| w == c)))
+            .count()
     }
 
     #[test]
     fn each_server_gets_a_lifeline_and_each_delivered_message_an_arrow() {
         let svg = render(&recording(), Window::all(), "test <window>");
-        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-        let class = |c: &str| {
-            doc.descendants()
-                .filter(|n| n.attribute("class").is_some_and(|k| k.split(' ').any(|w| w == c)))
-                .count()
-        };
-        assert_eq!(class("lifeline"), 3);
-        assert_eq!(class("delivered"), 2, "messages 7 and 9");
-        assert_eq!(class("lost"), 1, "message 8");
+        assert_eq!(class_count(&svg, "lifeline"), 3);
+        assert_eq!(class_count(&svg, "delivered"), 2, "messages 7 and 9");
+        assert_eq!(class_count(&svg, "lost"), 1, "message 8");
         assert!(svg.contains("test &lt;window&gt;"), "text is escaped");
+        assert!(svg.contains(r#"viewBox="0 0 1600 900""#), "a 16:9 slide");
     }
 
     #[test]
@@ -362,12 +396,77 @@ mod tests {
     }
 
     #[test]
-    fn clocks_are_aligned_by_the_least_lag_and_a_window_selects_by_recording_time() {
-        let p = picture(&recording(), Window::all());
-        let from_2 = p.arrows.iter().find(|a| a.id == 9).unwrap();
-        assert_eq!(from_2.sent, 1030.0, "node 2's clock runs 1,010 ms behind node 1's");
-        let p = picture(&recording(), Window { from_s: 1.015, to_s: 2.0 });
+    fn a_window_selects_by_recording_time() {
+        let p = picture(&recording(), Window { from_s: 1.015, ..Window::all() });
         assert_eq!(p.arrows.iter().map(|a| a.id).collect::<Vec<_>>(), vec![9]);
+    }
+
+    #[test]
+    fn routine_heartbeats_are_left_out_unless_asked_for_but_news_is_not() {
+        let mut lines = Vec::new();
+        for i in 0..10u64 {
+            let mut beat = heartbeat();
+            if let MessageSummary::AppendEntries { leader_commit, .. } = &mut beat {
+                *leader_commit = if i < 6 { 3 } else { 4 };
+            }
+            let sent = Event::MessageSent { id: i, to: 2, term: 1, message: beat, delay: 1 };
+            lines.push(at(100 * i, 1, 100 * i, sent));
+        }
+        let p = picture(&lines, Window::all());
+        assert_eq!(
+            p.arrows.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![0, 6],
+            "the first, and a new commit"
+        );
+        assert_eq!(p.routine_hidden, 8);
+        assert!(render(&lines, Window::all(), "").contains("8 routine heartbeats"));
+        let all = picture(&lines, Window { routine: true, ..Window::all() });
+        assert_eq!(all.arrows.len(), 10);
+    }
+
+    #[test]
+    fn a_lost_message_stops_on_its_own_arrow_and_never_on_another_lifeline() {
+        let svg = render(&recording(), Window::all(), "");
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let lifelines: Vec<f64> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("lifeline"))
+            .map(|n| n.attribute("x1").unwrap().parse().unwrap())
+            .collect();
+        let lost =
+            doc.descendants().find(|n| n.attribute("class").is_some_and(|c| c.contains("lost"))).unwrap();
+        let coordinate = |name: &str| lost.attribute(name).unwrap().parse::<f64>().unwrap();
+        let (x1, x2) = (coordinate("x1"), coordinate("x2"));
+        assert_eq!(x1, lifelines[0], "it leaves node 1");
+        assert!(x2 > x1 && x2 < lifelines[2], "it heads for node 3 and stops before it");
+        assert!(lifelines.iter().all(|x| (x - x2).abs() >= 18.0), "{x2} is not on a lifeline {lifelines:?}");
+    }
+
+    #[test]
+    fn crashes_restarts_and_admin_actions_are_marked() {
+        let mut lines = recording();
+        let fault = |description: &str| Event::Fault { description: description.into() };
+        lines.push(at(1100, 0, 0, fault("crash node 2")));
+        lines.push(at(
+            1900,
+            2,
+            1900,
+            Event::Recovered { term: 1, voted_for: Some(1), snapshot_index: 0, last_index: 0 },
+        ));
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .map(|mut l| {
+                if let ProxyFrame::Events { events } = &mut l.frame {
+                    events.iter_mut().filter(|o| o.node == 0).for_each(|o| o.at = l.t);
+                }
+                l
+            })
+            .collect();
+        let p = picture(&lines, Window::all());
+        assert_eq!(p.actions, vec![(1100.0, "crash node 2".to_string())]);
+        assert!(p.marks.iter().any(|m| m.node == 2 && m.class == "restart"), "{:?}", p.marks);
+        let svg = render(&lines, Window::all(), "");
+        assert!(svg.contains("crash node 2") && svg.contains("restarted · term 1"));
     }
 
     /// Whatever a crafted recording holds, the diagram is valid XML and the words hold no

@@ -55,7 +55,7 @@ impl SimCluster {
 #[wasm_bindgen]
 pub fn render_diagram(recording: &str, from_s: f64, to_s: f64, title: &str) -> Result<String, JsError> {
     let (_, lines) = shared::recording::parse(recording).map_err(|e| JsError::new(&e))?;
-    Ok(shared::diagram::render(&lines, shared::diagram::Window { from_s, to_s }, title))
+    Ok(shared::diagram::render(&lines, shared::diagram::Window { from_s, to_s, routine: false }, title))
 }
 
 /// A window of a recording in words, `en` or `es`, for lecture notes.
@@ -63,5 +63,5 @@ pub fn render_diagram(recording: &str, from_s: f64, to_s: f64, title: &str) -> R
 pub fn diagram_text(recording: &str, from_s: f64, to_s: f64, lang: &str) -> Result<String, JsError> {
     let (_, lines) = shared::recording::parse(recording).map_err(|e| JsError::new(&e))?;
     let lang = if lang == "es" { shared::event_text::Lang::Es } else { shared::event_text::Lang::En };
-    Ok(shared::diagram::text(&lines, shared::diagram::Window { from_s, to_s }, lang))
+    Ok(shared::diagram::text(&lines, shared::diagram::Window { from_s, to_s, routine: false }, lang))
 }
