@@ -295,6 +295,23 @@ fn every_lesson_runs_and_holds_on_the_simulated_cluster() {
     assert!(failed.is_empty(), "lessons that failed on the simulated cluster: {failed:#?}");
 }
 
+/// A lecturer runs one lesson after another on one page, without reloading: every lesson must
+/// start from whatever the one before left (sessions, stopped time, a changed membership).
+#[test]
+fn all_lessons_chain_on_one_simulated_cluster() {
+    let mut page = Page::open(5, 17, &[]);
+    page.wait_leader(5_000.0);
+    let mut failed = Vec::new();
+    for info in shared::lesson::CATALOG {
+        let (outcome, _) = run_lesson(&mut page, info.name);
+        if !outcome.passed {
+            failed.push(format!("{}: {}", info.name, outcome.message.en));
+        }
+        page.admin(AdminCommand::Lesson { action: shared::lesson::LessonAction::Stop });
+    }
+    assert!(failed.is_empty(), "lessons that failed when chained: {failed:#?}");
+}
+
 #[test]
 fn the_figure_8_defect_is_caught_live_on_the_simulated_cluster() {
     let mut page = Page::open(5, 12, &[Bug::CommitOldTerm]);

@@ -1,11 +1,11 @@
 //! Lessons about elections (§5.2, §9.6 of the dissertation, §6.2, §3.10).
 
 use super::{
-    Driver, Failure, Text, deliver_all, drop_all, fresh_cluster, is_vote, leader, live, role_of, say,
+    Driver, Failure, Text, deliver_all, drop_all, fresh_cluster, held, is_vote, leader, live, role_of, say,
     term_of, view, wait_for,
 };
-use crate::protocol::{AdminCommand, ClusterStatus};
-use crate::raft::{NodeId, Role, Term};
+use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage};
+use crate::raft::{MessageKind, NodeId, Role, Term};
 
 /// Steps taken at most while an election is shown move by move.
 const ELECTION_STEPS: usize = 120;
@@ -425,29 +425,90 @@ pub async fn leader_transfer<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     d.caption(say(
         format!(
             "Node {old} leads term {term}. To hand over (for maintenance, say), it makes sure node {heir} has its \
-             whole log, stops taking writes, and sends it TimeoutNow."
+             whole log, stops taking writes, and sends it TimeoutNow. Time stops now, so that we can watch it."
         ),
         format!(
             "El nodo {old} lidera el término {term}. Para ceder el liderazgo (por mantenimiento, por ejemplo), se \
-             asegura de que el nodo {heir} tenga todo su log, deja de aceptar escrituras y le envía TimeoutNow."
+             asegura de que el nodo {heir} tenga todo su log, deja de aceptar escrituras y le envía TimeoutNow. \
+             Ahora se detiene el tiempo, para verlo."
         ),
     ))
     .await;
+    d.admin(AdminCommand::StopTime).await?;
     d.admin(AdminCommand::TransferLeadership { to: heir }).await?;
-    let new_term =
-        wait_for(d, say(format!("node {heir} to lead"), format!("que lidere el nodo {heir}")), 20.0, |s| {
-            leader(s).filter(|(l, _)| *l == heir).map(|(_, t)| t)
-        })
-        .await?;
-    d.write("lesson", "after the handover").await?;
+    // Whatever the heir still lacks goes first; then the TimeoutNow waits at the leader.
+    let is_timeout_now =
+        move |m: &HeldMessage| m.kind == MessageKind::TimeoutNow && m.from == old && m.to == heir;
+    let mut timeout_now = None;
+    for _ in 0..40 {
+        if let Some(m) = held(d, is_timeout_now).await?.into_iter().next() {
+            timeout_now = Some(m);
+            break;
+        }
+        let catching_up = held(d, |m| m.kind.is_routine() && (m.to == heir || m.from == heir)).await?;
+        match catching_up.first() {
+            Some(m) => drop(d.admin(AdminCommand::DeliverMessage { id: m.id }).await?),
+            None => d.sleep(150).await,
+        }
+    }
+    let timeout_now = timeout_now.ok_or_else(|| {
+        say(
+            format!("node {old} never sent TimeoutNow to node {heir}"),
+            format!("el nodo {old} no envió TimeoutNow al nodo {heir}"),
+        )
+    })?;
     d.caption(say(
         format!(
-            "Node {heir} started an election at once, in term {new_term}; the voters granted it even though they \
-             had just heard from a leader, because the leader asked for it. No timeout was waited for."
+            "The message waiting between node {old} and node {heir} is TimeoutNow: \"start an election now\". \
+             Node {heir} is still a follower of term {term}. Next delivers it."
         ),
         format!(
-            "El nodo {heir} empezó una elección enseguida, en el término {new_term}; los votantes le votaron aunque \
-             acababan de oír a un líder, porque fue el líder quien lo pidió. No se esperó ningún temporizador."
+            "El mensaje que espera entre el nodo {old} y el nodo {heir} es TimeoutNow: «empieza una elección ya». \
+             El nodo {heir} sigue siendo seguidor del término {term}. «Siguiente» lo entrega."
+        ),
+    ))
+    .await;
+    // The handover must happen under the caption, not before it.
+    let status = d.status().await?;
+    if term_of(&status, heir) != Some(term) || role_of(&status, heir) != Some(Role::Follower) {
+        return Err(say(
+            format!("node {heir} left term {term} before its TimeoutNow was shown"),
+            format!("el nodo {heir} dejó el término {term} antes de que se mostrara su TimeoutNow"),
+        ));
+    }
+    d.admin(AdminCommand::DeliverMessage { id: timeout_now.id }).await?;
+    let new_term = wait_for(
+        d,
+        say(format!("node {heir} to campaign"), format!("que el nodo {heir} se presente")),
+        20.0,
+        |s| (role_of(s, heir) == Some(Role::Candidate)).then(|| term_of(s, heir)).flatten(),
+    )
+    .await?;
+    d.caption(say(
+        format!(
+            "Node {heir} started an election at once, in term {new_term}, without waiting for its timer. Its \
+             RequestVotes carry a mark: the voters grant them even though they heard from a leader a moment ago, \
+             because that leader asked for this. Next delivers the votes."
+        ),
+        format!(
+            "El nodo {heir} empezó una elección enseguida, en el término {new_term}, sin esperar a su \
+             temporizador. Sus RequestVote llevan una marca: los votantes las conceden aunque acaban de oír a un \
+             líder, porque fue ese líder quien lo pidió. «Siguiente» entrega los votos."
+        ),
+    ))
+    .await;
+    deliver_all(d, 40, is_vote).await?;
+    d.admin(AdminCommand::StartTime).await?;
+    wait_for(d, say(format!("node {heir} to lead"), format!("que lidere el nodo {heir}")), 20.0, |s| {
+        leader(s).filter(|(l, _)| *l == heir).map(|(_, t)| t)
+    })
+    .await?;
+    d.write("lesson", "after the handover").await?;
+    d.caption(say(
+        format!("Node {heir} leads term {new_term} and takes writes; node {old} follows it. No timeout was waited for."),
+        format!(
+            "El nodo {heir} lidera el término {new_term} y acepta escrituras; el nodo {old} lo sigue. No se esperó \
+             ningún temporizador."
         ),
     ))
     .await;

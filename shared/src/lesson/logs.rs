@@ -3,11 +3,12 @@
 
 use super::elections::a_follower;
 use super::{
-    Driver, Failure, Text, agreed_value, deliver_all, fresh_cluster, last_index, live, say, view, wait_for,
+    Driver, Failure, Text, agreed_value, deliver_all, drop_all, fresh_cluster, last_index, live, next_held,
+    say, view, wait_for,
 };
-use crate::event::Consistency;
-use crate::protocol::{AdminCommand, ClusterStatus};
-use crate::raft::{Index, MessageKind};
+use crate::event::{Consistency, MessageSummary};
+use crate::protocol::{AdminCommand, ClusterStatus, HeldMessage};
+use crate::raft::{Index, MessageKind, NodeId};
 
 /// Every live server has committed and applied at least `index`.
 fn all_applied(status: &ClusterStatus, index: Index) -> bool {
@@ -97,11 +98,46 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         last = d.write(&format!("missed-{i}"), &format!("value {i}")).await?;
     }
     d.caption(say(
-        format!("Five writes committed without node {sleeper}. Now it restarts from its disk, behind by those entries."),
-        format!("Cinco escrituras confirmadas sin el nodo {sleeper}. Ahora arranca desde su disco, con esas entradas de retraso."),
+        format!(
+            "Five writes committed without node {sleeper}. Now it restarts from its disk, behind by those \
+             entries, and time stops: we watch how the leader finds where their logs agree."
+        ),
+        format!(
+            "Cinco escrituras confirmadas sin el nodo {sleeper}. Ahora arranca desde su disco, con esas entradas \
+             de retraso, y se detiene el tiempo: veremos cómo encuentra el líder dónde coinciden los logs."
+        ),
     ))
     .await;
+    d.admin(AdminCommand::StopTime).await?;
+    drop_all(d).await?;
     d.admin(AdminCommand::Restart { node: sleeper }).await?;
+    wait_for(
+        d,
+        say(format!("node {sleeper} to answer"), format!("que el nodo {sleeper} responda")),
+        20.0,
+        |s| last_index(s, sleeper),
+    )
+    .await?;
+    for _ in 0..MOVES_SHOWN {
+        let status = d.status().await?;
+        let has = last_index(&status, sleeper).unwrap_or(0);
+        if has >= last {
+            break;
+        }
+        let what =
+            say(format!("an AppendEntries to node {sleeper}"), format!("un AppendEntries al nodo {sleeper}"));
+        let to_sleeper = move |m: &HeldMessage| m.from == boss && m.to == sleeper && m.kind.is_routine();
+        let append = next_held(d, what, boss, to_sleeper).await?;
+        d.caption(append_caption(&append.message, sleeper, has)).await;
+        d.admin(AdminCommand::DeliverMessage { id: append.id }).await?;
+        let what = say(format!("node {sleeper}'s answer"), format!("la respuesta del nodo {sleeper}"));
+        let answer = next_held(d, what, boss, move |m| m.from == sleeper && m.to == boss).await?;
+        d.caption(answer_caption(&answer.message, sleeper)).await;
+        d.admin(AdminCommand::DeliverMessage { id: answer.id }).await?;
+        // Let the statuses tell what the move changed before the next caption is written.
+        d.sleep(400).await;
+    }
+    d.admin(AdminCommand::StartTime).await?;
     wait_for(
         d,
         say(format!("node {sleeper} to catch up"), format!("que el nodo {sleeper} se ponga al día")),
@@ -113,20 +149,84 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     )
     .await?;
     d.caption(say(
-        format!(
-            "The leader's first AppendEntries did not match node {sleeper}'s log; it stepped back to where the logs \
-             agree and sent the missing entries. Node {sleeper} has them all."
-        ),
-        format!(
-            "El primer AppendEntries del líder no coincidía con el log del nodo {sleeper}; retrocedió hasta donde \
-             coinciden los logs y envió las entradas que faltaban. El nodo {sleeper} las tiene todas."
-        ),
+        format!("Node {sleeper} has every entry up to {last}, and applied them: it is caught up."),
+        format!("El nodo {sleeper} tiene todas las entradas hasta la {last} y las aplicó: está al día."),
     ))
     .await;
     Ok(say(
         format!("node {sleeper} caught up to index {last}"),
         format!("el nodo {sleeper} se puso al día hasta la entrada {last}"),
     ))
+}
+
+/// Moves of a catching-up shown one by one, at most.
+const MOVES_SHOWN: usize = 4;
+
+/// What an AppendEntries on its way to `follower`, whose log ends at `has`, asks — said from
+/// the message itself, so that the caption is what the picture shows.
+fn append_caption(message: &MessageSummary, follower: NodeId, has: Index) -> Text {
+    let MessageSummary::AppendEntries { prev_log_index: prev, prev_log_term: term, entries, .. } = *message
+    else {
+        return say("A message on its way.", "Un mensaje en camino.");
+    };
+    let carries = match entries {
+        0 => ("no entries (a heartbeat)".to_string(), "ninguna entrada (un latido)".to_string()),
+        n => (
+            format!("entries {} to {}", prev + 1, prev + u64::from(n)),
+            format!("las entradas {} a {}", prev + 1, prev + u64::from(n)),
+        ),
+    };
+    if prev > has {
+        say(
+            format!(
+                "The leader's AppendEntries to node {follower} says \"after your entry {prev} of term {term}\" and \
+                 carries {}. Node {follower}'s log ends at {has}: it has no entry {prev}, so it must refuse.",
+                carries.0
+            ),
+            format!(
+                "El AppendEntries del líder al nodo {follower} dice «tras tu entrada {prev} del término {term}» y \
+                 lleva {}. El log del nodo {follower} acaba en la {has}: no tiene entrada {prev}, así que debe \
+                 rechazarlo.",
+                carries.1
+            ),
+        )
+    } else {
+        say(
+            format!(
+                "The leader's AppendEntries to node {follower} says \"after your entry {prev} of term {term}\" and \
+                 carries {}. Node {follower}'s log ends at {has} and agrees there: it accepts.",
+                carries.0
+            ),
+            format!(
+                "El AppendEntries del líder al nodo {follower} dice «tras tu entrada {prev} del término {term}» y \
+                 lleva {}. El log del nodo {follower} acaba en la {has} y coincide ahí: lo acepta.",
+                carries.1
+            ),
+        )
+    }
+}
+
+/// What `follower`'s answer to an AppendEntries says.
+fn answer_caption(message: &MessageSummary, follower: NodeId) -> Text {
+    match *message {
+        MessageSummary::AppendResponse { success: false, last_log_index, .. } => say(
+            format!(
+                "Node {follower} refuses, and tells the leader its log ends at {last_log_index}. The leader steps \
+                 back and tries again from there."
+            ),
+            format!(
+                "El nodo {follower} lo rechaza, y le dice al líder que su log acaba en la {last_log_index}. El líder \
+                 retrocede y vuelve a intentarlo desde ahí."
+            ),
+        ),
+        MessageSummary::AppendResponse { success: true, index, .. } => say(
+            format!("Node {follower} accepts: its log now matches the leader's up to entry {index}."),
+            format!(
+                "El nodo {follower} acepta: su log coincide ya con el del líder hasta la entrada {index}."
+            ),
+        ),
+        _ => say("An answer on its way.", "Una respuesta en camino."),
+    }
 }
 
 pub async fn log_repair<D: Driver>(d: &mut D) -> Result<Text, Failure> {
@@ -241,7 +341,59 @@ pub async fn snapshot<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         ),
     ))
     .await;
+    // Time stops before the restart, so that the snapshot is seen on its way.
+    d.admin(AdminCommand::StopTime).await?;
+    drop_all(d).await?;
     d.admin(AdminCommand::Restart { node: sleeper }).await?;
+    let has = wait_for(
+        d,
+        say(format!("node {sleeper} to answer"), format!("que el nodo {sleeper} responda")),
+        20.0,
+        |s| last_index(s, sleeper),
+    )
+    .await?;
+    let to_sleeper = move |m: &HeldMessage| m.from == boss && m.to == sleeper;
+    let mut chunk = None;
+    for _ in 0..MOVES_SHOWN * 2 {
+        let what = say(format!("a message to node {sleeper}"), format!("un mensaje al nodo {sleeper}"));
+        let m = next_held(d, what, boss, to_sleeper).await?;
+        if m.kind == MessageKind::InstallSnapshot {
+            chunk = Some(m);
+            break;
+        }
+        // The leader probes first; the answer tells it how far behind node `sleeper` is.
+        d.admin(AdminCommand::DeliverMessage { id: m.id }).await?;
+        let what = say(format!("node {sleeper}'s answer"), format!("la respuesta del nodo {sleeper}"));
+        let answer = next_held(d, what, boss, move |m| m.from == sleeper && m.to == boss).await?;
+        d.admin(AdminCommand::DeliverMessage { id: answer.id }).await?;
+    }
+    let chunk = chunk.ok_or_else(|| {
+        say(
+            format!("the leader sent no InstallSnapshot to node {sleeper}"),
+            format!("el líder no envió InstallSnapshot al nodo {sleeper}"),
+        )
+    })?;
+    d.caption(say(
+        format!(
+            "Node {sleeper} restarted with its log ending at {has}; the leader no longer has the entries after it \
+             (they are in its snapshot). So the message on its way (the big square) is InstallSnapshot: the whole \
+             store as of index {last}. Next delivers it."
+        ),
+        format!(
+            "El nodo {sleeper} arrancó con su log acabando en la {has}; el líder ya no tiene las entradas \
+             siguientes (están en su instantánea). Así que el mensaje en camino (el cuadrado grande) es \
+             InstallSnapshot: todo el almacén en la posición {last}. «Siguiente» lo entrega."
+        ),
+    ))
+    .await;
+    if view(&d.status().await?, sleeper).and_then(|n| n.snapshot_index).unwrap_or(0) >= last {
+        return Err(say(
+            format!("node {sleeper} installed the snapshot before it was shown"),
+            format!("el nodo {sleeper} instaló la instantánea antes de que se mostrara"),
+        ));
+    }
+    d.admin(AdminCommand::DeliverMessage { id: chunk.id }).await?;
+    d.admin(AdminCommand::StartTime).await?;
     wait_for(
         d,
         say(
@@ -260,13 +412,12 @@ pub async fn snapshot<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     .await?;
     d.caption(say(
         format!(
-            "Node {sleeper} restarted needing entries the leader no longer has. The leader sent InstallSnapshot \
-             instead (the big square): node {sleeper} replaced its state with the snapshot and goes on from there."
+            "Node {sleeper} replaced its state with the snapshot: its log now starts after index {last}, and it \
+             goes on from there like any follower."
         ),
         format!(
-            "El nodo {sleeper} arrancó necesitando entradas que el líder ya no tiene. El líder le envió \
-             InstallSnapshot (el cuadrado grande): el nodo {sleeper} sustituyó su estado por la instantánea y sigue \
-             desde ahí."
+            "El nodo {sleeper} sustituyó su estado por la instantánea: su log empieza ahora tras la posición \
+             {last}, y sigue desde ahí como cualquier seguidor."
         ),
     ))
     .await;

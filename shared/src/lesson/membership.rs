@@ -1,6 +1,6 @@
 //! Changing the cluster's members while it serves (dissertation chapter 4).
 
-use super::{Driver, Failure, agreed_value, fresh_cluster, leader, say, wait_for};
+use super::{Driver, Failure, agreed_value, fresh_cluster, leader, say, view, wait_for};
 use crate::lesson::Text;
 use crate::protocol::{AdminCommand, ClusterStatus};
 use crate::raft::NodeId;
@@ -45,17 +45,10 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         ),
     ))
     .await;
-    d.admin(AdminCommand::AddServer { node: None, address: None }).await?;
-    let status = wait_for(
-        d,
-        say("the new server to catch up and vote", "que el nuevo se ponga al día y vote"),
-        30.0,
-        |s| {
-            (voters(s).len() == n + 1 && s.members.learners.is_empty()).then_some(())?;
-            caught_up(s).map(|_| s.clone())
-        },
-    )
-    .await?;
+    let shown = learner_stage(d, &before).await;
+    // Time runs again whatever happened.
+    d.admin(AdminCommand::StartTime).await?;
+    let status = shown?;
     let new = *voters(&status).iter().find(|v| !before.contains(v)).expect("one voter more");
     d.write("lesson", "with the new member").await?;
     d.caption(say(
@@ -117,4 +110,58 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
              {now_term}) y salió; no se perdió ninguna escritura"
         ),
     ))
+}
+
+/// A server added while time is stopped, so that it stays a learner (its catching up waits)
+/// under its caption; the status once it votes.
+async fn learner_stage<D: Driver>(d: &mut D, before: &[NodeId]) -> Result<ClusterStatus, Failure> {
+    d.admin(AdminCommand::StopTime).await?;
+    // Answered once the learner's configuration commits, which needs time: started, not awaited.
+    d.admin_started(AdminCommand::AddServer { node: None, address: None });
+    // Statuses come four times a second: wait for one that shows the newcomer.
+    let status =
+        wait_for(d, say("the new server in a status", "el nuevo servidor en un estado"), 20.0, |s| {
+            let new = |ids: &[NodeId]| ids.iter().any(|id| !before.contains(id));
+            (new(&s.members.learners) || new(&s.members.voters)).then(|| s.clone())
+        })
+        .await?;
+    let Some(&learner) = status.members.learners.iter().find(|l| !before.contains(l)) else {
+        return Err(say(
+            "the new server was a voter before its learner stage could be shown",
+            "el nuevo servidor votaba antes de que se pudiera mostrar su etapa de aprendiz",
+        ));
+    };
+    let has = view(&status, learner).and_then(|v| v.last_log_index).unwrap_or(0);
+    let leader_has = leader(&status).and_then(|(l, _)| view(&status, l)?.last_log_index).unwrap_or(0);
+    d.caption(say(
+        format!(
+            "Time is stopped with node {learner} a learner: it is in the configuration, drawn apart, but has no \
+             vote and is not counted. Its log ends at {has}, the leader's at {leader_has}: the leader is sending it \
+             what it lacks. Next lets it catch up."
+        ),
+        format!(
+            "El tiempo está detenido con el nodo {learner} como aprendiz: está en la configuración, dibujado \
+             aparte, pero no vota ni cuenta. Su log acaba en la {has}, el del líder en la {leader_has}: el líder le \
+             está enviando lo que le falta. «Siguiente» le deja ponerse al día."
+        ),
+    ))
+    .await;
+    if !d.status().await?.members.learners.contains(&learner) {
+        return Err(say(
+            format!("node {learner} became a voter before its caption said it was a learner"),
+            format!("el nodo {learner} pasó a votar antes de que el rótulo dijera que era aprendiz"),
+        ));
+    }
+    d.admin(AdminCommand::StartTime).await?;
+    let n = before.len();
+    wait_for(
+        d,
+        say("the new server to catch up and vote", "que el nuevo se ponga al día y vote"),
+        30.0,
+        |s| {
+            (voters(s).len() == n + 1 && s.members.learners.is_empty()).then_some(())?;
+            caught_up(s).map(|_| s.clone())
+        },
+    )
+    .await
 }

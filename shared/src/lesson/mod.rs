@@ -178,6 +178,9 @@ pub trait Driver {
     async fn status(&mut self) -> Result<ClusterStatus, Failure>;
     /// An admin command; its confirmation, or why it failed.
     async fn admin(&mut self, command: AdminCommand) -> Result<String, Failure>;
+    /// Starts an admin command and returns at once (its answer goes to the notes): for a change
+    /// the lesson watches while it happens, such as a server joining while time is stopped.
+    fn admin_started(&mut self, command: AdminCommand);
     /// A client write through the proxy, retried until it is applied (or the patience ends).
     async fn write(&mut self, key: &str, value: &str) -> Result<Index, Failure>;
     /// A client write sent once, to one server, without waiting for its outcome.
@@ -352,6 +355,26 @@ pub async fn deliver_all<D: Driver>(
         }
     }
     Ok(delivered)
+}
+
+/// The first held message matching `pick`, firing `timer`'s timer (with time stopped, a leader
+/// sends only when its heartbeat timer is fired) until one is there.
+pub async fn next_held<D: Driver>(
+    d: &mut D,
+    what: Text,
+    timer: NodeId,
+    pick: impl Fn(&HeldMessage) -> bool,
+) -> Result<HeldMessage, Failure> {
+    for attempt in 0..20 {
+        if let Some(m) = held(d, &pick).await?.into_iter().next() {
+            return Ok(m);
+        }
+        if attempt % 3 == 2 {
+            d.admin(AdminCommand::FireTimer { node: timer }).await?;
+        }
+        d.sleep(100).await;
+    }
+    Err(say(format!("{} never left", what.en), format!("{} nunca salió", what.es)))
 }
 
 /// Drops every held message (e.g. those of a server that just crashed).

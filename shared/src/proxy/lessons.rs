@@ -181,6 +181,15 @@ impl Driver for ProxyDriver {
         result.map_err(failed)
     }
 
+    fn admin_started(&mut self, command: AdminCommand) {
+        let core = self.core.clone();
+        let description = command.describe();
+        self.core.state().spawn.spawn(async move {
+            let result = super::admin::run(&core, command).await;
+            core.state().note(format!("lesson (started): {description}: {result:?}"));
+        });
+    }
+
     async fn write(&mut self, key: &str, value: &str) -> Result<Index, Failure> {
         let command = self.command(key, value).await?;
         let seq = command.seq;
