@@ -340,37 +340,74 @@ pub async fn pre_vote<D: Driver>(d: &mut D) -> Result<Text, Failure> {
 pub async fn partitioned_leader<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let (old, term) = fresh_cluster(d).await?;
     d.write("lesson", "v1").await?;
+    // Stopped, then cut off: the old leader takes a write it can never commit, and stays leader
+    // (its check-quorum timer waits with its clock) while the majority elects another.
+    d.admin(AdminCommand::StopTime).await?;
     d.admin(AdminCommand::Partition { groups: vec![vec![old]] }).await?;
+    d.write_via(old, "lesson", "stranded").await?;
+    let stranded =
+        wait_for(d, say("the cut-off leader to append", "que el líder aislado añada"), 10.0, |s| {
+            let commit = view(s, old)?.commit.unwrap_or(0);
+            super::last_index(s, old).filter(|l| *l > commit)
+        })
+        .await?;
     d.caption(say(
         format!(
-            "Node {old}, the leader of term {term}, is cut off from everyone. The others stop hearing its \
-             heartbeats; their timers run out."
+            "Node {old}, the leader of term {term}, is cut off from everyone, and time is stopped. A client's write \
+             reached it: it appended lesson = stranded at index {stranded}, but no majority can acknowledge it. Next \
+             lets one of the others' timers run out."
         ),
         format!(
-            "El nodo {old}, líder del término {term}, queda aislado de todos. Los demás dejan de oír sus latidos; \
-             sus temporizadores vencen."
+            "El nodo {old}, líder del término {term}, queda aislado de todos, y el tiempo está detenido. Le llegó \
+             la escritura de un cliente: añadió lesson = stranded en la posición {stranded}, pero ninguna mayoría \
+             puede reconocerla. «Siguiente» deja vencer el temporizador de uno de los demás."
         ),
     ))
     .await;
+    let status = d.status().await?;
+    let challenger = a_follower(&status, old)?;
+    // Only the majority's clocks move: each other voter to just before its own timer, so that
+    // it no longer trusts the old leader (its lease is shorter than any timeout) yet does not
+    // campaign; the challenger's timer runs out. The old leader's clock stays where it was.
+    for voter in live(&status).into_iter().filter(|v| *v != old && *v != challenger) {
+        let Some(s) = view(&status, voter).and_then(|n| n.status.as_ref()) else { continue };
+        let ms = s.replica.raft.election_deadline.saturating_sub(1).saturating_sub(s.now);
+        if ms > 0 {
+            d.admin(AdminCommand::Advance { node: Some(voter), ms }).await?;
+        }
+    }
+    d.admin(AdminCommand::FireTimer { node: challenger }).await?;
+    deliver_all(d, 80, move |m| m.from != old && m.to != old).await?;
     let (new, new_term) =
-        wait_for(d, say("a leader on the majority side", "un líder en el lado de la mayoría"), 30.0, |s| {
+        wait_for(d, say("a leader on the majority side", "un líder en el lado de la mayoría"), 10.0, |s| {
             s.nodes
                 .iter()
                 .find(|n| n.id != old && n.role == Some(Role::Leader) && n.term > Some(term))
                 .map(|n| (n.id, n.term.unwrap_or(0)))
         })
         .await?;
+    if role_of(&d.status().await?, old) != Some(Role::Leader) {
+        return Err(say(
+            format!("node {old} stepped down before the two leaders were shown"),
+            format!("el nodo {old} dejó de liderar antes de mostrar los dos líderes"),
+        ));
+    }
     d.caption(say(
         format!(
-            "The majority elected node {new} in term {new_term}. Writes go there and commit, because a majority \
-             acknowledges them."
+            "Two leaders at once: node {old} still leads term {term} (it has heard nothing to tell it otherwise), \
+             and the majority elected node {new} in term {new_term}. Only node {new} can commit — a majority \
+             acknowledges its entries; node {old}'s write stays uncommitted, and its client is never told it \
+             succeeded."
         ),
         format!(
-            "La mayoría eligió al nodo {new} en el término {new_term}. Las escrituras van allí y se confirman, \
-             porque una mayoría las reconoce."
+            "Dos líderes a la vez: el nodo {old} sigue liderando el término {term} (nada le ha dicho lo contrario), \
+             y la mayoría eligió al nodo {new} en el término {new_term}. Solo el nodo {new} puede confirmar — una \
+             mayoría reconoce sus entradas; la escritura del nodo {old} queda sin confirmar, y a su cliente nunca \
+             se le dice que salió bien."
         ),
     ))
     .await;
+    d.admin(AdminCommand::StartTime).await?;
     d.write("lesson", "v2").await?;
     wait_for(
         d,
@@ -407,8 +444,14 @@ pub async fn partitioned_leader<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     )
     .await?;
     d.caption(say(
-        format!("The network healed. Node {old} saw the higher term, became a follower and caught up: every server has lesson = v2."),
-        format!("La red se curó. El nodo {old} vio el término mayor, pasó a seguidor y se puso al día: todos tienen lesson = v2."),
+        format!(
+            "The network healed. Node {old} saw the higher term, became a follower and caught up: its stranded \
+             entry at index {stranded} was replaced, and every server has lesson = v2."
+        ),
+        format!(
+            "La red se curó. El nodo {old} vio el término mayor, pasó a seguidor y se puso al día: su entrada \
+             varada en la posición {stranded} fue sustituida, y todos tienen lesson = v2."
+        ),
     ))
     .await;
     Ok(say(

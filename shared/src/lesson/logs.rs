@@ -118,25 +118,7 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         |s| last_index(s, sleeper),
     )
     .await?;
-    for _ in 0..MOVES_SHOWN {
-        let status = d.status().await?;
-        let has = last_index(&status, sleeper).unwrap_or(0);
-        if has >= last {
-            break;
-        }
-        let what =
-            say(format!("an AppendEntries to node {sleeper}"), format!("un AppendEntries al nodo {sleeper}"));
-        let to_sleeper = move |m: &HeldMessage| m.from == boss && m.to == sleeper && m.kind.is_routine();
-        let append = next_held(d, what, boss, to_sleeper).await?;
-        d.caption(append_caption(&append.message, sleeper, has)).await;
-        d.admin(AdminCommand::DeliverMessage { id: append.id }).await?;
-        let what = say(format!("node {sleeper}'s answer"), format!("la respuesta del nodo {sleeper}"));
-        let answer = next_held(d, what, boss, move |m| m.from == sleeper && m.to == boss).await?;
-        d.caption(answer_caption(&answer.message, sleeper)).await;
-        d.admin(AdminCommand::DeliverMessage { id: answer.id }).await?;
-        // Let the statuses tell what the move changed before the next caption is written.
-        d.sleep(400).await;
-    }
+    walk_appends(d, boss, sleeper, last).await?;
     d.admin(AdminCommand::StartTime).await?;
     wait_for(
         d,
@@ -162,9 +144,43 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
 /// Moves of a catching-up shown one by one, at most.
 const MOVES_SHOWN: usize = 4;
 
-/// What an AppendEntries on its way to `follower`, whose log ends at `has`, asks — said from
-/// the message itself, so that the caption is what the picture shows.
-fn append_caption(message: &MessageSummary, follower: NodeId, has: Index) -> Text {
+/// Shows the leader's AppendEntries to `follower` and its answers one move at a time, each
+/// under a caption said from the held message and the follower's log, until the follower
+/// acknowledges `target` (at most `MOVES_SHOWN` moves; time runs again after).
+async fn walk_appends<D: Driver>(
+    d: &mut D,
+    leader: NodeId,
+    follower: NodeId,
+    target: Index,
+) -> Result<(), Failure> {
+    for _ in 0..MOVES_SHOWN {
+        let what = say(
+            format!("an AppendEntries to node {follower}"),
+            format!("un AppendEntries al nodo {follower}"),
+        );
+        let append =
+            next_held(d, what, leader, move |m| m.from == leader && m.to == follower && m.kind.is_routine())
+                .await?;
+        let log = d.log(follower).await;
+        d.caption(append_caption(&append.message, follower, &log)).await;
+        d.admin(AdminCommand::DeliverMessage { id: append.id }).await?;
+        let what = say(format!("node {follower}'s answer"), format!("la respuesta del nodo {follower}"));
+        let answer = next_held(d, what, leader, move |m| m.from == follower && m.to == leader).await?;
+        d.caption(answer_caption(&answer.message, follower)).await;
+        d.admin(AdminCommand::DeliverMessage { id: answer.id }).await?;
+        // Let the statuses and logs tell what the move changed before the next caption.
+        d.sleep(400).await;
+        if matches!(answer.message, MessageSummary::AppendResponse { success: true, index, .. } if index >= target)
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What an AppendEntries on its way to `follower`, whose log is `log`, asks — said from the
+/// message itself and the follower's log, so that the caption is what the picture shows.
+fn append_caption(message: &MessageSummary, follower: NodeId, log: &crate::event::LogMirror) -> Text {
     let MessageSummary::AppendEntries { prev_log_index: prev, prev_log_term: term, entries, .. } = *message
     else {
         return say("A message on its way.", "Un mensaje en camino.");
@@ -176,34 +192,48 @@ fn append_caption(message: &MessageSummary, follower: NodeId, has: Index) -> Tex
             format!("las entradas {} a {}", prev + 1, prev + u64::from(n)),
         ),
     };
-    if prev > has {
-        say(
-            format!(
-                "The leader's AppendEntries to node {follower} says \"after your entry {prev} of term {term}\" and \
-                 carries {}. Node {follower}'s log ends at {has}: it has no entry {prev}, so it must refuse.",
-                carries.0
-            ),
-            format!(
-                "El AppendEntries del líder al nodo {follower} dice «tras tu entrada {prev} del término {term}» y \
-                 lleva {}. El log del nodo {follower} acaba en la {has}: no tiene entrada {prev}, así que debe \
-                 rechazarlo.",
-                carries.1
-            ),
-        )
+    let (after_en, after_es) = if prev == 0 {
+        ("from the start of your log".to_string(), "desde el principio de tu log".to_string())
     } else {
-        say(
-            format!(
-                "The leader's AppendEntries to node {follower} says \"after your entry {prev} of term {term}\" and \
-                 carries {}. Node {follower}'s log ends at {has} and agrees there: it accepts.",
-                carries.0
-            ),
-            format!(
-                "El AppendEntries del líder al nodo {follower} dice «tras tu entrada {prev} del término {term}» y \
-                 lleva {}. El log del nodo {follower} acaba en la {has} y coincide ahí: lo acepta.",
-                carries.1
-            ),
+        (
+            format!("after your entry {prev} of term {term}"),
+            format!("tras tu entrada {prev} del término {term}"),
         )
-    }
+    };
+    let asks = (
+        format!(
+            "The leader's AppendEntries to node {follower} says \"{after_en}\" and carries {}.",
+            carries.0
+        ),
+        format!("El AppendEntries del líder al nodo {follower} dice «{after_es}» y lleva {}.", carries.1),
+    );
+    let has = log.last_index();
+    let held_term = if prev == 0 { Some(0) } else { log.get(prev).map(|e| e.term) };
+    let verdict = match held_term {
+        _ if prev > has => (
+            format!("Node {follower}'s log ends at {has}: it has no entry {prev}, so it must refuse."),
+            format!(
+                "El log del nodo {follower} acaba en la {has}: no tiene entrada {prev}, así que debe rechazarlo."
+            ),
+        ),
+        Some(t) if t != term => (
+            format!(
+                "Node {follower}'s entry {prev} is of term {t}, not {term}: the logs differ there, so it must refuse."
+            ),
+            format!(
+                "La entrada {prev} del nodo {follower} es del término {t}, no del {term}: ahí los logs difieren, así que debe rechazarlo."
+            ),
+        ),
+        _ => (
+            format!(
+                "Node {follower}'s log agrees at entry {prev}: it accepts, and whatever of its own conflicts after it goes."
+            ),
+            format!(
+                "El log del nodo {follower} coincide en la entrada {prev}: lo acepta, y lo suyo que choque después se borra."
+            ),
+        ),
+    };
+    say(format!("{} {}", asks.0, verdict.0), format!("{} {}", asks.1, verdict.1))
 }
 
 /// What `follower`'s answer to an AppendEntries says.
@@ -239,16 +269,28 @@ pub async fn log_repair<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         last_index(s, old).filter(|l| *l >= base + 2)
     })
     .await?;
+    let still_leads = super::role_of(&d.status().await?, old) == Some(crate::raft::Role::Leader);
+    let (is_en, is_es) = if still_leads {
+        (
+            format!("still leader of term {term}: it does not know yet"),
+            format!("aún líder del término {term}: todavía no lo sabe"),
+        )
+    } else {
+        (
+            format!("leader of term {term} until it noticed it had lost its majority"),
+            format!("líder del término {term} hasta que notó que había perdido su mayoría"),
+        )
+    };
     d.caption(say(
         format!(
-            "Node {old} (leader of term {term}) is cut off, yet it appended two writes at indices {} and {}. No \
-             majority will ever store them.",
+            "Node {old} ({is_en}) is cut off, yet it appended two writes at indices {} and {}. No majority will \
+             ever store them.",
             base + 1,
             base + 2
         ),
         format!(
-            "El nodo {old} (líder del término {term}) está aislado y aun así añadió dos escrituras en las \
-             posiciones {} y {}. Ninguna mayoría las guardará.",
+            "El nodo {old} ({is_es}) está aislado y aun así añadió dos escrituras en las posiciones {} y {}. \
+             Ninguna mayoría las guardará.",
             base + 1,
             base + 2
         ),
@@ -275,23 +317,8 @@ pub async fn log_repair<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     .await;
     d.admin(AdminCommand::StopTime).await?;
     d.admin(AdminCommand::Heal).await?;
-    d.admin(AdminCommand::FireTimer { node: new }).await?;
-    let between =
-        |m: &crate::protocol::HeldMessage| (m.from == new && m.to == old) || (m.from == old && m.to == new);
-    deliver_all(d, 40, between).await?;
-    d.caption(say(
-        format!(
-            "Node {old} refused the first AppendEntries: its entry before the new ones had another term. The \
-             leader stepped back, found where the logs agree, and node {old} deleted its conflicting entries \
-             and took the leader's."
-        ),
-        format!(
-            "El nodo {old} rechazó el primer AppendEntries: su entrada anterior a las nuevas tenía otro término. \
-             El líder retrocedió, encontró dónde coinciden los logs, y el nodo {old} borró sus entradas en \
-             conflicto y tomó las del líder."
-        ),
-    ))
-    .await;
+    let target = last_index(&d.status().await?, new).unwrap_or(0);
+    walk_appends(d, new, old, target).await?;
     d.admin(AdminCommand::StartTime).await?;
     wait_for(
         d,
