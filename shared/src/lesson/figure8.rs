@@ -183,17 +183,23 @@ pub async fn figure_8<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     drop_all(d).await?;
     d.admin(AdminCommand::Restart { node: e }).await?;
     wait_up(d, e).await?;
+    // Said as it happens: the caption of (c) must not stay on screen over a crashed a.
+    d.caption(say(
+        "(d) Node a crashed again, and node e is back. Next lets e stand for election.",
+        "(d) El nodo a volvió a caer, y el nodo e está de vuelta. «Siguiente» deja que e se presente.",
+    ))
+    .await;
     // c heard from a moments ago and would refuse to help depose it: let its timer run out.
     d.admin(AdminCommand::FireTimer { node: c }).await?;
     drop_all(d).await?;
     let te2 = elect(d, e).await?;
     d.caption(say(
         format!(
-            "(d) Node a crashed again. Node e came back and won term {te2} with c's and d's votes: its last entry \
+            "(d) Node e won term {te2} with c's and d's votes: its last entry \
              (term {te}) is newer than X (term {t}). Now e makes every log agree with its own — X is replaced."
         ),
         format!(
-            "(d) El nodo a volvió a caer. El nodo e volvió y ganó el término {te2} con los votos de c y d: su \
+            "(d) El nodo e ganó el término {te2} con los votos de c y d: su \
              última entrada (término {te}) es más reciente que X (término {t}). Ahora e hace que todos los logs \
              coincidan con el suyo: X se sustituye."
         ),
