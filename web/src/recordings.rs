@@ -71,13 +71,15 @@ impl Shared {
             (Some(Source::Replay(replay)), Save::Diagram { .. }) => replay.recording(),
             _ => return,
         };
-        let Save::Diagram { seconds, words, lang } = what else { return };
+        let Save::Diagram { seconds, words, lang, heartbeats } = what else { return };
         let shared = self.clone();
         yew::platform::spawn_local(async move {
             let from = (end_s - seconds).max(0.0);
             let title = format!("Consenso — {from:.1} s to {end_s:.1} s");
             let (format, mime, name) = if words {
                 ("text", "text/plain", "consenso.txt")
+            } else if heartbeats {
+                ("svg-all", "image/svg+xml", "consenso.svg")
             } else {
                 ("svg", "image/svg+xml", "consenso.svg")
             };
@@ -98,10 +100,12 @@ impl Shared {
             Save::Recording { minutes } => {
                 (format!("/recording?minutes={minutes}"), "consenso.rec", "application/x-ndjson")
             }
-            Save::Diagram { seconds, words: false, .. } => {
-                (format!("/diagram?seconds={seconds}"), "consenso.svg", "image/svg+xml")
-            }
-            Save::Diagram { seconds, words: true, lang } => {
+            Save::Diagram { seconds, words: false, heartbeats, .. } => (
+                format!("/diagram?seconds={seconds}&heartbeats={heartbeats}"),
+                "consenso.svg",
+                "image/svg+xml",
+            ),
+            Save::Diagram { seconds, words: true, lang, .. } => {
                 let lang = if lang == crate::i18n::Lang::Es { "es" } else { "en" };
                 (format!("/diagram?seconds={seconds}&format=text&lang={lang}"), "consenso.txt", "text/plain")
             }

@@ -39,7 +39,7 @@ export async function render_recording(url, recording, from, to, title, format, 
   const module = await module_at(url);
   return format === "text"
     ? module.diagram_text(recording, from, to, lang)
-    : module.render_diagram(recording, from, to, title);
+    : module.render_diagram(recording, from, to, title, format === "svg-all");
 }
 export function simulator_url() {
   const meta = document.querySelector('meta[name="consenso-sim"]');
@@ -109,7 +109,8 @@ pub async fn fetch_text(url: &str, token: &str) -> Result<String, String> {
 }
 
 /// A window of a recording drawn by the simulator module (which also holds the diagram code,
-/// so that the live page does not carry it): SVG, or with `format` "text" the events in words.
+/// so that the live page does not carry it): SVG (`format` "svg", or "svg-all" with routine
+/// heartbeats), or with "text" the events in words.
 pub async fn draw(
     recording: &str,
     from_s: f64,

@@ -53,9 +53,15 @@ impl SimCluster {
 
 /// A window of a recording (docs/recording.md) as a space-time diagram in SVG.
 #[wasm_bindgen]
-pub fn render_diagram(recording: &str, from_s: f64, to_s: f64, title: &str) -> Result<String, JsError> {
+pub fn render_diagram(
+    recording: &str,
+    from_s: f64,
+    to_s: f64,
+    title: &str,
+    heartbeats: bool,
+) -> Result<String, JsError> {
     let (_, lines) = shared::recording::parse(recording).map_err(|e| JsError::new(&e))?;
-    Ok(shared::diagram::render(&lines, shared::diagram::Window { from_s, to_s, routine: false }, title))
+    Ok(shared::diagram::render(&lines, shared::diagram::Window { from_s, to_s, routine: heartbeats }, title))
 }
 
 /// A window of a recording in words, `en` or `es`, for lecture notes.

@@ -11,8 +11,16 @@ use crate::i18n::{Lang, T, t};
 /// What to save.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Save {
-    Recording { minutes: f64 },
-    Diagram { seconds: f64, words: bool, lang: Lang },
+    Recording {
+        minutes: f64,
+    },
+    /// `heartbeats`: draw routine heartbeats and acknowledgements too (a slide leaves them out).
+    Diagram {
+        seconds: f64,
+        words: bool,
+        lang: Lang,
+        heartbeats: bool,
+    },
 }
 
 /// Where the page's frames come from, as far as saving goes.
@@ -56,6 +64,7 @@ pub fn SavePanel(props: &Props) -> Html {
     let lang = props.lang;
     let minutes = use_state(|| 5u32);
     let seconds = use_state(|| 10u32);
+    let heartbeats = use_state(|| false);
     let recent = html! {
         <>{ t(lang, T::RecordingOfTheLast) }{ " " }{ picker(&MINUTES, &minutes, "min", "minutes") }</>
     };
@@ -67,7 +76,17 @@ pub fn SavePanel(props: &Props) -> Html {
             html! { <>{ t(lang, T::DiagramOfTheLast) }{ " " }{ picker(&SECONDS, &seconds, "s", "seconds") }</> }
         }
     };
-    let choice = Choice { recent, window, minutes: *minutes, seconds: *seconds };
+    let window = {
+        let (toggle, on) = (heartbeats.clone(), *heartbeats);
+        let onchange = Callback::from(move |_: Event| toggle.set(!on));
+        html! {
+            <>{ window }{ " " }
+                <label class="heartbeats"><input type="checkbox" data-save="heartbeats" checked={on} {onchange} />
+                    { t(lang, T::WithHeartbeats) }</label>
+            </>
+        }
+    };
+    let choice = Choice { recent, window, minutes: *minutes, seconds: *seconds, heartbeats: *heartbeats };
     let body = match &props.from {
         SaveFrom::Live { recording } => live_saves(lang, &shared, recording.as_deref(), &choice),
         from => local_saves(lang, &shared, from, &choice),
@@ -87,11 +106,13 @@ struct Choice {
     window: Html,
     minutes: u32,
     seconds: u32,
+    heartbeats: bool,
 }
 
 /// A live cluster's are links to the proxy, which keeps the last minutes; and recording to a file.
 fn live_saves(lang: Lang, shared: &Shared, recording: Option<&str>, choice: &Choice) -> Html {
-    let Choice { recent, window, minutes, seconds } = choice;
+    let Choice { recent, window, minutes, seconds, heartbeats } = choice;
+    let heartbeats = *heartbeats;
     // Buttons, not links: a link would carry the token where the class can read it.
     let save = |what: Save| {
         let shared = shared.clone();
@@ -110,8 +131,8 @@ fn live_saves(lang: Lang, shared: &Shared, recording: Option<&str>, choice: &Cho
                 <button data-save="recording" onclick={save(Save::Recording { minutes: f64::from(*minutes) })}>{ t(lang, T::Download) }</button>
             </p>
             <p>{ window.clone() }{ " " }
-                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang })}>{ "SVG" }</button>
-                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang })}>{ t(lang, T::InWords) }</button>
+                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang, heartbeats })}>{ "SVG" }</button>
+                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang, heartbeats })}>{ t(lang, T::InWords) }</button>
             </p>
             <p>
                 <button data-action="record" data-recording={recording.is_some().to_string()} onclick={record}>
@@ -125,7 +146,8 @@ fn live_saves(lang: Lang, shared: &Shared, recording: Option<&str>, choice: &Cho
 
 /// A simulated cluster or a replay saves from the page itself.
 fn local_saves(lang: Lang, shared: &Shared, from: &SaveFrom, choice: &Choice) -> Html {
-    let Choice { recent, window, minutes, seconds } = choice;
+    let Choice { recent, window, minutes, seconds, heartbeats } = choice;
+    let heartbeats = *heartbeats;
     let save = |what: Save| {
         let shared = shared.clone();
         Callback::from(move |_: MouseEvent| shared.save(what))
@@ -139,8 +161,8 @@ fn local_saves(lang: Lang, shared: &Shared, from: &SaveFrom, choice: &Choice) ->
                 </p>
             }) }
             <p>{ window.clone() }{ " " }
-                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang })}>{ "SVG" }</button>
-                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang })}>{ t(lang, T::InWords) }</button>
+                <button data-save="diagram" onclick={save(Save::Diagram { seconds, words: false, lang, heartbeats })}>{ "SVG" }</button>
+                <button data-save="words" onclick={save(Save::Diagram { seconds, words: true, lang, heartbeats })}>{ t(lang, T::InWords) }</button>
             </p>
         </>
     }
