@@ -103,7 +103,7 @@ async fn step_through_election<D: Driver>(
 
 pub async fn leader_crash<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let (old, term) = fresh_cluster(d).await?;
-    d.write("lesson", "written before the crash").await?;
+    d.write("lesson", "v1").await?;
     d.caption(say(
         format!(
             "Node {old} leads term {term}. Its heartbeats reset every follower's election timer (the ring \
@@ -145,7 +145,7 @@ pub async fn leader_crash<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     ))
     .await;
     d.admin(AdminCommand::StartTime).await?;
-    d.write("lesson", "written after the election").await?;
+    d.write("lesson", "v2").await?;
     d.admin(AdminCommand::Restart { node: old }).await?;
     wait_for(
         d,
@@ -462,7 +462,7 @@ pub async fn partitioned_leader<D: Driver>(d: &mut D) -> Result<Text, Failure> {
 
 pub async fn leader_transfer<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let (old, term) = fresh_cluster(d).await?;
-    d.write("lesson", "before the handover").await?;
+    d.write("lesson", "v1").await?;
     let status = d.status().await?;
     let heir = a_follower(&status, old)?;
     d.caption(say(
@@ -546,7 +546,7 @@ pub async fn leader_transfer<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         leader(s).filter(|(l, _)| *l == heir).map(|(_, t)| t)
     })
     .await?;
-    d.write("lesson", "after the handover").await?;
+    d.write("lesson", "v2").await?;
     d.caption(say(
         format!("Node {heir} leads term {new_term} and takes writes; node {old} follows it. No timeout was waited for."),
         format!(

@@ -27,7 +27,7 @@ fn caught_up(s: &ClusterStatus) -> Option<()> {
 
 pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     let (old, term) = fresh_cluster(d).await?;
-    d.write("lesson", "before the change").await?;
+    d.write("lesson", "v1").await?;
     let before = voters(&d.status().await?);
     let n = before.len();
     d.caption(say(
@@ -50,7 +50,7 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     d.admin(AdminCommand::StartTime).await?;
     let status = shown?;
     let new = *voters(&status).iter().find(|v| !before.contains(v)).expect("one voter more");
-    d.write("lesson", "with the new member").await?;
+    d.write("lesson", "v2").await?;
     d.caption(say(
         format!(
             "Node {new} caught up, and the leader made it a voter with a second configuration entry: {} voters, \
@@ -92,12 +92,12 @@ pub async fn membership<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     )
     .await?;
     let (now, now_term) = leader(&status).expect("checked above");
-    d.write("lesson", "after the removal").await?;
+    d.write("lesson", "v3").await?;
     wait_for(
         d,
         say("every server to hold the last write", "que todos tengan la última escritura"),
         10.0,
-        |s| agreed_value(s, "lesson").filter(|v| v == "after the removal"),
+        |s| agreed_value(s, "lesson").filter(|v| v == "v3"),
     )
     .await?;
     Ok(say(
