@@ -95,7 +95,12 @@ pub enum Event {
     /// A server process started and recovered this state from disk (emitted by the node).
     Recovered { term: Term, voted_for: Option<NodeId>, snapshot_index: Index, last_index: Index },
     /// A fault was injected or cleared on this server (emitted by the node or simulator).
-    Fault { description: String },
+    Fault {
+        description: String,
+        /// The same in Spanish, for pages shown in Spanish (absent in older recordings).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description_es: Option<String>,
+    },
 }
 
 /// Why the role or term changed.
@@ -315,6 +320,9 @@ pub struct Alarm {
     pub index: Option<Index>,
     /// What was seen, in English.
     pub detail: String,
+    /// The same in Spanish (absent in older recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_es: Option<String>,
 }
 
 /// A log entry as the page draws it: position, term and a short description of the command.

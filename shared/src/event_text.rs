@@ -223,11 +223,12 @@ impl Event {
                 let nodes = alarm.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
                 let index = alarm.index.map_or(String::new(), |i| format!(", index {i}"));
                 if es {
+                    let index = alarm.index.map_or(String::new(), |i| format!(", posición {i}"));
                     format!(
                         "ALARMA — se violó {} (nodos {nodes}, término {}{index}): {}",
                         alarm.property.name_es(),
                         alarm.term,
-                        alarm.detail
+                        alarm.detail_es.as_ref().unwrap_or(&alarm.detail)
                     )
                 } else {
                     format!(
@@ -388,7 +389,7 @@ impl Event {
             }
             Event::ReadIndexFailed { read_id, reason } => {
                 if es {
-                    format!("lectura {read_id} fallida: {reason}")
+                    format!("lectura {read_id} fallida: {}", read_failure_es(reason))
                 } else {
                     format!("read {read_id} failed: {reason}")
                 }
@@ -446,7 +447,10 @@ impl Event {
                     )
                 }
             }
-            Event::Fault { description } => description.clone(),
+            Event::Fault { description, description_es } => match (lang, description_es) {
+                (Lang::Es, Some(es)) => es.clone(),
+                _ => description.clone(),
+            },
         }
     }
 }
@@ -511,4 +515,18 @@ pub fn bug_explanation(bug: crate::raft::Bug, lang: Lang) -> &'static str {
             "una escritura reintentada conserva su sesión, para que el clúster la aplique como mucho una vez (§6.3)"
         }
     }
+}
+
+/// Why a read failed, in Spanish: the event carries the core's English words (`ReadError`).
+fn read_failure_es(reason: &str) -> String {
+    use crate::raft::ReadError;
+    let known = [
+        (ReadError::NoLeader, "no se conoce ningún líder que confirme la lectura"),
+        (ReadError::LeadershipLost, "el liderazgo cambió mientras la lectura esperaba"),
+        (ReadError::Unconfirmed, "el líder no confirmó la lectura a tiempo"),
+    ];
+    known
+        .iter()
+        .find(|(e, _)| e.to_string() == reason)
+        .map_or_else(|| reason.to_string(), |(_, es)| es.to_string())
 }

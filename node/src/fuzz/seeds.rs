@@ -381,6 +381,7 @@ fn alarm() -> Alarm {
         term: 2,
         index: None,
         detail: "two leaders in term 2".into(),
+        detail_es: Some("dos líderes en el término 2".into()),
     }
 }
 
@@ -412,7 +413,10 @@ fn observed() -> Vec<Observed> {
         Event::Alarm { alarm: alarm() },
         Event::ReadServed { read_id: 5, index: 3, consistency: Consistency::Linearizable },
         Event::Recovered { term: 2, voted_for: Some(1), snapshot_index: 0, last_index: 5 },
-        Event::Fault { description: "partition 1,2 | 3".into() },
+        Event::Fault {
+            description: "partition 1,2 | 3".into(),
+            description_es: Some("particionar 1,2 | 3".into()),
+        },
     ];
     let (_, replica_events) = replica_after_an_election_timeout();
     events.into_iter().chain(replica_events).map(|event| Observed { node: 1, at: 12_000, event }).collect()

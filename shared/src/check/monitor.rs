@@ -139,10 +139,17 @@ impl Monitor {
                         vec![other, node],
                         in_term,
                         Some(entry.index),
-                        format!(
-                            "index {} was committed as an entry of term {seen_term} on node {other} and as one of \
-                             term {} (\"{}\") on node {node}",
-                            entry.index, entry.term, entry.text
+                        (
+                            format!(
+                                "index {} was committed as an entry of term {seen_term} on node {other} and as one \
+                                 of term {} (\"{}\") on node {node}",
+                                entry.index, entry.term, entry.text
+                            ),
+                            format!(
+                                "la posición {} se confirmó como una entrada del término {seen_term} en el nodo \
+                                 {other} y como una del término {} («{}») en el nodo {node}",
+                                entry.index, entry.term, entry.text
+                            ),
                         ),
                     );
                 }
@@ -169,7 +176,10 @@ impl Monitor {
                     vec![other, node],
                     term,
                     None,
-                    format!("nodes {other} and {node} both became leader of term {term}"),
+                    (
+                        format!("nodes {other} and {node} both became leader of term {term}"),
+                        format!("los nodos {other} y {node} fueron ambos líderes del término {term}"),
+                    ),
                 );
             }
             Some(_) => {}
@@ -195,10 +205,17 @@ impl Monitor {
                 vec![node, c.node],
                 term,
                 Some(index),
-                format!(
-                    "node {node} became leader of term {term} with an entry of term {mine} at index {index}, where \
-                     node {} had committed \"{}\" of term {} in term {}",
-                    c.node, c.text, c.term, c.in_term
+                (
+                    format!(
+                        "node {node} became leader of term {term} with an entry of term {mine} at index {index}, \
+                         where node {} had committed \"{}\" of term {} in term {}",
+                        c.node, c.text, c.term, c.in_term
+                    ),
+                    format!(
+                        "el nodo {node} fue líder del término {term} con una entrada del término {mine} en la \
+                         posición {index}, donde el nodo {} había confirmado «{}» del término {} en el término {}",
+                        c.node, c.text, c.term, c.in_term
+                    ),
                 ),
             );
         }
@@ -226,9 +243,15 @@ impl Monitor {
                 vec![a, b],
                 term,
                 Some(differs),
-                format!(
-                    "nodes {a} and {b} both hold an entry of term {term} at index {index}, but their entries at \
-                     index {differs} differ"
+                (
+                    format!(
+                        "nodes {a} and {b} both hold an entry of term {term} at index {index}, but their entries at \
+                         index {differs} differ"
+                    ),
+                    format!(
+                        "los nodos {a} y {b} tienen una entrada del término {term} en la posición {index}, pero sus \
+                         entradas en la posición {differs} difieren"
+                    ),
                 ),
             );
         }
@@ -241,12 +264,12 @@ impl Monitor {
         nodes: Vec<NodeId>,
         term: Term,
         index: Option<Index>,
-        detail: String,
+        (detail, detail_es): (String, String),
     ) {
         if !self.raised.insert((property, term, index)) {
             return;
         }
-        self.alarms.push(Alarm { property, nodes, term, index, detail });
+        self.alarms.push(Alarm { property, nodes, term, index, detail, detail_es: Some(detail_es) });
         if self.alarms.len() > ALARMS_KEPT {
             self.alarms.remove(0);
         }

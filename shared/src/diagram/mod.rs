@@ -227,7 +227,7 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
             }
             continue;
         }
-        if let Event::Fault { description } = &o.event {
+        if let Event::Fault { description, .. } = &o.event {
             if node == 0 && shown {
                 p.actions.push((at, description.clone()));
             }
@@ -445,7 +445,8 @@ mod tests {
     #[test]
     fn crashes_restarts_and_admin_actions_are_marked() {
         let mut lines = recording();
-        let fault = |description: &str| Event::Fault { description: description.into() };
+        let fault =
+            |description: &str| Event::Fault { description: description.into(), description_es: None };
         lines.push(at(1100, 0, 0, fault("crash node 2")));
         lines.push(at(
             1900,
@@ -478,7 +479,7 @@ mod tests {
         let entry =
             crate::event::EntrySummary { index: 1, term: 1, text: format!("put {nasty}=v\x1b]0;owned\x07") };
         lines.push(at(1500, 1, 1500, Event::EntriesAppended { entries: vec![entry] }));
-        lines.push(at(1600, 1, 1600, Event::Fault { description: nasty.to_string() }));
+        lines.push(at(1600, 1, 1600, Event::Fault { description: nasty.to_string(), description_es: None }));
         let svg = render(&lines, Window::all(), nasty);
         roxmltree::Document::parse(&svg).expect("well-formed SVG");
         assert!(!svg.contains('\x1b') && !svg.contains('\u{0}') && !svg.contains('\u{fffe}'));

@@ -219,6 +219,56 @@ impl AdminCommand {
             AdminCommand::RemoveServer { node } => format!("remove server {node}"),
         }
     }
+
+    /// The same in Spanish, for pages, captions and the timeline shown in Spanish.
+    pub fn describe_es(&self) -> String {
+        match self {
+            AdminCommand::Crash { node } => format!("tumbar el nodo {node}"),
+            AdminCommand::Restart { node } => format!("reiniciar el nodo {node}"),
+            AdminCommand::Pause { node } => format!("pausar el nodo {node}"),
+            AdminCommand::Resume { node } => format!("reanudar el nodo {node}"),
+            AdminCommand::Partition { groups } => {
+                let groups: Vec<String> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+                    .collect();
+                format!("particionar {}", groups.join(" | "))
+            }
+            AdminCommand::Block { from, to } => format!("bloquear los mensajes {from} → {to}"),
+            AdminCommand::Heal => "curar la red".to_string(),
+            AdminCommand::Drop { rate, .. } => format!("perder el {:.0}% de los mensajes", rate * 100.0),
+            AdminCommand::Delay { ms, .. } => format!("retrasar los mensajes {ms} ms"),
+            AdminCommand::TimeScale { scale } => format!("cámara lenta ×{scale}"),
+            AdminCommand::TransferLeadership { to } => format!("ceder el liderazgo al nodo {to}"),
+            AdminCommand::StopTime => "parar el tiempo".to_string(),
+            AdminCommand::StartTime => "poner el tiempo en marcha".to_string(),
+            AdminCommand::Step { count } => format!("{count} paso(s)"),
+            AdminCommand::DeliverMessage { id } => format!("entregar el mensaje #{id}"),
+            AdminCommand::DropMessage { id } => format!("descartar el mensaje #{id}"),
+            AdminCommand::FireTimer { node } => format!("vencer el temporizador del nodo {node}"),
+            AdminCommand::Advance { ms, .. } => format!("adelantar los relojes {ms} ms"),
+            AdminCommand::Latency { ms: Some(ms), .. } => format!("latencia {ms} ms"),
+            AdminCommand::Latency { ms: None, .. } => "latencia automática".to_string(),
+            AdminCommand::BatchSize { entries: Some(n) } => {
+                format!("como mucho {n} entradas por AppendEntries")
+            }
+            AdminCommand::BatchSize { entries: None } => "lotes de AppendEntries por defecto".to_string(),
+            AdminCommand::Snapshot { .. } => "tomar una instantánea".to_string(),
+            AdminCommand::Reset => "reiniciar el clúster con discos vacíos".to_string(),
+            AdminCommand::Lesson { action: LessonAction::Start { name, .. } } => {
+                format!("empezar la lección {name}")
+            }
+            AdminCommand::Lesson { action: LessonAction::Next } => "siguiente paso de la lección".to_string(),
+            AdminCommand::Lesson { action: LessonAction::Stop } => "detener la lección".to_string(),
+            AdminCommand::OpenWrites { open: true } => "dejar escribir a todos".to_string(),
+            AdminCommand::OpenWrites { open: false } => "escribir vuelve a necesitar el token".to_string(),
+            AdminCommand::Record { on: true, .. } => "empezar a grabar".to_string(),
+            AdminCommand::Record { on: false, .. } => "detener la grabación".to_string(),
+            AdminCommand::AddServer { node: Some(n), .. } => format!("añadir el servidor {n}"),
+            AdminCommand::AddServer { node: None, .. } => "añadir un servidor".to_string(),
+            AdminCommand::RemoveServer { node } => format!("quitar el servidor {node}"),
+        }
+    }
 }
 
 /// Frames a proxy sends to a client or page.

@@ -41,9 +41,10 @@ pub(crate) async fn execute(core: &Core, id: u64, command: AdminCommand) -> Prox
 /// becomes a line in every page's timeline.
 pub(crate) async fn run(core: &Core, command: AdminCommand) -> Result<String, ApiError> {
     let description = command.describe();
+    let description_es = Some(command.describe_es());
     let result = carry_out(core, command).await;
     if result.is_ok() {
-        let event = crate::event::Event::Fault { description };
+        let event = crate::event::Event::Fault { description, description_es };
         core.state().fanout.push(crate::event::Observed { node: 0, at: 0, event });
     }
     result

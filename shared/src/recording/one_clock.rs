@@ -200,7 +200,11 @@ mod tests {
         let mut clock = OneClock::new();
         assert_eq!(clock.frame_json(5, r#"{"type":"log","entries":[]}"#), None);
         let events = crate::protocol::encode(&ProxyFrame::Events {
-            events: vec![Observed { node: 0, at: 0, event: Event::Fault { description: "heal".into() } }],
+            events: vec![Observed {
+                node: 0,
+                at: 0,
+                event: Event::Fault { description: "heal".into(), description_es: None },
+            }],
         });
         let again = clock.frame_json(7, &events).expect("events are placed");
         assert!(again.contains(r#""at":7"#), "{again}");

@@ -145,7 +145,7 @@ pub fn TimelineView(props: &Props) -> Html {
             html! {
                 <li class={format!("kind-{kind:?}").to_lowercase()} data-node={item.node.to_string()}>
                     <time>{ wall_clock(item.t, origin, zone) }</time>
-                    <strong>{ if item.node == 0 { t(lang, T::Alarm).to_string() } else { format!("{} {}", t(lang, T::Node), item.node) } }</strong>
+                    <strong>{ who(lang, item) }</strong>
                     { " " }{ item.event.describe_in(lang) }
                 </li>
             }
@@ -165,5 +165,14 @@ pub fn TimelineView(props: &Props) -> Html {
             </div>
             { if lines.is_empty() { html! { <p class="note">{ t(lang, T::NoEvents) }</p> } } else { html! { <ol>{ for lines }</ol> } } }
         </div>
+    }
+}
+
+/// Whose line it is: a server's, or the proxy's (its alarms, and what an admin did).
+fn who(lang: Lang, item: &TimelineItem) -> String {
+    match (item.node, &item.event) {
+        (0, Event::Alarm { .. }) => t(lang, T::Alarm).to_string(),
+        (0, _) => t(lang, T::ProxyRow).to_string(),
+        (node, _) => format!("{} {node}", t(lang, T::Node)),
     }
 }
