@@ -157,6 +157,29 @@ fn a_lesson_started_in_the_page_shows_its_captions_and_advances_with_next() {
     });
 }
 
+/// A lecturer runs every lesson back to back from the page on real processes, without
+/// reloading: each starts from whatever the one before left (sessions, stopped time, a server
+/// added and the leader removed) and its check holds.
+#[test]
+fn every_lesson_chains_in_the_page_on_real_processes() {
+    let _turn = serial();
+    let cluster = Cluster::start(5, 1);
+    run(async {
+        let b = admin_page(&cluster, "").await;
+        let mut failed = Vec::new();
+        for lesson in shared::lesson::CATALOG {
+            let outcome = b.run_lesson(lesson.name, async |_: &Browser| {}).await;
+            if outcome != "passed" {
+                failed.push(format!("{}: {outcome}", lesson.name));
+            }
+            b.click(r#"[data-action="lesson-close"]"#).await;
+        }
+        b.screenshot("lecture-lessons-chained").await;
+        b.close().await;
+        assert!(failed.is_empty(), "lessons that failed when chained in the page: {failed:?}");
+    });
+}
+
 #[test]
 fn the_invariant_monitor_raises_a_red_alarm_in_the_page_when_a_defect_bites() {
     let _turn = serial();

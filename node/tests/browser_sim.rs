@@ -215,32 +215,17 @@ fn a_lesson_runs_step_by_step_in_the_simulated_page() {
         let url = static_server().await;
         let b = Browser::open(&format!("{url}?sim=3&servers=5")).await;
         b.wait(SOON, "a simulated leader", || async { b.leader().await }).await;
-        b.js(r#"const s = document.querySelector('[data-control="lesson"]'); s.value = 'leader-crash'; s.dispatchEvent(new Event('change', {bubbles: true}));"#).await;
-        b.click(r#"[data-action="lesson-start"]"#).await;
-        let mut shown = 0;
-        for _ in 0..12 {
-            let step = b
-                .wait(SOON, "the next caption or the outcome", || async {
-                    if b.count("[data-lesson-outcome]").await > 0 {
-                        return Some(None);
-                    }
-                    let waiting = b.count(r#"[data-action="lesson-next"]:not([disabled])"#).await > 0;
-                    let step: usize = b.attr_all("[data-step]", "data-step").await.first()?.parse().ok()?;
-                    (waiting && step > shown).then_some(Some(step))
-                })
-                .await;
-            let Some(step) = step else { break };
-            if shown == 0 {
-                b.screenshot("simulated-lesson").await;
-            }
-            shown = step;
-            b.click(r#"[data-action="lesson-next"]"#).await;
-        }
+        // Called at every caption and once at the end.
+        let mut calls = 0;
         let outcome = b
-            .wait(Duration::from_secs(60), "the lesson's outcome", || async {
-                b.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
+            .run_lesson("leader-crash", async |b: &Browser| {
+                if calls == 0 {
+                    b.screenshot("simulated-lesson").await;
+                }
+                calls += 1;
             })
             .await;
+        let shown = calls - 1;
         assert!(shown >= 3, "captions shown one by one: {shown}");
         assert_eq!(outcome, "passed", "the lesson's check held on the simulated cluster");
         b.close().await;
@@ -302,40 +287,6 @@ async fn english_on_screen(b: &Browser) -> Vec<String> {
     found
 }
 
-/// Runs lesson `name` from the page, pressing Next at every caption; its outcome, and the
-/// English met on screen on the way.
-async fn lesson_in_page(b: &Browser, name: &str) -> (String, Vec<String>) {
-    let pick = format!(
-        r#"const s = document.querySelector('[data-control="lesson"]'); s.value = '{name}'; s.dispatchEvent(new Event('change', {{bubbles: true}}));"#
-    );
-    b.js(&pick).await;
-    b.click(r#"[data-action="lesson-start"]"#).await;
-    let (mut shown, mut english) = (0, Vec::new());
-    for _ in 0..40 {
-        let step = b
-            .wait(Duration::from_secs(90), "the next caption or the outcome", || async {
-                if b.count("[data-lesson-outcome]").await > 0 {
-                    return Some(None);
-                }
-                let waiting = b.count(r#"[data-action="lesson-next"]:not([disabled])"#).await > 0;
-                let step: usize = b.attr_all("[data-step]", "data-step").await.first()?.parse().ok()?;
-                (waiting && step > shown).then_some(Some(step))
-            })
-            .await;
-        english.extend(english_on_screen(b).await.into_iter().map(|w| format!("{name}: {w}")));
-        let Some(step) = step else { break };
-        shown = step;
-        b.click(r#"[data-action="lesson-next"]"#).await;
-    }
-    let outcome = b
-        .wait(Duration::from_secs(90), "the lesson's outcome", || async {
-            b.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
-        })
-        .await;
-    english.extend(english_on_screen(b).await.into_iter().map(|w| format!("{name}: {w}")));
-    (outcome, english)
-}
-
 /// A lecturer teaching in Spanish runs every lesson back to back on one simulated page, without
 /// reloading: every caption, banner and outcome on screen is in Spanish, and every lesson's
 /// check holds, whatever the one before left behind. Then a defect's banner and the alarm it
@@ -349,8 +300,11 @@ fn every_lesson_chains_on_one_simulated_page_and_a_spanish_page_shows_no_english
         b.wait(SOON, "a simulated leader", || async { b.leader().await }).await;
         let (mut english, mut failed) = (Vec::new(), Vec::new());
         for lesson in shared::lesson::CATALOG {
-            let (outcome, seen) = lesson_in_page(&b, lesson.name).await;
-            english.extend(seen);
+            let on_screen = async |b: &Browser| {
+                english
+                    .extend(english_on_screen(b).await.into_iter().map(|w| format!("{}: {w}", lesson.name)))
+            };
+            let outcome = b.run_lesson(lesson.name, on_screen).await;
             if outcome != "passed" {
                 failed.push(format!("{}: {outcome}", lesson.name));
             }
@@ -361,8 +315,10 @@ fn every_lesson_chains_on_one_simulated_page_and_a_spanish_page_shows_no_english
 
         let b = Browser::open(&format!("{url}?sim=12&servers=5&lang=es&bug=commit-old-term")).await;
         b.wait(SOON, "a simulated leader", || async { b.leader().await }).await;
-        let (outcome, seen) = lesson_in_page(&b, "figure-8").await;
-        english.extend(seen);
+        let on_screen = async |b: &Browser| {
+            english.extend(english_on_screen(b).await.into_iter().map(|w| format!("figure-8: {w}")))
+        };
+        let outcome = b.run_lesson("figure-8", on_screen).await;
         assert_eq!(outcome, "failed", "the defect makes figure-8's check fail");
         assert!(b.count("[data-alarm]").await > 0, "the alarm is on screen");
         b.screenshot("simulated-alarm-es").await;

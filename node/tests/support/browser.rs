@@ -135,6 +135,39 @@ impl Browser {
         }
     }
 
+    /// Runs lesson `name` from the page — picked, *Start*, then *Next* at every caption, as a
+    /// lecturer would — calling `each` at every caption and at the end; its outcome (`passed` or
+    /// `failed`).
+    pub async fn run_lesson(&self, name: &str, mut each: impl AsyncFnMut(&Browser)) -> String {
+        let pick = format!(
+            r#"const s = document.querySelector('[data-control="lesson"]'); s.value = '{name}'; s.dispatchEvent(new Event('change', {{bubbles: true}}));"#
+        );
+        self.js(&pick).await;
+        self.click(r#"[data-action="lesson-start"]"#).await;
+        let mut shown = 0;
+        for _ in 0..40 {
+            let step = self
+                .wait(Duration::from_secs(90), &format!("{name}'s next caption or its outcome"), || async {
+                    if self.count("[data-lesson-outcome]").await > 0 {
+                        return Some(None);
+                    }
+                    let waiting = self.count(r#"[data-action="lesson-next"]:not([disabled])"#).await > 0;
+                    let step: usize =
+                        self.attr_all("[data-step]", "data-step").await.first()?.parse().ok()?;
+                    (waiting && step > shown).then_some(Some(step))
+                })
+                .await;
+            each(self).await;
+            let Some(step) = step else { break };
+            shown = step;
+            self.click(r#"[data-action="lesson-next"]"#).await;
+        }
+        self.wait(Duration::from_secs(90), &format!("{name}'s outcome"), || async {
+            self.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
+        })
+        .await
+    }
+
     /// The leader on screen, if exactly one node is drawn as leader.
     pub async fn leader(&self) -> Option<String> {
         let leaders = self.attr_all(r#"[data-node-id][data-role="leader"]"#, "data-node-id").await;

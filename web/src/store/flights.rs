@@ -228,8 +228,9 @@ impl Flights {
         if let Some(f) = self.find_mut(from, id) {
             let now = f.progress_at(t);
             let progress = match reason {
-                // The receiver was not there: the message got as far as its door.
-                LossReason::Unreachable => 1.0,
+                // The receiver was not there: the message got as far as its door (drawn just
+                // before it, so that the cross does not sit on the server's name).
+                LossReason::Unreachable => 0.8,
                 // Cut or lost in the network: on the way.
                 LossReason::Partition | LossReason::RandomLoss | LossReason::Overflow => now.max(0.45),
                 LossReason::Dropped => now,
@@ -399,7 +400,7 @@ mod tests {
         f.lost(0.0, 1, 1, LossReason::Partition);
         f.lost(0.0, 1, 2, LossReason::Unreachable);
         assert_eq!(f.list[0].progress_at(10.0), 0.45, "a cut link loses it on the way");
-        assert_eq!(f.list[1].progress_at(10.0), 1.0, "an absent receiver loses it at its door");
+        assert_eq!(f.list[1].progress_at(10.0), 0.8, "an absent receiver loses it at its door");
         f.expire(LOST_SHOWN_MS + 1.0, |_| false);
         assert!(f.list.is_empty());
     }
