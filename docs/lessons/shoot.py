@@ -22,8 +22,8 @@ port, token, out = sys.argv[1], sys.argv[2], sys.argv[3]
 lang = sys.argv[4] if len(sys.argv) > 4 else "en"
 WD_PORT = 9571
 # The caption each lesson is about, where counting messages would pick another.
-KEY = {"leader-crash": 4, "partitioned-leader": 2, "leader-transfer": 2, "restart-catch-up": 3, "snapshot": 2, "membership": 2,
-       "log-repair": 5}
+KEY = {"leader-crash": 4, "stale-read": 2, "pre-vote": 2, "partitioned-leader": 2, "leader-transfer": 2,
+       "restart-catch-up": 3, "snapshot": 2, "membership": 2, "log-repair": 5}
 WD = f"http://127.0.0.1:{WD_PORT}"
 
 
