@@ -191,8 +191,40 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
         .collect();
     let mut p = Picture { servers: servers(lines), ..Picture::default() };
     let mut routine = Routine::default();
-    // Who leads when the recording opens, then every change.
-    let mut roles: BTreeMap<NodeId, Role> = lines
+    let mut roles = opening_roles(lines);
+    for (at, o) in &events {
+        let (at, node) = (*at, o.node);
+        let shown = window.contains(at);
+        match &o.event {
+            Event::MessageSent { id, to, message, delay, .. } => {
+                if routine.is_routine(node, *to, message) && !window.routine {
+                    p.routine_hidden += usize::from(shown);
+                } else if shown {
+                    let (arrives, lost) = (at + *delay as f64 * scale, lost.get(&(node, *id)).copied());
+                    let kind = message.kind();
+                    p.arrows.push(Arrow { id: *id, from: node, to: *to, kind, sent: at, arrives, lost });
+                }
+            }
+            Event::Fault { description, .. } if node == 0 && shown => {
+                p.actions.push((at, description.clone()))
+            }
+            event => {
+                if let Some((text, class)) = lifeline_mark(event, node, &mut roles, window.routine) {
+                    if shown {
+                        p.marks.push(Mark { at, node, text, class });
+                    }
+                }
+            }
+        }
+    }
+    process_states(lines, window, &mut p);
+    fit_span(&mut p);
+    p
+}
+
+/// Who has which role when the recording opens.
+fn opening_roles(lines: &[Line]) -> BTreeMap<NodeId, Role> {
+    lines
         .iter()
         .find_map(|l| match &l.frame {
             ProxyFrame::Welcome { picture: Some(p), .. } => {
@@ -200,63 +232,40 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
             }
             _ => None,
         })
-        .unwrap_or_default();
-    for (at, o) in &events {
-        let (at, node) = (*at, o.node);
-        let shown = window.contains(at);
-        let mut mark = |text: String, class| {
-            if shown {
-                p.marks.push(Mark { at, node, text, class });
-            }
-        };
-        if let Event::MessageSent { id, to, message, delay, .. } = &o.event {
-            let hidden = routine.is_routine(node, *to, message) && !window.routine;
-            if hidden {
-                p.routine_hidden += usize::from(shown);
-            } else if shown {
-                let (arrives, lost) = (at + *delay as f64 * scale, lost.get(&(node, *id)).copied());
-                p.arrows.push(Arrow {
-                    id: *id,
-                    from: node,
-                    to: *to,
-                    kind: message.kind(),
-                    sent: at,
-                    arrives,
-                    lost,
-                });
-            }
-            continue;
+        .unwrap_or_default()
+}
+
+/// The mark an event puts on its server's lifeline, if any (keeping `roles` up to date).
+fn lifeline_mark(
+    event: &Event,
+    node: NodeId,
+    roles: &mut BTreeMap<NodeId, Role>,
+    routine: bool,
+) -> Option<(String, &'static str)> {
+    match event {
+        Event::RoleChanged { role, term, .. } => {
+            let before = roles.insert(node, *role);
+            let class = match role {
+                Role::Leader => "leader",
+                Role::Candidate => "candidate",
+                Role::PreCandidate => "pre-candidate",
+                Role::Follower => "follower",
+            };
+            // Every server becomes a follower in every election: only stepping down says
+            // something.
+            let news = *role != Role::Follower || matches!(before, Some(Role::Leader | Role::Candidate));
+            (news || routine).then(|| (format!("{class} · term {term}"), class))
         }
-        if let Event::Fault { description, .. } = &o.event {
-            if node == 0 && shown {
-                p.actions.push((at, description.clone()));
-            }
-            continue;
+        Event::CommitAdvanced { to, .. } if routine || roles.get(&node) == Some(&Role::Leader) => {
+            Some((format!("commit {to}"), "commit"))
         }
-        match &o.event {
-            Event::RoleChanged { role, term, .. } => {
-                let before = roles.insert(node, *role);
-                let class = match role {
-                    Role::Leader => "leader",
-                    Role::Candidate => "candidate",
-                    Role::PreCandidate => "pre-candidate",
-                    Role::Follower => "follower",
-                };
-                // Every server becomes a follower in every election: only stepping down says
-                // something.
-                let news = *role != Role::Follower || matches!(before, Some(Role::Leader | Role::Candidate));
-                if news || window.routine {
-                    mark(format!("{class} · term {term}"), class);
-                }
-            }
-            Event::CommitAdvanced { to, .. } if window.routine || roles.get(&node) == Some(&Role::Leader) => {
-                mark(format!("commit {to}"), "commit")
-            }
-            Event::Recovered { term, .. } => mark(format!("restarted · term {term}"), "restart"),
-            _ => {}
-        }
+        Event::Recovered { term, .. } => Some((format!("restarted · term {term}"), "restart")),
+        _ => None,
     }
-    process_states(lines, window, &mut p);
+}
+
+/// The time the picture spans: from its first to its last drawn thing.
+fn fit_span(p: &mut Picture) {
     let times = p.arrows.iter().flat_map(|a| [a.sent, a.arrives]).chain(p.marks.iter().map(|m| m.at));
     let times = times.chain(p.actions.iter().map(|a| a.0));
     let (start, end) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| (lo.min(t), hi.max(t)));
@@ -265,7 +274,6 @@ pub fn picture(lines: &[Line], window: Window) -> Picture {
         *from = from.max(p.start);
         *to = to.min(p.end);
     }
-    p
 }
 
 /// Crashes, pauses and cut links from the statuses (whoever caused them: an admin, a lesson,
