@@ -108,16 +108,7 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         ),
     ))
     .await;
-    d.admin(AdminCommand::StopTime).await?;
-    drop_all(d).await?;
-    d.admin(AdminCommand::Restart { node: sleeper }).await?;
-    wait_for(
-        d,
-        say(format!("node {sleeper} to answer"), format!("que el nodo {sleeper} responda")),
-        20.0,
-        |s| last_index(s, sleeper),
-    )
-    .await?;
+    restart_with_time_stopped(d, sleeper).await?;
     walk_appends(d, boss, sleeper, last).await?;
     d.admin(AdminCommand::StartTime).await?;
     wait_for(
@@ -139,6 +130,16 @@ pub async fn restart_catch_up<D: Driver>(d: &mut D) -> Result<Text, Failure> {
         format!("node {sleeper} caught up to index {last}"),
         format!("el nodo {sleeper} se puso al día hasta la entrada {last}"),
     ))
+}
+
+/// Stops time, forgets what was held, restarts `node` from its disk and waits until it answers:
+/// whatever the leader sends it next waits on screen. Its last index.
+async fn restart_with_time_stopped<D: Driver>(d: &mut D, node: NodeId) -> Result<Index, Failure> {
+    d.admin(AdminCommand::StopTime).await?;
+    drop_all(d).await?;
+    d.admin(AdminCommand::Restart { node }).await?;
+    let answers = say(format!("node {node} to answer"), format!("que el nodo {node} responda"));
+    wait_for(d, answers, 20.0, |s| last_index(s, node)).await
 }
 
 /// Moves of a catching-up shown one by one, at most.
@@ -369,16 +370,7 @@ pub async fn snapshot<D: Driver>(d: &mut D) -> Result<Text, Failure> {
     ))
     .await;
     // Time stops before the restart, so that the snapshot is seen on its way.
-    d.admin(AdminCommand::StopTime).await?;
-    drop_all(d).await?;
-    d.admin(AdminCommand::Restart { node: sleeper }).await?;
-    let has = wait_for(
-        d,
-        say(format!("node {sleeper} to answer"), format!("que el nodo {sleeper} responda")),
-        20.0,
-        |s| last_index(s, sleeper),
-    )
-    .await?;
+    let has = restart_with_time_stopped(d, sleeper).await?;
     let to_sleeper = move |m: &HeldMessage| m.from == boss && m.to == sleeper;
     let mut chunk = None;
     for _ in 0..MOVES_SHOWN * 2 {

@@ -174,13 +174,7 @@ impl AdminCommand {
             AdminCommand::Restart { node } => format!("restart node {node}"),
             AdminCommand::Pause { node } => format!("pause node {node}"),
             AdminCommand::Resume { node } => format!("resume node {node}"),
-            AdminCommand::Partition { groups } => {
-                let groups: Vec<String> = groups
-                    .iter()
-                    .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
-                    .collect();
-                format!("partition {}", groups.join(" | "))
-            }
+            AdminCommand::Partition { groups } => format!("partition {}", describe_groups(groups.iter())),
             AdminCommand::Block { from, to } => format!("block messages {from} → {to}"),
             AdminCommand::Heal => "heal the network".to_string(),
             AdminCommand::Drop { node: Some(n), rate } => {
@@ -227,13 +221,7 @@ impl AdminCommand {
             AdminCommand::Restart { node } => format!("reiniciar el nodo {node}"),
             AdminCommand::Pause { node } => format!("pausar el nodo {node}"),
             AdminCommand::Resume { node } => format!("reanudar el nodo {node}"),
-            AdminCommand::Partition { groups } => {
-                let groups: Vec<String> = groups
-                    .iter()
-                    .map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
-                    .collect();
-                format!("particionar {}", groups.join(" | "))
-            }
+            AdminCommand::Partition { groups } => format!("particionar {}", describe_groups(groups.iter())),
             AdminCommand::Block { from, to } => format!("bloquear los mensajes {from} → {to}"),
             AdminCommand::Heal => "curar la red".to_string(),
             AdminCommand::Drop { rate, .. } => format!("perder el {:.0}% de los mensajes", rate * 100.0),
@@ -424,8 +412,8 @@ pub fn partition_groups(
 }
 
 /// How a partition is described: "1,2 | 3,4,5".
-pub fn describe_groups<'a>(groups: impl Iterator<Item = &'a std::collections::BTreeSet<NodeId>>) -> String {
+pub fn describe_groups<'a, G: IntoIterator<Item = &'a NodeId>>(groups: impl Iterator<Item = G>) -> String {
     let shown: Vec<String> =
-        groups.map(|g| g.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")).collect();
+        groups.map(|g| g.into_iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")).collect();
     shown.join(" | ")
 }
