@@ -137,7 +137,7 @@ impl Browser {
 
     /// Runs lesson `name` from the page — picked, *Start*, then *Next* at every caption, as a
     /// lecturer would — calling `each` at every caption and at the end; its outcome (`passed` or
-    /// `failed`).
+    /// `failed`, with what the page says printed).
     pub async fn run_lesson(&self, name: &str, mut each: impl AsyncFnMut(&Browser)) -> String {
         let pick = format!(
             r#"const s = document.querySelector('[data-control="lesson"]'); s.value = '{name}'; s.dispatchEvent(new Event('change', {{bubbles: true}}));"#
@@ -145,9 +145,11 @@ impl Browser {
         self.js(&pick).await;
         self.click(r#"[data-action="lesson-start"]"#).await;
         let mut shown = 0;
+        // Generous: a lesson's own waits end it with a failure well before this, and a slow
+        // machine (CI's, building debug code beside the browser) must not turn one into a hang.
         for _ in 0..40 {
             let step = self
-                .wait(Duration::from_secs(90), &format!("{name}'s next caption or its outcome"), || async {
+                .wait(Duration::from_secs(150), &format!("{name}'s next caption or its outcome"), || async {
                     if self.count("[data-lesson-outcome]").await > 0 {
                         return Some(None);
                     }
@@ -162,10 +164,18 @@ impl Browser {
             shown = step;
             self.click(r#"[data-action="lesson-next"]"#).await;
         }
-        self.wait(Duration::from_secs(90), &format!("{name}'s outcome"), || async {
-            self.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
-        })
-        .await
+        let outcome = self
+            .wait(Duration::from_secs(150), &format!("{name}'s outcome"), || async {
+                self.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
+            })
+            .await;
+        if outcome != "passed" {
+            // What the page says went wrong, for the test's report.
+            let said =
+                self.js("return document.querySelector('[data-lesson-outcome]')?.textContent ?? ''").await;
+            eprintln!("lesson {name}: {outcome}: {}", said.as_str().unwrap_or_default());
+        }
+        outcome
     }
 
     /// The leader on screen, if exactly one node is drawn as leader.

@@ -196,6 +196,9 @@ pub trait Driver {
     async fn log(&mut self, node: NodeId) -> LogMirror;
     /// Waits `ms` of real time.
     async fn sleep(&mut self, ms: u64);
+    /// Real time in ms since some fixed moment: what waits measure themselves by (a status
+    /// that takes long to build must not stretch a wait of 30 s into minutes).
+    fn now(&mut self) -> u64;
     /// Shows a caption; when a person drives the lesson, waits until they go on.
     async fn caption(&mut self, text: Text);
 }
@@ -288,13 +291,14 @@ pub async fn wait_for<D: Driver, T>(
     seconds: f64,
     mut probe: impl FnMut(&ClusterStatus) -> Option<T>,
 ) -> Result<T, Failure> {
-    let mut waited = 0.0;
+    let started = d.now();
     loop {
         let status = d.status().await?;
         if let Some(found) = probe(&status) {
             return Ok(found);
         }
         let limit = seconds * status.time_scale.max(1.0) * 1000.0;
+        let waited = d.now().saturating_sub(started) as f64;
         if waited > limit {
             return Err(say(
                 format!("gave up waiting for {} after {:.0} s", what.en, waited / 1000.0),
@@ -302,7 +306,6 @@ pub async fn wait_for<D: Driver, T>(
             ));
         }
         d.sleep(100).await;
-        waited += 100.0;
     }
 }
 

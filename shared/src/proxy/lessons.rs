@@ -246,6 +246,10 @@ impl Driver for ProxyDriver {
         sleep(&self.core, ms).await;
     }
 
+    fn now(&mut self) -> u64 {
+        self.core.now()
+    }
+
     async fn caption(&mut self, text: Text) {
         {
             let mut state = self.core.state();
