@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - `server/`: a Raft server — the `Replica` from `shared` driven by a thread with a real
-//!   clock and a durable log, talking to peers and proxies over WebSockets.
+//!   clock and a durable log, talking to peers and proxies over WebSockets; or, with
+//!   `--server-cmd`, the host of a student's node speaking Maelstrom's JSON lines.
 //! - `proxy/`: the stateless front door — serves the page, routes writes to the leader and
 //!   reads to followers, retries with the same session, fans out observation events.
 //! - `cluster`: the supervisor that starts servers and proxies as child processes and crashes,
@@ -14,6 +15,8 @@
 //! - `scenario`: the built-in lessons, listed or run headless against a live cluster.
 //! - `sim`, `check`: the deterministic simulator and the linearizability checker.
 //! - `diagram`: a recording drawn as a space-time diagram (SVG).
+//! - `trial`: `consenso test`, a verdict on a student's node: a cluster of it under faults,
+//!   then linearizability, the monitor's safety properties and liveness.
 //! - `listener`: every listening socket — connection cap, header deadline, a byte budget until
 //!   `hello`, browsers held to their origin.
 //! - `metrics`: `GET /metrics` in the Prometheus text format, on servers and proxies.
@@ -39,6 +42,7 @@ mod scenario;
 mod secret;
 mod server;
 mod sim;
+mod trial;
 mod ws;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +89,9 @@ enum Command {
     Scenario(scenario::Args),
     /// Draw a recording (`cluster --record FILE`) as a space-time diagram in SVG
     Diagram(diagram::Args),
+    /// Test a node of your own (any language, Maelstrom's JSON lines): a cluster of it under
+    /// faults, then linearizability, safety and liveness. Exit 0 pass, 1 broken, 2 undecided
+    Test(trial::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -107,6 +114,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(args) => return check::main(args),
         Command::Scenario(args) => return scenario::main(args),
         Command::Diagram(args) => return diagram::main(args),
+        Command::Test(args) => return trial::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

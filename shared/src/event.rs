@@ -94,6 +94,9 @@ pub enum Event {
     TransferAborted { to: NodeId },
     /// A server process started and recovered this state from disk (emitted by the node).
     Recovered { term: Term, voted_for: Option<NodeId>, snapshot_index: Index, last_index: Index },
+    /// A hosted node (`crate::hosted`) wrote something Consenso could not use, or did not
+    /// answer: the latest problem, and how many so far (reported at most once a second).
+    NodeProblem { problem: String, count: u64 },
     /// A fault was injected or cleared on this server (emitted by the node or simulator).
     Fault {
         description: String,
@@ -127,6 +130,8 @@ pub enum RoleReason {
     Removed { leader: NodeId },
     /// The leader asked this server to take over (§3.10).
     TimeoutNow { from: NodeId },
+    /// A hosted node (`crate::hosted`) reported it; it does not say why.
+    Reported,
 }
 
 /// A message's fields without its payload: what a page shows when a message is clicked and
@@ -186,6 +191,11 @@ pub enum MessageSummary {
         read_id: ReadId,
         index: Option<Index>,
     },
+    /// A hosted node's message: its type's name and the kind it is drawn as.
+    Foreign {
+        name: crate::types::ShortName,
+        kind: MessageKind,
+    },
 }
 
 impl MessageSummary {
@@ -234,6 +244,9 @@ impl MessageSummary {
             Body::ReadIndexResponse { read_id, index } => {
                 MessageSummary::ReadIndexResponse { read_id: *read_id, index: *index }
             }
+            Body::Foreign { name, body } => {
+                MessageSummary::Foreign { name: *name, kind: MessageKind::of_foreign(name.as_str(), body) }
+            }
         }
     }
 
@@ -251,6 +264,7 @@ impl MessageSummary {
             MessageSummary::TimeoutNow => MessageKind::TimeoutNow,
             MessageSummary::ReadIndexRequest { .. } => MessageKind::ReadIndexRequest,
             MessageSummary::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+            MessageSummary::Foreign { kind, .. } => *kind,
         }
     }
 

@@ -99,6 +99,8 @@ fn reason(r: &RoleReason, lang: Lang) -> String {
         (RoleReason::CheckQuorumFailed, Lang::Es) => "no oyó a una mayoría (check-quorum)".into(),
         (RoleReason::TimeoutNow { from }, Lang::En) => format!("asked to take over by node {from}"),
         (RoleReason::TimeoutNow { from }, Lang::Es) => format!("el nodo {from} le cedió el liderazgo"),
+        (RoleReason::Reported, Lang::En) => "as the node reports".into(),
+        (RoleReason::Reported, Lang::Es) => "según informa el nodo".into(),
         (RoleReason::Removed { leader }, Lang::En) => {
             format!("leader {leader} says it was removed from the cluster")
         }
@@ -447,6 +449,11 @@ impl Event {
                     )
                 }
             }
+            // The problem is the student's program's, in English as Consenso found it.
+            Event::NodeProblem { problem, count } => match lang {
+                Lang::En => format!("the node's program went wrong ({count} so far): {problem}"),
+                Lang::Es => format!("el programa del nodo falló ({count} hasta ahora): {problem}"),
+            },
             Event::Fault { description, description_es } => match (lang, description_es) {
                 (Lang::Es, Some(es)) => es.clone(),
                 _ => description.clone(),

@@ -39,6 +39,7 @@ pub mod check;
 pub mod diagram;
 pub mod event;
 pub mod event_text;
+pub mod hosted;
 pub mod ids;
 pub mod kv;
 pub mod lesson;

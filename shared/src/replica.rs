@@ -105,6 +105,13 @@ pub enum ReplyError {
     MembershipRefused { reason: String },
     /// Removing the leader: it hands leadership to `to` first; ask again there.
     HandingOver { to: NodeId },
+    /// A hosted node (`crate::hosted`) answered in a way that does not say whether a write
+    /// happened (or not in time). It keeps no sessions, so asking again could apply it twice:
+    /// the client hears that the outcome is unknown.
+    Indeterminate { reason: String },
+    /// A hosted node refused the request for good (a `lin-kv` error that says nothing
+    /// happened, or an operation `lin-kv` lacks): the client hears why.
+    Refused { reason: String },
 }
 
 impl std::fmt::Display for ReplyError {
@@ -121,6 +128,8 @@ impl std::fmt::Display for ReplyError {
             ReplyError::HandingOver { to } => {
                 write!(f, "the leader is handing over to node {to} before it can be removed; ask node {to}")
             }
+            ReplyError::Indeterminate { reason } => write!(f, "outcome unknown: {reason}"),
+            ReplyError::Refused { reason } => write!(f, "refused: {reason}"),
         }
     }
 }

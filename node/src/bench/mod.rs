@@ -15,7 +15,7 @@ use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
 use shared::raft::NodeId;
 
 mod ab;
-mod client;
+pub(crate) mod client;
 mod floor;
 
 use crate::output::outln;
@@ -408,7 +408,7 @@ async fn admin_session(proxies: &[String], token: &str) -> Option<ws::Stream> {
     None
 }
 
-async fn admin_request(proxies: &[String], token: &str, frame: ClientFrame) -> Option<ProxyFrame> {
+pub(crate) async fn admin_request(proxies: &[String], token: &str, frame: ClientFrame) -> Option<ProxyFrame> {
     let mut s = admin_session(proxies, token).await?;
     ws::send(&mut s, &frame).await.ok()?;
     loop {
@@ -431,7 +431,7 @@ async fn admin_leader(proxies: &[String], token: &str) -> Option<NodeId> {
     }
 }
 
-async fn admin(proxies: &[String], token: &str, command: AdminCommand) -> Result<(), ()> {
+pub(crate) async fn admin(proxies: &[String], token: &str, command: AdminCommand) -> Result<(), ()> {
     match admin_request(proxies, token, ClientFrame::Admin { id: 1, command }).await {
         Some(ProxyFrame::AdminDone { .. }) => Ok(()),
         _ => Err(()),

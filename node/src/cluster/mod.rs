@@ -84,6 +84,10 @@ pub struct Args {
     /// (0: none)
     #[arg(long, default_value_t = 10)]
     recent_minutes: u64,
+    /// Run a node of your own as every server: a command (run by `sh -c`) that speaks
+    /// Maelstrom's JSON lines on stdin/stdout (docs/node-protocol.md)
+    #[arg(long)]
+    pub server_cmd: Option<String>,
     /// How every server runs Raft (passed on to each)
     #[command(flatten)]
     raft: crate::server::RaftOptions,
@@ -138,7 +142,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let supervisor_address = format!("127.0.0.1:{}", args.port + 9);
     let peers = servers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
 
-    let common_args = args.raft.to_args();
+    let mut common_args = args.raft.to_args();
+    common_args.extend(args.server_cmd.iter().map(|c| format!("--server-cmd={c}")));
     let places: BTreeMap<NodeId, ServerPlace> = servers
         .iter()
         .map(|(id, address)| {

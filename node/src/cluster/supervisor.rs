@@ -29,6 +29,12 @@ const INIT_WAIT: Duration = Duration::from_secs(30);
 use crate::listener::{Gate, origin_allowed};
 use crate::ws::{accept_frame, answer};
 
+/// A server's process group: each server leads one, so that a signal reaches whatever it
+/// started too (a hosted node's process, `consenso server --server-cmd`).
+fn group(pid: u32) -> Pid {
+    Pid::from_raw(-(pid as i32))
+}
+
 #[derive(Clone)]
 pub(super) struct ServerPlace {
     pub(super) address: String,
@@ -127,7 +133,9 @@ impl Supervisor {
     fn lost_disk(&self, id: NodeId) -> Option<String> {
         let place = self.place(id)?;
         let identity = place.data_dir.join("identity");
-        if identity.exists() || self.common_args.iter().any(|a| a == "--bug=vote-on-empty-disk") {
+        // A hosted node keeps (or does not keep) its own state: its disk is its business.
+        let hosted = self.common_args.iter().any(|a| a.starts_with("--server-cmd="));
+        if hosted || identity.exists() || self.common_args.iter().any(|a| a == "--bug=vote-on-empty-disk") {
             return None;
         }
         Some(format!(
@@ -152,6 +160,7 @@ impl Supervisor {
             .arg(format!("--faults={}", encode(&faults)))
             .env("CONSENSO_TOKEN", &self.token)
             .env(crate::SUPERVISOR_PID_ENV, std::process::id().to_string())
+            .process_group(0)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -208,7 +217,7 @@ impl Supervisor {
         let signal = |sig: Signal| -> Result<(), ApiError> {
             let pid = pid
                 .ok_or_else(|| ApiError::new(ErrorKind::BadRequest, format!("node {node} is not running")))?;
-            kill(Pid::from_raw(pid as i32), sig)
+            kill(group(pid), sig)
                 .map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("cannot signal node {node}: {e}")))
         };
         match action {
@@ -275,8 +284,8 @@ impl Supervisor {
             // A removed server has no process to stop.
             let Ok((pid, state)) = self.pid_of(*id) else { continue };
             if let Some(pid) = pid.filter(|_| state != ProcessState::Crashed) {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = kill(group(pid), Signal::SIGCONT);
+                let _ = kill(group(pid), Signal::SIGKILL);
                 self.wait_for_exit(*id).await;
             }
         }
@@ -349,15 +358,15 @@ impl Supervisor {
     pub(super) async fn stop_server(&self, id: NodeId) -> Result<String, ApiError> {
         let (pid, _) = self.pid_of(id)?;
         if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            let _ = kill(group(pid), Signal::SIGCONT);
+            let _ = kill(group(pid), Signal::SIGTERM);
             for _ in 0..50 {
                 if self.pid_of(id).map(|(_, s)| s == ProcessState::Crashed).unwrap_or(true) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = kill(group(pid), Signal::SIGKILL);
             self.wait_for_exit(id).await;
         }
         self.processes.lock().expect("processes lock").remove(&id);
@@ -391,17 +400,17 @@ impl Supervisor {
         let pids: Vec<u32> =
             self.processes.lock().expect("processes lock").values().filter_map(|p| p.pid).collect();
         for pid in &pids {
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+            let _ = kill(group(*pid), Signal::SIGCONT);
+            let _ = kill(group(*pid), Signal::SIGTERM);
         }
         for _ in 0..30 {
-            if pids.iter().all(|p| kill(Pid::from_raw(*p as i32), None).is_err()) {
+            if pids.iter().all(|p| kill(group(*p), None).is_err()) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for pid in pids {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = kill(group(pid), Signal::SIGKILL);
         }
     }
 }

@@ -463,6 +463,7 @@ fn server_status() -> ServerStatus {
             messages_sent: 99,
         },
         bugs: vec![Bug::StaleRead],
+        hosted: None,
     }
 }
 

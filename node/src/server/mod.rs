@@ -20,8 +20,10 @@
 //! declaration flattened into `consenso server` and `consenso cluster` (which passes its own to
 //! every server it starts).
 
+mod child;
 mod clock;
 mod faults;
+mod hosted;
 mod net;
 mod outbox;
 mod peers;
@@ -74,6 +76,10 @@ pub struct Args {
     /// passes them on restart, so that a server never runs a moment without them)
     #[arg(long)]
     faults: Option<String>,
+    /// Run a node of your own instead of Consenso's Raft: a command (run by `sh -c`) that
+    /// speaks Maelstrom's JSON lines on stdin/stdout (docs/node-protocol.md)
+    #[arg(long)]
+    server_cmd: Option<String>,
 }
 
 /// How a server runs Raft: timers, snapshots, limits and deliberate defects. One declaration
@@ -228,6 +234,9 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--token (or CONSENSO_TOKEN) must not be empty");
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node-{}", args.id)));
+    if let Some(command) = args.server_cmd.clone() {
+        return host(args, nodes, address, listen, data_dir, command);
+    }
     let (mut storage, persisted, recovery) = storage::Storage::open(&data_dir)?;
     tracing::info!(
         "node {} recovered {} log records from {} (term {}, vote {:?})",
@@ -270,6 +279,62 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
             args.id
         );
     }
+    let seed = crate::secret::random_u64();
+    let options = move |links, inputs| raft_loop::Options {
+        cfg,
+        storage,
+        persisted,
+        seed,
+        snapshot_every: args.raft.snapshot_every,
+        max_store_bytes: args.raft.max_store_bytes,
+        max_batch: args.raft.max_batch,
+        links,
+        inputs,
+    };
+    let cluster = identity.cluster.clone();
+    serve(&args, &nodes, address, listen, cluster, "raft", move |shared, links, inputs| {
+        raft_loop::run(shared, options(links, inputs))
+    })
+}
+
+/// `consenso server --server-cmd`: the node is a process of the student's (`hosted`).
+fn host(
+    args: Args,
+    nodes: Vec<(NodeId, String)>,
+    address: String,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    command: String,
+) -> anyhow::Result<()> {
+    let voters = nodes.iter().map(|(id, _)| *id).collect();
+    let options = move |links, inputs| hosted::Options {
+        command,
+        data_dir,
+        voters,
+        election_timeout: args.raft.election_timeout,
+        heartbeat: args.raft.heartbeat,
+        seed: crate::secret::random_u64(),
+        links,
+        inputs,
+    };
+    serve(&args, &nodes, address, listen, None, "host", move |shared, links, inputs| {
+        hosted::run(shared, options(links, inputs))
+    })
+}
+
+/// Opens the server's endpoint and its links to peers, then runs `server` (the Raft thread,
+/// or a hosted node's host) on a thread of its own until it ends or a signal stops it.
+fn serve(
+    args: &Args,
+    nodes: &[(NodeId, String)],
+    address: String,
+    listen: SocketAddr,
+    cluster: Option<String>,
+    name: &str,
+    server: impl FnOnce(Arc<Shared>, BTreeMap<NodeId, outbox::Link>, mpsc::Receiver<Input>) -> anyhow::Result<()>
+    + Send
+    + 'static,
+) -> anyhow::Result<()> {
     let initial_faults = match &args.faults {
         Some(json) => faults::sanitize(
             serde_json::from_str::<FaultSettings>(json)
@@ -290,7 +355,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     }
     let shared = Arc::new(Shared {
         id: args.id,
-        cluster: Mutex::new(identity.cluster.clone()),
+        cluster: Mutex::new(cluster),
         address: address.clone(),
         token: args.token.clone(),
         inputs,
@@ -312,26 +377,14 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
     }
     runtime.spawn(net::serve(shared.clone(), listener));
 
-    let seed = crate::secret::random_u64();
     let loop_shared = shared.clone();
-    let options = raft_loop::Options {
-        cfg,
-        storage,
-        persisted,
-        seed,
-        snapshot_every: args.raft.snapshot_every,
-        max_store_bytes: args.raft.max_store_bytes,
-        max_batch: args.raft.max_batch,
-        links,
-        inputs: input_rx,
-    };
     // The Raft thread is the server: if it ends (a disk error, a failed invariant) the process
     // must end too, with an error, rather than keep its sockets open and look healthy.
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let raft = std::thread::Builder::new().name("raft".into()).spawn(move || {
+    let raft = std::thread::Builder::new().name(name.into()).spawn(move || {
         // Dropped when the thread ends, by returning or by a panic unwinding through it.
         let _ended = ended_tx;
-        raft_loop::run(loop_shared, options)
+        server(loop_shared, links, input_rx)
     })?;
 
     let stopped_by_signal = runtime.block_on(async {
@@ -344,11 +397,12 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
         tracing::info!("node {} shutting down", args.id);
         let _ = shared.inputs.send(Input::Shutdown);
     }
+    let thread = if name == "raft" { "the Raft thread" } else { "the node's host" };
     let outcome = match raft.join() {
         Ok(Ok(())) if stopped_by_signal => Ok(()),
-        Ok(Ok(())) => Err(anyhow::anyhow!("the Raft thread stopped unexpectedly")),
-        Ok(Err(e)) => Err(e.context("the Raft thread failed")),
-        Err(_) => Err(anyhow::anyhow!("the Raft thread panicked")),
+        Ok(Ok(())) => Err(anyhow::anyhow!("{thread} stopped unexpectedly")),
+        Ok(Err(e)) => Err(e.context(format!("{thread} stopped"))),
+        Err(_) => Err(anyhow::anyhow!("{thread} panicked")),
     };
     if let Err(e) = &outcome {
         tracing::error!("node {} stops: {e:#}", args.id);

@@ -60,6 +60,14 @@ pub enum Input {
     },
     /// A peer of this cluster introduced itself: a server that knew no cluster yet keeps it.
     AdoptCluster(String),
+    /// A hosted node (`super::hosted`) wrote a line, or one that could not be read; `pending`
+    /// counts the lines read and not yet handled.
+    FromNode {
+        line: Result<String, String>,
+        pending: Arc<std::sync::atomic::AtomicUsize>,
+    },
+    /// A hosted node closed its output (it exited).
+    NodeOutputClosed,
     Shutdown,
 }
 
@@ -131,7 +139,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
 
 /// The inputs of one turn: the first within `wait` (none if it passes), then whatever else has
 /// arrived, up to `INPUTS_PER_TURN`. `None` once every sender is gone.
-fn next_inputs(inputs: &Receiver<Input>, wait: Duration) -> Option<Vec<Input>> {
+pub(super) fn next_inputs(inputs: &Receiver<Input>, wait: Duration) -> Option<Vec<Input>> {
     let mut batch = Vec::new();
     match inputs.recv_timeout(wait) {
         Ok(input) => batch.push(input),
@@ -286,6 +294,8 @@ impl Server {
                     storage.write_identity(Identity { cluster: Some(cluster), ..identity })?;
                 }
             }
+            // Only a hosted node's host gets these.
+            Input::FromNode { .. } | Input::NodeOutputClosed => {}
             Input::Shutdown => return Ok(true),
         }
         Ok(false)
@@ -484,6 +494,7 @@ impl Server {
                 messages_sent: self.outbox.sent(),
             },
             bugs: replica.raft().config().bugs.iter().collect(),
+            hosted: None,
         }
     }
 

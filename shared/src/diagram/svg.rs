@@ -27,7 +27,10 @@ fn kind_class(kind: MessageKind) -> &'static str {
         MessageKind::Heartbeat => "heartbeat",
         MessageKind::AppendEntries | MessageKind::InstallSnapshot => "append",
         MessageKind::AppendResponse | MessageKind::SnapshotResponse => "append-response",
-        MessageKind::TimeoutNow | MessageKind::ReadIndexRequest | MessageKind::ReadIndexResponse => "other",
+        MessageKind::TimeoutNow
+        | MessageKind::ReadIndexRequest
+        | MessageKind::ReadIndexResponse
+        | MessageKind::Other => "other",
     }
 }
 

@@ -180,6 +180,7 @@ impl Server {
                 messages_sent: self.messages_sent,
             },
             bugs: replica.raft().config().bugs.iter().collect(),
+            hosted: None,
         })
     }
 

@@ -225,6 +225,26 @@ pub struct ServerStatus {
     /// Deliberate defects this server runs with (`--bug`).
     #[serde(default)]
     pub bugs: Vec<Bug>,
+    /// A hosted node's process (`crate::hosted`), when this server is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted: Option<HostedStatus>,
+}
+
+/// How a hosted node's process is doing: what runs, and what it did wrong.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostedStatus {
+    /// The command that runs the node, and its process.
+    pub command: String,
+    pub pid: u32,
+    /// The node answered `init`.
+    pub ready: bool,
+    /// It said it keeps its state on disk across a crash.
+    pub durable: bool,
+    /// Lines it wrote that Consenso could not use, and the last of them explained.
+    pub bad_lines: u64,
+    pub last_problem: Option<String>,
+    /// Client operations it did not answer in time.
+    pub unanswered: u64,
 }
 
 /// Keys of the store included in a status report, and how much of each key and value: a

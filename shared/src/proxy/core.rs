@@ -472,6 +472,11 @@ impl State {
         self.timers.keys().next().map(|(at, _)| *at)
     }
 
+    /// The server is a hosted node (`crate::hosted`), by its last status.
+    pub fn is_hosted(&self, node: NodeId) -> bool {
+        self.servers.get(&node).and_then(|s| s.status.as_ref()).is_some_and(|(s, _)| s.hosted.is_some())
+    }
+
     pub fn mark(&self) -> Mark {
         self.gate.mark(self.now)
     }

@@ -149,8 +149,14 @@ pub(crate) async fn route(core: &Core, mut request: Request, pick: &Pick) -> Rou
         };
         let left = overall.saturating_sub(core.state().running_since(start));
         match ask(core, node, request.clone(), attempt.min(left)).await {
-            Outcome::Reply(Reply::Error { error: error @ ReplyError::MembershipRefused { .. } }) => {
-                // Asking again changes nothing: the client hears why.
+            Outcome::Reply(Reply::Error {
+                error:
+                    error @ (ReplyError::MembershipRefused { .. }
+                    | ReplyError::Refused { .. }
+                    | ReplyError::Indeterminate { .. }),
+            }) => {
+                // Asking again changes nothing, or (a hosted node, without sessions) could apply
+                // a write twice: the client hears why.
                 return Routed::Answered { reply: Reply::Error { error }, node, retries };
             }
             Outcome::Reply(Reply::Error { error }) => {
@@ -160,6 +166,12 @@ pub(crate) async fn route(core: &Core, mut request: Request, pick: &Pick) -> Rou
                 hint = after_error(core, node, error, &mut avoid).await;
             }
             Outcome::Reply(reply) => return Routed::Answered { reply, node, retries },
+            Outcome::NoAnswer if matches!(request, Request::Write { .. }) && core.state().is_hosted(node) => {
+                // A hosted node keeps no sessions: a write sent again could be applied twice.
+                let reason = format!("node {node} did not answer; a hosted node's write is not retried");
+                let error = ReplyError::Indeterminate { reason };
+                return Routed::Answered { reply: Reply::Error { error }, node, retries };
+            }
             Outcome::NoAnswer => {
                 problem = format!("node {node} did not answer");
                 no_leader = false;
@@ -205,7 +217,9 @@ async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut A
             Some(node)
         }
         // Asking again changes nothing: answered by the caller.
-        ReplyError::MembershipRefused { .. } => None,
+        ReplyError::MembershipRefused { .. }
+        | ReplyError::Refused { .. }
+        | ReplyError::Indeterminate { .. } => None,
     }
 }
 
@@ -216,6 +230,18 @@ async fn on_a_fresh_session(core: &Core, request: Request) -> Request {
         Ok(client) => Request::Write { command: Command { client, seq: 1, answered_below: 0, ..command } },
         Err(_) => Request::Write { command },
     }
+}
+
+/// A server's final refusal, or an outcome it cannot tell, as the client's error.
+fn refused(id: u64, node: NodeId, error: ReplyError) -> ProxyFrame {
+    let error = match error {
+        ReplyError::Indeterminate { reason } => ApiError::new(
+            ErrorKind::Timeout,
+            format!("node {node}: {reason}; the write may or may not have been applied"),
+        ),
+        other => ApiError::new(ErrorKind::BadRequest, format!("node {node}: {other}")),
+    };
+    ProxyFrame::Error { id: Some(id), error }
 }
 
 fn unexpected(id: u64, node: NodeId, reply: &Reply) -> ProxyFrame {
@@ -239,6 +265,7 @@ pub(crate) async fn write(core: &Core, id: u64, command: Command) -> ProxyFrame 
                 Err(error) => ProxyFrame::Error { id: Some(id), error },
             }
         }
+        Routed::Answered { reply: Reply::Error { error }, node, .. } => refused(id, node, error),
         Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
         Routed::GaveUp { problem, after, .. } => {
             let error = ApiError::new(
@@ -281,6 +308,7 @@ pub(crate) async fn read(core: &Core, id: u64, key: String, consistency: Consist
             state.stats.record(false, started, now);
             ProxyFrame::Done { id, result: OpResult::Get { value }, served_by: node, index, retries }
         }
+        Routed::Answered { reply: Reply::Error { error }, node, .. } => refused(id, node, error),
         Routed::Answered { reply, node, .. } => unexpected(id, node, &reply),
         Routed::GaveUp { problem, no_leader, after } => {
             let kind = if no_leader { ErrorKind::NoLeader } else { ErrorKind::Timeout };

@@ -251,7 +251,8 @@ impl Raft {
     pub fn step(&mut self, now: Millis, msg: Message) {
         self.set_now(now);
         debug_assert_eq!(msg.to, self.id, "message delivered to the wrong server");
-        if msg.to != self.id || msg.from == self.id {
+        // A hosted node's message has no meaning here (and its term is not Raft's to trust).
+        if msg.to != self.id || msg.from == self.id || matches!(msg.body, Body::Foreign { .. }) {
             return;
         }
         if !self.update_term(&msg) {
@@ -273,6 +274,7 @@ impl Raft {
             Body::ReadIndexResponse { read_id, index } => {
                 self.on_read_index_response(msg.from, msg.term, read_id, index)
             }
+            Body::Foreign { .. } => unreachable!("returned above"),
         }
     }
 

@@ -180,6 +180,7 @@ impl Simulation {
             rss_bytes: None,
             clock: Default::default(),
             bugs: self.cfg.bugs.iter().collect(),
+            hosted: None,
         };
         let frame = ServerOutbound::Status { status: Box::new(status) };
         for p in 0..self.proxies.len() {

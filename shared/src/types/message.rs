@@ -86,6 +86,54 @@ pub enum Body {
     ReadIndexRequest { read_id: ReadId },
     /// The leader's answer: the index the follower must apply before answering, or why not.
     ReadIndexResponse { read_id: ReadId, index: Option<Index> },
+    /// A message between hosted nodes (`docs/node-protocol.md`): a student's server, in any
+    /// language, names its messages itself. Consenso carries the body without reading it, so
+    /// that it can hold, step, drop and draw it like its own; a Consenso core never sends one
+    /// and ignores any it is given.
+    Foreign { name: ShortName, body: serde_json::Value },
+}
+
+/// A message type's name, as a hosted node spelled it, cut to 23 bytes: small and `Copy`, so
+/// that summaries of messages stay `Copy` too.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShortName {
+    len: u8,
+    bytes: [u8; 23],
+}
+
+impl ShortName {
+    pub fn new(name: &str) -> ShortName {
+        let mut end = name.len().min(23);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0; 23];
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        ShortName { len: end as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("cut at a character boundary")
+    }
+}
+
+impl std::fmt::Debug for ShortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for ShortName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ShortName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ShortName, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(ShortName::new(&name))
+    }
 }
 
 /// Where the follower's log diverges: if it has an entry at `prev_log_index`, `term` is that
@@ -146,6 +194,7 @@ impl Body {
             Body::TimeoutNow => MessageKind::TimeoutNow,
             Body::ReadIndexRequest { .. } => MessageKind::ReadIndexRequest,
             Body::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+            Body::Foreign { name, body } => MessageKind::of_foreign(name.as_str(), body),
         }
     }
 }
@@ -166,10 +215,12 @@ pub enum MessageKind {
     TimeoutNow,
     ReadIndexRequest,
     ReadIndexResponse,
+    /// A hosted node's message of a type Consenso does not know: drawn by its own name.
+    Other,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 12] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::PreVote,
         MessageKind::PreVoteResponse,
         MessageKind::RequestVote,
@@ -182,6 +233,7 @@ impl MessageKind {
         MessageKind::TimeoutNow,
         MessageKind::ReadIndexRequest,
         MessageKind::ReadIndexResponse,
+        MessageKind::Other,
     ];
 
     /// Replication traffic that flows all the time (heartbeats, appends, their answers): at real
@@ -204,6 +256,34 @@ impl MessageKind {
             MessageKind::TimeoutNow => "TimeoutNow",
             MessageKind::ReadIndexRequest => "ReadIndexRequest",
             MessageKind::ReadIndexResponse => "ReadIndexResponse",
+            MessageKind::Other => "Other",
+        }
+    }
+
+    /// The kind a hosted node's message is drawn as, from its type's name: the names of
+    /// Maelstrom's Raft tutorial and of Consenso's own kinds are known; others are `Other`.
+    pub fn of_foreign(name: &str, body: &serde_json::Value) -> MessageKind {
+        let pre_vote = body.get("pre_vote").and_then(serde_json::Value::as_bool) == Some(true);
+        let carries =
+            body.get("entries").and_then(serde_json::Value::as_array).is_some_and(|e| !e.is_empty());
+        match name.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "requestvote" | "vote" if pre_vote => MessageKind::PreVote,
+            "requestvote" | "vote" => MessageKind::RequestVote,
+            "prevote" => MessageKind::PreVote,
+            "requestvoteres" | "requestvoteok" | "voteresponse" | "voteres" if pre_vote => {
+                MessageKind::PreVoteResponse
+            }
+            "requestvoteres" | "requestvoteok" | "voteresponse" | "voteres" => MessageKind::VoteResponse,
+            "prevoteres" | "prevoteresponse" => MessageKind::PreVoteResponse,
+            "appendentries" if carries => MessageKind::AppendEntries,
+            "appendentries" | "heartbeat" => MessageKind::Heartbeat,
+            "appendentriesres" | "appendentriesok" | "appendresponse" | "heartbeatres" => {
+                MessageKind::AppendResponse
+            }
+            "installsnapshot" => MessageKind::InstallSnapshot,
+            "installsnapshotres" | "snapshotresponse" => MessageKind::SnapshotResponse,
+            "timeoutnow" => MessageKind::TimeoutNow,
+            _ => MessageKind::Other,
         }
     }
 }

@@ -5,7 +5,7 @@
 mod message;
 
 pub use crate::ids::{Index, MessageId, Millis, NodeId, ReadId, Term};
-pub use message::{Body, ConflictHint, Message, MessageKind, VoteRefusal};
+pub use message::{Body, ConflictHint, Message, MessageKind, ShortName, VoteRefusal};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -50,6 +50,8 @@ pub fn glyph(kind: MessageKind, message: &MessageSummary) -> Html {
         MessageKind::ReadIndexResponse => {
             html! { <polygon class={classes!("msg", "read-reply", ok)} points={polygon(3, 7.0, -std::f64::consts::FRAC_PI_2)} /> }
         }
+        // A hosted node's own kind of message: a hexagon, named in the inspector.
+        MessageKind::Other => html! { <polygon class="msg other" points={polygon(6, 7.0, 0.0)} /> },
     }
 }
 

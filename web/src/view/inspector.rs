@@ -91,6 +91,8 @@ pub fn fields(term: u64, m: &MessageSummary) -> Vec<(&'static str, String)> {
             out.push(("readId", read_id.to_string()));
             out.push(("readIndex", index.map_or("refused".to_string(), |i| i.to_string())));
         }
+        // A hosted node's message: its own type name (its fields are its own).
+        MessageSummary::Foreign { name, .. } => out.push(("type", name.as_str().to_string())),
     }
     out
 }

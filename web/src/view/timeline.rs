@@ -65,6 +65,7 @@ impl Kind {
             | Event::ClockStarted
             | Event::ClockAdvanced { .. }
             | Event::DiskLost { .. }
+            | Event::NodeProblem { .. }
             | Event::Alarm { .. } => Kind::Faults,
         }
     }
