@@ -257,14 +257,17 @@ class Node:
     def report(self):
         """A status line whenever something the page draws changed; the log from the first
         entry that changed since the last line."""
-        status = (self.role, self.term, self.voted_for, self.leader, self.commit, self.last_index())
+        status = (self.role, self.term, self.voted_for, self.leader, self.commit, self.last_index(), self.deadline,
+                  len(self.votes))
         if status == self.status_sent and self.log_changed_from > self.last_index():
             return
         start = min(self.log_changed_from, self.last_index() + 1)
         log = [{"term": e["term"], "op": describe(e["op"])} for e in self.log[start - 1:]]
         self.send("consenso", {"type": "consenso_status", "role": self.role, "term": self.term,
                                "voted_for": self.voted_for, "leader": self.leader, "commit": self.commit,
-                               "log_from": start, "log": log})
+                               "log_from": start, "log": log,
+                               "election_timer_ms": None if self.role == LEADER else max(0, round(self.deadline - self.clock.now())),
+                               "votes": sorted(self.votes) if self.role == CANDIDATE else None})
         self.status_sent, self.log_changed_from = status, self.last_index() + 1
 
     # --- the loop ---------------------------------------------------------------------------

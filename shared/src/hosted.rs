@@ -237,6 +237,13 @@ pub struct NodeReport {
     pub log: Option<Vec<ReportedEntry>>,
     #[serde(default)]
     pub log_from: Option<Index>,
+    /// Milliseconds until the node's election timer fires, on its clock (absent on a leader):
+    /// the page draws the timer, and a step with nothing held runs the clock to it.
+    #[serde(default)]
+    pub election_timer_ms: Option<u64>,
+    /// On a candidate: the nodes that granted it their vote so far (itself included).
+    #[serde(default)]
+    pub votes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -277,6 +284,8 @@ pub struct Tracker {
     leader: Option<NodeId>,
     commit: Index,
     log: Vec<EntrySummary>,
+    /// On a candidate, who granted it a vote (as it reports).
+    votes: Vec<NodeId>,
     /// The node reported at least once.
     heard: bool,
 }
@@ -292,12 +301,18 @@ impl Tracker {
             leader: None,
             commit: 0,
             log: Vec::new(),
+            votes: Vec::new(),
             heard: false,
         }
     }
 
     pub fn heard(&self) -> bool {
         self.heard
+    }
+
+    /// The role last reported (a follower until the first report).
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     pub fn commit(&self) -> Index {
@@ -343,13 +358,14 @@ impl Tracker {
         {
             events.push(Event::VoteGranted { candidate, term: report.term, pre_vote: false });
         }
+        let votes = report.votes.iter().flatten().filter_map(|n| node_id(n)).collect();
         let log = self.next_log(&report)?;
         events.extend(self.log_events(log));
         if report.commit > self.commit {
             events.push(Event::CommitAdvanced { from: self.commit, to: report.commit, term: report.term });
         }
-        (self.role, self.term, self.voted_for, self.leader, self.commit) =
-            (role, report.term, voted_for, leader, report.commit);
+        (self.role, self.term, self.voted_for, self.leader, self.commit, self.votes) =
+            (role, report.term, voted_for, leader, report.commit, votes);
         self.heard = true;
         Ok(events)
     }
@@ -391,8 +407,9 @@ impl Tracker {
         events
     }
 
-    /// The status a Consenso server would report, from what the node said.
-    pub fn status(&self, election_timeout: u64) -> ReplicaStatus {
+    /// The status a Consenso server would report, from what the node said (its election timer
+    /// as its host placed it on the server's clock).
+    pub fn status(&self, election_timeout: u64, election_deadline: u64) -> ReplicaStatus {
         let last = self.log.last();
         ReplicaStatus {
             raft: Status {
@@ -407,7 +424,7 @@ impl Tracker {
                 last_term: last.map_or(0, |e| e.term),
                 commit: self.commit,
                 snapshot_index: 0,
-                election_deadline: 0,
+                election_deadline,
                 election_timeout,
                 voters: self.voters.clone(),
                 learners: Vec::new(),
@@ -415,8 +432,12 @@ impl Tracker {
                 committed_learners: Vec::new(),
                 progress: Vec::new(),
                 transfer_to: None,
-                votes: Vec::new(),
-                votes_needed: 0,
+                votes: self.votes.iter().map(|v| (*v, true)).collect(),
+                votes_needed: if matches!(self.role, Role::Candidate | Role::PreCandidate) {
+                    self.voters.len() as u32 / 2 + 1
+                } else {
+                    0
+                },
                 max_entries_per_message: 0,
             },
             applied: self.commit,
@@ -484,6 +505,8 @@ mod tests {
             last_log_term: None,
             log: Some(log.iter().map(|t| ReportedEntry::Term(*t)).collect()),
             log_from: None,
+            election_timer_ms: None,
+            votes: None,
         }
     }
 

@@ -397,6 +397,7 @@ impl Page<'_> {
         html! { <>
             <Header lang={lang} presentation={self.ui.presentation} link={s.link.clone()} admin={s.admin}
                 leader={m.nodes.shown_leader()} term={m.term} deposed={m.nodes.deposed_leaders()}
+                hosted={m.nodes.hosted_command()}
                 frozen={s.frozen.as_ref().map(|(t, _)| *t)}
                 live_now={s.live.now} earliest={s.earliest()} dispatch={self.dispatch.clone()} />
             <Banners lang={lang} admin={s.admin} alarms={m.alarms.clone()} bugs={m.bugs.clone()}

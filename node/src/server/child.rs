@@ -36,6 +36,7 @@ pub struct NodeProcess {
     pub dropped: Arc<AtomicU64>,
     /// The node's last stderr lines.
     pub stderr_tail: Arc<Mutex<Vec<String>>>,
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl NodeProcess {
@@ -72,7 +73,7 @@ impl NodeProcess {
             .spawn(move || read_lines(stdout, reader_inputs, pending))?;
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = stderr_tail.clone();
-        std::thread::Builder::new().name("node-stderr".into()).spawn(move || {
+        let stderr_reader = std::thread::Builder::new().name("node-stderr".into()).spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 tracing::info!("node {me} says: {line}");
                 let mut tail = tail.lock().expect("stderr tail lock");
@@ -82,7 +83,7 @@ impl NodeProcess {
                 }
             }
         })?;
-        Ok(NodeProcess { child, to_node, dropped: Arc::new(AtomicU64::new(0)), stderr_tail })
+        Ok(NodeProcess { child, to_node, dropped: Arc::new(AtomicU64::new(0)), stderr_tail, stderr_reader })
     }
 
     pub fn pid(&self) -> u32 {
@@ -103,6 +104,13 @@ impl NodeProcess {
     /// Whether the process ended, and how.
     pub fn exited(&mut self) -> Option<String> {
         let status = self.child.try_wait().ok()??;
+        // Its last words may still be in the pipe: give the reader a moment to take them.
+        for _ in 0..20 {
+            if self.stderr_reader.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let tail = self.stderr_tail.lock().expect("stderr tail lock").join("\n  ");
         let tail = if tail.is_empty() { String::new() } else { format!("; its last words:\n  {tail}") };
         Some(format!("the node's process exited ({status}){tail}"))

@@ -40,6 +40,8 @@ const ANSWER_WITHIN_MS: Millis = 2_000;
 const INIT_WITHIN: Duration = Duration::from_secs(5);
 /// Operations given up on, remembered so that a late answer is not taken for a wrong one.
 const EXPIRED_KEPT: usize = 4096;
+/// A reported election timer this close to the last one is the same timer.
+const TIMER_SLACK_MS: Millis = 5;
 /// Problems reported to observers at most this often (all are counted in the status).
 const PROBLEMS_EVERY: Duration = Duration::from_secs(1);
 
@@ -70,6 +72,8 @@ struct Host {
     clock: Clock,
     election_timeout: Millis,
     heartbeat: Millis,
+    /// When the node's election timer fires, on the server's clock, if it reported one.
+    election_deadline: Option<Millis>,
     pending: BTreeMap<u64, Pending>,
     /// Operations given up on, whose answers may still come (and are then ignored).
     expired: std::collections::VecDeque<u64>,
@@ -105,6 +109,7 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         clock,
         election_timeout,
         heartbeat,
+        election_deadline: None,
         pending: BTreeMap::new(),
         expired: std::collections::VecDeque::new(),
         next_msg_id: 1,
@@ -217,15 +222,17 @@ impl Host {
                 self.status.durable = durable;
                 self.next_status = Instant::now();
             }
-            FromNode::Status(report) => match self.tracker.update(report) {
-                Ok(events) => {
-                    if !events.is_empty() && self.clock.is_stopped() {
-                        self.next_status = Instant::now();
+            FromNode::Status(report) => {
+                match self.timer(report.election_timer_ms).and_then(|()| self.tracker.update(report)) {
+                    Ok(events) => {
+                        if !events.is_empty() && self.clock.is_stopped() {
+                            self.next_status = Instant::now();
+                        }
+                        self.events.extend(events);
                     }
-                    self.events.extend(events);
+                    Err(problem) => self.problem(format!("a status line Consenso cannot draw: {problem}")),
                 }
-                Err(problem) => self.problem(format!("a status line Consenso cannot draw: {problem}")),
-            },
+            }
         }
     }
 
@@ -347,9 +354,31 @@ impl Host {
         }
     }
 
-    /// The node's timers are its own: a step with nothing held moves its clock one heartbeat.
+    /// The node's election timer as it reports it: drawn when it is reset.
+    fn timer(&mut self, left: Option<u64>) -> Result<(), String> {
+        let deadline = left.map(|ms| self.clock.now() + ms);
+        let moved = match (deadline, self.election_deadline) {
+            (Some(new), Some(old)) => new.abs_diff(old) > TIMER_SLACK_MS,
+            (new, old) => new.is_some() != old.is_some(),
+        };
+        if let Some(deadline) = deadline.filter(|_| moved) {
+            self.events.push(Event::ElectionTimerReset { deadline, timeout: self.election_timeout });
+        }
+        if moved {
+            self.election_deadline = deadline;
+        }
+        Ok(())
+    }
+
+    /// The node's next timer, which a step with nothing held runs the clocks to: a leader's
+    /// next heartbeat, else the election timer it reported — or, if it reports none, far
+    /// enough on that the timers of nodes that do report come first.
     fn next_deadline(&self) -> Millis {
-        self.clock.now() + self.heartbeat
+        let now = self.clock.now();
+        if self.tracker.heard() && self.tracker.role() == shared::raft::Role::Leader {
+            return now + self.heartbeat;
+        }
+        self.election_deadline.filter(|d| *d > now).unwrap_or(now + 10 * self.heartbeat)
     }
 
     fn send_to(&self, connection: u64, frame: Arc<str>) {
@@ -379,7 +408,7 @@ impl Host {
     fn publish_status(&self) {
         let policy = &self.outbox.policy;
         let status = ServerStatus {
-            replica: self.tracker.status(self.election_timeout),
+            replica: self.tracker.status(self.election_timeout, self.election_deadline.unwrap_or(0)),
             pid: std::process::id(),
             address: self.shared.address.clone(),
             now: self.clock.now(),

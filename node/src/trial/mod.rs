@@ -222,7 +222,19 @@ async fn trial(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let Some(first) = first else {
-        anyhow::bail!("the cluster's proxy never answered (see {})", dir.join("cluster.log").display());
+        // No proxy: the cluster could not be created, most likely because the nodes exited.
+        let stopped: Vec<(u64, String)> = (1..=args.nodes)
+            .map(|id| (id, why_stopped(dir, id)))
+            .filter(|(_, why)| !why.is_empty())
+            .collect();
+        if stopped.is_empty() {
+            anyhow::bail!("the cluster's proxy never answered (see {})", dir.join("cluster.log").display());
+        }
+        findings.broken("election", "no leader: the cluster could not start its nodes".into());
+        for (id, why) in stopped {
+            findings.broken("protocol", format!("node {id} is down: {why}"));
+        }
+        return Ok(findings);
     };
     if first.leader.is_none() {
         findings.broken("election", format!("no leader was elected in {:.0} s", args.patience));
@@ -421,7 +433,9 @@ fn node_problems(findings: &mut Findings, status: &ClusterStatus, dir: &std::pat
                 }
             }
             _ if node.state == ProcessState::Crashed => {
-                note(format!("is down: {}", why_stopped(dir, node.id)), node.id);
+                let why = why_stopped(dir, node.id);
+                let why = if why.is_empty() { "its log does not say why".to_string() } else { why };
+                note(format!("is down: {why}"), node.id);
             }
             _ => {}
         }
@@ -439,12 +453,12 @@ fn node_problems(findings: &mut Findings, status: &ClusterStatus, dir: &std::pat
     }
 }
 
-/// Why a node's server stopped, from the last line its log says it with.
+/// Why a node's server stopped, from the last line its log says it with (empty if none does).
 fn why_stopped(dir: &std::path::Path, node: u64) -> String {
     let log = std::fs::read_to_string(dir.join("logs").join(format!("node-{node}.log"))).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     let Some(at) = lines.iter().rposition(|l| l.contains(" stops: ")) else {
-        return "its log does not say why".to_string();
+        return String::new();
     };
     let (_, why) = lines[at].split_once(" stops: ").expect("found above");
     // The node's last words follow, indented.

@@ -63,7 +63,7 @@ impl Nemesis {
         let others: Vec<NodeId> = self.nodes.iter().copied().filter(|id| *id != victim).collect();
         // Every kind in turn, the leader cut off first and every third time (the fault that
         // catches the most mistakes), crashes only of nodes that keep their state.
-        let kinds: &[u64] = if self.durable { &[0, 2, 4, 3, 0, 5] } else { &[0, 2, 3] };
+        let kinds: &[u64] = if self.durable { &[0, 4, 2, 3, 0, 5] } else { &[0, 2, 3] };
         let kind = kinds[self.turn % kinds.len()];
         self.turn += 1;
         let (what, command, undo) = match kind {

@@ -65,6 +65,8 @@ pub struct NodeModel {
     pub faults: FaultSettings,
     pub rss_bytes: Option<u64>,
     pub log: Part<LogMirror>,
+    /// A hosted node's process (`--server-cmd`): its command, and what it got wrong.
+    pub hosted: Option<shared::protocol::HostedStatus>,
 }
 
 impl NodeModel {
@@ -106,6 +108,7 @@ impl NodeModel {
         self.kv_truncated = s.kv_truncated;
         self.faults = s.faults.clone();
         self.rss_bytes = s.rss_bytes;
+        self.hosted = s.hosted.clone();
         self.clock_stopped = s.clock.stopped;
         self.timer = (r.role != Role::Leader).then(|| {
             let remaining = r.election_deadline.saturating_sub(s.now) as f64;
@@ -236,6 +239,11 @@ impl Nodes {
             .filter(|n| n.role == Some(Role::Leader) && n.reachable)
             .max_by_key(|n| n.term)
             .map(|n| n.id)
+    }
+
+    /// The command the servers run, when they are a student's own node (`--server-cmd`).
+    pub fn hosted_command(&self) -> Option<String> {
+        self.0.values().find_map(|n| n.hosted.as_ref()).map(|h| h.command.clone())
     }
 
     /// Servers that still believe they lead an older term (cut off, not yet stepped down).

@@ -253,8 +253,32 @@ fn node(n: &NodeModel, (x, y): (f64, f64), now: f64, props: &Props, leader: Opti
                 html! { <text class="vote" y={(NODE_R + 28.0).to_string()}>{ if role.is_none() { String::new() } else { vote } }</text> }
             } }
             <text class="badges" y={(-NODE_R - 18.0).to_string()}>{ badges }</text>
+            { hosted_problem(n, lang) }
             </g>
         </g>
+    }
+}
+
+/// What a hosted node (`--server-cmd`) got wrong, under it: no `init_ok` yet, or lines
+/// Consenso could not read (the last one said on hover).
+fn hosted_problem(n: &NodeModel, lang: Lang) -> Html {
+    let Some(hosted) = n.hosted.as_ref().filter(|_| n.process == Some(ProcessState::Up)) else {
+        return html! {};
+    };
+    let (text, detail) = if !hosted.ready {
+        (t(lang, T::NodeNotReady).to_string(), hosted.last_problem.clone().unwrap_or_default())
+    } else if hosted.bad_lines > 0 {
+        (
+            format!("{} {}", t(lang, T::NodeBadLines), hosted.bad_lines),
+            hosted.last_problem.clone().unwrap_or_default(),
+        )
+    } else {
+        return html! {};
+    };
+    html! {
+        <text class="node-problem" y={(NODE_R + 46.0).to_string()} data-node-problem={detail.clone()}>
+            <title>{ detail }</title>{ text }
+        </text>
     }
 }
 

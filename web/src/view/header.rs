@@ -17,6 +17,8 @@ pub struct Props {
     pub admin: bool,
     pub leader: Option<NodeId>,
     pub term: Term,
+    /// The command every server runs, when they are a student's own node (`--server-cmd`).
+    pub hosted: Option<String>,
     /// Servers that still believe they lead an older term.
     pub deposed: Vec<(NodeId, Term)>,
     pub frozen: Option<f64>,
@@ -61,6 +63,11 @@ pub fn Header(props: &Props) -> Html {
             <span class="summary" data-leader={leader.map_or(String::new(), |l| l.to_string())}>
                 { format!("{leader_text} · {} {term}", t(lang, T::Term)) }
             </span>
+            { for props.hosted.iter().map(|command| html! {
+                <span class="hosted" data-hosted={command.clone()} title={command.clone()}>
+                    { format!("{} {}", t(lang, T::YourNode), short_command(command)) }
+                </span>
+            }) }
             { for deposed.iter().map(|(node, old)| html! {
                 <span class="deposed" data-deposed={node.to_string()}>
                     { format!("⚠ {} {node} {} {old} ({})", t(lang, T::Node), t(lang, T::StillLeads), t(lang, T::Deposed)) }
@@ -76,6 +83,15 @@ pub fn Header(props: &Props) -> Html {
             </span>
         </header>
     }
+}
+
+/// A node's command as a class reads it: the program's file name, not its whole path.
+fn short_command(command: &str) -> String {
+    command
+        .split_whitespace()
+        .map(|word| word.rsplit('/').next().unwrap_or(word))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The connection, and when no proxy answers, the way to a simulated cluster instead.

@@ -1,0 +1,122 @@
+//! A student's own node (`--server-cmd`, docs/node-protocol.md) on real processes: the Python
+//! reference node of `examples/python` elects, replicates, survives the nemesis and passes
+//! `consenso test`; its broken variant fails it; nodes that say nothing, write garbage or
+//! exit get a verdict; and a cluster with one misbehaving node keeps serving.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
+use support::*;
+
+fn example(name: &str) -> String {
+    format!("python3 {}", repo_root().join("examples/python").join(name).display())
+}
+
+/// `consenso test` on `server_cmd`: its exit code and what it printed.
+fn verdict(server_cmd: &str, extra: &[&str]) -> (i32, String) {
+    let Output { status, stdout, stderr } = Command::new(BIN)
+        .args(["test", "--server-cmd", server_cmd])
+        .args(extra)
+        .output()
+        .expect("consenso test runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
+    (status.code().unwrap_or(-1), said)
+}
+
+#[test]
+fn the_python_reference_node_passes_consenso_test_under_the_nemesis() {
+    let _turn = serial();
+    let (code, said) = verdict(&example("raft.py"), &["--time", "12"]);
+    assert_eq!(code, 0, "{said}");
+    for line in ["ok        election", "ok        linearizability", "ok        liveness", "verdict: PASS"] {
+        assert!(said.contains(line), "missing {line:?}:\n{said}");
+    }
+    // The nemesis cut the leader off and crashed nodes: the node said it keeps its state.
+    assert!(said.contains("partition") && said.contains("crash"), "{said}");
+}
+
+#[test]
+fn a_leader_that_commits_without_a_majority_fails_consenso_test_with_the_broken_rule() {
+    let _turn = serial();
+    let (code, said) = verdict(&example("raft_broken.py"), &["--time", "12"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("verdict: FAIL"), "{said}");
+    assert!(
+        said.contains("BROKEN    State Machine Safety") || said.contains("BROKEN    linearizability"),
+        "names the property that broke:\n{said}"
+    );
+}
+
+#[test]
+fn a_node_that_says_nothing_or_writes_garbage_gets_a_verdict_not_a_hang() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.py");
+    std::fs::write(&silent, "import sys\nfor line in sys.stdin:\n    pass\n").unwrap();
+    let (code, said) = verdict(&format!("python3 {}", silent.display()), &["--patience", "6"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("no leader was elected") && said.contains("never answered init"), "{said}");
+
+    let garbage = dir.path().join("garbage.py");
+    std::fs::write(&garbage, "import sys\nwhile True:\n    sys.stdout.write('not json {{{\\n' * 100)\n")
+        .unwrap();
+    let (code, said) = verdict(&format!("python3 {}", garbage.display()), &["--patience", "6"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("not JSON"), "says what was wrong with the lines:\n{said}");
+
+    let (code, said) = verdict("sh -c 'echo gone >&2; exit 3'", &["--patience", "4"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("exited") && said.contains("gone"),
+        "says the node exited and its last words:\n{said}"
+    );
+}
+
+/// One node of five writes garbage between good lines; the others are the reference node.
+/// The cluster takes writes and reads, the status names the problem node and what it wrote,
+/// and a crash of the leader is survived.
+#[test]
+fn a_cluster_with_one_garbage_writing_node_keeps_serving_and_names_it() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("node.sh");
+    let raft = repo_root().join("examples/python/raft.py");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "if [ \"$CONSENSO_NODE_ID\" = n3 ]; then\n  python3 -c 'import sys,time\nwhile True:\n  print(\"garbage\", flush=True); time.sleep(0.05)'\nelse\n  exec python3 {}\nfi\n",
+            raft.display()
+        ),
+    )
+    .unwrap();
+    let command = format!("sh {}", wrapper.display());
+    let cluster = Cluster::start_with(5, 1, &["--server-cmd", &command]);
+    let put = |value: &str| {
+        let frame = ClientFrame::Put { id: 0, key: "k".into(), value: value.into(), session: None };
+        block_on(async {
+            let mut client = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.ok()?;
+            client.request(frame).await
+        })
+    };
+    for i in 0..5 {
+        let answer = put(&i.to_string());
+        assert!(matches!(answer, Some(ProxyFrame::Done { .. })), "write {i}: {answer:?}");
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    assert!(matches!(cluster.admin(AdminCommand::Crash { node: leader }), ProxyFrame::AdminDone { .. }));
+    wait_for(Duration::from_secs(15), "a write after the crash", || {
+        matches!(put("after"), Some(ProxyFrame::Done { .. })).then_some(())
+    });
+    let status = cluster.status().unwrap();
+    let node3 = status.nodes.iter().find(|n| n.id == 3).unwrap();
+    let hosted = node3.status.as_ref().and_then(|s| s.hosted.clone()).expect("node 3 is hosted");
+    assert!(!hosted.ready && hosted.bad_lines > 0, "{hosted:?}");
+    assert!(hosted.last_problem.unwrap_or_default().contains("not JSON"));
+    for node in status.nodes.iter().filter(|n| n.id != 3 && n.id != leader) {
+        let hosted = node.status.as_ref().and_then(|s| s.hosted.clone());
+        assert!(hosted.is_some_and(|h| h.ready && h.durable && h.bad_lines == 0), "node {}", node.id);
+    }
+}
