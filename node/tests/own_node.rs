@@ -120,3 +120,70 @@ fn a_cluster_with_one_garbage_writing_node_keeps_serving_and_names_it() {
         assert!(hosted.is_some_and(|h| h.ready && h.durable && h.bad_lines == 0), "node {}", node.id);
     }
 }
+
+fn run_async<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(f);
+}
+
+/// The page draws a cluster of Python nodes as it draws Consenso's own: roles, the leader, its
+/// command in the header; with time stopped and the leader crashed, steps bring the Python
+/// nodes' RequestVotes on screen one by one and a new leader is drawn; a node that never
+/// answered init is marked.
+#[test]
+fn the_page_draws_a_python_cluster_and_steps_through_its_election() {
+    use support::browser::Browser;
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("node.sh");
+    let raft = repo_root().join("examples/python/raft.py");
+    // Node 5 never answers init: the other four are a working majority.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "if [ \"$CONSENSO_NODE_ID\" = n5 ]; then exec python3 -c 'import sys\nfor _ in sys.stdin: pass'; else exec python3 {}; fi\n",
+            raft.display()
+        ),
+    )
+    .unwrap();
+    let command = format!("sh {}", wrapper.display());
+    let cluster = Cluster::start_with(5, 1, &["--server-cmd", &command]);
+    let soon = Duration::from_secs(20);
+    run_async(async {
+        let b = Browser::open(&format!("{}?token={TOKEN}", cluster.url())).await;
+        let leader = b.wait(soon, "a leader drawn", || async { b.leader().await }).await;
+        let hosted = b.attr_all("[data-hosted]", "data-hosted").await;
+        assert_eq!(hosted, vec![command.clone()], "the header names the node's command");
+        b.wait(soon, "node 5 marked as never ready", || async {
+            b.attr_all(r#"[data-node-id="5"] [data-node-problem]"#, "data-node-problem")
+                .await
+                .into_iter()
+                .next()
+                .filter(|p| p.contains("init_ok"))
+        })
+        .await;
+        b.click(r#"button[data-action="pause"]"#).await;
+        b.click(&format!(r#"[data-node-id="{leader}"]"#)).await;
+        b.click(r#".node-actions button[data-action="crash"]"#).await;
+        b.wait(soon, "the leader crashed", || async {
+            (b.node_attr(&leader, "data-state").await.as_deref() == Some("crashed")).then_some(())
+        })
+        .await;
+        // Step until a vote request of the Python nodes is held on screen.
+        let mut seen = false;
+        for _ in 0..30 {
+            b.click(r#"button[data-action="step"]"#).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let kinds = b.attr_all(r#".flight[data-held="true"]"#, "data-kind").await;
+            if kinds.iter().any(|k| k == "RequestVote") {
+                seen = true;
+                b.screenshot("own-node-held-vote").await;
+                break;
+            }
+        }
+        assert!(seen, "a step put a Python node's RequestVote on screen");
+        b.key(" ").await;
+        b.wait(soon, "a new leader drawn", || async { b.leader().await.filter(|l| *l != leader) }).await;
+        b.screenshot("own-node-new-leader").await;
+        b.close().await;
+    });
+}

@@ -41,6 +41,7 @@ pub enum T {
     Cluster,
     VotedFor,
     NodeNotReady,
+    NodeNotReadyDetail,
     NodeBadLines,
     YourNode,
     Commit,
@@ -242,6 +243,9 @@ pub fn t(lang: Lang, key: T) -> &'static str {
         T::Cluster => w!("Cluster", "Clúster"),
         T::VotedFor => w!("voted for", "votó a"),
         T::NodeNotReady => w!("⚠ no init_ok", "⚠ sin init_ok"),
+        T::NodeNotReadyDetail => {
+            w!("the node has not answered init with init_ok", "el nodo no ha respondido a init con init_ok")
+        }
         T::NodeBadLines => w!("⚠ bad lines:", "⚠ líneas erróneas:"),
         T::YourNode => w!("your node:", "tu nodo:"),
         T::Commit => w!("commit", "commit"),

@@ -154,9 +154,11 @@ impl Host {
                 }
             }
             Input::NodeOutputClosed => {
+                // It exited (said at the next turn), or it lives on mute: it can never answer.
                 std::thread::sleep(Duration::from_millis(50));
-                let why = self.node.exited().unwrap_or_else(|| "the node closed its output".to_string());
-                anyhow::bail!("{why}");
+                if self.node.exited().is_none() {
+                    self.problem("the node closed its output: it can send nothing any more".to_string());
+                }
             }
             Input::Peer(msg) if self.blocked_from.contains(&msg.from) => self.outbox.lost_on_arrival(&msg),
             Input::Peer(Message { from, to, body: Body::Foreign { body, .. }, .. }) => {
@@ -222,17 +224,15 @@ impl Host {
                 self.status.durable = durable;
                 self.next_status = Instant::now();
             }
-            FromNode::Status(report) => {
-                match self.timer(report.election_timer_ms).and_then(|()| self.tracker.update(report)) {
-                    Ok(events) => {
-                        if !events.is_empty() && self.clock.is_stopped() {
-                            self.next_status = Instant::now();
-                        }
-                        self.events.extend(events);
+            FromNode::Status(report) => match self.status_line(report) {
+                Ok(events) => {
+                    if !events.is_empty() && self.clock.is_stopped() {
+                        self.next_status = Instant::now();
                     }
-                    Err(problem) => self.problem(format!("a status line Consenso cannot draw: {problem}")),
+                    self.events.extend(events);
                 }
-            }
+                Err(problem) => self.problem(format!("a status line Consenso cannot draw: {problem}")),
+            },
         }
     }
 
@@ -352,6 +352,13 @@ impl Host {
             };
             self.reply(p.connection, p.id, Reply::Error { error });
         }
+    }
+
+    /// A status line: the timer it reports, and the events that take observers to it.
+    fn status_line(&mut self, report: shared::hosted::NodeReport) -> Result<Vec<Event>, String> {
+        self.status.status_lines += 1;
+        self.timer(report.election_timer_ms)?;
+        self.tracker.update(report)
     }
 
     /// The node's election timer as it reports it: drawn when it is reset.

@@ -71,7 +71,10 @@ impl Nemesis {
                 // The leader with at most a minority beside it: the rest must elect another.
                 let mut side = vec![victim];
                 side.extend(others.iter().take(minority.saturating_sub(1)));
-                let what = format!("partition: {side:?} cut off from the rest");
+                let what = match leader {
+                    Some(_) => format!("partition: {side:?} (the leader's side) cut off from the rest"),
+                    None => format!("partition: {side:?} cut off from the rest"),
+                };
                 (what, AdminCommand::Partition { groups: vec![side] }, vec![AdminCommand::Heal])
             }
             2 => {
@@ -89,7 +92,7 @@ impl Nemesis {
                 (what, AdminCommand::Drop { node: None, rate }, vec![AdminCommand::Heal])
             }
             4 => (
-                format!("crash node {victim} (the leader)"),
+                format!("crash node {victim}{}", if leader.is_some() { " (the leader)" } else { "" }),
                 AdminCommand::Crash { node: victim },
                 vec![AdminCommand::Restart { node: victim }],
             ),

@@ -34,6 +34,10 @@ pub struct LessonInfo {
     pub title: (&'static str, &'static str),
     /// Servers the lesson needs at least.
     pub min_nodes: usize,
+    /// It works on a cluster of a student's own node (`--server-cmd`): it needs nothing but
+    /// roles, terms, votes and messages. The others read the store, or rely on what
+    /// Consenso's servers do (pre-vote, check-quorum, snapshots, TimeoutNow, membership).
+    pub on_own_nodes: bool,
 }
 
 impl LessonInfo {
@@ -48,11 +52,13 @@ pub const CATALOG: &[LessonInfo] = &[
         name: "replication",
         title: ("A write is replicated and committed", "Una escritura se replica y se confirma"),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "leader-crash",
         title: ("The leader crashes: an election, move by move", "El líder cae: una elección, paso a paso"),
         min_nodes: 3,
+        on_own_nodes: true,
     },
     LessonInfo {
         name: "split-vote",
@@ -61,16 +67,19 @@ pub const CATALOG: &[LessonInfo] = &[
             "Un voto dividido, y cómo lo resuelven los tiempos aleatorios",
         ),
         min_nodes: 3,
+        on_own_nodes: true,
     },
     LessonInfo {
         name: "restart-catch-up",
         title: ("A restarted server catches up", "Un servidor reiniciado se pone al día"),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "partitioned-leader",
         title: ("A leader cut off from the majority", "Un líder aislado de la mayoría"),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "figure-8",
@@ -79,11 +88,13 @@ pub const CATALOG: &[LessonInfo] = &[
             "Figura 8: por qué un líder solo confirma entradas de su término",
         ),
         min_nodes: 5,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "log-repair",
         title: ("A divergent log is repaired by the new leader", "El nuevo líder repara un log divergente"),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "snapshot",
@@ -92,6 +103,7 @@ pub const CATALOG: &[LessonInfo] = &[
             "Instantáneas: compactar el log y ponerse al día con una",
         ),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "stale-read",
@@ -100,6 +112,7 @@ pub const CATALOG: &[LessonInfo] = &[
             "Lecturas obsoletas frente a lecturas linealizables",
         ),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "pre-vote",
@@ -108,11 +121,13 @@ pub const CATALOG: &[LessonInfo] = &[
             "Prevoto: un servidor que vuelve no derriba al líder",
         ),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "leader-transfer",
         title: ("Handing leadership over", "Ceder el liderazgo"),
         min_nodes: 3,
+        on_own_nodes: false,
     },
     LessonInfo {
         name: "membership",
@@ -121,6 +136,7 @@ pub const CATALOG: &[LessonInfo] = &[
             "Cambiar los miembros: entra un servidor, sale el líder",
         ),
         min_nodes: 3,
+        on_own_nodes: false,
     },
 ];
 
@@ -219,6 +235,22 @@ pub async fn run<D: Driver>(name: &str, d: &mut D) -> Result<Text, Failure> {
             format!(
                 "esta lección necesita {} servidores; el clúster tiene {up} (arráncalo con --nodes 5)",
                 info.min_nodes
+            ),
+        ));
+    }
+    let own_nodes = status.nodes.iter().any(|n| n.status.as_ref().is_some_and(|s| s.hosted.is_some()));
+    if own_nodes && !info.on_own_nodes {
+        let fit: Vec<&str> = CATALOG.iter().filter(|l| l.on_own_nodes).map(|l| l.name).collect();
+        return Err(say(
+            format!(
+                "this lesson relies on what Consenso's own servers do (their store, pre-vote, snapshots, …); on a \
+                 cluster of your own node these apply: {}",
+                fit.join(", ")
+            ),
+            format!(
+                "esta lección se apoya en lo que hacen los servidores de Consenso (su almacén, el prevoto, las \
+                 instantáneas…); en un clúster de tu propio nodo sirven: {}",
+                fit.join(", ")
             ),
         ));
     }

@@ -240,6 +240,9 @@ pub struct HostedStatus {
     pub ready: bool,
     /// It said it keeps its state on disk across a crash.
     pub durable: bool,
+    /// Status lines it wrote (a Maelstrom node that writes none is not drawn, only served).
+    #[serde(default)]
+    pub status_lines: u64,
     /// Lines it wrote that Consenso could not use, and the last of them explained.
     pub bad_lines: u64,
     pub last_problem: Option<String>,

@@ -266,7 +266,8 @@ fn hosted_problem(n: &NodeModel, lang: Lang) -> Html {
         return html! {};
     };
     let (text, detail) = if !hosted.ready {
-        (t(lang, T::NodeNotReady).to_string(), hosted.last_problem.clone().unwrap_or_default())
+        let why = hosted.last_problem.clone().map_or(String::new(), |p| format!(" ({p})"));
+        (t(lang, T::NodeNotReady).to_string(), format!("{}{why}", t(lang, T::NodeNotReadyDetail)))
     } else if hosted.bad_lines > 0 {
         (
             format!("{} {}", t(lang, T::NodeBadLines), hosted.bad_lines),
