@@ -128,6 +128,18 @@ fn on_off(value: &str) -> Result<bool, String> {
 }
 
 impl RaftOptions {
+    /// The core's configuration for server `id` (a voter of `voters`, or joining if empty).
+    fn config(&self, id: NodeId, voters: Vec<NodeId>) -> Config {
+        let mut cfg = if voters.is_empty() { Config::joining(id) } else { Config::new(id, voters) };
+        cfg.election_timeout = self.election_timeout;
+        cfg.heartbeat_interval = self.heartbeat;
+        cfg.max_entries_per_message = self.max_batch;
+        cfg.pre_vote = self.pre_vote;
+        cfg.bugs = self.bugs.iter().copied().collect();
+        cfg.validate();
+        cfg
+    }
+
     /// The same options as `consenso server` flags, for a server this process starts.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
@@ -259,13 +271,7 @@ pub fn main(mut args: Args) -> anyhow::Result<()> {
             args.id
         );
     }
-    let mut cfg = if voters.is_empty() { Config::joining(args.id) } else { Config::new(args.id, voters) };
-    cfg.election_timeout = args.raft.election_timeout;
-    cfg.heartbeat_interval = args.raft.heartbeat;
-    cfg.max_entries_per_message = args.raft.max_batch;
-    cfg.pre_vote = args.raft.pre_vote;
-    cfg.bugs = args.raft.bugs.iter().copied().collect();
-    cfg.validate();
+    let cfg = args.raft.config(args.id, voters);
     if !cfg.bugs.is_empty() {
         let names: Vec<&str> = cfg.bugs.iter().map(|b| b.name()).collect();
         tracing::warn!("node {} runs with deliberate defects: {}", args.id, names.join(", "));

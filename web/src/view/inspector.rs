@@ -23,6 +23,20 @@ pub struct Props {
     pub dispatch: Callback<UiAction>,
 }
 
+/// The entries an AppendEntries carries, in words.
+fn carried(m: &MessageSummary) -> String {
+    let MessageSummary::AppendEntries { prev_log_index, entries, last_entry_term, .. } = *m else {
+        return String::new();
+    };
+    match (entries, last_entry_term) {
+        (0, _) => "none (heartbeat)".to_string(),
+        (n, Some(term)) => {
+            format!("{n}: {}–{} (last of term {term})", prev_log_index + 1, prev_log_index + n as u64)
+        }
+        (n, None) => n.to_string(),
+    }
+}
+
 /// The message's fields, named as in the paper (the same in every language).
 pub fn fields(term: u64, m: &MessageSummary) -> Vec<(&'static str, String)> {
     let mut out = vec![("term", term.to_string())];
@@ -43,25 +57,10 @@ pub fn fields(term: u64, m: &MessageSummary) -> Vec<(&'static str, String)> {
                 out.push(("because", refusal_text(r)));
             }
         }
-        MessageSummary::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            last_entry_term,
-            leader_commit,
-        } => {
+        MessageSummary::AppendEntries { prev_log_index, prev_log_term, leader_commit, .. } => {
             out.push(("prevLogIndex", prev_log_index.to_string()));
             out.push(("prevLogTerm", prev_log_term.to_string()));
-            let carried = match (entries, last_entry_term) {
-                (0, _) => "none (heartbeat)".to_string(),
-                (n, Some(term)) => format!(
-                    "{n}: {}–{} (last of term {term})",
-                    prev_log_index + 1,
-                    prev_log_index + *n as u64
-                ),
-                (n, None) => n.to_string(),
-            };
-            out.push(("entries", carried));
+            out.push(("entries", carried(m)));
             out.push(("leaderCommit", leader_commit.to_string()));
         }
         MessageSummary::AppendResponse { success, index, conflict, last_log_index } => {
