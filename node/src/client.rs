@@ -438,4 +438,29 @@ fn print_status(cluster: &ClusterStatus) {
             n.applied.map_or(dash(), |i| i.to_string()),
         );
     }
+    print_hosted(cluster);
+}
+
+/// A student's own nodes (`--server-cmd`): what runs, and each one's problems.
+fn print_hosted(cluster: &ClusterStatus) {
+    let hosted = cluster.nodes.iter().filter_map(|n| Some((n.id, n.status.as_ref()?.hosted.as_ref()?)));
+    for (i, (id, h)) in hosted.enumerate() {
+        if i == 0 {
+            outln!("your node: {}", h.command);
+        }
+        let mut problems = Vec::new();
+        if !h.ready {
+            problems.push("has not answered init with init_ok".to_string());
+        }
+        if h.bad_lines > 0 {
+            let last = h.last_problem.clone().unwrap_or_default();
+            problems.push(format!("wrote {} lines Consenso could not use; the last: {last}", h.bad_lines));
+        }
+        if h.unanswered > 0 {
+            problems.push(format!("left {} client operations unanswered", h.unanswered));
+        }
+        if !problems.is_empty() {
+            outln!("  node {id} {}", problems.join("; "));
+        }
+    }
 }

@@ -361,7 +361,8 @@ impl Tracker {
         let votes = report.votes.iter().flatten().filter_map(|n| node_id(n)).collect();
         let log = self.next_log(&report)?;
         events.extend(self.log_events(log));
-        if report.commit > self.commit {
+        // Backwards too: the monitor says that a commit index must never go back.
+        if report.commit > self.commit || (self.heard && report.commit < self.commit) {
             events.push(Event::CommitAdvanced { from: self.commit, to: report.commit, term: report.term });
         }
         (self.role, self.term, self.voted_for, self.leader, self.commit, self.votes) =

@@ -407,7 +407,7 @@ fn serve(
     let outcome = match raft.join() {
         Ok(Ok(())) if stopped_by_signal => Ok(()),
         Ok(Ok(())) => Err(anyhow::anyhow!("{thread} stopped unexpectedly")),
-        Ok(Err(e)) => Err(e.context(format!("{thread} stopped"))),
+        Ok(Err(e)) => Err(e.context(format!("{thread} failed"))),
         Err(_) => Err(anyhow::anyhow!("{thread} panicked")),
     };
     if let Err(e) = &outcome {

@@ -297,10 +297,12 @@ async fn trial(
         };
         tokio::spawn(nemesis.run(end))
     });
+    let watcher = tokio::spawn(watch_alarms(proxies.to_vec(), token.to_string(), start, end));
     let faults = match nemesis {
         Some(n) => n.await?,
         None => Vec::new(),
     };
+    let alarm_times = watcher.await?;
     for client in clients {
         client.await??;
     }
@@ -319,7 +321,7 @@ async fn trial(
     liveness(&mut findings, proxies, token, patience).await;
     linearizability(&mut findings, &ops, dir)?;
     let last = status(proxies, token).await.unwrap_or(first);
-    monitor(&mut findings, &last);
+    monitor(&mut findings, &last, &alarm_times, &faults);
     node_problems(&mut findings, &last, dir);
     Ok(findings)
 }
@@ -402,7 +404,42 @@ fn linearizability(findings: &mut Findings, ops: &[Operation], dir: &std::path::
 }
 
 /// What the live invariant monitor saw, from the nodes' status lines.
-fn monitor(findings: &mut Findings, status: &ClusterStatus) {
+/// When each alarm was first seen (seconds since the workload began), looking every half
+/// second until `end`: the summary says when a property broke, and what fault was on.
+async fn watch_alarms(
+    proxies: Vec<String>,
+    token: String,
+    start: Instant,
+    end: Instant,
+) -> Vec<(f64, String)> {
+    let mut seen: Vec<(f64, String)> = Vec::new();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(s) = status(&proxies, &token).await else { continue };
+        for alarm in s.alarms {
+            if !seen.iter().any(|(_, detail)| *detail == alarm.detail) {
+                seen.push((start.elapsed().as_secs_f64(), alarm.detail));
+            }
+        }
+    }
+    seen
+}
+
+/// "at 4.2 s, during: partition …" for an alarm, if it was seen during the workload.
+fn when(detail: &str, times: &[(f64, String)], faults: &[nemesis::Fault]) -> String {
+    let Some((at, _)) = times.iter().find(|(_, d)| d == detail) else { return "after the workload".into() };
+    match faults.iter().rev().find(|f| f.at_s <= *at) {
+        Some(fault) => format!("at {at:.1} s, after \"{}\" at {:.1} s", fault.what, fault.at_s),
+        None => format!("at {at:.1} s, before any fault"),
+    }
+}
+
+fn monitor(
+    findings: &mut Findings,
+    status: &ClusterStatus,
+    times: &[(f64, String)],
+    faults: &[nemesis::Fault],
+) {
     let silent = status.nodes.iter().all(|n| hosted(n).is_none_or(|h| h.status_lines == 0));
     if silent {
         findings
@@ -429,7 +466,8 @@ fn monitor(findings: &mut Findings, status: &ClusterStatus) {
         findings.broken(
             &format!("{name} (live monitor)"),
             format!(
-                "term {}, nodes {:?}: {}{more}\n    the rule: {}",
+                "{}: term {}, nodes {:?}: {}{more}\n    the rule: {}",
+                when(&first.detail, times, faults),
                 first.term,
                 first.nodes,
                 first.detail,

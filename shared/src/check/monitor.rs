@@ -9,7 +9,9 @@
 //! - **Log Matching**: two logs hold an entry of the same index and term, but differ before it.
 //! - **Leader Completeness**: a server becomes leader of a term without an entry that was
 //!   committed in an earlier term.
-//! - **State Machine Safety**: two servers commit different entries at the same index.
+//! - **State Machine Safety**: two servers commit different entries at the same index; a
+//!   server removes an entry it had committed, or (a student's node) its commit index goes
+//!   back.
 //!
 //! Only positive evidence raises an alarm: an entry the monitor has not seen (events lost under
 //! load, a compacted prefix) proves nothing, so a missing entry is never reported, only a
@@ -97,9 +99,43 @@ impl Monitor {
         let node = observed.node;
         let server = self.servers.entry(node).or_default();
         match &observed.event {
+            Event::LogTruncated { from } if !server.unsure && *from <= server.commit => {
+                // A committed entry removed: it was applied, and is gone (§5.4).
+                let (from, commit) = (*from, server.commit);
+                let term = server.log.get(from).map_or(0, |e| e.term);
+                server.log.apply(&observed.event);
+                self.dirty = true;
+                self.raise(
+                    Property::StateMachineSafety,
+                    vec![node],
+                    term,
+                    Some(from),
+                    (
+                        format!("node {node} removed its entries from {from} on, though it had committed up to {commit}"),
+                        format!(
+                            "el nodo {node} borró sus entradas desde la {from}, aunque había confirmado hasta la {commit}"
+                        ),
+                    ),
+                );
+            }
             Event::EntriesAppended { .. } | Event::LogTruncated { .. } | Event::SnapshotTaken { .. } => {
                 server.log.apply(&observed.event);
                 self.dirty = true;
+            }
+            Event::CommitAdvanced { from, to, term } if to < from => {
+                // Only a student's node can say this (`crate::hosted`): what it committed is
+                // committed for ever, whatever it restarts with.
+                let (from, to, term) = (*from, *to, *term);
+                self.raise(
+                    Property::StateMachineSafety,
+                    vec![node],
+                    term,
+                    Some(to),
+                    (
+                        format!("node {node}'s commit index went back from {from} to {to}"),
+                        format!("el índice de confirmación del nodo {node} retrocedió de {from} a {to}"),
+                    ),
+                );
             }
             Event::SnapshotInstalled { index, .. } => {
                 server.log.apply(&observed.event);
@@ -333,6 +369,21 @@ mod tests {
 
     fn commit(node: NodeId, from: Index, to: Index, term: Term) -> Observed {
         seen(node, Event::CommitAdvanced { from, to, term })
+    }
+
+    #[test]
+    fn a_node_that_removes_a_committed_entry_or_takes_back_its_commit_index_raises_an_alarm() {
+        let mut m = Monitor::new();
+        assert!(m.observe(&append(1, &[(1, 1, "a"), (2, 1, "b"), (3, 1, "c")])).is_empty());
+        assert!(m.observe(&commit(1, 0, 2, 1)).is_empty());
+        // Removing the uncommitted entry 3 is the log repair of §5.3: nothing wrong.
+        assert!(m.observe(&seen(1, Event::LogTruncated { from: 3 })).is_empty());
+        let alarms = m.observe(&seen(1, Event::LogTruncated { from: 2 }));
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert!(alarms[0].detail.contains("committed up to 2"));
+        let alarms = m.observe(&commit(2, 5, 3, 2));
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert!(alarms[0].detail.contains("went back from 5 to 3"));
     }
 
     #[test]
