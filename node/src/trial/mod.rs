@@ -49,8 +49,8 @@ pub struct Args {
     /// No faults: only the workload (to see whether the node works at all)
     #[arg(long)]
     no_nemesis: bool,
-    /// Where the cluster's data, logs, history and recording go (default: a new directory
-    /// under /tmp, removed after a pass)
+    /// Where the cluster's data, logs, history and recording go: a new or empty directory
+    /// (default: one under /tmp, removed after a pass)
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// First port of the cluster (default: a free one)
@@ -103,7 +103,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("consenso-test-{:08x}", seed as u32)), true),
     };
-    let _ = std::fs::remove_dir_all(&dir);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        // Never clear a directory of the user's: it may hold anything.
+        anyhow::bail!("--data-dir {} is not empty: give a new or empty directory", dir.display());
+    }
     crate::secret::private_dir(&dir)?;
     let port = match args.port {
         Some(p) => p,
