@@ -454,7 +454,8 @@ fn print_hosted(cluster: &ClusterStatus) {
         }
         if h.bad_lines > 0 {
             let last = h.last_problem.clone().unwrap_or_default();
-            problems.push(format!("wrote {} lines Consenso could not use; the last: {last}", h.bad_lines));
+            let lines = if h.bad_lines == 1 { "line" } else { "lines" };
+            problems.push(format!("wrote {} {lines} Consenso could not use; the last: {last}", h.bad_lines));
         }
         if h.unanswered > 0 {
             problems.push(format!("left {} client operations unanswered", h.unanswered));
