@@ -144,18 +144,21 @@ impl Browser {
         );
         self.js(&pick).await;
         self.click(r#"[data-action="lesson-start"]"#).await;
+        // Everything below looks only inside this lesson's caption: until the page has the
+        // new lesson, the last one's outcome may still be on screen.
+        let this = format!(r#".caption[data-lesson="{name}"]"#);
         let mut shown = 0;
         // Generous: a lesson's own waits end it with a failure well before this, and a slow
         // machine (CI's, building debug code beside the browser) must not turn one into a hang.
         for _ in 0..40 {
             let step = self
                 .wait(Duration::from_secs(150), &format!("{name}'s next caption or its outcome"), || async {
-                    if self.count("[data-lesson-outcome]").await > 0 {
+                    if self.count(&format!("{this} [data-lesson-outcome]")).await > 0 {
                         return Some(None);
                     }
-                    let waiting = self.count(r#"[data-action="lesson-next"]:not([disabled])"#).await > 0;
-                    let step: usize =
-                        self.attr_all("[data-step]", "data-step").await.first()?.parse().ok()?;
+                    let next = format!(r#"{this} [data-action="lesson-next"]:not([disabled])"#);
+                    let waiting = self.count(&next).await > 0;
+                    let step: usize = self.attr_all(&this, "data-step").await.first()?.parse().ok()?;
                     (waiting && step > shown).then_some(Some(step))
                 })
                 .await;
@@ -166,13 +169,19 @@ impl Browser {
         }
         let outcome = self
             .wait(Duration::from_secs(150), &format!("{name}'s outcome"), || async {
-                self.attr_all("[data-lesson-outcome]", "data-lesson-outcome").await.into_iter().next()
+                self.attr_all(&format!("{this} [data-lesson-outcome]"), "data-lesson-outcome")
+                    .await
+                    .into_iter()
+                    .next()
             })
             .await;
         if outcome != "passed" {
             // What the page says went wrong, for the test's report.
-            let said =
-                self.js("return document.querySelector('[data-lesson-outcome]')?.textContent ?? ''").await;
+            let said = self
+                .js(&format!(
+                    "return document.querySelector('{this} [data-lesson-outcome]')?.textContent ?? ''"
+                ))
+                .await;
             eprintln!("lesson {name}: {outcome}: {}", said.as_str().unwrap_or_default());
         }
         outcome

@@ -125,7 +125,12 @@ fn flight(
         })
     };
     let tabindex = if f.held() { "0" } else { "-1" };
-    let label = format!("{} #{} {} → {}", f.kind.name(), f.id, f.from, f.to);
+    // A student's node names its own messages (`request_vote`…): said as it names them.
+    let name = match f.message {
+        MessageSummary::Foreign { name, .. } => name.as_str().to_string(),
+        _ => f.kind.name().to_string(),
+    };
+    let label = format!("{name} #{} {} → {}", f.id, f.from, f.to);
     let stepped = matches!(f.journey, Journey::Stepped { .. });
     let classes = classes!(
         "flight",
@@ -147,6 +152,8 @@ fn flight(
             <circle class="hit" r="15" />
             { if f.held() { html! { <rect class="envelope" x="-13" y="-11" width="26" height="22" rx="3" /> } } else { html! {} } }
             { glyph(f.kind, &f.message) }
+            // A kind Consenso does not know is drawn by its name.
+            { if f.kind == MessageKind::Other { html! { <text class="other-name" y="-11">{ name }</text> } } else { html! {} } }
             { match lost {
                 Some(reason) => html! { <>
                     <text class="lost-mark" y="6">{ "✗" }</text>
