@@ -15,6 +15,19 @@ fn example(name: &str) -> String {
     format!("python3 {}", repo_root().join("examples/python").join(name).display())
 }
 
+/// A `--server-cmd` that runs the reference node everywhere but on node `odd_one`, which runs
+/// the shell command `odd` instead.
+fn all_but_one(dir: &std::path::Path, odd_one: &str, odd: &str) -> String {
+    let wrapper = dir.join("node.sh");
+    let raft = repo_root().join("examples/python/raft.py");
+    let script = format!(
+        "if [ \"$CONSENSO_NODE_ID\" = {odd_one} ]; then exec {odd}; else exec python3 {}; fi\n",
+        raft.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    format!("sh {}", wrapper.display())
+}
+
 /// `consenso test` on `server_cmd`: its exit code and what it printed.
 fn verdict(server_cmd: &str, extra: &[&str]) -> (i32, String) {
     let Output { status, stdout, stderr } = Command::new(BIN)
@@ -82,17 +95,8 @@ fn a_node_that_says_nothing_or_writes_garbage_gets_a_verdict_not_a_hang() {
 fn a_cluster_with_one_garbage_writing_node_keeps_serving_and_names_it() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("node.sh");
-    let raft = repo_root().join("examples/python/raft.py");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "if [ \"$CONSENSO_NODE_ID\" = n3 ]; then\n  python3 -c 'import sys,time\nwhile True:\n  print(\"garbage\", flush=True); time.sleep(0.05)'\nelse\n  exec python3 {}\nfi\n",
-            raft.display()
-        ),
-    )
-    .unwrap();
-    let command = format!("sh {}", wrapper.display());
+    let odd = "python3 -c 'import sys,time\nwhile True:\n  print(\"garbage\", flush=True); time.sleep(0.05)'";
+    let command = all_but_one(dir.path(), "n3", odd);
     let cluster = Cluster::start_with(5, 1, &["--server-cmd", &command]);
     let put = |value: &str| {
         let frame = ClientFrame::Put { id: 0, key: "k".into(), value: value.into(), session: None };
@@ -134,18 +138,8 @@ fn the_page_draws_a_python_cluster_and_steps_through_its_election() {
     use support::browser::Browser;
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("node.sh");
-    let raft = repo_root().join("examples/python/raft.py");
     // Node 5 never answers init: the other four are a working majority.
-    std::fs::write(
-        &wrapper,
-        format!(
-            "if [ \"$CONSENSO_NODE_ID\" = n5 ]; then exec python3 -c 'import sys\nfor _ in sys.stdin: pass'; else exec python3 {}; fi\n",
-            raft.display()
-        ),
-    )
-    .unwrap();
-    let command = format!("sh {}", wrapper.display());
+    let command = all_but_one(dir.path(), "n5", "python3 -c 'import sys\nfor _ in sys.stdin: pass'");
     let cluster = Cluster::start_with(5, 1, &["--server-cmd", &command]);
     let soon = Duration::from_secs(20);
     run_async(async {

@@ -315,10 +315,6 @@ impl Tracker {
         self.role
     }
 
-    pub fn commit(&self) -> Index {
-        self.commit
-    }
-
     /// The node's log as last reported.
     pub fn log(&self) -> &[EntrySummary] {
         &self.log

@@ -424,7 +424,7 @@ pub(crate) async fn admin_request(proxies: &[String], token: &str, frame: Client
     }
 }
 
-async fn admin_leader(proxies: &[String], token: &str) -> Option<NodeId> {
+pub(crate) async fn admin_leader(proxies: &[String], token: &str) -> Option<NodeId> {
     match admin_request(proxies, token, ClientFrame::Status { id: 1 }).await? {
         ProxyFrame::Status { cluster, .. } => cluster.leader,
         _ => None,

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use shared::event::{Event, Observed};
+use shared::event::Event;
 use shared::hosted::{
     ClientOp, FromNode, Tracker, client_line, deliver_line, init_line, parse_line, time_line,
 };
@@ -193,7 +193,7 @@ impl Host {
                 // The node's cluster is its `node_ids`; the name keeps peers of other clusters out.
                 *self.shared.cluster.lock().expect("cluster lock") = Some(cluster.clone());
                 let result = Ok(format!("node {} (hosted) is in cluster {cluster}", self.shared.id));
-                self.send_to(connection, encode(&ServerOutbound::Done { id, result }).into());
+                self.shared.send_to(connection, encode(&ServerOutbound::Done { id, result }).into());
             }
             Input::Transfer(_) | Input::Snapshot | Input::AdoptCluster(_) => {}
             Input::Shutdown => return Ok(true),
@@ -257,7 +257,7 @@ impl Host {
     }
 
     fn reply(&self, connection: u64, id: u64, reply: Reply) {
-        self.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
+        self.shared.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
     }
 
     fn time(&mut self, connection: u64, id: u64, command: TimeCommand) {
@@ -283,7 +283,7 @@ impl Host {
             held: self.outbox.held(),
             acted,
         };
-        self.send_to(connection, encode(&ServerOutbound::Time { id, report }).into());
+        self.shared.send_to(connection, encode(&ServerOutbound::Time { id, report }).into());
         self.next_status = Instant::now();
     }
 
@@ -388,22 +388,12 @@ impl Host {
         self.election_deadline.filter(|d| *d > now).unwrap_or(now + 10 * self.heartbeat)
     }
 
-    fn send_to(&self, connection: u64, frame: Arc<str>) {
-        if let Some(tx) = self.shared.connections.lock().expect("connections lock").get(&connection) {
-            let _ = tx.send(frame);
-        }
-    }
-
     fn publish_events(&mut self) {
         self.events.extend(self.outbox.take_events(&self.clock));
-        if self.events.is_empty() {
-            return;
+        if !self.events.is_empty() {
+            self.event_frames += 1;
+            self.shared.publish(&mut self.events, self.clock.now(), self.event_frames);
         }
-        let (node, at) = (self.shared.id, self.clock.now());
-        let events = self.events.drain(..).map(|event| Observed { node, at, event }).collect();
-        self.event_frames += 1;
-        let frame = ServerOutbound::Events { events, seq: self.event_frames };
-        let _ = self.shared.observers.send(encode(&frame).into());
     }
 
     fn publish_log(&self) {

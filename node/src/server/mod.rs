@@ -179,6 +179,24 @@ pub struct Shared {
     pub metrics: crate::metrics::ServerMetrics,
 }
 
+impl Shared {
+    /// A frame for one proxy connection (gone is fine: its requests die with it).
+    pub fn send_to(&self, connection: u64, frame: Arc<str>) {
+        if let Some(tx) = self.connections.lock().expect("connections lock").get(&connection) {
+            let _ = tx.send(frame);
+        }
+    }
+
+    /// Sends `events`, stamped with this server's clock reading `at`, to subscribed proxies as
+    /// event frame `seq`. No subscriber is fine: events are for observers only.
+    pub fn publish(&self, events: &mut Vec<shared::event::Event>, at: shared::raft::Millis, seq: u64) {
+        let node = self.id;
+        let events = events.drain(..).map(|event| shared::event::Observed { node, at, event }).collect();
+        let frame = shared::protocol::ServerOutbound::Events { events, seq };
+        let _ = self.observers.send(shared::protocol::encode(&frame).into());
+    }
+}
+
 /// Makes sure the data directory is this server's: a directory of another node is refused,
 /// and a new one is claimed (its identity written before anything else). Returns the identity.
 fn claim(

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use shared::event::{Event, OBSERVED_LOG_WINDOW, Observed};
+use shared::event::{Event, OBSERVED_LOG_WINDOW};
 use shared::protocol::{
     ApiError, ClockStatus, ErrorKind, ServerOutbound, ServerStatus, TimeCommand, TimeReport, encode,
     kv_sample,
@@ -284,7 +284,7 @@ impl Server {
                     Ok(done) => tracing::info!("{done}"),
                     Err(e) => tracing::warn!("bootstrap refused: {e}"),
                 }
-                self.send_to(connection, encode(&ServerOutbound::Done { id, result }).into());
+                self.shared.send_to(connection, encode(&ServerOutbound::Done { id, result }).into());
                 self.next_status = Instant::now();
             }
             Input::AdoptCluster(cluster) => {
@@ -427,19 +427,13 @@ impl Server {
         }
         for (rid, reply) in done.replies {
             if let Some((connection, id)) = self.pending.remove(&rid) {
-                self.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
+                self.shared.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
             }
         }
         // The core's events first (a role change), then the messages it caused.
         self.events.extend(done.events);
         self.events.extend(self.outbox.take_events(&self.clock));
         Ok(())
-    }
-
-    fn send_to(&self, connection: u64, frame: Arc<str>) {
-        if let Some(tx) = self.shared.connections.lock().expect("connections lock").get(&connection) {
-            let _ = tx.send(frame);
-        }
     }
 
     fn answer_reports(&mut self, replica: &Replica) {
@@ -455,21 +449,16 @@ impl Server {
                 held: self.outbox.held(),
                 acted,
             };
-            self.send_to(connection, encode(&ServerOutbound::Time { id, report }).into());
+            self.shared.send_to(connection, encode(&ServerOutbound::Time { id, report }).into());
         }
     }
 
     fn publish_events(&mut self) {
         self.events.extend(self.outbox.take_events(&self.clock));
-        if self.events.is_empty() {
-            return;
+        if !self.events.is_empty() {
+            self.event_frames += 1;
+            self.shared.publish(&mut self.events, self.clock.now(), self.event_frames);
         }
-        let (node, at) = (self.shared.id, self.clock.now());
-        let events = self.events.drain(..).map(|event| Observed { node, at, event }).collect();
-        self.event_frames += 1;
-        let frame = ServerOutbound::Events { events, seq: self.event_frames };
-        // No subscriber is fine: events are for observers only.
-        let _ = self.shared.observers.send(encode(&frame).into());
     }
 
     fn status(&self, replica: &Replica) -> ServerStatus {

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use shared::protocol::{AdminCommand, ClientFrame, ProxyFrame};
+use shared::protocol::AdminCommand;
 use shared::raft::NodeId;
 use shared::rng::Rng;
 
-use crate::bench::{admin, admin_request};
+use crate::bench::{admin, admin_leader};
 
 /// One fault, as the summary tells it.
 pub struct Fault {
@@ -36,7 +36,7 @@ impl Nemesis {
         // Let the workload start on a healthy cluster.
         tokio::time::sleep(Duration::from_secs(2)).await;
         while Instant::now() + Duration::from_secs(3) < end {
-            let leader = self.leader().await;
+            let leader = admin_leader(&self.proxies, &self.token).await;
             let (what, undo) = self.strike(leader).await;
             faults.push(Fault { at_s: self.start.elapsed().as_secs_f64(), what });
             tokio::time::sleep(Duration::from_millis(1_500 + self.rng.below(1_500))).await;
@@ -46,13 +46,6 @@ impl Nemesis {
             tokio::time::sleep(Duration::from_millis(1_000 + self.rng.below(1_000))).await;
         }
         faults
-    }
-
-    async fn leader(&self) -> Option<NodeId> {
-        match admin_request(&self.proxies, &self.token, ClientFrame::Status { id: 1 }).await? {
-            ProxyFrame::Status { cluster, .. } => cluster.leader,
-            _ => None,
-        }
     }
 
     /// Injects one fault; what it was, and the commands that undo it.

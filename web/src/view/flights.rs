@@ -90,27 +90,22 @@ pub fn draw(
     }
 }
 
-fn flight(
-    f: &Flight,
-    x: f64,
-    y: f64,
-    now: f64,
-    lang: Lang,
-    selected: bool,
-    dispatch: &Callback<UiAction>,
-) -> Html {
+/// A message's name: a student's node names its own (`request_vote`…), said as it names them.
+fn message_name(f: &Flight) -> String {
+    match f.message {
+        MessageSummary::Foreign { name, .. } => name.as_str().to_string(),
+        _ => f.kind.name().to_string(),
+    }
+}
+
+/// Clicking a message inspects it, and so does Enter on one with the focus.
+fn handlers(f: &Flight, dispatch: &Callback<UiAction>) -> (Callback<MouseEvent>, Callback<KeyboardEvent>) {
     let onclick = {
         let (d, key) = (dispatch.clone(), (f.from, f.id));
         Callback::from(move |e: MouseEvent| {
             e.stop_propagation();
             d.emit(UiAction::Inspect(Some(key)));
         })
-    };
-    let (lost, fade) = match f.journey {
-        Journey::Lost { at, reason, .. } => {
-            (Some(reason), (1.0 - (now - at) / LOST_SHOWN_MS).clamp(0.15, 1.0))
-        }
-        _ => (None, 1.0),
     };
     // Enter inspects a message with the focus. Held ones (time stopped: they stand still) are
     // keyboard stops; moving ones would pass too fast to reach, and would flood the Tab order.
@@ -124,12 +119,27 @@ fn flight(
             }
         })
     };
-    let tabindex = if f.held() { "0" } else { "-1" };
-    // A student's node names its own messages (`request_vote`…): said as it names them.
-    let name = match f.message {
-        MessageSummary::Foreign { name, .. } => name.as_str().to_string(),
-        _ => f.kind.name().to_string(),
+    (onclick, onkeydown)
+}
+
+fn flight(
+    f: &Flight,
+    x: f64,
+    y: f64,
+    now: f64,
+    lang: Lang,
+    selected: bool,
+    dispatch: &Callback<UiAction>,
+) -> Html {
+    let (onclick, onkeydown) = handlers(f, dispatch);
+    let (lost, fade) = match f.journey {
+        Journey::Lost { at, reason, .. } => {
+            (Some(reason), (1.0 - (now - at) / LOST_SHOWN_MS).clamp(0.15, 1.0))
+        }
+        _ => (None, 1.0),
     };
+    let tabindex = if f.held() { "0" } else { "-1" };
+    let name = message_name(f);
     let label = format!("{name} #{} {} → {}", f.id, f.from, f.to);
     let stepped = matches!(f.journey, Journey::Stepped { .. });
     let classes = classes!(
