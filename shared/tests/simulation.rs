@@ -31,7 +31,11 @@ fn every_cluster_size_stays_safe() {
 }
 
 fn caught(bug: Bug) -> Vec<Property> {
-    let summary = batch(Bugs::none().with(bug), 200, None);
+    caught_in(bug, 200)
+}
+
+fn caught_in(bug: Bug, seeds: u64) -> Vec<Property> {
+    let summary = batch(Bugs::none().with(bug), seeds, None);
     summary.failing.iter().map(|(_, property, _)| *property).collect()
 }
 
@@ -77,7 +81,8 @@ fn applying_retries_twice_is_caught() {
 fn changing_membership_before_committing_an_entry_of_the_term_is_caught() {
     // Two changes from two leaders, each one server away from the configuration both started
     // from, can together be two servers away: majorities that do not overlap (the 2015 bug).
-    let found = caught(Bug::ChangeBeforeCommit);
+    // It takes a rare schedule: 2 seeds in 1,000 find it.
+    let found = caught_in(Bug::ChangeBeforeCommit, 1_000);
     assert!(found.iter().any(|p| *p != Property::Liveness), "{found:?}");
     // Two configurations that do not overlap can also leave a cluster that never elects again.
     assert!(

@@ -70,6 +70,9 @@ pub(crate) struct Progress {
     /// The highest commit index this follower has been sent for entries it is known to have;
     /// when the leader's commit passes it, the follower is told.
     pub commit_sent: Index,
+    /// The highest read index this follower was given for a read it forwarded: it serves the
+    /// read once it knows that index committed, so the leader tells it without delay.
+    pub commit_wanted: Index,
     /// `matched` at the previous heartbeat: unchanged while entries are outstanding means a
     /// message was lost, and the leader falls back to probing.
     pub matched_at_heartbeat: Index,
@@ -95,6 +98,7 @@ impl Progress {
             read_round_acked: 0,
             matched_at_heartbeat: 0,
             commit_sent: 0,
+            commit_wanted: 0,
         }
     }
 

@@ -136,6 +136,9 @@ impl Raft {
         if requester == self.id {
             self.read_ready(id, index);
         } else {
+            if let Some(pr) = self.progress.get_mut(&requester) {
+                pr.commit_wanted = pr.commit_wanted.max(index);
+            }
             self.send(requester, Body::ReadIndexResponse { read_id: id, index: Some(index) });
         }
     }

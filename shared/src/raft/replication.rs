@@ -436,15 +436,19 @@ impl Raft {
         self.send(peer, body);
     }
 
-    /// Whether `peer` stores entries the leader has committed without having been told so.
-    fn commit_unknown_to(&self, pr: &super::Progress) -> bool {
-        self.commit.min(pr.matched) > pr.commit_sent
+    /// Whether `peer` waits to hear of a commit it could be told at once: it stores entries
+    /// the leader has committed without having been told so, and a read it forwarded waits on
+    /// them (it serves the read once it has applied the read index, §6.4). Other followers
+    /// learn the commit index with the next AppendEntries or heartbeat, as in §5.3: telling
+    /// every follower of every commit at once doubled the messages of each write.
+    fn commit_awaited_by(&self, pr: &super::Progress) -> bool {
+        self.commit.min(pr.matched).min(pr.commit_wanted) > pr.commit_sent
     }
 
     /// Whether `flush_replication` would send anything.
     pub(super) fn replication_pending(&self) -> bool {
         self.reads.needs_broadcast()
-            || self.progress.values().any(|pr| self.can_send_append(pr) || self.commit_unknown_to(pr))
+            || self.progress.values().any(|pr| self.can_send_append(pr) || self.commit_awaited_by(pr))
     }
 
     fn can_send_append(&self, pr: &super::Progress) -> bool {
@@ -467,10 +471,10 @@ impl Raft {
                 sent.insert(peer);
             }
         }
-        // Followers learn the commit index without waiting for the next heartbeat (followers'
-        // reads wait for it), and pending reads need a round that reaches everyone.
+        // A follower's read waiting on a commit learns of it without waiting for the next
+        // heartbeat, and pending reads need a round that reaches everyone.
         for peer in self.peers() {
-            let behind = self.progress.get(&peer).is_some_and(|pr| self.commit_unknown_to(pr));
+            let behind = self.progress.get(&peer).is_some_and(|pr| self.commit_awaited_by(pr));
             if behind || (self.reads.needs_broadcast() && !sent.contains(&peer)) {
                 self.send_heartbeat(peer);
             }

@@ -415,7 +415,11 @@ fn s5_3_a_leader_replicates_an_entry_and_commits_it_once_a_majority_stores_it() 
     h.elect(1);
     let index = h.propose(1, "x");
     h.deliver();
-    for id in 1..=3 {
+    assert!(h.raft(1).commit_index() >= index, "the leader commits once a majority stores it");
+    assert!(h.applied[&1].iter().any(|e| e.index == index), "and applies it");
+    // The followers learn it with the leader's next AppendEntries: here, its heartbeat.
+    h.run_for(h.raft(1).config().heartbeat_interval + 1);
+    for id in 2..=3 {
         assert!(h.raft(id).commit_index() >= index, "node {id} knows it is committed");
         assert!(h.applied[&id].iter().any(|e| e.index == index), "node {id} applied it");
     }

@@ -47,6 +47,8 @@ fn s4_2_1_a_new_server_joins_as_a_learner_catches_up_and_is_then_promoted() {
     for id in 1..=4 {
         assert_eq!(h.members(id), (vec![1, 2, 3, 4], vec![]), "node {id}");
     }
+    // It learns the commit index with the leader's next heartbeat.
+    h.run_for(h.raft(1).config().heartbeat_interval + 1);
     assert_eq!(h.raft(4).commit_index(), h.raft(1).commit_index(), "the new voter holds everything");
     let config = h.raft(1).entry(index).map(|e| e.payload.clone());
     assert!(
