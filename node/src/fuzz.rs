@@ -1,7 +1,7 @@
 //! Fuzzing of every decoder that reads bytes from outside the process: the six kinds of
 //! protocol frame (client, proxy, server in and out, supervisor in and out), the write-ahead
 //! log and the snapshot file. Each must answer any input with a value or a clean error —
-//! never a panic, which in a server would kill the connection's task or, in the Raft thread,
+//! never a panic, which in a server would kill the connection's task or, in the Raft loop,
 //! the server.
 //!
 //! Why our own fuzzer: cargo-fuzz and libFuzzer need a nightly compiler, and CI builds on

@@ -169,7 +169,7 @@ fn consistency_name(c: Consistency) -> &'static str {
     }
 }
 
-/// What a server counts. The Raft thread updates it; `/metrics` reads it.
+/// What a server counts. The Raft loop updates it; `/metrics` reads it.
 pub struct ServerMetrics {
     pub role: Gauge,
     pub term: Gauge,

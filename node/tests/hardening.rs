@@ -28,7 +28,7 @@ fn is_dead(pid: u32) -> bool {
 }
 
 #[test]
-fn a_server_whose_raft_thread_fails_exits_and_the_supervisor_shows_it_crashed() {
+fn a_server_whose_raft_loop_fails_exits_and_the_supervisor_shows_it_crashed() {
     let _turn = serial();
     let cluster = Cluster::start(3, 1);
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
@@ -38,7 +38,7 @@ fn a_server_whose_raft_thread_fails_exits_and_the_supervisor_shows_it_crashed() 
         assert!(matches!(c.request(put("k", "v", None)).await, Some(ProxyFrame::Done { .. })));
     });
     // Storing a snapshot writes a temporary file first: a directory in its way makes the
-    // write fail inside the Raft thread.
+    // write fail inside the Raft loop.
     let dir = cluster.dir.path().join(format!("data/node-{victim}"));
     std::fs::create_dir(dir.join("snapshot.json.tmp")).unwrap();
     cluster.admin(AdminCommand::Snapshot { node: Some(victim) });
@@ -47,7 +47,7 @@ fn a_server_whose_raft_thread_fails_exits_and_the_supervisor_shows_it_crashed() 
         (s.nodes.iter().find(|n| n.id == victim)?.state == ProcessState::Crashed).then_some(())
     });
     let log = cluster.log_of(&format!("node-{victim}"));
-    assert!(log.contains("the Raft thread failed"), "the log says why: {log}");
+    assert!(log.contains("the Raft loop failed"), "the log says why: {log}");
     // The rest of the cluster serves on.
     block_on(async {
         let mut c = Client::connect(&cluster.proxy(0), Some(TOKEN)).await.unwrap();

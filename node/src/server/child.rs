@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use shared::hosted::MAX_LINE_BYTES;
 use shared::raft::NodeId;
 
 use super::Input;
+use super::raft_loop::InputSender;
 
 /// Lines waiting to be written to the node at most; more are dropped (the node is not reading).
 const STDIN_QUEUE: usize = 4096;
@@ -46,7 +47,7 @@ impl NodeProcess {
         command: &str,
         me: NodeId,
         data_dir: &std::path::Path,
-        inputs: Sender<Input>,
+        inputs: InputSender,
     ) -> anyhow::Result<NodeProcess> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let mut shell = Command::new("sh");
@@ -140,7 +141,7 @@ fn write_lines(stdin: ChildStdin, queue: std::sync::mpsc::Receiver<String>) {
 
 /// Reads the node's output a line at a time (at most `MAX_LINE_BYTES`; longer ones are
 /// skipped and reported), and reports its end.
-fn read_lines(stdout: std::process::ChildStdout, inputs: Sender<Input>, pending: Arc<AtomicUsize>) {
+fn read_lines(stdout: std::process::ChildStdout, inputs: InputSender, pending: Arc<AtomicUsize>) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut line = Vec::new();
     loop {

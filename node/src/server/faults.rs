@@ -1,6 +1,6 @@
 //! Faults an admin injects into one server's traffic and clock, changeable at run time.
 //!
-//! The settings live here, shared by the networking tasks and the Raft thread; the Raft thread
+//! The settings live here, shared by the networking tasks and the Raft loop; the Raft loop
 //! turns them into its clock state and its network policy when told they changed.
 
 use std::sync::Mutex;

@@ -1,6 +1,6 @@
 //! `consenso server --server-cmd CMD`: the server is a student's node, a process speaking
 //! Maelstrom's JSON lines (`shared::hosted`, `docs/node-protocol.md`), and this thread is its
-//! host in place of the Raft thread.
+//! host in place of the Raft loop.
 //!
 //! Everything around the node is a Consenso server's: the same links to peers and proxies, the
 //! same outbox (so its messages are held, stepped, delayed, dropped and cut like any server's),
@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use shared::event::Event;
@@ -30,7 +29,7 @@ use super::child::NodeProcess;
 use super::clock::Clock;
 use super::faults::policy;
 use super::outbox::{Link, Outbox};
-use super::raft_loop::{Input, next_inputs};
+use super::raft_loop::{Input, InputReceiver, next_inputs};
 
 /// How often subscribers get a status report.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
@@ -53,7 +52,7 @@ pub struct Options {
     pub heartbeat: Millis,
     pub seed: u64,
     pub links: BTreeMap<NodeId, Link>,
-    pub inputs: Receiver<Input>,
+    pub inputs: InputReceiver,
 }
 
 /// A client operation sent to the node.
@@ -86,11 +85,11 @@ struct Host {
     init_late: bool,
     last_problem_reported: Option<Instant>,
     next_status: Instant,
-    event_frames: u64,
+    published: super::EventBatch,
 }
 
-pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
-    let Options { command, data_dir, voters, election_timeout, heartbeat, seed, links, inputs } = options;
+pub async fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
+    let Options { command, data_dir, voters, election_timeout, heartbeat, seed, links, mut inputs } = options;
     let faults = shared.faults.get();
     let clock = Clock::new(faults.time_scale);
     let node = NodeProcess::start(&command, shared.id, &data_dir, shared.inputs.clone())?;
@@ -120,19 +119,21 @@ pub fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         init_late: false,
         last_problem_reported: None,
         next_status: Instant::now(),
-        event_frames: 0,
+        published: super::EventBatch::default(),
         node,
         shared,
     };
     host.apply_faults(false);
     loop {
-        let Some(batch) = next_inputs(&inputs, host.wait()) else { return Ok(()) };
+        let Some(batch) = next_inputs(&mut inputs, host.wait()).await else { return Ok(()) };
         for input in batch {
             if host.input(input)? {
                 return Ok(());
             }
         }
         host.turn()?;
+        // Let the network tasks write this turn's replies and messages before the next one.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -390,10 +391,8 @@ impl Host {
 
     fn publish_events(&mut self) {
         self.events.extend(self.outbox.take_events(&self.clock));
-        if !self.events.is_empty() {
-            self.event_frames += 1;
-            self.shared.publish(&mut self.events, self.clock.now(), self.event_frames);
-        }
+        self.published.add(self.shared.id, self.clock.now(), &mut self.events);
+        self.published.flush(&self.shared);
     }
 
     fn publish_log(&self) {

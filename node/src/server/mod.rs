@@ -1,9 +1,12 @@
 //! `consenso server`: one Raft server.
 //!
-//! A dedicated thread owns the `Replica` and the disk (`raft_loop`): it takes inputs from a
-//! channel, persists each round with one fsync, then sends. Tokio tasks do the networking:
-//! accepting peers and proxies on one WebSocket endpoint (`net`), and keeping one outgoing
-//! connection per peer (`peers`). Every outgoing message waits in the Raft thread's network
+//! A task owns the `Replica` and the disk (`raft_loop`): it takes inputs from a channel,
+//! persists each round with one fsync, then sends. Beside it, on the same thread, tokio tasks
+//! do the networking: accepting peers and proxies on one WebSocket endpoint (`net`), and
+//! keeping one outgoing connection per peer (`peers`). One thread, because a hand-off between
+//! threads costs more than the loopback network (bench/RESULTS.md); only a leader's fsync
+//! runs on a helper thread, so that the leader keeps reading its followers' answers and new
+//! requests meanwhile. Every outgoing message waits in the Raft loop's network
 //! queue (`outbox`) until its delivery time on the server's clock (`clock`), which a lecturer
 //! can slow down, stop and step; faults injected by admins (partitions, loss, delay, latency)
 //! are applied there and where messages arrive (`faults`).
@@ -35,7 +38,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use shared::protocol::FaultSettings;
@@ -156,7 +159,7 @@ impl RaftOptions {
     }
 }
 
-/// What the networking tasks and the Raft thread share.
+/// What the networking tasks and the Raft loop share.
 pub struct Shared {
     pub id: NodeId,
     /// The cluster this server's disk belongs to, once known (`storage::Identity`): peers
@@ -164,7 +167,7 @@ pub struct Shared {
     pub cluster: Mutex<Option<String>>,
     pub address: String,
     pub token: String,
-    pub inputs: mpsc::Sender<Input>,
+    pub inputs: raft_loop::InputSender,
     pub faults: FaultState,
     /// Wakes a peer's reconnect loop: when a peer connects to us it is back, so our link to it
     /// should not wait out its backoff (messages to it are lost meanwhile).
@@ -174,7 +177,7 @@ pub struct Shared {
     /// Encoded events and status frames for subscribed proxies.
     pub observers: broadcast::Sender<Arc<str>>,
     pub next_connection: AtomicU64,
-    /// For the Raft thread to start connections to servers that join the configuration.
+    /// For the Raft loop to start connections to servers that join the configuration.
     pub runtime: tokio::runtime::Handle,
     pub metrics: crate::metrics::ServerMetrics,
 }
@@ -189,11 +192,49 @@ impl Shared {
 
     /// Sends `events`, stamped with this server's clock reading `at`, to subscribed proxies as
     /// event frame `seq`. No subscriber is fine: events are for observers only.
-    pub fn publish(&self, events: &mut Vec<shared::event::Event>, at: shared::raft::Millis, seq: u64) {
-        let node = self.id;
-        let events = events.drain(..).map(|event| shared::event::Observed { node, at, event }).collect();
+    /// Sends observers one frame of events, numbered `seq` (they detect gaps by the numbers).
+    fn publish(&self, events: Vec<shared::event::Observed>, seq: u64) {
         let frame = shared::protocol::ServerOutbound::Events { events, seq };
         let _ = self.observers.send(shared::protocol::encode(&frame).into());
+    }
+}
+
+/// Observation events on their way to observers. Each is stamped with the time it happened;
+/// a frame goes out at most `EventBatch::WINDOW` after its first event, so that a busy server
+/// sends observers (the proxy's monitor, its recorder, the pages) a few frames a second per
+/// writer instead of one per write — every event still there, with its own time.
+#[derive(Default)]
+pub struct EventBatch {
+    pending: Vec<shared::event::Observed>,
+    since: Option<std::time::Instant>,
+    frames: u64,
+}
+
+impl EventBatch {
+    /// Short enough to be invisible on a page (a third of a 60 Hz frame), long enough to
+    /// gather several writes' events at a thousand writes a second.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+    pub fn add(&mut self, node: NodeId, at: shared::raft::Millis, events: &mut Vec<shared::event::Event>) {
+        if events.is_empty() {
+            return;
+        }
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.pending.extend(events.drain(..).map(|event| shared::event::Observed { node, at, event }));
+    }
+
+    /// When the pending events must go out.
+    pub fn due(&self) -> Option<std::time::Instant> {
+        self.since.map(|since| since + Self::WINDOW)
+    }
+
+    pub fn flush(&mut self, shared: &Shared) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.frames += 1;
+        self.since = None;
+        shared.publish(std::mem::take(&mut self.pending), self.frames);
     }
 }
 
@@ -346,18 +387,16 @@ fn host(
     })
 }
 
-/// Opens the server's endpoint and its links to peers, then runs `server` (the Raft thread,
-/// or a hosted node's host) on a thread of its own until it ends or a signal stops it.
-fn serve(
+/// Opens the server's endpoint and its links to peers, then runs `server` (the Raft loop,
+/// or a hosted node's host) beside them on the same thread until it ends or a signal stops it.
+fn serve<Loop: std::future::Future<Output = anyhow::Result<()>>>(
     args: &Args,
     nodes: &[(NodeId, String)],
     address: String,
     listen: SocketAddr,
     cluster: Option<String>,
     name: &str,
-    server: impl FnOnce(Arc<Shared>, BTreeMap<NodeId, outbox::Link>, mpsc::Receiver<Input>) -> anyhow::Result<()>
-    + Send
-    + 'static,
+    server: impl FnOnce(Arc<Shared>, BTreeMap<NodeId, outbox::Link>, raft_loop::InputReceiver) -> Loop,
 ) -> anyhow::Result<()> {
     let initial_faults = match &args.faults {
         Some(json) => faults::sanitize(
@@ -367,8 +406,11 @@ fn serve(
         None => FaultSettings { time_scale: args.raft.time_scale, ..FaultSettings::normal() },
     };
 
-    let runtime = crate::runtime()?;
-    let (inputs, input_rx) = mpsc::channel();
+    // One thread runs everything: the Raft loop and the network tasks take turns on it, so a
+    // message needs no hand-off between threads on its way through (each one costs tens of µs
+    // of wake-up on a busy machine, more than the network itself; see bench/RESULTS.md).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (inputs, input_rx) = tokio::sync::mpsc::unbounded_channel();
     let (observers, _) = broadcast::channel(1024);
     let mut links = BTreeMap::new();
     let mut peer_receivers = Vec::new();
@@ -401,32 +443,24 @@ fn serve(
     }
     runtime.spawn(net::serve(shared.clone(), listener));
 
-    let loop_shared = shared.clone();
-    // The Raft thread is the server: if it ends (a disk error, a failed invariant) the process
-    // must end too, with an error, rather than keep its sockets open and look healthy.
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let raft = std::thread::Builder::new().name(name.into()).spawn(move || {
-        // Dropped when the thread ends, by returning or by a panic unwinding through it.
-        let _ended = ended_tx;
-        server(loop_shared, links, input_rx)
-    })?;
-
-    let stopped_by_signal = runtime.block_on(async {
+    let mut server = Box::pin(server(shared.clone(), links, input_rx));
+    let ended = runtime.block_on(async {
         tokio::select! {
-            () = crate::shutdown_signal() => true,
-            _ = ended_rx => false,
+            () = crate::shutdown_signal() => None,
+            outcome = &mut server => Some(outcome),
         }
     });
-    if stopped_by_signal {
-        tracing::info!("node {} shutting down", args.id);
-        let _ = shared.inputs.send(Input::Shutdown);
-    }
-    let thread = if name == "raft" { "the Raft thread" } else { "the node's host" };
-    let outcome = match raft.join() {
-        Ok(Ok(())) if stopped_by_signal => Ok(()),
-        Ok(Ok(())) => Err(anyhow::anyhow!("{thread} stopped unexpectedly")),
-        Ok(Err(e)) => Err(e.context(format!("{thread} failed"))),
-        Err(_) => Err(anyhow::anyhow!("{thread} panicked")),
+    let what = if name == "raft" { "the Raft loop" } else { "the node's host" };
+    let outcome = match ended {
+        None => {
+            // The loop finishes its turn and stops on `Shutdown`, so that what it was doing
+            // ends cleanly.
+            tracing::info!("node {} shutting down", args.id);
+            let _ = shared.inputs.send(Input::Shutdown);
+            runtime.block_on(server)
+        }
+        Some(Ok(())) => Err(anyhow::anyhow!("{what} stopped unexpectedly")),
+        Some(Err(e)) => Err(e.context(format!("{what} failed"))),
     };
     if let Err(e) = &outcome {
         tracing::error!("node {} stops: {e:#}", args.id);

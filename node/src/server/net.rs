@@ -123,7 +123,7 @@ async fn peer(mut socket: WebSocket, shared: Arc<Shared>, node: NodeId) {
                         );
                         continue;
                     }
-                    // Even from a peer we are cut off from: the Raft thread reports it lost.
+                    // Even from a peer we are cut off from: the Raft loop reports it lost.
                     let _ = shared.inputs.send(Input::Peer(msg));
                 }
             }
@@ -180,7 +180,7 @@ async fn write_to_proxy(
     mut replies: mpsc::UnboundedReceiver<Arc<str>>,
     mut observers: tokio::sync::broadcast::Receiver<Arc<str>>,
     subscribed: Arc<AtomicBool>,
-    inputs: std::sync::mpsc::Sender<Input>,
+    inputs: super::raft_loop::InputSender,
 ) {
     loop {
         let frame = tokio::select! {
@@ -249,7 +249,7 @@ const MAX_FRAMES_PER_WRITE: usize = 64;
 fn observed(
     event: Result<Arc<str>, tokio::sync::broadcast::error::RecvError>,
     subscribed: &AtomicBool,
-    inputs: &std::sync::mpsc::Sender<Input>,
+    inputs: &super::raft_loop::InputSender,
 ) -> Option<Option<Arc<str>>> {
     match event {
         Ok(f) if subscribed.load(Ordering::Relaxed) => Some(Some(f)),
@@ -264,7 +264,7 @@ fn observed(
     }
 }
 
-/// One frame from a proxy, handed to the Raft thread (or acted on at once: a crash).
+/// One frame from a proxy, handed to the Raft loop (or acted on at once: a crash).
 fn from_proxy(
     shared: &Shared,
     connection: u64,

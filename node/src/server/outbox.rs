@@ -1,4 +1,4 @@
-//! The Raft thread's side of the network: every outgoing message waits in a
+//! The Raft loop's side of the network: every outgoing message waits in a
 //! `shared::transit::Transit` until its delivery time on this server's clock, then goes to its
 //! peer's link — or is reported lost, with the reason, when the link is cut or down.
 //!
@@ -32,7 +32,7 @@ const REPORT_ALL_FROM_SCALE: f64 = 2.0;
 /// Reported messages remembered, so that their loss or step is reported too.
 const REPORTED_KEPT: usize = 8_192;
 
-/// One outgoing link as the Raft thread sees it.
+/// One outgoing link as the Raft loop sees it.
 pub use super::peers::LinkSender as Link;
 
 pub struct Outbox {

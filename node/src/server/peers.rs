@@ -1,5 +1,5 @@
 //! One outgoing connection per peer, kept open with reconnect and backoff. Messages reach this
-//! task when they are due (the Raft thread's outbox holds them until then and applies the
+//! task when they are due (the Raft loop's outbox holds them until then and applies the
 //! injected faults); messages that arrive while the peer is unreachable are dropped — Raft
 //! retransmits what matters, and a backlog of stale heartbeats would only delay fresh ones. The
 //! link's state is shared with the outbox, which reports messages to a dead peer as lost.
@@ -32,7 +32,7 @@ const QUEUE_BYTES: usize = 8 << 20;
 /// A frame not sent by then means the peer stopped reading: the connection is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The Raft thread's end of a peer's link.
+/// The Raft loop's end of a peer's link.
 pub struct LinkSender {
     queue: UnboundedSender<Message>,
     queued: Arc<AtomicUsize>,

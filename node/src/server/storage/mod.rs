@@ -24,6 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use shared::raft::{Entry, HardState, Index, Persisted, Snapshot};
@@ -41,7 +42,8 @@ const REWRITE_BATCH_BYTES: usize = 8 << 20;
 
 pub struct Storage {
     dir: PathBuf,
-    wal: File,
+    /// Shared with the thread that flushes a leader's log (`syncer`).
+    wal: Arc<File>,
     hard_state: HardState,
     identity: Option<Identity>,
     /// Whether to flush to disk before returning (always, except in tests of other things).
@@ -101,7 +103,8 @@ impl Storage {
             File::open(dir)?.sync_all()?;
         }
         let hard_state = log.hard_state;
-        let storage = Storage { dir: dir.to_path_buf(), wal, hard_state, identity, fsync: true };
+        let storage =
+            Storage { dir: dir.to_path_buf(), wal: Arc::new(wal), hard_state, identity, fsync: true };
         Ok((storage, Persisted { hard_state, snapshot, entries: log.entries }, recovery))
     }
 
@@ -118,8 +121,33 @@ impl Storage {
         Ok(())
     }
 
-    /// Makes a round's state durable before anything that depends on it is sent.
+    /// Makes a round's state durable before anything that depends on it is sent (the server
+    /// calls `write`, then `sync` here or on another thread).
+    #[cfg(test)]
     pub fn persist(&mut self, persist: &Persist) -> anyhow::Result<()> {
+        if self.write(persist)? {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what `write` wrote to the disk.
+    pub fn sync(&self) -> anyhow::Result<()> {
+        if self.fsync {
+            self.wal.sync_data().context("cannot flush the log to disk")?;
+        }
+        Ok(())
+    }
+
+    /// The log's file, to flush it (`File::sync_data`) from another thread while this one goes
+    /// on; `None` in tests that do not flush.
+    pub fn syncer(&self) -> Option<Arc<File>> {
+        self.fsync.then(|| self.wal.clone())
+    }
+
+    /// Writes a round's state; true if it still has to be flushed (`sync`). A snapshot from
+    /// the leader is written and flushed here.
+    pub fn write(&mut self, persist: &Persist) -> anyhow::Result<bool> {
         assert!(
             persist.entries.windows(2).all(|w| w[1].index == w[0].index + 1 && w[1].term >= w[0].term),
             "a batch of entries is contiguous and its terms never go back"
@@ -136,7 +164,8 @@ impl Storage {
         if let Some(snapshot) = &persist.snapshot {
             // A snapshot from the leader replaces the whole log.
             self.write_snapshot(snapshot)?;
-            return self.rewrite_wal(&persist.entries);
+            self.rewrite_wal(&persist.entries)?;
+            return Ok(false);
         }
         let mut records: Vec<(u8, Vec<u8>)> = Vec::with_capacity(persist.entries.len() + 1);
         if let Some(hs) = persist.hard_state {
@@ -144,16 +173,13 @@ impl Storage {
         }
         records.extend(persist.entries.iter().map(|entry| (KIND_ENTRY, encode(entry))));
         if records.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut batch = Vec::new();
         let borrowed: Vec<(u8, &[u8])> = records.iter().map(|(k, b)| (*k, b.as_slice())).collect();
         frame_batch(&mut batch, &borrowed);
-        self.wal.write_all(&batch).context("cannot append to the log")?;
-        if self.fsync {
-            self.wal.sync_data().context("cannot flush the log to disk")?;
-        }
-        Ok(())
+        (&*self.wal).write_all(&batch).context("cannot append to the log")?;
+        Ok(true)
     }
 
     /// Stores a snapshot taken here and drops the log entries it covers. `entries_after` are
@@ -188,7 +214,7 @@ impl Storage {
         }
         flush_records(&mut buffer, &mut records);
         self.replace_file("wal.log", &buffer)?;
-        self.wal = OpenOptions::new().append(true).open(self.dir.join("wal.log"))?;
+        self.wal = Arc::new(OpenOptions::new().append(true).open(self.dir.join("wal.log"))?);
         Ok(())
     }
 
