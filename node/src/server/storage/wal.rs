@@ -10,13 +10,15 @@
 //! ```
 //!
 //! A batch is written with one `write` and made durable with one `fdatasync` before the next
-//! is written, so only the last batch of a file can be unfinished. Recovery tells the two
-//! kinds of damage apart:
+//! is written, so only the last batch of a file can be unfinished. The file grows a MiB at a
+//! time, zeros written ahead of the log, so the log ends before the file does: zeros after
+//! the last batch are that space. Recovery tells the two kinds of damage apart:
 //!
 //! - **torn** — the crash came during the last write, which was never acknowledged: the file
 //!   ends inside the last batch (its header or payload cut short), or what follows the last
 //!   good batch was never written (zeros, as a file system returns for space it allocated
-//!   but did not write), or the last batch's payload ends in zeros. It is cut off.
+//!   but did not write), or the last batch's payload ends in zeros, or its header was cut by
+//!   a sector boundary and zeros follow. It is cut off.
 //! - **corrupt** — anything else: a complete header whose checksum fails, a complete payload
 //!   with a non-zero end whose checksum fails, a batch whose records do not add up, and any bad
 //!   batch followed by a good one (a later batch is written only after the earlier one was
@@ -133,6 +135,9 @@ pub(crate) fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Reco
             offset = end;
             continue;
         }
+        if bytes[offset..].iter().all(|b| *b == 0) {
+            break; // The space made ahead of the log, or a write that never reached the disk.
+        }
         if let Some(next) = (offset + 1..bytes.len()).find(|o| batch_at(bytes, *o).is_some()) {
             bail!(
                 "{}: damaged batch at offset {offset} followed by a valid batch at offset {next}: {DAMAGED}.",
@@ -159,6 +164,9 @@ fn torn(bytes: &[u8], offset: usize) -> bool {
         return true;
     }
     match header_at(bytes, offset) {
+        // A header cut by a sector boundary whose second part never reached the disk, zeros
+        // after it (with the file grown ahead, a cut header is no longer at the file's end).
+        None if header_cut_by_a_sector(bytes, offset) => true,
         // A complete header that fails its own checksum was written whole and then damaged.
         None => false,
         // We never write an empty batch, nor one this long.
@@ -172,6 +180,14 @@ fn torn(bytes: &[u8], offset: usize) -> bool {
                 || has_unwritten_sector(bytes, offset + BATCH_HEADER, len)
         }
     }
+}
+
+/// Whether the batch header at `offset` spans a sector boundary with nothing but zeros from
+/// that boundary to the end of the file.
+fn header_cut_by_a_sector(bytes: &[u8], offset: usize) -> bool {
+    const SECTOR: usize = 512;
+    let boundary = (offset / SECTOR + 1) * SECTOR;
+    boundary < offset + BATCH_HEADER && bytes[boundary..].iter().all(|b| *b == 0)
 }
 
 /// Whether `bytes[start..start + len]` contains a whole 512-byte sector of zeros.
@@ -232,6 +248,21 @@ mod tests {
         let mut middle = log(&[&[(KIND_ENTRY, b"[1]")], &[(KIND_ENTRY, &big)]]);
         middle[1024..1536].fill(0);
         assert_eq!(kinds(&middle).unwrap().0, vec![KIND_ENTRY]);
+    }
+
+    #[test]
+    fn a_header_cut_by_a_sector_boundary_before_zeros_is_torn() {
+        let mut bytes = log(&[&[(KIND_ENTRY, &[b'x'; 475])]]);
+        let first_end = bytes.len();
+        assert!(first_end < 512 && first_end + BATCH_HEADER > 512, "the next header spans offset 512");
+        frame_batch(&mut bytes, &[(KIND_ENTRY, b"[2]")]);
+        bytes[512..].fill(0);
+        bytes.extend([0; 2048]);
+        assert_eq!(kinds(&bytes).unwrap(), (vec![KIND_ENTRY], first_end));
+        // The same cut with anything but zeros after it is damage.
+        let last = bytes.len() - 1;
+        bytes[last] = 1;
+        assert!(kinds(&bytes).is_err());
     }
 
     #[test]
