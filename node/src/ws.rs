@@ -270,6 +270,14 @@ pub async fn send_ready<T: Serialize>(
 
 /// The next JSON frame, skipping pings and pongs. `Ok(None)` when the peer closed.
 pub async fn recv<T: DeserializeOwned>(ws: &mut Stream) -> anyhow::Result<Option<Result<T, ApiError>>> {
+    recv_with(ws, parse::<T>).await
+}
+
+/// `recv`, read by a parser of the frame's own (`shared::protocol::parse_server`).
+pub async fn recv_with<T>(
+    ws: &mut Stream,
+    parse: fn(&str) -> Result<T, ApiError>,
+) -> anyhow::Result<Option<Result<T, ApiError>>> {
     loop {
         match ws.next().await {
             None | Some(Ok(Message::Close(_))) => return Ok(None),

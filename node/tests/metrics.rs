@@ -71,6 +71,10 @@ fn every_server_and_proxy_exposes_what_the_cluster_did_in_the_prometheus_format(
             assert!(value(&metrics, "consenso_messages_sent_total", Some(("kind", "AppendEntries"))) > 0.0);
             assert!(value(&metrics, "consenso_elections_won_total", None) >= 1.0);
             assert!(value(&metrics, "consenso_proposals_total", None) >= 10.0);
+            assert!(
+                value(&metrics, "consenso_write_answer_seconds", None) >= 10.0,
+                "every write the leader answered is timed"
+            );
         } else {
             assert!(
                 value(&metrics, "consenso_messages_received_total", Some(("kind", "AppendEntries"))) > 0.0

@@ -95,7 +95,7 @@ async fn serve_server(
                 Some(frame) => ws::send_ready(stream, frame, frames).await?,
                 None => return Ok(()),
             },
-            incoming = ws::recv::<ServerOutbound>(stream) => match incoming? {
+            incoming = ws::recv_with(stream, shared::protocol::parse_server) => match incoming? {
                 None => anyhow::bail!("closed"),
                 Some(Ok(frame)) => core.send(Input::Server { node, frame }),
                 Some(Err(e)) => tracing::warn!("node {node} sent an unreadable frame: {e}"),

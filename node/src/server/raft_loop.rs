@@ -161,6 +161,13 @@ pub(super) async fn next_inputs(inputs: &mut InputReceiver, wait: Duration) -> O
     Some(batch)
 }
 
+/// A client request in the replica: where to answer it, and since when it waits (writes).
+struct PendingRequest {
+    connection: u64,
+    id: u64,
+    write_since: Option<Instant>,
+}
+
 /// A time command awaiting its answer.
 struct PendingReport {
     connection: u64,
@@ -177,7 +184,7 @@ struct Server {
     max_store_bytes: u64,
     shared: Arc<Shared>,
     /// Client requests in the replica, by the replica's request id: (connection, frame id).
-    pending: BTreeMap<RequestId, (u64, u64)>,
+    pending: BTreeMap<RequestId, PendingRequest>,
     next_request: RequestId,
     events: Vec<Event>,
     outbox: Outbox,
@@ -319,7 +326,8 @@ impl Server {
         }
         let rid = self.next_request;
         self.next_request += 1;
-        self.pending.insert(rid, (connection, id));
+        let write_since = matches!(request, Request::Write { .. }).then(Instant::now);
+        self.pending.insert(rid, PendingRequest { connection, id, write_since });
         replica.request(self.clock.now(), rid, request);
     }
 
@@ -444,7 +452,10 @@ impl Server {
             store_snapshot(replica, storage, snapshot)?;
         }
         for (rid, reply) in done.replies {
-            if let Some((connection, id)) = self.pending.remove(&rid) {
+            if let Some(PendingRequest { connection, id, write_since }) = self.pending.remove(&rid) {
+                if let Some(since) = write_since {
+                    self.shared.metrics.write_answered.observe(since.elapsed());
+                }
                 self.shared.send_to(connection, encode(&ServerOutbound::Reply { id, reply }).into());
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! - `identity`: whose directory this is (node, cluster, first configuration) — written
 //!   before anything else, see `identity`;
-//! - `wal.log`: the write-ahead log, one checksummed batch per round, in a file grown a MiB at
+//! - `wal.log`: the write-ahead log, one checksummed batch per round, in a file grown 64 KiB at
 //!   a time with zeros ahead of the log (`GROW_BY`) — see `wal` for the format and how a torn
 //!   write is told from corruption;
 //! - `snapshot.json`: the latest snapshot behind a header line with its length and checksum.
@@ -44,8 +44,9 @@ const REWRITE_BATCH_BYTES: usize = 8 << 20;
 /// The log file grows by this much at a time, filled with zeros ahead of the log: a batch
 /// written over zeros already on disk leaves the file's size alone, so `fdatasync` writes the
 /// data and flushes, without also writing the inode (on ext4, 0.108 → 0.086 ms alone, 0.169 →
-/// 0.141 ms with three servers on one disk; bench/RESULTS.md). Growing costs ~3 ms per MiB.
-const GROW_BY: u64 = 1 << 20;
+/// 0.141 ms with three servers on one disk; bench/RESULTS.md). A step costs ~0.3 ms
+/// (a MiB at a time cost ~3.5 ms at once: it widened the tail at 64 clients).
+const GROW_BY: u64 = 64 << 10;
 
 pub struct Storage {
     dir: PathBuf,

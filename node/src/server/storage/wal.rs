@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A batch is written with one `write` and made durable with one `fdatasync` before the next
-//! is written, so only the last batch of a file can be unfinished. The file grows a MiB at a
+//! is written, so only the last batch of a file can be unfinished. The file grows 64 KiB at a
 //! time, zeros written ahead of the log, so the log ends before the file does: zeros after
 //! the last batch are that space. Recovery tells the two kinds of damage apart:
 //!
