@@ -263,8 +263,8 @@ impl ServerMetrics {
         t.histogram("fsync_seconds", "Time to make a round durable (write and fsync)", &self.fsync);
         t.histogram(
             "write_answer_seconds",
-            "From a write's arrival at this server to its answer: on the leader, the append, a \
-             majority's fsyncs, the commit and the apply (the proxy's hops and the client's are not in it)",
+            "From a write's arrival at this server to its answer (refusals included): on the leader, \
+             the append, a majority's fsyncs, the commit and the apply (the proxy's hops and the client's are not in it)",
             &self.write_answered,
         );
         let kinds = |counters: &[Counter; MessageKind::ALL.len()]| {

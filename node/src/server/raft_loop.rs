@@ -135,7 +135,9 @@ pub async fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         }
         server.turn(&mut replica, &mut storage).await?;
         if shutting_down {
+            // The last turn's events and answers: queued, then written by their tasks.
             server.publish_events();
+            tokio::task::yield_now().await;
             return Ok(());
         }
         // Let the network tasks write this turn's replies and messages before the next one.

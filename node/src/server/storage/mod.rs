@@ -93,12 +93,11 @@ impl Storage {
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", wal_path.display()))?;
         let log = decode_wal(&bytes, snapshot.as_ref(), &wal_path)?;
-        // Zeros after the log are space made ahead of it (`GROW_BY`), not damage.
-        let ahead = bytes[log.valid_len..].iter().all(|b| *b == 0);
-        let recovery = Recovery {
-            torn_bytes: if ahead { 0 } else { (bytes.len() - log.valid_len) as u64 },
-            records: log.records.max(log.entries.len() as u64),
-        };
+        // Zeros after the log are space made ahead of it (`GROW_BY`), not damage: what is torn
+        // ends at the last byte that is not zero.
+        let torn = bytes[log.valid_len..].iter().rposition(|b| *b != 0).map_or(0, |last| last + 1);
+        let recovery =
+            Recovery { torn_bytes: torn as u64, records: log.records.max(log.entries.len() as u64) };
         let mut allocated = bytes.len() as u64;
         if recovery.torn_bytes > 0 {
             tracing::warn!(
@@ -526,7 +525,7 @@ mod tests {
         let (mut s, p, recovery) = Storage::open(dir.path()).unwrap();
         assert_eq!(p.entries.len(), 2);
         assert_eq!(p.hard_state.term, 0, "none of the torn batch counts, not even its first record");
-        assert!(recovery.torn_bytes >= torn as u64, "{recovery:?}");
+        assert!(recovery.torn_bytes > 0 && recovery.torn_bytes <= torn as u64, "{recovery:?}");
         assert_eq!(fs::metadata(&wal).unwrap().len(), good, "the torn bytes are gone");
         s.persist(&persist(None, vec![entry(3, 1)])).unwrap();
         drop(s);
