@@ -182,7 +182,14 @@ fn a_snapshot_larger_than_a_frame_still_catches_a_restarted_follower_up() {
             assert!(matches!(answer, Some(ProxyFrame::Done { .. })), "{answer:?}");
         }
     });
-    // Compact the log so that the entries the follower misses exist only in the snapshot.
+    // Compact the log so that the entries the follower misses exist only in the snapshot, on
+    // every server that could lead: first let them all apply the writes (a follower learns a
+    // commit with the leader's next message), so that every snapshot covers them.
+    wait_for(Duration::from_secs(20), "the running servers to apply the writes", || {
+        let s = cluster.status()?;
+        let commit = s.nodes.iter().find(|n| Some(n.id) == s.leader)?.commit?;
+        s.nodes.iter().filter(|n| n.id != behind).all(|n| n.applied == Some(commit)).then_some(())
+    });
     assert!(matches!(cluster.admin(AdminCommand::Snapshot { node: None }), ProxyFrame::AdminDone { .. }));
     let compacted = wait_for(Duration::from_secs(10), "the leader's snapshot", || {
         let s = cluster.status()?;

@@ -195,9 +195,13 @@ async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -
 }
 
 async fn send(stream: &mut ws::Stream, messages: Vec<Message>) -> anyhow::Result<()> {
-    match tokio::time::timeout(SEND_TIMEOUT, ws::send(stream, &ServerInbound::Raft { messages })).await {
+    // A big frame (a snapshot's chunk) may wait while the peer, whose network and Raft loop
+    // share one thread, stores the chunk before it: a second more per MiB.
+    let bytes: usize = messages.iter().map(Message::approx_bytes).sum();
+    let limit = SEND_TIMEOUT + Duration::from_secs((bytes >> 20) as u64);
+    match tokio::time::timeout(limit, ws::send(stream, &ServerInbound::Raft { messages })).await {
         Ok(sent) => sent,
-        Err(_) => anyhow::bail!("the peer took no data for {} s (stopped?)", SEND_TIMEOUT.as_secs()),
+        Err(_) => anyhow::bail!("the peer took no data for {} s (stopped?)", limit.as_secs()),
     }
 }
 
