@@ -487,17 +487,22 @@ impl Server {
     /// Stamps this turn's events and sends them when due: at once while the clock is stopped
     /// (every step shows as it happens), else within `EventBatch::WINDOW`.
     fn gather_events(&mut self) {
-        self.events.extend(self.outbox.take_events(&self.clock));
-        self.published.add(self.shared.id, self.clock.now(), &mut self.events);
+        self.stamp_events();
         if self.clock.is_stopped() || self.published.due().is_some_and(|due| Instant::now() >= due) {
             self.published.flush(&self.shared);
         }
     }
 
+    /// Sends every event now (before a status that reflects them, a log, a shutdown).
     fn publish_events(&mut self) {
+        self.stamp_events();
+        self.published.flush(&self.shared);
+    }
+
+    /// Stamps this turn's events, the core's and the outbox's, into the batch.
+    fn stamp_events(&mut self) {
         self.events.extend(self.outbox.take_events(&self.clock));
         self.published.add(self.shared.id, self.clock.now(), &mut self.events);
-        self.published.flush(&self.shared);
     }
 
     fn status(&self, replica: &Replica) -> ServerStatus {
