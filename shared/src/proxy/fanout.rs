@@ -9,7 +9,9 @@
 //! append, acknowledgement) every `ROUTINE_EVERY` — the servers' samples, merged. In slow
 //! motion nothing is dropped: messages are rarer than the limit. A message's loss follows it
 //! only if the page got the message itself; a step always passes (the lecturer asked for it,
-//! and the page knows held messages from the status).
+//! and the page knows held messages from the status). Servers send their events in frames a few
+//! milliseconds apart, so a receiver's report of a loss (it is cut off from the sender) can come
+//! before the sender's report of the message: such a loss waits a moment for its message.
 //!
 //! The fanout also keeps the recent events worth a line in the timeline, so that a page that
 //! opens late sees the election that happened before it came.
@@ -25,6 +27,11 @@ const ROUTINE_EVERY_MS: Millis = 150;
 const TIMER_EVERY_MS: Millis = 100;
 /// Messages whose later events are forwarded: the newest this many that pages got.
 const FOLLOWED: usize = 8_192;
+/// How long a loss whose message was not seen yet waits for it (ms of the proxy's time): a few
+/// of the servers' event frames (`EventBatch::WINDOW`, 5 ms).
+const EARLY_LOSS_MS: Millis = 50;
+/// Losses waiting for their message, at most (the oldest are given up first).
+const EARLY_LOSSES: usize = 512;
 /// Timeline events kept for pages that open later.
 pub(crate) const RECENT: usize = 300;
 
@@ -36,6 +43,8 @@ pub(crate) struct Fanout {
     /// Messages pages got, so that their loss or step follows them.
     followed: HashSet<(NodeId, MessageId)>,
     followed_order: VecDeque<(NodeId, MessageId)>,
+    /// Losses that came before their message, with when: they follow it if it comes and is kept.
+    early_losses: VecDeque<(Millis, Observed)>,
     recent: VecDeque<Observed>,
 }
 
@@ -74,7 +83,11 @@ fn worth_a_line(event: &Event) -> bool {
 impl Fanout {
     /// Takes a server's events at `now`: keeps what pages should see.
     pub fn offer(&mut self, events: &[Observed], now: Millis) {
+        while self.early_losses.front().is_some_and(|(at, _)| now.saturating_sub(*at) > EARLY_LOSS_MS) {
+            self.early_losses.pop_front();
+        }
         for observed in events {
+            let mut early_loss = None;
             let keep = match &observed.event {
                 Event::MessageSent { id, to, message, .. } => {
                     let kind = message.kind();
@@ -82,10 +95,17 @@ impl Fanout {
                         || due(&mut self.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY_MS);
                     if keep {
                         self.follow((observed.node, *id));
+                        early_loss = self.take_early_loss(observed.node, *id);
                     }
                     keep
                 }
-                Event::MessageLost { from, id, .. } => self.followed.contains(&(*from, *id)),
+                Event::MessageLost { from, id, .. } => {
+                    let followed = self.followed.contains(&(*from, *id));
+                    if !followed {
+                        self.hold_early_loss(observed, now);
+                    }
+                    followed
+                }
                 Event::MessageStepped { .. } => true,
                 Event::ElectionTimerReset { .. } => {
                     due(&mut self.last_timer, observed.node, now, TIMER_EVERY_MS)
@@ -98,7 +118,23 @@ impl Fanout {
             if keep {
                 self.pending.push(observed.clone());
             }
+            self.pending.extend(early_loss);
         }
+    }
+
+    /// A loss reported before its message: kept a moment in case the message comes.
+    fn hold_early_loss(&mut self, loss: &Observed, now: Millis) {
+        if self.early_losses.len() == EARLY_LOSSES {
+            self.early_losses.pop_front();
+        }
+        self.early_losses.push_back((now, loss.clone()));
+    }
+
+    fn take_early_loss(&mut self, from: NodeId, id: MessageId) -> Option<Observed> {
+        let at = self.early_losses.iter().position(|(_, loss)| {
+            matches!(loss.event, Event::MessageLost { from: f, id: i, .. } if (f, i) == (from, id))
+        })?;
+        self.early_losses.remove(at).map(|(_, loss)| loss)
     }
 
     /// An event every page must get (an alarm), unsampled.
@@ -117,6 +153,7 @@ impl Fanout {
         self.recent.clear();
         self.followed.clear();
         self.followed_order.clear();
+        self.early_losses.clear();
     }
 
     /// Whether events wait to go out.
@@ -210,5 +247,28 @@ mod tests {
         let kept = f.take();
         assert_eq!(kept.len(), 2, "heartbeat 10 and its loss; not 11 (sampled out) nor its loss");
         assert!(f.recent().is_empty(), "messages are not timeline lines");
+    }
+
+    #[test]
+    fn a_loss_reported_before_its_message_follows_the_message_when_it_comes() {
+        let mut f = Fanout::default();
+        let lost = |id| Observed {
+            node: 2,
+            at: 0,
+            event: Event::MessageLost { from: 1, id, to: 2, reason: LossReason::Partition },
+        };
+        // The receiver's frame (it is cut off from node 1) beats the sender's.
+        f.offer(&[lost(20), lost(21)], 1_000);
+        assert!(f.take().is_empty(), "no loss before its message");
+        f.offer(&[sent_id(1, 2, MessageKind::RequestVote, 20)], 1_004);
+        let kept: Vec<Event> = f.take().into_iter().map(|o| o.event).collect();
+        assert!(
+            matches!(kept[..], [Event::MessageSent { id: 20, .. }, Event::MessageLost { id: 20, .. }]),
+            "the message, then its loss: {kept:?}"
+        );
+        // A loss whose message never comes is given up after a while.
+        f.offer(&[], 1_000 + EARLY_LOSS_MS + 10);
+        f.offer(&[sent_id(1, 2, MessageKind::RequestVote, 21)], 1_000 + EARLY_LOSS_MS + 10);
+        assert_eq!(f.take().len(), 1, "message 21 alone: its loss waited too long");
     }
 }
