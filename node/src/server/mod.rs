@@ -90,9 +90,12 @@ pub struct Args {
 /// starts (`to_args`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct RaftOptions {
-    /// Base election timeout in ms; each timer is random in [T, 2T)
+    /// Shortest election timeout in ms; each timer is random in [T, T + jitter)
     #[arg(long, default_value_t = 150)]
     pub election_timeout: u64,
+    /// Randomness added to each election timer, in ms (default: half the timeout, so 150–225 ms)
+    #[arg(long)]
+    pub election_jitter: Option<u64>,
     /// Heartbeat interval in ms
     #[arg(long, default_value_t = 50)]
     pub heartbeat: u64,
@@ -135,6 +138,7 @@ impl RaftOptions {
     fn config(&self, id: NodeId, voters: Vec<NodeId>) -> Config {
         let mut cfg = if voters.is_empty() { Config::joining(id) } else { Config::new(id, voters) };
         cfg.election_timeout = self.election_timeout;
+        cfg.election_jitter = self.election_jitter();
         cfg.heartbeat_interval = self.heartbeat;
         cfg.max_entries_per_message = self.max_batch;
         cfg.pre_vote = self.pre_vote;
@@ -143,10 +147,15 @@ impl RaftOptions {
         cfg
     }
 
+    pub fn election_jitter(&self) -> u64 {
+        self.election_jitter.unwrap_or(self.election_timeout / 2).max(1)
+    }
+
     /// The same options as `consenso server` flags, for a server this process starts.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
             format!("--election-timeout={}", self.election_timeout),
+            format!("--election-jitter={}", self.election_jitter()),
             format!("--heartbeat={}", self.heartbeat),
             format!("--time-scale={}", self.time_scale),
             format!("--snapshot-every={}", self.snapshot_every),
@@ -207,6 +216,8 @@ impl Shared {
 pub struct EventBatch {
     pending: Vec<shared::event::Observed>,
     since: Option<std::time::Instant>,
+    /// The batch holds news the proxy routes by (a change of role): it goes out this turn.
+    urgent: bool,
     frames: u64,
 }
 
@@ -220,12 +231,14 @@ impl EventBatch {
             return;
         }
         self.since.get_or_insert_with(std::time::Instant::now);
+        // A new leader is what the proxy's waiting writes wait for (`shared::proxy::route`).
+        self.urgent |= events.iter().any(|e| matches!(e, shared::event::Event::RoleChanged { .. }));
         self.pending.extend(events.drain(..).map(|event| shared::event::Observed { node, at, event }));
     }
 
     /// When the pending events must go out.
     pub fn due(&self) -> Option<std::time::Instant> {
-        self.since.map(|since| since + Self::WINDOW)
+        self.since.map(|since| if self.urgent { since } else { since + Self::WINDOW })
     }
 
     pub fn flush(&mut self, shared: &Shared) {
@@ -234,6 +247,7 @@ impl EventBatch {
         }
         self.frames += 1;
         self.since = None;
+        self.urgent = false;
         shared.publish(std::mem::take(&mut self.pending), self.frames);
     }
 }
@@ -494,6 +508,12 @@ mod tests {
         assert!(!off.pre_vote);
         let again = parse(&off.to_args().iter().map(String::as_str).collect::<Vec<_>>());
         assert!(!again.pre_vote && again.election_timeout == 300 && again.bugs.len() == 1);
+        assert_eq!(again.election_jitter(), 150, "half the timeout unless asked");
+        let narrow = parse(&["--election-jitter", "20"]);
+        assert_eq!(
+            parse(&narrow.to_args().iter().map(String::as_str).collect::<Vec<_>>()).election_jitter(),
+            20
+        );
         assert!(parse(&[]).pre_vote, "on unless asked");
         use clap::Parser;
         assert!(Options::try_parse_from(["consenso", "--pre-vote", "maybe"]).is_err());

@@ -161,6 +161,17 @@ impl ServerView {
             .unwrap_or(FaultSettings { time_scale, ..FaultSettings::normal() })
     }
 
+    /// A change of role reported in its events, newer than its last status: who leads is
+    /// known at once rather than at the next status (routing waits on it).
+    pub fn took_role(&mut self, role: crate::raft::Role, term: crate::raft::Term, leader: Option<NodeId>) {
+        if let Some((status, _)) = &mut self.status {
+            let raft = &mut status.replica.raft;
+            if term >= raft.term {
+                (raft.role, raft.term, raft.leader) = (role, term, leader);
+            }
+        }
+    }
+
     pub fn took_status(&mut self, status: ServerStatus, now: Millis) {
         let sent = status.clock.messages_sent;
         match self.sent {
@@ -289,6 +300,9 @@ pub(crate) struct State {
     supervisor_answers: Pending<Result<String, ApiError>>,
     timers: BTreeMap<(Millis, u64), Waker>,
     timer_seq: u64,
+    /// How many times a server announced that it leads; requests settling wait on it.
+    leader_news: u64,
+    news_waiters: BTreeMap<u64, Waker>,
     pub gate: TimeGate,
     pub monitor: Monitor,
     pub stats: StatsWindow,
@@ -324,6 +338,8 @@ impl State {
             supervisor_answers: Pending::default(),
             timers: BTreeMap::new(),
             timer_seq: 0,
+            leader_news: 0,
+            news_waiters: BTreeMap::new(),
             gate: TimeGate::default(),
             monitor: Monitor::new(),
             stats: StatsWindow::default(),
@@ -467,6 +483,14 @@ impl State {
         }
     }
 
+    /// A server announced that it leads: requests waiting for a leader look again.
+    pub fn leader_announced(&mut self) {
+        self.leader_news += 1;
+        for waker in std::mem::take(&mut self.news_waiters).into_values() {
+            waker.wake();
+        }
+    }
+
     /// The earliest timer, if any.
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.keys().next().map(|(at, _)| *at)
@@ -504,6 +528,56 @@ pub(crate) fn sleep_until(core: &Core, at: Millis) -> Timer {
 pub(crate) fn sleep(core: &Core, ms: Millis) -> Timer {
     let at = core.now() + ms;
     sleep_until(core, at)
+}
+
+/// Waits `ms`, or less if a server announces meanwhile that it leads: after a leader's failure
+/// a request waits for the election, not for a polling interval. True if news came.
+pub(crate) async fn settle(core: &Core, ms: Millis) -> bool {
+    let news = LeaderNews { core: core.clone(), seen: core.state().leader_news, key: None };
+    let (mut news, mut timer) = (std::pin::pin!(news), std::pin::pin!(sleep(core, ms)));
+    std::future::poll_fn(|cx| {
+        if news.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        timer.as_mut().poll(cx).map(|()| false)
+    })
+    .await
+}
+
+/// Ready once a server announces that it leads (after `seen` announcements).
+struct LeaderNews {
+    core: Core,
+    seen: u64,
+    key: Option<u64>,
+}
+
+impl Future for LeaderNews {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.core.state();
+        if state.leader_news != self.seen {
+            return Poll::Ready(());
+        }
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                state.timer_seq += 1;
+                state.timer_seq
+            }
+        };
+        state.news_waiters.insert(key, cx.waker().clone());
+        drop(state);
+        self.key = Some(key);
+        Poll::Pending
+    }
+}
+
+impl Drop for LeaderNews {
+    fn drop(&mut self) {
+        if let (Some(key), Ok(mut state)) = (self.key, self.core.0.try_borrow_mut()) {
+            state.news_waiters.remove(&key);
+        }
+    }
 }
 
 pub(crate) struct Timer {

@@ -326,8 +326,16 @@ fn from_server(state: &mut State, node: NodeId, frame: ServerOutbound) {
             let server = state.servers.get_mut(&node).expect("checked by the caller");
             let gap = server.events_seq != 0 && seq != server.events_seq + 1;
             server.events_seq = seq;
+            let mut announced = false;
             for observed in &events {
                 server.log.apply(&observed.event);
+                if let Event::RoleChanged { role, term, leader, .. } = observed.event {
+                    server.took_role(role, term, leader);
+                    announced |= role == crate::raft::Role::Leader;
+                }
+            }
+            if announced {
+                state.leader_announced();
             }
             if gap {
                 state.monitor.gap(node);

@@ -19,7 +19,7 @@ use crate::protocol::{ApiError, ErrorKind, OpResult, ProxyFrame};
 use crate::raft::{Index, MembershipChange, Millis, NodeId};
 use crate::replica::{Reply, ReplyError, Request};
 
-use super::core::{Answered, Core, sleep, wait_reply};
+use super::core::{Answered, Core, settle, sleep, wait_reply};
 
 /// One attempt's patience, at time scale 1.
 pub const ATTEMPT_MS: Millis = 1_000;
@@ -29,9 +29,10 @@ pub const OVERALL_MS: Millis = 10_000;
 const STOPPED_POLL_MS: Millis = 50;
 /// After an error reply, how long to try other servers first.
 const AVOID_AFTER_ERROR_MS: Millis = 100;
-/// A hint at a server that just failed, or a leadership on its way: give the cluster this long.
+/// A hint at a server that just failed, or a leadership on its way: give the cluster this long,
+/// or less if a server announces meanwhile that it leads.
 const SETTLING_MS: Millis = 20;
-/// After "no leader" or "leadership lost": wait this long before the next try.
+/// After "no leader" or "leadership lost": wait this long before the next try (or less, as above).
 const NO_LEADER_BACKOFF_MS: Millis = 25;
 /// After "membership change busy": the leader is right, the moment is not.
 const BUSY_BACKOFF_MS: Millis = 50;
@@ -199,8 +200,10 @@ async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut A
             // give the election a moment instead of spinning.
             let moving =
                 matches!(error, ReplyError::TransferInProgress { .. } | ReplyError::HandingOver { .. });
-            if avoid.contains(l, now) || moving {
-                sleep(core, SETTLING_MS).await;
+            if (avoid.contains(l, now) || moving) && settle(core, SETTLING_MS).await {
+                // A server announced that it leads: statuses now name it.
+                avoid.clear();
+                return None;
             }
             (!avoid.contains(l, core.now())).then_some(l)
         }
@@ -209,7 +212,10 @@ async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut A
         | ReplyError::LeadershipLost
         | ReplyError::Behind => {
             avoid.add(node, now + AVOID_AFTER_ERROR_MS);
-            sleep(core, NO_LEADER_BACKOFF_MS).await;
+            if settle(core, NO_LEADER_BACKOFF_MS).await {
+                // The candidate that said "no leader" may be the one that just won.
+                avoid.clear();
+            }
             None
         }
         ReplyError::MembershipBusy { .. } => {

@@ -574,8 +574,7 @@ impl Raft {
     }
 
     fn reset_election_timer(&mut self) {
-        let base = self.cfg.election_timeout;
-        self.election_timeout = base + self.rng.below(base);
+        self.election_timeout = self.cfg.election_timeout + self.rng.below(self.cfg.election_jitter);
         self.election_deadline = self.now + self.election_timeout;
         self.emit(Event::ElectionTimerReset {
             deadline: self.election_deadline,

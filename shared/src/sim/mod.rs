@@ -139,6 +139,8 @@ struct Params {
     clients: usize,
     keys: u64,
     election_timeout: Millis,
+    /// The servers' default (half the timeout) or the paper's full timeout of spread.
+    election_jitter: Millis,
     heartbeat: Millis,
     max_entries: usize,
     max_inflight: usize,
@@ -170,6 +172,9 @@ impl Params {
             clients,
             keys: rng.range(1, 4),
             election_timeout: 150,
+            // Drawn apart from the seed's other settings, so that seeds with the paper's spread
+            // replay exactly the histories they had before the spread became a setting.
+            election_jitter: *Rng::new(cfg.seed ^ 0x6a17_7e55).pick(&[75, 150]),
             heartbeat: rng.range(30, 60),
             max_entries: *rng.pick(&[1, 1, 1, 2, 3, 8]),
             max_inflight: rng.range(1, 6) as usize,
@@ -396,7 +401,7 @@ impl Simulation {
                 p.keys,
                 p.heartbeat,
                 p.election_timeout,
-                2 * p.election_timeout,
+                p.election_timeout + p.election_jitter,
                 p.pre_vote,
                 p.check_quorum,
                 p.snapshot_every,
@@ -592,6 +597,7 @@ impl Simulation {
             Config::joining(id)
         };
         cfg.election_timeout = p.election_timeout;
+        cfg.election_jitter = p.election_jitter;
         cfg.heartbeat_interval = p.heartbeat;
         cfg.max_entries_per_message = p.max_entries;
         cfg.max_bytes_per_message = p.max_bytes;
@@ -751,6 +757,7 @@ impl Simulation {
             let reply = wire_round_trip_reply(reply);
             self.answer_proxy(id, proxy, incarnation, ServerOutbound::Reply { id: request, reply });
         }
+        self.roles_to_proxies(id, &done.events);
         for event in done.events {
             if matches!(event, Event::RoleChanged { role: Role::Leader, .. }) {
                 self.report.elections_won += 1;

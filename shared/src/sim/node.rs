@@ -125,6 +125,8 @@ pub(super) struct SimNode {
     /// Requests in the replica: its id → the proxy, its life, and the proxy's request id.
     pub requests: BTreeMap<RequestId, (usize, u64, u64)>,
     pub next_request: RequestId,
+    /// The number of its last event frame to the proxies in this life.
+    pub events_seq: u64,
 }
 
 impl SimNode {
@@ -139,6 +141,7 @@ impl SimNode {
             next_tick: None,
             requests: BTreeMap::new(),
             next_request: 1,
+            events_seq: 0,
         }
     }
 
@@ -153,6 +156,7 @@ impl SimNode {
         self.requests.clear();
         self.paused = false;
         self.next_tick = None;
+        self.events_seq = 0;
         self.incarnation += 1;
     }
 }

@@ -11,6 +11,7 @@
 use super::client::SimClient;
 use super::node::Input;
 use super::{SimEvent, Simulation};
+use crate::event::{Event, Observed};
 use crate::kv::KvStore;
 use crate::protocol::{ClientFrame, FaultSettings, ServerInbound, ServerOutbound, ServerStatus};
 use crate::proxy::{ConnId, Proxy, Settings};
@@ -194,6 +195,32 @@ impl Simulation {
                 self.now + delay,
                 SimEvent::ToProxyFromServer { proxy: p, incarnation, node: id, frame },
             );
+        }
+    }
+
+    /// A server's changes of role reach every proxy in an events frame, as a real server's
+    /// do at once (proxies route by them). Its other events are left out: the proxies'
+    /// monitors see elections, the simulator's checker sees the rest. The frames keep their
+    /// order (the shortest delay; no draw from the seed's generator).
+    pub(super) fn roles_to_proxies(&mut self, id: NodeId, events: &[Event]) {
+        let roles: Vec<Observed> = events
+            .iter()
+            .filter(|e| matches!(e, Event::RoleChanged { .. }))
+            .map(|event| Observed { node: id, at: self.now, event: event.clone() })
+            .collect();
+        if roles.is_empty() {
+            return;
+        }
+        let node = &mut self.nodes[id as usize - 1];
+        node.events_seq += 1;
+        let frame = ServerOutbound::Events { events: roles, seq: node.events_seq };
+        let delay = self.network.faults.min_delay;
+        for p in 0..self.proxies.len() {
+            if self.proxies[p].core.is_some() {
+                let (incarnation, frame) = (self.proxies[p].incarnation, frame.clone());
+                let at = self.now + delay;
+                self.schedule(at, SimEvent::ToProxyFromServer { proxy: p, incarnation, node: id, frame });
+            }
         }
     }
 
