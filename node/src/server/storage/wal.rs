@@ -1,5 +1,5 @@
-//! The write-ahead log's format: a file header, then one *batch* per `persist` call, each a
-//! header and a payload of records.
+//! The write-ahead log's format: a file header, then one *batch* per round of the Raft loop
+//! that had something to keep, each a header and a payload of records.
 //!
 //! ```text
 //! "consenso-wal 2\n"                                       file header (format 2)
@@ -9,16 +9,18 @@
 //!         payload: record*, record = [kind: u8][len: u32][body]  (body: JSON)
 //! ```
 //!
-//! A batch is written with one `write` and made durable with one `fdatasync` before the next
-//! is written, so only the last batch of a file can be unfinished. The file grows 64 KiB at a
+//! A batch is written (with the zeros that grow the file, when it must grow) and made durable
+//! with one `fdatasync` before the next is written, so only the last batch of a file can be
+//! unfinished. The file grows 64 KiB at a
 //! time, zeros written ahead of the log, so the log ends before the file does: zeros after
 //! the last batch are that space. Recovery tells the two kinds of damage apart:
 //!
 //! - **torn** — the crash came during the last write, which was never acknowledged: the file
 //!   ends inside the last batch (its header or payload cut short), or what follows the last
 //!   good batch was never written (zeros, as a file system returns for space it allocated
-//!   but did not write), or the last batch's payload ends in zeros, or its header was cut by
-//!   a sector boundary and zeros follow. It is cut off.
+//!   but did not write), or the last batch's payload ends in zeros, or a sector of it reads as
+//!   zeros (its header's included: a crash may keep a write's later sectors and lose its
+//!   first). It is cut off.
 //! - **corrupt** — anything else: a complete header whose checksum fails, a complete payload
 //!   with a non-zero end whose checksum fails, a batch whose records do not add up, and any bad
 //!   batch followed by a good one (a later batch is written only after the earlier one was
@@ -160,13 +162,13 @@ pub(crate) fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Reco
 /// the module documentation).
 fn torn(bytes: &[u8], offset: usize) -> bool {
     let rest = &bytes[offset..];
-    if rest.len() < BATCH_HEADER || rest.iter().all(|b| *b == 0) {
+    if rest.len() < BATCH_HEADER {
         return true;
     }
     match header_at(bytes, offset) {
-        // A header cut by a sector boundary whose second part never reached the disk, zeros
-        // after it (with the file grown ahead, a cut header is no longer at the file's end).
-        None if header_cut_by_a_sector(bytes, offset) => true,
+        // A sector holding the header never reached the disk (the log is written over zeros,
+        // and a crash can keep a write's later sectors and lose its first).
+        None if header_sector_unwritten(bytes, offset) => true,
         // A complete header that fails its own checksum was written whole and then damaged.
         None => false,
         // We never write an empty batch, nor one this long.
@@ -182,12 +184,20 @@ fn torn(bytes: &[u8], offset: usize) -> bool {
     }
 }
 
-/// Whether the batch header at `offset` spans a sector boundary with nothing but zeros from
-/// that boundary to the end of the file.
-fn header_cut_by_a_sector(bytes: &[u8], offset: usize) -> bool {
+/// Whether a sector holding the batch header at `offset` reads as never written: the header is
+/// all zeros (we never write one: its length is never 0), or it spans a sector boundary and its
+/// part before the boundary is zeros, or the sector after the boundary (which holds the rest of
+/// the header and the start of the payload, never zeros) is.
+fn header_sector_unwritten(bytes: &[u8], offset: usize) -> bool {
     const SECTOR: usize = 512;
+    let zeros = |range: &[u8]| range.iter().all(|b| *b == 0);
+    let end = (offset + BATCH_HEADER).min(bytes.len());
+    if zeros(&bytes[offset..end]) {
+        return true;
+    }
     let boundary = (offset / SECTOR + 1) * SECTOR;
-    boundary < offset + BATCH_HEADER && bytes[boundary..].iter().all(|b| *b == 0)
+    boundary < end
+        && (zeros(&bytes[offset..boundary]) || zeros(&bytes[boundary..(boundary + SECTOR).min(bytes.len())]))
 }
 
 /// Whether `bytes[start..start + len]` contains a whole 512-byte sector of zeros.
@@ -259,10 +269,35 @@ mod tests {
         bytes[512..].fill(0);
         bytes.extend([0; 2048]);
         assert_eq!(kinds(&bytes).unwrap(), (vec![KIND_ENTRY], first_end));
-        // The same cut with anything but zeros after it is damage.
-        let last = bytes.len() - 1;
-        bytes[last] = 1;
+        // The same cut with its second sector written is damage.
+        bytes[512 + 2] = 1;
         assert!(kinds(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_last_batch_whose_header_sector_was_lost_and_later_sectors_kept_is_torn() {
+        let big = vec![b'x'; 3000];
+        let first = log(&[&[(KIND_ENTRY, b"[1]")]]);
+        let mut whole = log(&[&[(KIND_ENTRY, b"[1]")], &[(KIND_ENTRY, &big)]]);
+        whole.extend([0; 4096]);
+        // The header within one sector, zeros; the payload's later sectors on disk.
+        let mut lost = whole.clone();
+        lost[first.len()..512].fill(0);
+        assert_eq!(kinds(&lost).unwrap(), (vec![KIND_ENTRY], first.len()));
+        // A header across a sector boundary, either part lost.
+        let mut bytes = log(&[&[(KIND_ENTRY, &[b'x'; 475])]]);
+        let first_end = bytes.len();
+        frame_batch(&mut bytes, &[(KIND_ENTRY, &big)]);
+        bytes.extend([0; 4096]);
+        for lost_part in [first_end..512, 512..1024] {
+            let mut torn = bytes.clone();
+            torn[lost_part.clone()].fill(0);
+            assert_eq!(kinds(&torn).unwrap(), (vec![KIND_ENTRY], first_end), "lost {lost_part:?}");
+        }
+        // A header written whole with a bit flipped is still damage.
+        let mut flipped = whole;
+        flipped[first.len() + 1] ^= 0x10;
+        assert!(kinds(&flipped).is_err());
     }
 
     #[test]
