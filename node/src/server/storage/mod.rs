@@ -33,7 +33,9 @@ use shared::raft::{Entry, HardState, Index, Persisted, Snapshot};
 use shared::replica::Persist;
 
 pub use identity::Identity;
-pub(crate) use wal::{DAMAGED, KIND_ENTRY, KIND_HARD_STATE, MAGIC, frame_batch};
+#[cfg(test)]
+pub(crate) use wal::frame_batch;
+pub(crate) use wal::{BatchWriter, DAMAGED, KIND_ENTRY, KIND_HARD_STATE, MAGIC};
 #[cfg(test)]
 pub(crate) use wal::{frame_payload, split_payload};
 
@@ -60,6 +62,8 @@ pub struct Storage {
     identity: Option<Identity>,
     /// Whether to flush to disk before returning (always, except in tests of other things).
     fsync: bool,
+    /// A round's batch is built here (kept to spare an allocation per round).
+    buffer: Vec<u8>,
 }
 
 /// What recovery found, for the log and the page.
@@ -122,8 +126,16 @@ impl Storage {
         }
         let hard_state = log.hard_state;
         let wal = Arc::new(wal);
-        let storage =
-            Storage { dir: dir.to_path_buf(), wal, end, allocated, hard_state, identity, fsync: true };
+        let storage = Storage {
+            dir: dir.to_path_buf(),
+            wal,
+            end,
+            allocated,
+            hard_state,
+            identity,
+            fsync: true,
+            buffer: Vec::new(),
+        };
         Ok((storage, Persisted { hard_state, snapshot, entries: log.entries }, recovery))
     }
 
@@ -186,19 +198,19 @@ impl Storage {
             self.rewrite_wal(&persist.entries)?;
             return Ok(false);
         }
-        let mut records: Vec<(u8, Vec<u8>)> = Vec::with_capacity(persist.entries.len() + 1);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        let mut batch = BatchWriter::begin(&mut buffer);
         if let Some(hs) = persist.hard_state {
-            records.push((KIND_HARD_STATE, encode(&hs)));
+            batch.record(KIND_HARD_STATE, |out| encode_into(out, &hs));
         }
-        records.extend(persist.entries.iter().map(|entry| (KIND_ENTRY, encode(entry))));
-        if records.is_empty() {
-            return Ok(false);
+        for entry in &persist.entries {
+            batch.record(KIND_ENTRY, |out| encode_into(out, entry));
         }
-        let mut batch = Vec::new();
-        let borrowed: Vec<(u8, &[u8])> = records.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-        frame_batch(&mut batch, &borrowed);
-        self.append(&batch).context("cannot append to the log")?;
-        Ok(true)
+        let any = batch.finish();
+        let appended = if any { self.append(&buffer).context("cannot append to the log") } else { Ok(()) };
+        self.buffer = buffer;
+        appended.map(|()| any)
     }
 
     /// Writes a batch where the log ends, growing the file first if the batch would pass its
@@ -207,7 +219,13 @@ impl Storage {
         let end = self.end + batch.len() as u64;
         if end > self.allocated {
             let grown = end.next_multiple_of(GROW_BY);
-            self.wal.write_all_at(&vec![0; (grown - end) as usize], end)?;
+            static ZEROS: [u8; GROW_BY as usize] = [0; GROW_BY as usize];
+            let mut at = end;
+            while at < grown {
+                let n = (grown - at).min(GROW_BY);
+                self.wal.write_all_at(&ZEROS[..n as usize], at)?;
+                at += n;
+            }
             self.allocated = grown;
         }
         self.wal.write_all_at(batch, self.end)?;
@@ -233,19 +251,19 @@ impl Storage {
 
     fn rewrite_wal(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
         let mut buffer = MAGIC.to_vec();
-        let hard_state = encode(&self.hard_state);
-        let mut records: Vec<(u8, Vec<u8>)> = vec![(KIND_HARD_STATE, hard_state)];
-        let mut bytes = 0;
+        let hard_state = self.hard_state;
+        let mut batch = BatchWriter::begin(&mut buffer);
+        batch.record(KIND_HARD_STATE, |out| encode_into(out, &hard_state));
+        let mut batch_at = 0;
         for entry in entries {
-            let body = encode(entry);
-            bytes += body.len();
-            records.push((KIND_ENTRY, body));
-            if bytes >= REWRITE_BATCH_BYTES {
-                flush_records(&mut buffer, &mut records);
-                bytes = 0;
+            batch.record(KIND_ENTRY, |out| encode_into(out, entry));
+            if batch.written() - batch_at >= REWRITE_BATCH_BYTES {
+                batch.finish();
+                batch_at = buffer.len();
+                batch = BatchWriter::begin(&mut buffer);
             }
         }
-        flush_records(&mut buffer, &mut records);
+        batch.finish();
         self.replace_file("wal.log", &buffer)?;
         self.wal = Arc::new(OpenOptions::new().write(true).open(self.dir.join("wal.log"))?);
         (self.end, self.allocated) = (buffer.len() as u64, buffer.len() as u64);
@@ -276,18 +294,8 @@ impl Storage {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("log records serialize")
-}
-
-/// Frames `records` as one batch at the end of `buffer` (nothing if there are none).
-fn flush_records(buffer: &mut Vec<u8>, records: &mut Vec<(u8, Vec<u8>)>) {
-    if records.is_empty() {
-        return;
-    }
-    let borrowed: Vec<(u8, &[u8])> = records.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-    frame_batch(buffer, &borrowed);
-    records.clear();
+fn encode_into<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("log records serialize");
 }
 
 /// Flushes the directory that holds `dir`, so that a directory just created survives a crash.
@@ -517,8 +525,10 @@ mod tests {
         let good = log_end(&wal) as u64;
         // A power loss inside a batch of a vote and three entries: only part of it is there.
         let mut batch = Vec::new();
-        let (hs, entries) =
-            (encode(&HardState { term: 5, voted_for: Some(2), admitted: true }), encode(&entry(3, 5)));
+        let (hs, entries) = (
+            serde_json::to_vec(&HardState { term: 5, voted_for: Some(2), admitted: true }).unwrap(),
+            serde_json::to_vec(&entry(3, 5)).unwrap(),
+        );
         frame_batch(&mut batch, &[(KIND_HARD_STATE, &hs), (KIND_ENTRY, &entries), (KIND_ENTRY, &entries)]);
         let torn = batch.len() / 2;
         write_at_end(&wal, &batch[..torn]);

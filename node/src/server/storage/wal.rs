@@ -49,26 +49,75 @@ pub(crate) const DAMAGED: &str = "acknowledged data is damaged; refusing to star
     (a membership change): `consenso client remove-server <this id>`, then `consenso client add-server` \
     (a new id, on an empty disk)";
 
-/// Appends one batch holding `records` (kind, body) to `out`.
+/// Appends one batch holding `records` (kind, body) to `out` (for tests and the fuzzer).
+#[cfg(test)]
 pub(crate) fn frame_batch(out: &mut Vec<u8>, records: &[(u8, &[u8])]) {
-    let mut payload = Vec::with_capacity(records.iter().map(|(_, b)| RECORD_HEADER + b.len()).sum());
+    let mut batch = BatchWriter::begin(out);
     for (kind, body) in records {
-        payload.push(*kind);
-        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        payload.extend_from_slice(body);
+        batch.record(*kind, |out| out.extend_from_slice(body));
     }
-    frame_payload(out, &payload);
+    batch.finish();
+}
+
+/// Builds one batch at the end of a buffer, each record's body written straight into place
+/// (no copy per record), the header filled in at the end. A batch with no record is taken back.
+pub(crate) struct BatchWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> BatchWriter<'a> {
+    pub fn begin(out: &'a mut Vec<u8>) -> BatchWriter<'a> {
+        let start = out.len();
+        out.extend_from_slice(&[0; BATCH_HEADER]);
+        BatchWriter { out, start }
+    }
+
+    /// Appends a record of `kind` whose body `write` appends.
+    pub fn record(&mut self, kind: u8, write: impl FnOnce(&mut Vec<u8>)) {
+        self.out.push(kind);
+        let len_at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        write(self.out);
+        let len = (self.out.len() - len_at - 4) as u32;
+        self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// The buffer's length so far.
+    pub fn written(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Fills in the header; false (and nothing appended) if the batch holds no record.
+    pub fn finish(self) -> bool {
+        let payload_at = self.start + BATCH_HEADER;
+        if self.out.len() == payload_at {
+            self.out.truncate(self.start);
+            return false;
+        }
+        let header = header_for(&self.out[payload_at..]);
+        self.out[self.start..payload_at].copy_from_slice(&header);
+        true
+    }
+}
+
+/// The header of a batch around `payload`.
+fn header_for(payload: &[u8]) -> [u8; BATCH_HEADER] {
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c(payload).to_le_bytes();
+    let header_crc = crc32c::crc32c_append(crc32c::crc32c(&len), &crc).to_le_bytes();
+    let mut header = [0; BATCH_HEADER];
+    header[0..4].copy_from_slice(&len);
+    header[4..8].copy_from_slice(&crc);
+    header[8..12].copy_from_slice(&header_crc);
+    header
 }
 
 /// Appends a batch around a payload, whatever it holds (the fuzzer frames garbled records
 /// with correct checksums, so that they reach the decoders behind them).
+#[cfg(test)]
 pub(crate) fn frame_payload(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c(payload).to_le_bytes();
-    let header_crc = crc32c::crc32c_append(crc32c::crc32c(&len), &crc).to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc);
-    out.extend_from_slice(&header_crc);
+    out.extend_from_slice(&header_for(payload));
     out.extend_from_slice(payload);
 }
 
