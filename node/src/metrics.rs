@@ -187,13 +187,9 @@ pub struct ServerMetrics {
     pub write_answered: Histogram,
 }
 
-/// Bounds of the fsync histogram, in seconds: from a fast SSD to a struggling disk.
-const FSYNC_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
-
-/// Bounds of the write-answer histogram, in seconds: a loopback cluster answers in a fraction
-/// of a millisecond, one across a WAN or a slow disk in tens.
-const ANSWER_BUCKETS: &[f64] =
+/// Bounds of the fsync and write-answer histograms, in seconds: a fast SSD's flush or a loopback
+/// cluster's answer take a fraction of a millisecond; a struggling disk or a WAN, tens.
+const SECONDS_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 const ROLES: [Role; 4] = [Role::Follower, Role::PreCandidate, Role::Candidate, Role::Leader];
@@ -213,8 +209,8 @@ impl Default for ServerMetrics {
             reads: Default::default(),
             sent: Default::default(),
             received: Default::default(),
-            fsync: Histogram::new(FSYNC_BUCKETS),
-            write_answered: Histogram::new(ANSWER_BUCKETS),
+            fsync: Histogram::new(SECONDS_BUCKETS),
+            write_answered: Histogram::new(SECONDS_BUCKETS),
         }
     }
 }

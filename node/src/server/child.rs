@@ -178,5 +178,8 @@ fn read_lines(stdout: std::process::ChildStdout, inputs: InputSender, pending: A
             return;
         }
     }
+    // A node that exits closes its output first: give the exit a moment to be seen, here on
+    // this reader's thread rather than on the server's one thread.
+    std::thread::sleep(Duration::from_millis(50));
     let _ = inputs.send(Input::NodeOutputClosed);
 }

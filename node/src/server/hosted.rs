@@ -1,6 +1,6 @@
 //! `consenso server --server-cmd CMD`: the server is a student's node, a process speaking
-//! Maelstrom's JSON lines (`shared::hosted`, `docs/node-protocol.md`), and this thread is its
-//! host in place of the Raft loop.
+//! Maelstrom's JSON lines (`shared::hosted`, `docs/node-protocol.md`), and this task is its
+//! host in place of the Raft loop, on the server's one thread.
 //!
 //! Everything around the node is a Consenso server's: the same links to peers and proxies, the
 //! same outbox (so its messages are held, stepped, delayed, dropped and cut like any server's),
@@ -156,7 +156,7 @@ impl Host {
             }
             Input::NodeOutputClosed => {
                 // It exited (said at the next turn), or it lives on mute: it can never answer.
-                std::thread::sleep(Duration::from_millis(50));
+                // (The reader waited a moment before saying so, so that an exit shows first.)
                 if self.node.exited().is_none() {
                     self.problem("the node closed its output: it can send nothing any more".to_string());
                 }

@@ -199,9 +199,8 @@ impl Shared {
         }
     }
 
-    /// Sends `events`, stamped with this server's clock reading `at`, to subscribed proxies as
-    /// event frame `seq`. No subscriber is fine: events are for observers only.
     /// Sends observers one frame of events, numbered `seq` (they detect gaps by the numbers).
+    /// No subscriber is fine: events are for observers only.
     fn publish(&self, events: Vec<shared::event::Observed>, seq: u64) {
         let frame = shared::protocol::ServerOutbound::Events { events, seq };
         let _ = self.observers.send(shared::protocol::encode(&frame).into());

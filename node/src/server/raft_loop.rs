@@ -135,13 +135,14 @@ pub async fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         }
         server.turn(&mut replica, &mut storage).await?;
         if shutting_down {
-            // The last turn's events and answers: queued, then written by their tasks.
+            // The last turn's events: queued with its answers, then written by their tasks.
             server.publish_events();
-            tokio::task::yield_now().await;
-            return Ok(());
         }
         // Let the network tasks write this turn's replies and messages before the next one.
         tokio::task::yield_now().await;
+        if shutting_down {
+            return Ok(());
+        }
     }
 }
 
@@ -185,7 +186,7 @@ struct Server {
     snapshot_every: u64,
     max_store_bytes: u64,
     shared: Arc<Shared>,
-    /// Client requests in the replica, by the replica's request id: (connection, frame id).
+    /// Client requests in the replica, by the replica's request id.
     pending: BTreeMap<RequestId, PendingRequest>,
     next_request: RequestId,
     events: Vec<Event>,
@@ -558,10 +559,10 @@ impl Server {
 /// (−10 % at 1 client). Measured in bench/RESULTS.md.
 async fn persist(
     storage: &mut Storage,
-    persist: &shared::replica::Persist,
+    round: &shared::replica::Persist,
     off_thread: bool,
 ) -> anyhow::Result<()> {
-    if !storage.write(persist)? {
+    if !storage.write(round)? {
         return Ok(());
     }
     match storage.syncer() {
