@@ -214,18 +214,20 @@ fn a_torn_log_tail_is_cut_off_and_the_server_recovers_and_catches_up() {
     let victim = (1..=3).find(|n| Some(*n) != cluster.leader()).unwrap();
     assert!(matches!(cluster.admin(AdminCommand::Crash { node: victim }), ProxyFrame::AdminDone { .. }));
     let wal = cluster.dir.path().join(format!("data/node-{victim}/wal.log"));
-    let mut bytes = log_of_file(&wal);
-    // Half a batch, as a crash in the middle of a write leaves: its header whole (length,
-    // payload checksum, header checksum), its payload cut short.
+    let end = log_of_file(&wal).len() as u64;
+    // Half a batch where the log ends, over the zeros grown ahead of it, as a crash in the
+    // middle of a write leaves: its header whole (length, payload checksum, header checksum),
+    // its payload cut short.
     let entry = br#"{"index":99,"term":9,"payload":{"kind":"noop"}}"#;
     let payload = [&[2u8][..], &(entry.len() as u32).to_le_bytes(), entry].concat();
     let len = (payload.len() as u32).to_le_bytes();
     let crc = crc32c::crc32c(&payload).to_le_bytes();
-    bytes.extend_from_slice(&len);
-    bytes.extend_from_slice(&crc);
-    bytes.extend_from_slice(&crc32c::crc32c_append(crc32c::crc32c(&len), &crc).to_le_bytes());
-    bytes.extend_from_slice(&payload[..20]);
-    std::fs::write(&wal, &bytes).unwrap();
+    let header_crc = crc32c::crc32c_append(crc32c::crc32c(&len), &crc).to_le_bytes();
+    let half = [&len[..], &crc, &header_crc, &payload[..20]].concat();
+    let length_before = std::fs::metadata(&wal).unwrap().len();
+    assert!(length_before >= end + half.len() as u64, "the file is grown ahead of its log");
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(&wal).unwrap().write_all_at(&half, end).unwrap();
     assert!(matches!(cluster.admin(AdminCommand::Restart { node: victim }), ProxyFrame::AdminDone { .. }));
     wait_caught_up(&cluster, victim, 21, "the recovered node to catch up");
     assert!(cluster.log_of(&format!("node-{victim}")).contains("torn batch"), "recovery says what it cut");
