@@ -470,7 +470,11 @@ fn serve<Loop: std::future::Future<Output = anyhow::Result<()>>>(
             // ends cleanly.
             tracing::info!("node {} shutting down", args.id);
             let _ = shared.inputs.send(Input::Shutdown);
-            runtime.block_on(server)
+            let outcome = runtime.block_on(server);
+            // The last answers and events are queued: let the connections' tasks write them
+            // (bounded: a peer that does not read is not waited for).
+            runtime.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
+            outcome
         }
         Some(Ok(())) => Err(anyhow::anyhow!("{what} stopped unexpectedly")),
         Some(Err(e)) => Err(e.context(format!("{what} failed"))),

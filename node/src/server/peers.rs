@@ -175,29 +175,26 @@ async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -
         let mut batch = vec![first];
         let mut next = None;
         while batch.len() < BATCH && bytes < BATCH_BYTES {
-            match queue.try_recv() {
-                Some(m) if bytes + m.approx_bytes() > BATCH_BYTES => {
-                    next = Some(m);
-                    break;
-                }
-                Some(m) => {
-                    bytes += m.approx_bytes();
-                    batch.push(m);
-                }
-                None => break,
+            let Some(m) = queue.try_recv() else { break };
+            let size = m.approx_bytes();
+            if bytes + size > BATCH_BYTES {
+                next = Some((m, size));
+                break;
             }
+            bytes += size;
+            batch.push(m);
         }
-        send(stream, batch).await?;
-        if let Some(m) = next {
-            send(stream, vec![m]).await?;
+        send(stream, batch, bytes).await?;
+        if let Some((m, size)) = next {
+            send(stream, vec![m], size).await?;
         }
     }
 }
 
-async fn send(stream: &mut ws::Stream, messages: Vec<Message>) -> anyhow::Result<()> {
+/// Sends one frame of `messages`, about `bytes` long.
+async fn send(stream: &mut ws::Stream, messages: Vec<Message>, bytes: usize) -> anyhow::Result<()> {
     // A big frame (a snapshot's chunk) may wait while the peer, whose network and Raft loop
     // share one thread, stores the chunk before it: a second more per MiB.
-    let bytes: usize = messages.iter().map(Message::approx_bytes).sum();
     let limit = SEND_TIMEOUT + Duration::from_secs((bytes >> 20) as u64);
     match tokio::time::timeout(limit, ws::send(stream, &ServerInbound::Raft { messages })).await {
         Ok(sent) => sent,
