@@ -59,7 +59,7 @@ fn main() {
     let f = |v: &serde_json::Value, path: &[&str]| {
         path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(f64::NAN)
     };
-    println!("cluster benchmark: 3 servers, fsync on, 256-byte values, election timeout 150–300 ms");
+    println!("cluster benchmark: 3 servers, fsync on, 256-byte values, election timeout 150–225 ms");
     println!("  disk: {fsync:.0} fdatasync/s for sequential 256-byte writes (one writer's ceiling)");
     println!(
         "  idle memory (RSS) per server: {} MB",
