@@ -233,20 +233,20 @@ fn torn(bytes: &[u8], offset: usize) -> bool {
     }
 }
 
-/// Whether a sector holding the batch header at `offset` reads as never written: the header is
-/// all zeros (we never write one: its length is never 0), or it spans a sector boundary and its
-/// part before the boundary is zeros, or the sector after the boundary (which holds the rest of
-/// the header and the start of the payload, never zeros) is.
+/// Whether a sector holding the batch header at `offset` reads as never written. A sector is
+/// written whole, so a lost one reads as zeros from where the batch starts in it to its end
+/// (the batch's bytes there — header, payload — are never all zeros). Zeros in the header alone,
+/// with the payload beside them in the same sector, are damage.
 fn header_sector_unwritten(bytes: &[u8], offset: usize) -> bool {
     const SECTOR: usize = 512;
     let zeros = |range: &[u8]| range.iter().all(|b| *b == 0);
-    let end = (offset + BATCH_HEADER).min(bytes.len());
-    if zeros(&bytes[offset..end]) {
+    let boundary = ((offset / SECTOR + 1) * SECTOR).min(bytes.len());
+    if zeros(&bytes[offset..boundary]) {
         return true;
     }
-    let boundary = (offset / SECTOR + 1) * SECTOR;
-    boundary < end
-        && (zeros(&bytes[offset..boundary]) || zeros(&bytes[boundary..(boundary + SECTOR).min(bytes.len())]))
+    // A header across the boundary: the sector after it holds the header's end and the
+    // payload's start.
+    boundary < offset + BATCH_HEADER && zeros(&bytes[boundary..(boundary + SECTOR).min(bytes.len())])
 }
 
 /// Whether `bytes[start..start + len]` contains a whole 512-byte sector of zeros.
@@ -343,6 +343,11 @@ mod tests {
             torn[lost_part.clone()].fill(0);
             assert_eq!(kinds(&torn).unwrap(), (vec![KIND_ENTRY], first_end), "lost {lost_part:?}");
         }
+        // Zeros in the header alone, its payload beside them in the same sector: the sector
+        // was written, and then damaged.
+        let mut zeroed = whole.clone();
+        zeroed[first.len()..first.len() + BATCH_HEADER].fill(0);
+        assert!(kinds(&zeroed).is_err());
         // A header written whole with a bit flipped is still damage.
         let mut flipped = whole;
         flipped[first.len() + 1] ^= 0x10;
