@@ -8,6 +8,8 @@
 //! side drops it, with what was on it. Servers report their status to every proxy four times a second, as real ones
 //! do; a paused or crashed server stops reporting, and a crash drops its links.
 
+use std::collections::BTreeMap;
+
 use super::client::SimClient;
 use super::node::Input;
 use super::{SimEvent, Simulation};
@@ -28,11 +30,14 @@ pub(super) struct SimProxy {
     pub incarnation: u64,
     /// The wake-up scheduled for it, if any.
     wake: Option<Millis>,
+    /// When the last frame from each server reaches it: a link is a WebSocket, whose frames
+    /// arrive in the order they left.
+    last_from: BTreeMap<NodeId, Millis>,
 }
 
 impl SimProxy {
     pub fn new() -> SimProxy {
-        SimProxy { core: None, incarnation: 0, wake: None }
+        SimProxy { core: None, incarnation: 0, wake: None, last_from: BTreeMap::new() }
     }
 }
 
@@ -145,9 +150,12 @@ impl Simulation {
         p: usize,
         incarnation: u64,
         node: NodeId,
+        server_life: u64,
         frame: ServerOutbound,
     ) {
-        if self.proxies[p].incarnation != incarnation {
+        if self.proxies[p].incarnation != incarnation
+            || self.nodes[node as usize - 1].incarnation != server_life
+        {
             return;
         }
         self.with_proxy(p, |proxy, now| proxy.server(now, node, frame));
@@ -185,23 +193,15 @@ impl Simulation {
         };
         let frame = ServerOutbound::Status { status: Box::new(status) };
         for p in 0..self.proxies.len() {
-            if self.proxies[p].core.is_none() {
-                continue;
+            if self.proxies[p].core.is_some() {
+                self.server_frame(id, p, self.proxies[p].incarnation, frame.clone());
             }
-            let incarnation = self.proxies[p].incarnation;
-            let delay = self.link_delay();
-            let frame = frame.clone();
-            self.schedule(
-                self.now + delay,
-                SimEvent::ToProxyFromServer { proxy: p, incarnation, node: id, frame },
-            );
         }
     }
 
     /// A server's changes of role reach every proxy in an events frame, as a real server's
     /// do at once (proxies route by them). Its other events are left out: the proxies'
-    /// monitors see elections, the simulator's checker sees the rest. The frames keep their
-    /// order (the shortest delay; no draw from the seed's generator).
+    /// monitors see elections, the simulator's checker sees the rest.
     pub(super) fn roles_to_proxies(&mut self, id: NodeId, events: &[Event]) {
         let roles: Vec<Observed> = events
             .iter()
@@ -214,20 +214,27 @@ impl Simulation {
         let node = &mut self.nodes[id as usize - 1];
         node.events_seq += 1;
         let frame = ServerOutbound::Events { events: roles, seq: node.events_seq };
-        let delay = self.network.faults.min_delay;
         for p in 0..self.proxies.len() {
             if self.proxies[p].core.is_some() {
-                let (incarnation, frame) = (self.proxies[p].incarnation, frame.clone());
-                let at = self.now + delay;
-                self.schedule(at, SimEvent::ToProxyFromServer { proxy: p, incarnation, node: id, frame });
+                self.server_frame(id, p, self.proxies[p].incarnation, frame.clone());
             }
         }
     }
 
     /// A server answered request `id` of proxy `p`.
     pub(super) fn answer_proxy(&mut self, node: NodeId, p: usize, incarnation: u64, frame: ServerOutbound) {
+        self.server_frame(node, p, incarnation, frame);
+    }
+
+    /// A frame from server `node` to proxy `p`, after the link's delay and never before the
+    /// frames it sent earlier.
+    fn server_frame(&mut self, node: NodeId, p: usize, incarnation: u64, frame: ServerOutbound) {
         let delay = self.link_delay();
-        self.schedule(self.now + delay, SimEvent::ToProxyFromServer { proxy: p, incarnation, node, frame });
+        let last = self.proxies[p].last_from.get(&node).copied().unwrap_or(0);
+        let at = (self.now + delay).max(last);
+        self.proxies[p].last_from.insert(node, at);
+        let server_life = self.nodes[node as usize - 1].incarnation;
+        self.schedule(at, SimEvent::ToProxyFromServer { proxy: p, incarnation, node, server_life, frame });
     }
 
     /// How long a frame takes over a client's or a proxy's link.
