@@ -16,7 +16,7 @@ use crate::protocol::{
     ApiError, ErrorKind, FaultSettings, ProcessInfo, ServerInbound, ServerStatus, SupervisorInbound,
     TimeCommand, TimeReport,
 };
-use crate::raft::{MessageId, Millis, NodeId};
+use crate::raft::{MessageId, Millis, NodeId, Role, Term};
 use crate::replica::{Reply, Request};
 use crate::session::ClientSession;
 
@@ -126,6 +126,8 @@ pub(crate) struct ServerView {
     pub up: bool,
     /// Its last status, and when it came.
     pub status: Option<(ServerStatus, Millis)>,
+    /// A role it announced in its events since that status, with the term.
+    announced: Option<(Role, Term)>,
     pub log: LogMirror,
     /// The number of the last event frame received (0: none since the log).
     pub events_seq: u64,
@@ -162,17 +164,24 @@ impl ServerView {
     }
 
     /// A change of role reported in its events, newer than its last status: who leads is
-    /// known at once rather than at the next status (routing waits on it).
-    pub fn took_role(&mut self, role: crate::raft::Role, term: crate::raft::Term, leader: Option<NodeId>) {
-        if let Some((status, _)) = &mut self.status {
-            let raft = &mut status.replica.raft;
-            if term >= raft.term {
-                (raft.role, raft.term, raft.leader) = (role, term, leader);
-            }
+    /// known at once rather than at the next status (routing waits on it). Only routing reads
+    /// it (`roles`); the rest of the status (members, commit) stays as the server reported it.
+    pub fn took_role(&mut self, role: Role, term: Term) {
+        let status_term = self.status.as_ref().map_or(0, |(s, _)| s.replica.raft.term);
+        if term >= status_term {
+            self.announced = Some((role, term));
         }
     }
 
+    /// Its role and term as routing sees them: the last announced, else the last status's.
+    pub fn role(&self, now: Millis) -> Option<(Role, Term)> {
+        let status = self.fresh(now)?;
+        Some(self.announced.unwrap_or((status.replica.raft.role, status.replica.raft.term)))
+    }
+
     pub fn took_status(&mut self, status: ServerStatus, now: Millis) {
+        // Sent after the events before it: it says what they said, and more.
+        self.announced = None;
         let sent = status.clock.messages_sent;
         match self.sent {
             Some((before, at)) if now > at + 50 => {
@@ -188,6 +197,7 @@ impl ServerView {
     /// The cluster was reset: what it said is void.
     pub fn forget(&mut self) {
         self.status = None;
+        self.announced = None;
         self.log = LogMirror::default();
         self.events_seq = 0;
         self.sent = None;
@@ -302,6 +312,8 @@ pub(crate) struct State {
     timer_seq: u64,
     /// How many times a server announced that it leads; requests settling wait on it.
     leader_news: u64,
+    /// The server that announced it last.
+    announced_leader: Option<NodeId>,
     news_waiters: BTreeMap<u64, Waker>,
     pub gate: TimeGate,
     pub monitor: Monitor,
@@ -339,6 +351,7 @@ impl State {
             timers: BTreeMap::new(),
             timer_seq: 0,
             leader_news: 0,
+            announced_leader: None,
             news_waiters: BTreeMap::new(),
             gate: TimeGate::default(),
             monitor: Monitor::new(),
@@ -483,9 +496,10 @@ impl State {
         }
     }
 
-    /// A server announced that it leads: requests waiting for a leader look again.
-    pub fn leader_announced(&mut self) {
+    /// Server `node` announced that it leads: requests waiting for a leader look again.
+    pub fn leader_announced(&mut self, node: NodeId) {
         self.leader_news += 1;
+        self.announced_leader = Some(node);
         for waker in std::mem::take(&mut self.news_waiters).into_values() {
             waker.wake();
         }
@@ -531,15 +545,16 @@ pub(crate) fn sleep(core: &Core, ms: Millis) -> Timer {
 }
 
 /// Waits `ms`, or less if a server announces meanwhile that it leads: after a leader's failure
-/// a request waits for the election, not for a polling interval. True if news came.
-pub(crate) async fn settle(core: &Core, ms: Millis) -> bool {
+/// a request waits for the election, not for a polling interval. The server that announced
+/// it, if one did.
+pub(crate) async fn settle(core: &Core, ms: Millis) -> Option<NodeId> {
     let news = LeaderNews { core: core.clone(), seen: core.state().leader_news, key: None };
     let (mut news, mut timer) = (std::pin::pin!(news), std::pin::pin!(sleep(core, ms)));
     std::future::poll_fn(|cx| {
         if news.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(true);
+            return Poll::Ready(core.state().announced_leader);
         }
-        timer.as_mut().poll(cx).map(|()| false)
+        timer.as_mut().poll(cx).map(|()| None)
     })
     .await
 }
@@ -730,5 +745,77 @@ impl<T> Drop for WaitAnswer<T> {
         if let (Some(key), Ok(mut state)) = (self.timer, self.core.0.try_borrow_mut()) {
             state.remove_timer(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::protocol::FaultSettings;
+    use crate::raft::{Config, Persisted};
+    use crate::replica::Replica;
+
+    fn state() -> State {
+        let servers = [(1, "a".to_string()), (2, "b".to_string())].into_iter().collect();
+        State::new(Settings { servers, ..Settings::default() }, SpawnQueue::default())
+    }
+
+    /// A status of server `id`, a follower of `term`, over a live link.
+    fn report(state: &mut State, id: NodeId, term: Term) {
+        let replica = Replica::new(Config::new(id, vec![1, 2]), Persisted::default(), 1, 0, 0);
+        let mut status = ServerStatus {
+            replica: replica.status(),
+            pid: 0,
+            address: String::new(),
+            now: 0,
+            faults: FaultSettings::normal(),
+            kv: None,
+            kv_truncated: false,
+            rss_bytes: None,
+            clock: Default::default(),
+            bugs: Vec::new(),
+            hosted: None,
+        };
+        status.replica.raft.term = term;
+        let now = state.now;
+        let server = state.servers.get_mut(&id).unwrap();
+        server.up = true;
+        server.took_status(status, now);
+    }
+
+    #[test]
+    fn a_leader_announced_in_events_routes_before_its_next_status_and_an_older_term_does_not() {
+        let mut state = state();
+        report(&mut state, 1, 3);
+        report(&mut state, 2, 3);
+        assert_eq!(state.roles(|_| false).0, None);
+        state.servers.get_mut(&2).unwrap().took_role(Role::Leader, 4);
+        assert_eq!(state.roles(|_| false).0, Some(2), "the announcement, before any status says so");
+        state.servers.get_mut(&1).unwrap().took_role(Role::Leader, 2);
+        assert_eq!(state.roles(|_| false).0, Some(2), "a term older than the status is news of nothing");
+        report(&mut state, 2, 4);
+        assert_eq!(state.roles(|_| false).0, None, "a later status says more than the events before it");
+    }
+
+    #[test]
+    fn settling_ends_on_a_leader_announcement_or_its_timer_and_leaves_no_waiter_behind() {
+        let core = Core::new(state());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut waiting = Box::pin(settle(&core, 20));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        core.state().leader_announced(2);
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(Some(2)));
+
+        let mut waiting = Box::pin(settle(&core, 20));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        core.state().advance(20);
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(None), "no news: the interval ends it");
+
+        let mut waiting = Box::pin(settle(&core, 20));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(waiting);
+        assert!(core.state().news_waiters.is_empty() && core.state().timers.is_empty());
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct Fanout {
     followed_order: VecDeque<(NodeId, MessageId)>,
     /// Losses that came before their message, with when: they follow it if it comes and is kept.
     early_losses: VecDeque<(Millis, Observed)>,
+    /// The last message id each sender reported (ids rise within a server's life): a loss at or
+    /// below it is of a message already seen, and sampled out.
+    last_sent: HashMap<NodeId, MessageId>,
     recent: VecDeque<Observed>,
 }
 
@@ -90,6 +93,7 @@ impl Fanout {
             let mut early_loss = None;
             let keep = match &observed.event {
                 Event::MessageSent { id, to, message, .. } => {
+                    self.last_sent.insert(observed.node, *id);
                     let kind = message.kind();
                     let keep = !kind.is_routine()
                         || due(&mut self.last_message, (observed.node, *to, kind), now, ROUTINE_EVERY_MS);
@@ -101,7 +105,8 @@ impl Fanout {
                 }
                 Event::MessageLost { from, id, .. } => {
                     let followed = self.followed.contains(&(*from, *id));
-                    if !followed {
+                    let message_seen = self.last_sent.get(from).is_some_and(|last| id <= last);
+                    if !followed && !message_seen {
                         self.hold_early_loss(observed, now);
                     }
                     followed
@@ -154,6 +159,7 @@ impl Fanout {
         self.followed.clear();
         self.followed_order.clear();
         self.early_losses.clear();
+        self.last_sent.clear();
     }
 
     /// Whether events wait to go out.
@@ -246,6 +252,7 @@ mod tests {
         f.offer(&[lost(10), lost(11)], 1_000);
         let kept = f.take();
         assert_eq!(kept.len(), 2, "heartbeat 10 and its loss; not 11 (sampled out) nor its loss");
+        assert!(f.early_losses.is_empty(), "the loss of a message seen and sampled out waits for nothing");
         assert!(f.recent().is_empty(), "messages are not timeline lines");
     }
 

@@ -329,13 +329,13 @@ fn from_server(state: &mut State, node: NodeId, frame: ServerOutbound) {
             let mut announced = false;
             for observed in &events {
                 server.log.apply(&observed.event);
-                if let Event::RoleChanged { role, term, leader, .. } = observed.event {
-                    server.took_role(role, term, leader);
+                if let Event::RoleChanged { role, term, .. } = observed.event {
+                    server.took_role(role, term);
                     announced |= role == crate::raft::Role::Leader;
                 }
             }
             if announced {
-                state.leader_announced();
+                state.leader_announced(node);
             }
             if gap {
                 state.monitor.gap(node);

@@ -200,10 +200,10 @@ async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut A
             // give the election a moment instead of spinning.
             let moving =
                 matches!(error, ReplyError::TransferInProgress { .. } | ReplyError::HandingOver { .. });
-            if (avoid.contains(l, now) || moving) && settle(core, SETTLING_MS).await {
-                // A server announced that it leads: statuses now name it.
-                avoid.clear();
-                return None;
+            if avoid.contains(l, now) || moving {
+                if let Some(announced) = settle(core, SETTLING_MS).await {
+                    return Some(announced);
+                }
             }
             (!avoid.contains(l, core.now())).then_some(l)
         }
@@ -212,11 +212,8 @@ async fn after_error(core: &Core, node: NodeId, error: ReplyError, avoid: &mut A
         | ReplyError::LeadershipLost
         | ReplyError::Behind => {
             avoid.add(node, now + AVOID_AFTER_ERROR_MS);
-            if settle(core, NO_LEADER_BACKOFF_MS).await {
-                // The candidate that said "no leader" may be the one that just won.
-                avoid.clear();
-            }
-            None
+            // The candidate that said "no leader" may be the one that wins meanwhile.
+            settle(core, NO_LEADER_BACKOFF_MS).await
         }
         ReplyError::MembershipBusy { .. } => {
             sleep(core, BUSY_BACKOFF_MS).await;

@@ -116,9 +116,7 @@ impl State {
             .servers
             .iter()
             .filter(|(id, _)| !avoid(**id))
-            .filter_map(|(id, s)| {
-                s.fresh(self.now).map(|st| (*id, st.replica.raft.role, st.replica.raft.term))
-            })
+            .filter_map(|(id, s)| s.role(self.now).map(|(role, term)| (*id, role, term)))
             .collect();
         let leader = roles
             .iter()
