@@ -94,7 +94,7 @@ pub struct RaftOptions {
     #[arg(long, default_value_t = 150)]
     pub election_timeout: u64,
     /// Randomness added to each election timer, in ms (default: half the timeout, so 150–225 ms)
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub election_jitter: Option<u64>,
     /// Heartbeat interval in ms
     #[arg(long, default_value_t = 50)]
@@ -492,6 +492,29 @@ mod tests {
         assert_eq!(super::id_from_hostname("consenso-0").unwrap(), 1);
         assert_eq!(super::id_from_hostname("my-db-consenso-12").unwrap(), 13);
         assert!(super::id_from_hostname("consenso").is_err());
+    }
+
+    #[test]
+    fn events_wait_a_few_milliseconds_unless_a_change_of_role_is_among_them() {
+        use shared::event::{Event, RoleReason};
+        let mut batch = super::EventBatch::default();
+        batch.add(1, 0, &mut vec![Event::ClockStopped]);
+        let due = batch.due().unwrap();
+        assert!(due > std::time::Instant::now(), "routine events wait for the window");
+        let won = Event::RoleChanged {
+            role: shared::raft::Role::Leader,
+            term: 2,
+            leader: Some(1),
+            reason: RoleReason::ElectionWon { votes: 2 },
+        };
+        batch.add(1, 0, &mut vec![won]);
+        assert!(batch.due().unwrap() <= std::time::Instant::now(), "a new leader goes out at once");
+    }
+
+    #[test]
+    fn an_election_jitter_of_zero_is_refused() {
+        use clap::Parser;
+        assert!(Options::try_parse_from(["consenso", "--election-jitter", "0"]).is_err());
     }
 
     #[derive(clap::Parser)]

@@ -193,8 +193,8 @@ async fn pump(peer: NodeId, stream: &mut ws::Stream, queue: &mut LinkReceiver) -
 
 /// Sends one frame of `messages`, about `bytes` long.
 async fn send(stream: &mut ws::Stream, messages: Vec<Message>, bytes: usize) -> anyhow::Result<()> {
-    // A big frame (a snapshot's chunk) may wait while the peer, whose network and Raft loop
-    // share one thread, stores the chunk before it: a second more per MiB.
+    // A big frame (a snapshot's chunk) takes longer on a slow link or to a busy peer: a second
+    // more per MiB.
     let limit = SEND_TIMEOUT + Duration::from_secs((bytes >> 20) as u64);
     match tokio::time::timeout(limit, ws::send(stream, &ServerInbound::Raft { messages })).await {
         Ok(sent) => sent,

@@ -131,7 +131,7 @@ pub async fn run(shared: Arc<Shared>, options: Options) -> anyhow::Result<()> {
         let Some(batch) = next_inputs(&mut inputs, wait).await else { return Ok(()) };
         let mut shutting_down = false;
         for input in batch {
-            shutting_down |= server.input(&mut replica, &mut storage, input)?;
+            shutting_down |= server.input(&mut replica, &mut storage, input).await?;
         }
         server.turn(&mut replica, &mut storage).await?;
         if shutting_down {
@@ -268,7 +268,12 @@ impl Server {
     }
 
     /// Handles one input; true when it asks the loop to end.
-    fn input(&mut self, replica: &mut Replica, storage: &mut Storage, input: Input) -> anyhow::Result<bool> {
+    async fn input(
+        &mut self,
+        replica: &mut Replica,
+        storage: &mut Storage,
+        input: Input,
+    ) -> anyhow::Result<bool> {
         let now = self.clock.now();
         match input {
             Input::Peer(msg) if self.blocked_from.contains(&msg.from) => self.outbox.lost_on_arrival(&msg),
@@ -294,7 +299,7 @@ impl Server {
             Input::Time { connection, id, command } => self.time(connection, id, command),
             Input::Snapshot => {
                 if let Some(snapshot) = replica.compact_now() {
-                    store_snapshot(replica, storage, &snapshot)?;
+                    store_snapshot(replica, storage, snapshot).await?;
                 }
                 self.next_status = Instant::now();
             }
@@ -451,8 +456,8 @@ impl Server {
                 _ => {}
             }
         }
-        if let Some(snapshot) = &done.snapshot {
-            store_snapshot(replica, storage, snapshot)?;
+        if let Some(snapshot) = done.snapshot {
+            store_snapshot(replica, storage, snapshot).await?;
         }
         for (rid, reply) in done.replies {
             if let Some(PendingRequest { connection, id, write_since }) = self.pending.remove(&rid) {
@@ -562,7 +567,16 @@ async fn persist(
     round: &shared::replica::Persist,
     off_thread: bool,
 ) -> anyhow::Result<()> {
-    if !storage.write(round)? {
+    // A snapshot from the leader can be large: encoded and flushed on another thread, while
+    // this server's network tasks go on (the loop waits for it, as it must before answering).
+    let snapshot_stored = match &round.snapshot {
+        Some(snapshot) => {
+            store_off_thread(storage, snapshot.clone()).await?;
+            true
+        }
+        None => false,
+    };
+    if !storage.write(round, snapshot_stored)? {
         return Ok(());
     }
     match storage.syncer() {
@@ -575,11 +589,23 @@ async fn persist(
 }
 
 /// Writes a snapshot taken here and drops the stored log up to it (keeping what follows).
-fn store_snapshot(replica: &Replica, storage: &mut Storage, snapshot: &Snapshot) -> anyhow::Result<()> {
+async fn store_snapshot(replica: &Replica, storage: &mut Storage, snapshot: Snapshot) -> anyhow::Result<()> {
     let raft = replica.raft();
     let after: Vec<_> =
         (snapshot.meta.index + 1..=raft.last_index()).filter_map(|i| raft.entry(i).cloned()).collect();
-    storage.compact(snapshot, &after).context("cannot store a snapshot")
+    let index = snapshot.meta.index;
+    store_off_thread(storage, snapshot).await?;
+    storage.compacted(index, &after).context("cannot store a snapshot")
+}
+
+/// Writes `snapshot.json` on the blocking pool: the server's thread runs its network tasks
+/// meanwhile (peers' frames are read, answers written), though the Raft loop waits.
+async fn store_off_thread(storage: &Storage, snapshot: Snapshot) -> anyhow::Result<()> {
+    let writer = storage.snapshot_writer();
+    tokio::task::spawn_blocking(move || writer.store(&snapshot))
+        .await
+        .context("the snapshot's thread failed")?
+        .context("cannot store a snapshot")
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.

@@ -19,9 +19,20 @@ pub struct Props {
 #[function_component]
 pub fn LessonPanel(props: &Props) -> Html {
     let shared = use_context::<Shared>().expect("shared context");
-    let pick = use_state(|| CATALOG[0].name.to_string());
-    let lang = props.lang;
     let lesson = &props.lesson;
+    let current = lesson.as_ref().map(|l| l.name.clone());
+    // The lesson on screen is the one picked: a page that opens (or changes layout) during a
+    // lesson, or sees one started from another page, names it.
+    let pick = use_state(|| current.clone().unwrap_or_else(|| CATALOG[0].name.to_string()));
+    {
+        let pick = pick.clone();
+        use_effect_with(current, move |current| {
+            if let Some(name) = current {
+                pick.set(name.clone());
+            }
+        });
+    }
+    let lang = props.lang;
     if !props.admin {
         return html! {
             <div class="lessons viewer">
