@@ -15,8 +15,9 @@ use crate::raft::{Index, Millis, NodeId};
 use crate::replica::{Reply, Request};
 use crate::session::ClientSession;
 
-use super::core::{Core, sleep};
+use super::core::Core;
 use super::route::{self, Outcome as Asked};
+use super::wait::sleep;
 
 /// How long a read sent to one server by a lesson may wait, in running time.
 const READ_PATIENCE_MS: Millis = 3_000;

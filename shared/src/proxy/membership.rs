@@ -8,10 +8,11 @@
 use crate::protocol::{ApiError, ErrorKind, Members, SupervisorInbound};
 use crate::raft::{MembershipChange, NodeId};
 
-use super::core::{Core, sleep};
+use super::core::Core;
 use super::ready::LinkChange;
 use super::route;
 use super::supervise::{known, supervise};
+use super::wait::sleep;
 
 /// Node ids are small positive integers (people say "node 4"); beyond this one is a typo.
 pub const MAX_NODE_ID: NodeId = 9_999;

@@ -22,8 +22,8 @@
 //!
 //! # Layout
 //!
-//! - `core`: what the proxy knows (servers, connections, the supervisor, the time gate) and
-//!   waits on (answers, timers);
+//! - `core`: what the proxy knows (servers, connections, the supervisor, the time gate);
+//! - `wait`: what its tasks wait on (time, a new leader, answers);
 //! - `tasks`: the executor;
 //! - `client`: one client frame, from validation to answer, with the connection's own session
 //!   (registered through the log at its first write, like a client's `register`);
@@ -52,6 +52,7 @@ mod status;
 mod supervise;
 mod tasks;
 mod time;
+mod wait;
 
 pub use admin::{MAX_ADVANCE_MS, TIME_SCALE_MAX, TIME_SCALE_MIN};
 pub use membership::MAX_NODE_ID;

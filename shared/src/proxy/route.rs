@@ -19,7 +19,8 @@ use crate::protocol::{ApiError, ErrorKind, OpResult, ProxyFrame};
 use crate::raft::{Index, MembershipChange, Millis, NodeId};
 use crate::replica::{Reply, ReplyError, Request};
 
-use super::core::{Answered, Core, settle, sleep, wait_reply};
+use super::core::Core;
+use super::wait::{Answered, settle, sleep, wait_reply};
 
 /// One attempt's patience, at time scale 1.
 pub const ATTEMPT_MS: Millis = 1_000;

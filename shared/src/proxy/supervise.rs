@@ -4,7 +4,8 @@
 use crate::protocol::{ApiError, ErrorKind, SupervisorInbound};
 use crate::raft::NodeId;
 
-use super::core::{Answered, Core, wait_supervisor};
+use super::core::Core;
+use super::wait::{Answered, wait_supervisor};
 
 /// How long the supervisor may take to carry out a command.
 const SUPERVISOR_PATIENCE_MS: u64 = 20_000;

@@ -6,7 +6,8 @@
 use crate::protocol::{ApiError, ErrorKind, HeldMessage, TimeCommand, TimeReport};
 use crate::raft::{MessageId, Millis, NodeId};
 
-use super::core::{Answered, Core, sleep, wait_report};
+use super::core::Core;
+use super::wait::{Answered, sleep, wait_report};
 
 /// How long after its journey a delivered message's effects are given to show up (the
 /// receiver's round and fsync, its status report).
