@@ -569,14 +569,10 @@ async fn persist(
 ) -> anyhow::Result<()> {
     // A snapshot from the leader can be large: encoded and flushed on another thread, while
     // this server's network tasks go on (the loop waits for it, as it must before answering).
-    let snapshot_stored = match &round.snapshot {
-        Some(snapshot) => {
-            store_off_thread(storage, snapshot.clone()).await?;
-            true
-        }
-        None => false,
-    };
-    if !storage.write(round, snapshot_stored)? {
+    if let Some(snapshot) = &round.snapshot {
+        store_off_thread(storage, snapshot.clone()).await?;
+    }
+    if !storage.write(round)? {
         return Ok(());
     }
     match storage.syncer() {

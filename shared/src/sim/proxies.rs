@@ -191,12 +191,7 @@ impl Simulation {
             bugs: self.cfg.bugs.iter().collect(),
             hosted: None,
         };
-        let frame = ServerOutbound::Status { status: Box::new(status) };
-        for p in 0..self.proxies.len() {
-            if self.proxies[p].core.is_some() {
-                self.server_frame(id, p, self.proxies[p].incarnation, frame.clone());
-            }
-        }
+        self.send_to_every_proxy(id, ServerOutbound::Status { status: Box::new(status) });
     }
 
     /// A server's changes of role reach every proxy in an events frame, as a real server's
@@ -214,9 +209,14 @@ impl Simulation {
         let node = &mut self.nodes[id as usize - 1];
         node.events_seq += 1;
         let frame = ServerOutbound::Events { events: roles, seq: node.events_seq };
+        self.send_to_every_proxy(id, frame);
+    }
+
+    /// A frame from server `node` to every live proxy.
+    fn send_to_every_proxy(&mut self, node: NodeId, frame: ServerOutbound) {
         for p in 0..self.proxies.len() {
             if self.proxies[p].core.is_some() {
-                self.server_frame(id, p, self.proxies[p].incarnation, frame.clone());
+                self.server_frame(node, p, self.proxies[p].incarnation, frame.clone());
             }
         }
     }

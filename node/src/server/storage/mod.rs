@@ -155,10 +155,13 @@ impl Storage {
     }
 
     /// Makes a round's state durable before anything that depends on it is sent (the server
-    /// calls `write`, then `sync` here or on another thread).
+    /// stores a snapshot and flushes the log on other threads: see `raft_loop::persist`).
     #[cfg(test)]
     pub fn persist(&mut self, persist: &Persist) -> anyhow::Result<()> {
-        if self.write(persist, false)? {
+        if let Some(snapshot) = &persist.snapshot {
+            self.snapshot_writer().store(snapshot)?;
+        }
+        if self.write(persist)? {
             self.sync()?;
         }
         Ok(())
@@ -178,10 +181,10 @@ impl Storage {
         self.fsync.then(|| self.wal.clone())
     }
 
-    /// Writes a round's state; true if it still has to be flushed (`sync`). A snapshot from
-    /// the leader is written and flushed here, unless `snapshot_stored` (the caller stored it
-    /// with a `SnapshotWriter`, on another thread).
-    pub fn write(&mut self, persist: &Persist, snapshot_stored: bool) -> anyhow::Result<bool> {
+    /// Writes a round's state; true if it still has to be flushed (`sync`). A snapshot from the
+    /// leader must be stored first (`snapshot_writer`, on another thread if it is large): here
+    /// the log it replaces is rewritten.
+    pub fn write(&mut self, persist: &Persist) -> anyhow::Result<bool> {
         assert!(
             persist.entries.windows(2).all(|w| w[1].index == w[0].index + 1 && w[1].term >= w[0].term),
             "a batch of entries is contiguous and its terms never go back"
@@ -195,11 +198,8 @@ impl Storage {
             );
             self.hard_state = hs;
         }
-        if let Some(snapshot) = &persist.snapshot {
+        if persist.snapshot.is_some() {
             // A snapshot from the leader replaces the whole log.
-            if !snapshot_stored {
-                self.snapshot_writer().store(snapshot)?;
-            }
             self.rewrite_wal(&persist.entries)?;
             return Ok(false);
         }
@@ -227,13 +227,9 @@ impl Storage {
         let end = self.end + batch.len() as u64;
         if end > self.allocated {
             let grown = end.next_multiple_of(GROW_BY);
+            // Less than one step: `grown` is the next multiple of `GROW_BY` past `end`.
             static ZEROS: [u8; GROW_BY as usize] = [0; GROW_BY as usize];
-            let mut at = end;
-            while at < grown {
-                let n = (grown - at).min(GROW_BY);
-                self.wal.write_all_at(&ZEROS[..n as usize], at)?;
-                at += n;
-            }
+            self.wal.write_all_at(&ZEROS[..(grown - end) as usize], end)?;
             self.allocated = grown;
         }
         self.wal.write_all_at(batch, self.end)?;
@@ -271,12 +267,10 @@ impl Storage {
         let hard_state = self.hard_state;
         let mut batch = BatchWriter::begin(&mut buffer);
         batch.record(KIND_HARD_STATE, |out| encode_into(out, &hard_state));
-        let mut batch_at = 0;
         for entry in entries {
             batch.record(KIND_ENTRY, |out| encode_into(out, entry));
-            if batch.written() - batch_at >= REWRITE_BATCH_BYTES {
+            if batch.payload_len() >= REWRITE_BATCH_BYTES {
                 batch.finish();
-                batch_at = buffer.len();
                 batch = BatchWriter::begin(&mut buffer);
             }
         }

@@ -83,9 +83,9 @@ impl<'a> BatchWriter<'a> {
         self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// The buffer's length so far.
-    pub fn written(&self) -> usize {
-        self.out.len()
+    /// The bytes of this batch's records so far.
+    pub fn payload_len(&self) -> usize {
+        self.out.len() - self.start - BATCH_HEADER
     }
 
     /// Fills in the header; false (and nothing appended) if the batch holds no record.
