@@ -9,7 +9,8 @@
 //! requests meanwhile. Every outgoing message waits in the Raft loop's network
 //! queue (`outbox`) until its delivery time on the server's clock (`clock`), which a lecturer
 //! can slow down, stop and step; faults injected by admins (partitions, loss, delay, latency)
-//! are applied there and where messages arrive (`faults`).
+//! are applied there and where messages arrive (`faults`). What the core observes goes to the
+//! proxy and its pages in frames of a few milliseconds (`events`).
 //!
 //! The data directory (`storage`) holds the write-ahead log (format 2, CRC32C-checked
 //! batches: a torn tail is cut off, any other damage refuses to start), the snapshot and the
@@ -25,6 +26,7 @@
 
 mod child;
 mod clock;
+mod events;
 mod faults;
 mod hosted;
 mod net;
@@ -33,6 +35,8 @@ mod peers;
 mod raft_loop;
 /// Visible to the crate so that the fuzzer (`crate::fuzz`) can decode log and snapshot bytes.
 pub(crate) mod storage;
+
+use events::EventBatch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -204,50 +208,6 @@ impl Shared {
     fn publish(&self, events: Vec<shared::event::Observed>, seq: u64) {
         let frame = shared::protocol::ServerOutbound::Events { events, seq };
         let _ = self.observers.send(shared::protocol::encode(&frame).into());
-    }
-}
-
-/// Observation events on their way to observers. Each is stamped with the time it happened;
-/// a frame goes out at most `EventBatch::WINDOW` after its first event, so that a busy server
-/// sends observers (the proxy's monitor, its recorder, the pages) a few frames a second per
-/// writer instead of one per write — every event still there, with its own time.
-#[derive(Default)]
-pub struct EventBatch {
-    pending: Vec<shared::event::Observed>,
-    since: Option<std::time::Instant>,
-    /// The batch holds news the proxy routes by (a change of role): it goes out this turn.
-    urgent: bool,
-    frames: u64,
-}
-
-impl EventBatch {
-    /// Short enough to be invisible on a page (a third of a 60 Hz frame), long enough to
-    /// gather several writes' events at a thousand writes a second.
-    pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
-
-    pub fn add(&mut self, node: NodeId, at: shared::raft::Millis, events: &mut Vec<shared::event::Event>) {
-        if events.is_empty() {
-            return;
-        }
-        self.since.get_or_insert_with(std::time::Instant::now);
-        // A new leader is what the proxy's waiting writes wait for (`shared::proxy::route`).
-        self.urgent |= events.iter().any(|e| matches!(e, shared::event::Event::RoleChanged { .. }));
-        self.pending.extend(events.drain(..).map(|event| shared::event::Observed { node, at, event }));
-    }
-
-    /// When the pending events must go out.
-    pub fn due(&self) -> Option<std::time::Instant> {
-        self.since.map(|since| if self.urgent { since } else { since + Self::WINDOW })
-    }
-
-    pub fn flush(&mut self, shared: &Shared) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.frames += 1;
-        self.since = None;
-        self.urgent = false;
-        shared.publish(std::mem::take(&mut self.pending), self.frames);
     }
 }
 
@@ -492,23 +452,6 @@ mod tests {
         assert_eq!(super::id_from_hostname("consenso-0").unwrap(), 1);
         assert_eq!(super::id_from_hostname("my-db-consenso-12").unwrap(), 13);
         assert!(super::id_from_hostname("consenso").is_err());
-    }
-
-    #[test]
-    fn events_wait_a_few_milliseconds_unless_a_change_of_role_is_among_them() {
-        use shared::event::{Event, RoleReason};
-        let mut batch = super::EventBatch::default();
-        batch.add(1, 0, &mut vec![Event::ClockStopped]);
-        let due = batch.due().unwrap();
-        assert!(due > std::time::Instant::now(), "routine events wait for the window");
-        let won = Event::RoleChanged {
-            role: shared::raft::Role::Leader,
-            term: 2,
-            leader: Some(1),
-            reason: RoleReason::ElectionWon { votes: 2 },
-        };
-        batch.add(1, 0, &mut vec![won]);
-        assert!(batch.due().unwrap() <= std::time::Instant::now(), "a new leader goes out at once");
     }
 
     #[test]
