@@ -141,7 +141,8 @@ pub enum WriteResult {
     StaleSequence { last_applied: u64 },
     /// This session already has a write with this number, and it was another write.
     SessionConflict,
-    /// The client's session was forgotten (too many clients since): its retry is refused.
+    /// The store does not have the client's session: forgotten (too many clients since), or
+    /// never registered (an id the client made up). Refused either way: it may be a retry.
     SessionExpired,
     /// The store is at its size limit: nothing changed.
     StoreFull { limit: u64 },

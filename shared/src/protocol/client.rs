@@ -364,8 +364,9 @@ impl OpResult {
             WriteResult::SessionExpired => {
                 return Err(ApiError::new(
                     ErrorKind::SessionExpired,
-                    "not applied: the cluster has forgotten this session (too many clients since); \
-                 start a new session (another client id) — if this was a retry, its earlier outcome is unknown",
+                    "not applied: the cluster does not have this session: forgotten (too many clients \
+                 since), or never opened (a client id comes from `register`, not from the client); open \
+                 a new one with `register` — if this was a retry, its earlier outcome is unknown",
                 ));
             }
             WriteResult::StoreFull { limit } => {

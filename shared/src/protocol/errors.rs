@@ -46,8 +46,8 @@ pub enum ErrorKind {
     StaleSession,
     /// The session already has a write with this sequence number, and it was another write.
     SessionConflict,
-    /// The session was forgotten (too many clients since): a retry is refused rather than
-    /// risk applying it twice. Start a new session.
+    /// The cluster does not have the session — forgotten (too many clients since) or never
+    /// registered: a retry is refused rather than risk applying it twice. Register a new one.
     SessionExpired,
     /// The store is at its configured size limit: the write changed nothing.
     StoreFull,
