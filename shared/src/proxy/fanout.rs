@@ -162,6 +162,12 @@ impl Fanout {
         self.last_sent.clear();
     }
 
+    /// Server `node` started a new life (its subscription begins again): its message ids start
+    /// afresh, so the ids of its last life say nothing about which losses were seen.
+    pub fn forget_sender(&mut self, node: NodeId) {
+        self.last_sent.remove(&node);
+    }
+
     /// Whether events wait to go out.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -277,5 +283,26 @@ mod tests {
         f.offer(&[], 1_000 + EARLY_LOSS_MS + 10);
         f.offer(&[sent_id(1, 2, MessageKind::RequestVote, 21)], 1_000 + EARLY_LOSS_MS + 10);
         assert_eq!(f.take().len(), 1, "message 21 alone: its loss waited too long");
+    }
+
+    #[test]
+    fn a_restarted_sender_numbers_afresh_so_its_early_losses_wait_again() {
+        let mut f = Fanout::default();
+        f.offer(&[sent_id(1, 2, MessageKind::RequestVote, 500)], 1_000);
+        f.take();
+        // Node 1 restarts; its new life's ids begin below its old ones.
+        f.forget_sender(1);
+        let lost = Observed {
+            node: 2,
+            at: 0,
+            event: Event::MessageLost { from: 1, id: 7, to: 2, reason: LossReason::Partition },
+        };
+        f.offer(&[lost], 2_000);
+        f.offer(&[sent_id(1, 2, MessageKind::RequestVote, 7)], 2_004);
+        let kept: Vec<Event> = f.take().into_iter().map(|o| o.event).collect();
+        assert!(
+            matches!(kept[..], [Event::MessageSent { id: 7, .. }, Event::MessageLost { id: 7, .. }]),
+            "the new life's message, then its loss: {kept:?}"
+        );
     }
 }

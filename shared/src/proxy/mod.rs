@@ -355,6 +355,7 @@ fn from_server(state: &mut State, node: NodeId, frame: ServerOutbound) {
             let server = state.servers.get_mut(&node).expect("checked by the caller");
             server.log = mirror.clone();
             server.events_seq = 0;
+            state.fanout.forget_sender(node);
             state.monitor.log(node, mirror);
             if state.fanout.has_pending() {
                 // The log replaces what came before it: events first.
