@@ -176,6 +176,11 @@ impl ServerView {
         }
     }
 
+    /// It announced that it leads, and said nothing since that took it back.
+    pub fn announced_leading(&self) -> bool {
+        self.announced.is_some_and(|(role, _)| role == Role::Leader)
+    }
+
     /// Its role and term as routing sees them: the last announced, else the last status's.
     pub fn role(&self, now: Millis) -> Option<(Role, Term)> {
         let status = self.fresh(now)?;
@@ -583,5 +588,30 @@ mod tests {
         assert_eq!(state.roles(|_| false).0, Some(2), "a term older than the status is news of nothing");
         report(&mut state, 2, 4);
         assert_eq!(state.roles(|_| false).0, None, "a later status says more than the events before it");
+    }
+
+    #[test]
+    fn only_a_frame_that_leaves_a_server_leading_is_leader_news() {
+        use crate::event::{Event, Observed, RoleReason};
+        use crate::protocol::ServerOutbound;
+        let mut state = state();
+        report(&mut state, 1, 3);
+        let frame = |seq, roles: &[(Role, Term)]| ServerOutbound::Events {
+            events: roles
+                .iter()
+                .map(|&(role, term)| Observed {
+                    node: 1,
+                    at: 0,
+                    event: Event::RoleChanged { role, term, leader: None, reason: RoleReason::Reported },
+                })
+                .collect(),
+            seq,
+        };
+        super::super::from_server(&mut state, 1, frame(1, &[(Role::Leader, 2)]));
+        assert_eq!(state.leader_news, 0, "an announcement older than the last status");
+        super::super::from_server(&mut state, 1, frame(2, &[(Role::Leader, 4), (Role::Follower, 5)]));
+        assert_eq!(state.leader_news, 0, "stepped down within the same frame");
+        super::super::from_server(&mut state, 1, frame(3, &[(Role::Leader, 6)]));
+        assert_eq!((state.leader_news, state.announced_leader), (1, Some(1)));
     }
 }

@@ -327,15 +327,17 @@ fn from_server(state: &mut State, node: NodeId, frame: ServerOutbound) {
             let server = state.servers.get_mut(&node).expect("checked by the caller");
             let gap = server.events_seq != 0 && seq != server.events_seq + 1;
             server.events_seq = seq;
-            let mut announced = false;
+            let mut heard_role = false;
             for observed in &events {
                 server.log.apply(&observed.event);
                 if let Event::RoleChanged { role, term, .. } = observed.event {
                     server.took_role(role, term);
-                    announced |= role == crate::raft::Role::Leader;
+                    heard_role = true;
                 }
             }
-            if announced {
+            // News only if the frame leaves it leading: an announcement older than its last
+            // status, or one it stepped down from within the frame, is not a leader to route to.
+            if heard_role && server.announced_leading() {
                 state.leader_announced(node);
             }
             if gap {
