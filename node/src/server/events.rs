@@ -28,7 +28,7 @@ impl EventBatch {
             return;
         }
         self.since.get_or_insert_with(Instant::now);
-        // A new leader is what the proxy's waiting writes wait for (`shared::proxy::route`).
+        // A new leader is what the proxy's waiting writes wait for (`shared::proxy::wait::settle`).
         self.urgent |= events.iter().any(|e| matches!(e, Event::RoleChanged { .. }));
         self.pending.extend(events.drain(..).map(|event| Observed { node, at, event }));
     }

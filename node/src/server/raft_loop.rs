@@ -491,7 +491,8 @@ impl Server {
     }
 
     /// Stamps this turn's events and sends them when due: at once while the clock is stopped
-    /// (every step shows as it happens), else within `EventBatch::WINDOW`.
+    /// (every step shows as it happens) or when they hold a change of role, else within
+    /// `EventBatch::WINDOW`.
     fn gather_events(&mut self) {
         self.stamp_events();
         if self.clock.is_stopped() || self.published.due().is_some_and(|due| Instant::now() >= due) {

@@ -317,7 +317,7 @@ pub(crate) struct State {
     pub(super) reports: Pending<TimeReport>,
     pub(super) supervisor_answers: Pending<Result<String, ApiError>>,
     pub(super) timers: BTreeMap<(Millis, u64), Waker>,
-    pub(super) timer_seq: u64,
+    timer_seq: u64,
     /// How many times a server announced that it leads; requests settling wait on it.
     pub(super) leader_news: u64,
     /// The server that announced it last.
@@ -491,6 +491,20 @@ impl State {
 
     pub(super) fn remove_timer(&mut self, key: (Millis, u64)) {
         self.timers.remove(&key);
+    }
+
+    /// Wakes `waker` at the next leader news; a task that waits again passes its `key` back.
+    pub(super) fn add_news_waiter(&mut self, key: Option<u64>, waker: &Waker) -> u64 {
+        let key = key.unwrap_or_else(|| {
+            self.timer_seq += 1;
+            self.timer_seq
+        });
+        self.news_waiters.insert(key, waker.clone());
+        key
+    }
+
+    pub(super) fn remove_news_waiter(&mut self, key: u64) {
+        self.news_waiters.remove(&key);
     }
 
     /// Time moved to `now`: timers due wake their tasks.

@@ -52,14 +52,7 @@ impl Future for LeaderNews {
         if state.leader_news != self.seen {
             return Poll::Ready(());
         }
-        let key = match self.key {
-            Some(key) => key,
-            None => {
-                state.timer_seq += 1;
-                state.timer_seq
-            }
-        };
-        state.news_waiters.insert(key, cx.waker().clone());
+        let key = state.add_news_waiter(self.key, cx.waker());
         drop(state);
         self.key = Some(key);
         Poll::Pending
@@ -69,7 +62,7 @@ impl Future for LeaderNews {
 impl Drop for LeaderNews {
     fn drop(&mut self) {
         if let (Some(key), Some(mut state)) = (self.key, self.core.try_state()) {
-            state.news_waiters.remove(&key);
+            state.remove_news_waiter(key);
         }
     }
 }

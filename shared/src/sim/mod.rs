@@ -757,7 +757,7 @@ impl Simulation {
                 continue;
             };
             let reply = wire_round_trip_reply(reply);
-            self.answer_proxy(id, proxy, incarnation, ServerOutbound::Reply { id: request, reply });
+            self.server_frame(id, proxy, incarnation, ServerOutbound::Reply { id: request, reply });
         }
         self.roles_to_proxies(id, &done.events);
         for event in done.events {

@@ -221,14 +221,9 @@ impl Simulation {
         }
     }
 
-    /// A server answered request `id` of proxy `p`.
-    pub(super) fn answer_proxy(&mut self, node: NodeId, p: usize, incarnation: u64, frame: ServerOutbound) {
-        self.server_frame(node, p, incarnation, frame);
-    }
-
     /// A frame from server `node` to proxy `p`, after the link's delay and never before the
     /// frames it sent earlier.
-    fn server_frame(&mut self, node: NodeId, p: usize, incarnation: u64, frame: ServerOutbound) {
+    pub(super) fn server_frame(&mut self, node: NodeId, p: usize, incarnation: u64, frame: ServerOutbound) {
         let delay = self.link_delay();
         let last = self.proxies[p].last_from.get(&node).copied().unwrap_or(0);
         let at = (self.now + delay).max(last);

@@ -33,9 +33,10 @@ use shared::raft::{Entry, HardState, Index, Persisted, Snapshot};
 use shared::replica::Persist;
 
 pub use identity::Identity;
+use wal::BatchWriter;
 #[cfg(test)]
 pub(crate) use wal::frame_batch;
-pub(crate) use wal::{BatchWriter, DAMAGED, KIND_ENTRY, KIND_HARD_STATE, MAGIC};
+pub(crate) use wal::{DAMAGED, KIND_ENTRY, KIND_HARD_STATE, MAGIC};
 #[cfg(test)]
 pub(crate) use wal::{frame_payload, split_payload};
 
@@ -154,8 +155,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Makes a round's state durable before anything that depends on it is sent (the server
-    /// stores a snapshot and flushes the log on other threads: see `raft_loop::persist`).
+    /// Makes a round's state durable before anything that depends on it is sent, in the order
+    /// the server follows (`raft_loop::persist`, which stores a snapshot on the blocking pool and
+    /// flushes a leader's log on a helper thread).
     #[cfg(test)]
     pub fn persist(&mut self, persist: &Persist) -> anyhow::Result<()> {
         if let Some(snapshot) = &persist.snapshot {
@@ -182,8 +184,8 @@ impl Storage {
     }
 
     /// Writes a round's state; true if it still has to be flushed (`sync`). A snapshot from the
-    /// leader must be stored first (`snapshot_writer`, on another thread if it is large): here
-    /// the log it replaces is rewritten.
+    /// leader must be stored first (`snapshot_writer`; the server does it on the blocking pool):
+    /// here the log it replaces is rewritten.
     pub fn write(&mut self, persist: &Persist) -> anyhow::Result<bool> {
         assert!(
             persist.entries.windows(2).all(|w| w[1].index == w[0].index + 1 && w[1].term >= w[0].term),

@@ -207,6 +207,9 @@ pub(crate) fn scan<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<(Vec<Reco
     Ok((records, offset))
 }
 
+/// What a disk writes whole: a write cut by a power loss keeps or loses each sector entire.
+const SECTOR: usize = 512;
+
 /// Whether the bad bytes from `offset` to the end can be the last write, torn by a crash (see
 /// the module documentation).
 fn torn(bytes: &[u8], offset: usize) -> bool {
@@ -238,7 +241,6 @@ fn torn(bytes: &[u8], offset: usize) -> bool {
 /// (the batch's bytes there — header, payload — are never all zeros). Zeros in the header alone,
 /// with the payload beside them in the same sector, are damage.
 fn header_sector_unwritten(bytes: &[u8], offset: usize) -> bool {
-    const SECTOR: usize = 512;
     let zeros = |range: &[u8]| range.iter().all(|b| *b == 0);
     let boundary = ((offset / SECTOR + 1) * SECTOR).min(bytes.len());
     if zeros(&bytes[offset..boundary]) {
@@ -251,7 +253,6 @@ fn header_sector_unwritten(bytes: &[u8], offset: usize) -> bool {
 
 /// Whether `bytes[start..start + len]` contains a whole 512-byte sector of zeros.
 fn has_unwritten_sector(bytes: &[u8], start: usize, len: usize) -> bool {
-    const SECTOR: usize = 512;
     let first = start.div_ceil(SECTOR) * SECTOR;
     (first..start + len)
         .step_by(SECTOR)
