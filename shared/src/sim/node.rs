@@ -125,7 +125,9 @@ pub(super) struct SimNode {
     /// Requests in the replica: its id → the proxy, its life, and the proxy's request id.
     pub requests: BTreeMap<RequestId, (usize, u64, u64)>,
     pub next_request: RequestId,
-    /// The number of its last event frame to the proxies in this life.
+    /// The number of its last event frame to the proxies. It runs on across restarts: a real
+    /// proxy learns that a server's numbering starts again from the log it sends on
+    /// subscribing, which the simulator does not send (a reset here read as a gap).
     pub events_seq: u64,
 }
 
@@ -156,7 +158,6 @@ impl SimNode {
         self.requests.clear();
         self.paused = false;
         self.next_tick = None;
-        self.events_seq = 0;
         self.incarnation += 1;
     }
 }
