@@ -322,6 +322,11 @@ fn one_projector_screen_holds_the_cluster_the_logs_the_caption_and_the_controls(
                 (b.count("[data-caption]").await == 1).then_some(())
             })
             .await;
+            // A page opened during a lesson (here the second, in presentation mode) names it in
+            // the picker: Start must not start another lesson than the one on screen.
+            let picked =
+                b.js(r#"return document.querySelector('select[data-control="lesson"]').value"#).await;
+            assert_eq!(picked, serde_json::json!("leader-crash"), "the picker names the running lesson");
             for (w, h) in [(1600, 900), (1280, 720)] {
                 b.viewport(w, h).await;
                 tokio::time::sleep(Duration::from_millis(700)).await;

@@ -152,7 +152,7 @@ impl RaftOptions {
     }
 
     pub fn election_jitter(&self) -> u64 {
-        self.election_jitter.unwrap_or(self.election_timeout / 2).max(1)
+        self.election_jitter.unwrap_or(shared::raft::default_election_jitter(self.election_timeout))
     }
 
     /// The same options as `consenso server` flags, for a server this process starts.

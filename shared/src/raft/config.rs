@@ -34,13 +34,21 @@ pub struct Config {
     pub bugs: Bugs,
 }
 
+/// The randomness added to each election timer unless asked otherwise: half the timeout, so
+/// 150 ms timers fire in [150, 225) — spread enough that split votes stay rare (the paper's
+/// Figure 16), narrow enough that a leader's crash is noticed soon (bench/RESULTS.md).
+pub const fn default_election_jitter(election_timeout: Millis) -> Millis {
+    if election_timeout < 2 { 1 } else { election_timeout / 2 }
+}
+
 impl Config {
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        const ELECTION_TIMEOUT: Millis = 150;
         Config {
             id,
             voters,
-            election_timeout: 150,
-            election_jitter: 75,
+            election_timeout: ELECTION_TIMEOUT,
+            election_jitter: default_election_jitter(ELECTION_TIMEOUT),
             heartbeat_interval: 50,
             max_entries_per_message: 256,
             max_bytes_per_message: 1 << 20,

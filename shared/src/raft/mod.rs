@@ -47,7 +47,7 @@ pub use crate::types::{
     Body, Configuration, ConflictHint, Entry, HardState, Index, Message, MessageId, MessageKind, Millis,
     NodeId, Payload, Persisted, ReadId, Role, Snapshot, SnapshotMeta, Term, VoteRefusal,
 };
-pub use config::{Bug, Bugs, Config};
+pub use config::{Bug, Bugs, Config, default_election_jitter};
 pub use membership::{ChangeRefused, MembershipChange};
 pub use progress::{PeerProgress, ProgressState};
 pub use ready::{ProposeError, ReadError, ReadOutcome, Ready, Status};
