@@ -344,7 +344,11 @@ pub struct Alarm {
 pub struct EntrySummary {
     pub index: Index,
     pub term: Term,
-    pub text: String,
+    /// Shared, not owned: a page keeps each server's log window (thousands of summaries) in
+    /// versions that views and checkpoints hold, and a new version copies the window; copying a
+    /// summary then copies a pointer, not its text (that copying was a tenth of a busy page's
+    /// main thread; bench/RESULTS.md).
+    pub text: std::sync::Arc<str>,
 }
 
 /// How a read is answered.
@@ -604,7 +608,7 @@ mod tests {
     use crate::raft::Term;
 
     fn summary(index: Index, term: Term) -> EntrySummary {
-        EntrySummary { index, term, text: format!("e{index}") }
+        EntrySummary { index, term, text: format!("e{index}").into() }
     }
 
     #[test]

@@ -285,7 +285,7 @@ impl Event {
             Event::EntriesAppended { entries } => {
                 let (first, last) =
                     (entries.first().map_or(0, |e| e.index), entries.last().map_or(0, |e| e.index));
-                let text = entries.iter().map(|e| e.text.as_str()).take(3).collect::<Vec<_>>().join(", ");
+                let text = entries.iter().map(|e| &*e.text).take(3).collect::<Vec<_>>().join(", ");
                 let more = if entries.len() > 3 { ", …" } else { "" };
                 if es {
                     format!("añade las entradas {first}–{last} a su log: {text}{more}")

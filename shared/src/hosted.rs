@@ -260,14 +260,14 @@ pub enum ReportedEntry {
 impl ReportedEntry {
     fn summary(&self, index: Index) -> EntrySummary {
         match self {
-            ReportedEntry::Term(term) => EntrySummary { index, term: *term, text: String::new() },
+            ReportedEntry::Term(term) => EntrySummary { index, term: *term, text: "".into() },
             ReportedEntry::Entry { term, op } => {
                 let text = match op {
                     Value::Null => String::new(),
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                EntrySummary { index, term: *term, text: text.chars().take(60).collect() }
+                EntrySummary { index, term: *term, text: text.chars().take(60).collect::<String>().into() }
             }
         }
     }
@@ -386,7 +386,7 @@ impl Tracker {
         let term = report.last_log_term.unwrap_or(report.term);
         let mut log: Vec<EntrySummary> = self.log.iter().take(last).cloned().collect();
         while log.len() < last {
-            log.push(EntrySummary { index: log.len() as Index + 1, term, text: String::new() });
+            log.push(EntrySummary { index: log.len() as Index + 1, term, text: "".into() });
         }
         Ok(log)
     }

@@ -34,7 +34,7 @@ const ALARMS_KEPT: usize = 20;
 #[derive(Debug, Clone)]
 struct Committed {
     term: Term,
-    text: String,
+    text: std::sync::Arc<str>,
     /// The committing server's term when it committed (the entry was committed in this term
     /// or earlier).
     in_term: Term,
@@ -348,7 +348,7 @@ mod tests {
                     .map(|(index, term, text)| EntrySummary {
                         index: *index,
                         term: *term,
-                        text: text.to_string(),
+                        text: (*text).into(),
                     })
                     .collect(),
             },

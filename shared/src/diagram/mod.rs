@@ -484,8 +484,11 @@ mod tests {
     fn control_characters_in_a_recording_never_reach_the_svg_or_the_words_raw() {
         let mut lines = recording();
         let nasty = "esc\x1b[2J\x07k\u{0}\u{9b}\u{fffe}";
-        let entry =
-            crate::event::EntrySummary { index: 1, term: 1, text: format!("put {nasty}=v\x1b]0;owned\x07") };
+        let entry = crate::event::EntrySummary {
+            index: 1,
+            term: 1,
+            text: format!("put {nasty}=v\x1b]0;owned\x07").into(),
+        };
         lines.push(at(1500, 1, 1500, Event::EntriesAppended { entries: vec![entry] }));
         lines.push(at(1600, 1, 1600, Event::Fault { description: nasty.to_string(), description_es: None }));
         let svg = render(&lines, Window::all(), nasty);

@@ -634,5 +634,5 @@ pub fn summarize(entry: &Entry) -> EntrySummary {
         text.truncate(cut);
         text.push('…');
     }
-    EntrySummary { index: entry.index, term: entry.term, text }
+    EntrySummary { index: entry.index, term: entry.term, text: text.into() }
 }
