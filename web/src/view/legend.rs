@@ -89,6 +89,8 @@ pub fn Legend(props: &Props) -> Html {
                 }) }
                 <li>{ t(lang, T::LegendHeld) }</li>
                 <li>{ t(lang, T::LegendLostMsg) }</li>
+                // Also under the drawing, where a small screen has no room for it.
+                <li>{ t(lang, T::ClickAMessage) }</li>
             </ul>
         </details>
     }
