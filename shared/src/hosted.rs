@@ -262,12 +262,18 @@ impl ReportedEntry {
         match self {
             ReportedEntry::Term(term) => EntrySummary { index, term: *term, text: "".into() },
             ReportedEntry::Entry { term, op } => {
+                let other;
                 let text = match op {
-                    Value::Null => String::new(),
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Value::Null => "",
+                    Value::String(s) => s.as_str(),
+                    op => {
+                        other = op.to_string();
+                        other.as_str()
+                    }
                 };
-                EntrySummary { index, term: *term, text: text.chars().take(60).collect::<String>().into() }
+                // The first 60 characters, made into the shared text with one copy.
+                let cut = text.char_indices().nth(60).map_or(text.len(), |(i, _)| i);
+                EntrySummary { index, term: *term, text: text[..cut].into() }
             }
         }
     }
@@ -385,8 +391,9 @@ impl Tracker {
         let last = report.last_log_index.unwrap_or(self.log.len() as Index) as usize;
         let term = report.last_log_term.unwrap_or(report.term);
         let mut log: Vec<EntrySummary> = self.log.iter().take(last).cloned().collect();
+        let unknown: std::sync::Arc<str> = "".into();
         while log.len() < last {
-            log.push(EntrySummary { index: log.len() as Index + 1, term, text: "".into() });
+            log.push(EntrySummary { index: log.len() as Index + 1, term, text: unknown.clone() });
         }
         Ok(log)
     }

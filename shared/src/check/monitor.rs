@@ -191,10 +191,8 @@ impl Monitor {
                 }
                 Some(_) => {}
                 None => {
-                    self.committed.insert(
-                        entry.index,
-                        Committed { term: entry.term, text: entry.text.clone(), in_term, node },
-                    );
+                    self.committed
+                        .insert(entry.index, Committed { term: entry.term, text: entry.text, in_term, node });
                 }
             }
         }
